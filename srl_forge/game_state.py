@@ -1,0 +1,99 @@
+"""The live game state (world flags and live events) in DuckDB, seeded from a YAML file.
+
+Seed file format:
+    world: {time_of_day: night, moon_phase: full, weather: fog}
+    live_events:
+      - {name: blood_moon, active: true}
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import yaml
+from pydantic import ValidationError
+
+from srl_forge.encounter import GameState
+from srl_forge.errors import InputError
+from srl_forge.hashing import content_hash
+
+
+def read_seed(path: Path, known_events: tuple[str, ...] | None = None) -> tuple[dict, list[dict]]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(path, "file", "game-state seed file not found") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(path, "yaml", f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("world"), dict):
+        raise InputError(path, "world", "the seed needs a 'world' mapping")
+    events = raw.get("live_events") or []
+    if not isinstance(events, list):
+        raise InputError(path, "live_events", "must be a list of {name, active}")
+    for i, event in enumerate(events):
+        if not isinstance(event, dict) or not isinstance(event.get("name"), str):
+            raise InputError(path, f"live_events[{i}].name", "each event needs a name")
+        if known_events is not None and event["name"] not in known_events:
+            raise InputError(path, f"live_events[{i}].name", f"unknown event {event['name']!r}")
+    try:
+        GameState(**raw["world"])
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(path, "world." + ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+    return raw["world"], events
+
+
+class GameStateStore:
+    """World flags and live events in a DuckDB file."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS world_flags (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            con.execute("CREATE TABLE IF NOT EXISTS live_events (name VARCHAR PRIMARY KEY, active BOOLEAN)")
+
+    @contextmanager
+    def _connect(self):
+        con = duckdb.connect(self.path)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def is_empty(self) -> bool:
+        with self._connect() as con:
+            return con.execute("SELECT count(*) FROM world_flags").fetchone()[0] == 0
+
+    def load_seed(self, path: Path, known_events: tuple[str, ...] | None = None, replace: bool = False) -> None:
+        """Load the seed (validated first) unless the store already holds a state (or `replace`)."""
+        world, events = read_seed(path, known_events)
+        if not replace and not self.is_empty():
+            return
+        with self._connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM world_flags")
+            con.execute("DELETE FROM live_events")
+            con.executemany("INSERT INTO world_flags VALUES (?, ?)", [(k, str(v)) for k, v in world.items()])
+            con.executemany("INSERT INTO live_events VALUES (?, ?)", [(e["name"], bool(e.get("active", True))) for e in events])
+            con.execute("COMMIT")
+
+    def set_flag(self, key: str, value: str) -> None:
+        GameState(**{**self.current().model_dump(exclude={"live_events"}), key: value})
+        with self._connect() as con:
+            con.execute("INSERT OR REPLACE INTO world_flags VALUES (?, ?)", [key, value])
+
+    def set_event(self, name: str, active: bool) -> None:
+        with self._connect() as con:
+            con.execute("INSERT OR REPLACE INTO live_events VALUES (?, ?)", [name, active])
+
+    def current(self) -> GameState:
+        with self._connect() as con:
+            flags = dict(con.execute("SELECT key, value FROM world_flags").fetchall())
+            events = [r[0] for r in con.execute("SELECT name FROM live_events WHERE active ORDER BY name").fetchall()]
+        return GameState(**flags, live_events=tuple(events))
+
+    def version(self) -> str:
+        return content_hash(self.current())

@@ -1,0 +1,212 @@
+"""Lore documents: markdown with YAML front matter, parsed into a cited dossier and memory chunks.
+
+A document lives at `lore/<species>/<name>.md` (shared world lore at `lore/_world/<name>.md`) and
+starts with front matter:
+
+    ---
+    title: Banes of the Blood
+    topic: weaknesses          # behaviour | dialogue | decisions | weaknesses | relations
+    source: "Hunter's Almanac"
+    canon_version: "1.3"
+    species: vampire           # optional; must match the folder
+    ---
+
+Bullets under `## Traits`, `## Weaknesses`, `## Speech style`, `## Taboos` and `## Facts` become
+dossier entries, each citing its document.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from srl_forge.errors import InputError
+from srl_forge.hashing import content_hash
+from srl_forge.species import SHARED_LORE_FOLDER, require_known_species
+
+Topic = Literal["behaviour", "dialogue", "decisions", "weaknesses", "relations"]
+TOPICS: tuple[str, ...] = ("behaviour", "dialogue", "decisions", "weaknesses", "relations")
+DOSSIER_SECTIONS = {
+    "traits": "traits",
+    "weaknesses": "weaknesses",
+    "speech style": "speech_style",
+    "taboos": "taboos",
+    "facts": "facts",
+}
+FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
+
+
+class FrontMatter(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str
+    topic: Topic
+    source: str
+    canon_version: str
+    species: str | None = None
+
+
+class LoreDocument(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    doc_id: str  # "<folder>/<stem>"
+    path: str
+    title: str
+    topic: Topic
+    source: str
+    canon_version: str
+    body: str
+    sections: dict[str, tuple[str, ...]]  # dossier section -> bullets
+    content_hash: str
+
+    @property
+    def words(self) -> int:
+        return len(self.body.split())
+
+
+class CitedEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    text: str
+    source: str  # lore document id
+
+
+class Dossier(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    species: str
+    documents: tuple[dict, ...]
+    traits: tuple[CitedEntry, ...] = ()
+    weaknesses: tuple[CitedEntry, ...] = ()
+    speech_style: tuple[CitedEntry, ...] = ()
+    taboos: tuple[CitedEntry, ...] = ()
+    facts: tuple[CitedEntry, ...] = ()
+
+    def entries(self) -> list[tuple[str, CitedEntry]]:
+        return [(section, e) for section in DOSSIER_SECTIONS.values() for e in getattr(self, section)]
+
+
+class LoreChunk(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    chunk_id: str
+    doc_id: str
+    text: str
+
+
+class SpeciesLore(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    species: str
+    documents: tuple[LoreDocument, ...]
+    dossier: Dossier
+
+    @property
+    def version(self) -> str:
+        return content_hash([d.content_hash for d in self.documents])
+
+    @property
+    def document_ids(self) -> list[str]:
+        return [d.doc_id for d in self.documents]
+
+    def chunks(self) -> list[LoreChunk]:
+        """Paragraphs and bullets, each a retrievable memory chunk citing its document."""
+        chunks = []
+        for doc in self.documents:
+            pieces = [p.strip() for p in re.split(r"\n\s*\n", doc.body) if p.strip()]
+            texts: list[str] = []
+            for piece in pieces:
+                lines = piece.splitlines()
+                if lines[0].startswith("## "):
+                    lines = lines[1:]
+                bullets = [ln[2:].strip() for ln in lines if ln.startswith("- ")]
+                if bullets:
+                    texts.extend(bullets)
+                elif lines:
+                    texts.append(" ".join(ln.strip() for ln in lines))
+            for i, text in enumerate(texts):
+                chunks.append(LoreChunk(chunk_id=f"{doc.doc_id}#{i}", doc_id=doc.doc_id, text=f"{doc.title}: {text}"))
+        return chunks
+
+
+def parse_lore_file(path: Path, folder: str) -> LoreDocument:
+    """Parse one lore document; InputError names the file and the field on bad input."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, "encoding", "lore files must be UTF-8") from exc
+    match = FRONT_MATTER.match(text)
+    if not match:
+        raise InputError(path, "front_matter", "missing front matter: the file must start with '---' ... '---'")
+    try:
+        raw = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        raise InputError(path, "front_matter", f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InputError(path, "front_matter", "front matter must be a mapping")
+    try:
+        front = FrontMatter.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "front_matter"
+        raise InputError(path, field, err["msg"]) from exc
+    if folder != SHARED_LORE_FOLDER and front.species not in (None, folder):
+        raise InputError(path, "species", f"front matter says {front.species!r} but the file is in lore/{folder}/")
+    for name in ("title", "source", "canon_version"):
+        if not getattr(front, name).strip():
+            raise InputError(path, name, "must not be empty")
+    body = text[match.end():].strip()
+    if not body:
+        raise InputError(path, "body", "document has no text after the front matter")
+    return LoreDocument(
+        doc_id=f"{folder}/{path.stem}",
+        path=str(path),
+        title=front.title,
+        topic=front.topic,
+        source=front.source,
+        canon_version=front.canon_version,
+        body=body,
+        sections=_sections(body),
+        content_hash=content_hash(text),
+    )
+
+
+def _sections(body: str) -> dict[str, tuple[str, ...]]:
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in body.splitlines():
+        if line.startswith("## "):
+            current = DOSSIER_SECTIONS.get(line[3:].strip().lower())
+            continue
+        if current and line.startswith("- ") and line[2:].strip():
+            sections.setdefault(current, []).append(line[2:].strip())
+    return {k: tuple(v) for k, v in sections.items()}
+
+
+def load_species_lore(lore_root: Path, species: str) -> SpeciesLore:
+    """All lore documents of a species (plus shared world lore), and the consolidated dossier."""
+    require_known_species(species, lore_root)
+    documents: list[LoreDocument] = []
+    for folder in (SHARED_LORE_FOLDER, species):
+        directory = lore_root / folder
+        if directory.is_dir():
+            documents.extend(parse_lore_file(p, folder) for p in sorted(directory.glob("*.md")))
+    own = [d for d in documents if d.doc_id.startswith(f"{species}/")]
+    if not own:
+        raise InputError(lore_root / species, "documents", "no lore documents (*.md) for this species")
+    return SpeciesLore(species=species, documents=tuple(documents), dossier=build_dossier(species, documents))
+
+
+def build_dossier(species: str, documents: list[LoreDocument]) -> Dossier:
+    """The deterministic dossier: every bullet of a dossier section, citing its document."""
+    collected: dict[str, list[CitedEntry]] = {s: [] for s in DOSSIER_SECTIONS.values()}
+    for doc in documents:
+        for section, bullets in doc.sections.items():
+            collected[section].extend(CitedEntry(text=b, source=doc.doc_id) for b in bullets)
+    return Dossier(
+        species=species,
+        documents=tuple(
+            {"id": d.doc_id, "title": d.title, "topic": d.topic, "source": d.source,
+             "canon_version": d.canon_version, "words": d.words}
+            for d in documents
+        ),
+        **{k: tuple(v) for k, v in collected.items()},
+    )

@@ -1,0 +1,266 @@
+"""Rules as versioned data: YAML per species plus global rules, validated on load.
+
+A rule names the lore document it derives from, a condition over the encounter, and effects:
+forbidden, required and preferred actions, and dialogue constraints. Live events in the game
+state switch rules on (`events.only_during`) and off (`events.not_during`).
+
+Condition grammar (a mapping, all entries must hold):
+    <path>: <value>                 equality (for list fields such as player.items: contains)
+    <path>: {<op>: <value>, ...}    ops: eq ne in not_in gt gte lt lte contains contains_any not_contains
+    any: [<condition>, ...]         at least one holds
+    not: <condition>                does not hold
+An empty or missing `when` always holds.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from srl_forge.encounter import Encounter, encounter_field_paths
+from srl_forge.errors import InputError
+from srl_forge.hashing import content_hash
+from srl_forge.species import validate_species_id
+
+COMPARE_OPS = {"gt", "gte", "lt", "lte"}
+MEMBER_OPS = {"in", "not_in"}
+LIST_OPS = {"contains", "contains_any", "not_contains"}
+ALL_OPS = {"eq", "ne"} | COMPARE_OPS | MEMBER_OPS | LIST_OPS
+
+
+class DialogueRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    markers_any: tuple[str, ...] = ()  # at least one must appear in the line
+    banned_words: tuple[str, ...] = ()
+    max_words: int | None = Field(default=None, ge=1)
+
+
+class EventGate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    only_during: tuple[str, ...] = ()  # rule is on only while one of these events is live
+    not_during: tuple[str, ...] = ()  # rule is off while one of these events is live
+
+    def is_on(self, live_events: typing.Iterable[str]) -> bool:
+        live = set(live_events)
+        if self.only_during and not live.intersection(self.only_during):
+            return False
+        return not live.intersection(self.not_during)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    source: str  # lore document id, "<folder>/<file stem>"
+    description: str
+    priority: int = Field(default=10, ge=0, le=1000)
+    when: dict[str, Any] = Field(default_factory=dict)
+    forbid: tuple[str, ...] = ()
+    require: tuple[str, ...] = ()  # the monster must take one of these
+    prefer: tuple[str, ...] = ()
+    dialogue: DialogueRule | None = None
+    events: EventGate = EventGate()
+
+    def is_on(self, live_events: typing.Iterable[str]) -> bool:
+        return self.events.is_on(live_events)
+
+    def matches(self, encounter: Encounter) -> bool:
+        return evaluate_condition(self.when, encounter)
+
+
+class RuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    species: str | None = None
+    actions: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()  # event names known to the world (global file)
+    rules: list[Rule] = Field(default_factory=list)
+
+
+class Rulebook(BaseModel):
+    """The rules that apply to one species: the global rules plus its own."""
+
+    model_config = ConfigDict(frozen=True)
+    species: str
+    actions: tuple[str, ...]
+    shared_actions: tuple[str, ...]
+    known_events: tuple[str, ...]
+    rules: tuple[Rule, ...]
+
+    @property
+    def version(self) -> str:
+        return content_hash(self)
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    def active_rules(self, live_events: typing.Iterable[str]) -> list[Rule]:
+        live = tuple(live_events)
+        return [rule for rule in self.rules if rule.is_on(live)]
+
+
+# --- conditions ---------------------------------------------------------------------------
+
+
+def evaluate_condition(condition: dict[str, Any], encounter: Encounter) -> bool:
+    for key, expected in condition.items():
+        if key == "any":
+            if not any(evaluate_condition(sub, encounter) for sub in expected):
+                return False
+        elif key == "not":
+            if evaluate_condition(expected, encounter):
+                return False
+        else:
+            actual = encounter.lookup(key)
+            ops = expected if isinstance(expected, dict) else {_shorthand_op(actual): expected}
+            if not all(_apply(op, actual, value) for op, value in ops.items()):
+                return False
+    return True
+
+
+def _shorthand_op(actual: Any) -> str:
+    return "contains" if isinstance(actual, tuple) else "eq"
+
+
+def _apply(op: str, actual: Any, value: Any) -> bool:
+    match op:
+        case "eq":
+            return actual == value
+        case "ne":
+            return actual != value
+        case "in":
+            return actual in value
+        case "not_in":
+            return actual not in value
+        case "gt":
+            return actual > value
+        case "gte":
+            return actual >= value
+        case "lt":
+            return actual < value
+        case "lte":
+            return actual <= value
+        case "contains":
+            return value in actual
+        case "contains_any":
+            return any(v in actual for v in value)
+        case "not_contains":
+            return value not in actual
+    raise ValueError(f"unknown operator {op}")
+
+
+def _field_options(annotation: Any) -> tuple[Any, ...] | None:
+    """Allowed values of a Literal field (or of the items of a tuple of Literals)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    return None
+
+
+def validate_condition(condition: Any, where: str, source: Path) -> None:
+    """Raise InputError for unknown paths, operators or values in a rule condition."""
+    if not isinstance(condition, dict):
+        raise InputError(source, where, f"condition must be a mapping, got {type(condition).__name__}")
+    paths = encounter_field_paths()
+    for key, expected in condition.items():
+        field = f"{where}.{key}"
+        if key == "any":
+            if not isinstance(expected, list) or not expected:
+                raise InputError(source, field, "'any' takes a non-empty list of conditions")
+            for i, sub in enumerate(expected):
+                validate_condition(sub, f"{field}[{i}]", source)
+            continue
+        if key == "not":
+            validate_condition(expected, field, source)
+            continue
+        if key not in paths:
+            raise InputError(source, field, f"unknown encounter field {key!r} (known: {', '.join(sorted(paths))})")
+        annotation = paths[key]
+        is_list = typing.get_origin(annotation) is tuple
+        is_number = annotation in (int, float)
+        ops = expected if isinstance(expected, dict) else {"contains" if is_list else "eq": expected}
+        for op, value in ops.items():
+            if op not in ALL_OPS:
+                raise InputError(source, f"{field}.{op}", f"unknown operator (known: {', '.join(sorted(ALL_OPS))})")
+            if op in COMPARE_OPS and (not is_number or not isinstance(value, (int, float))):
+                raise InputError(source, f"{field}.{op}", "ordering operators need a numeric field and value")
+            if op in LIST_OPS and not is_list:
+                raise InputError(source, f"{field}.{op}", f"{op} needs a list field such as player.items")
+            if op in MEMBER_OPS | {"contains_any"} and not isinstance(value, list):
+                raise InputError(source, f"{field}.{op}", f"{op} takes a list of values")
+            options = _field_options(annotation)
+            if options is not None:
+                for v in value if isinstance(value, list) else [value]:
+                    if v not in options:
+                        raise InputError(source, f"{field}.{op}", f"{v!r} is not one of {', '.join(map(str, options))}")
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def _read_rule_file(path: Path) -> RuleFile:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(path, "yaml", f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InputError(path, "document", "a rule file must be a mapping with 'rules'")
+    try:
+        return RuleFile.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        if err["loc"][:1] == ("rules",) and len(err["loc"]) > 1:
+            rules = raw.get("rules") or []
+            index = err["loc"][1]
+            if isinstance(index, int) and index < len(rules) and isinstance(rules[index], dict):
+                field = f"rules[{rules[index].get('id', index)}]." + ".".join(str(p) for p in err["loc"][2:])
+        raise InputError(path, field, err["msg"]) from exc
+
+
+def load_rulebook(rules_root: Path, species: str, lore_document_ids: typing.Iterable[str] | None = None) -> Rulebook:
+    """Load and validate `global.yaml` plus `<species>.yaml`.
+
+    `lore_document_ids`, when given, is the set of lore documents a rule's `source` may cite.
+    """
+    validate_species_id(species)
+    global_path = rules_root / "global.yaml"
+    species_path = rules_root / f"{species}.yaml"
+    for path in (global_path, species_path):
+        if not path.is_file():
+            raise InputError(path, "file", f"rule file missing for species {species!r}")
+    shared = _read_rule_file(global_path)
+    own = _read_rule_file(species_path)
+    if own.species != species:
+        raise InputError(species_path, "species", f"expected {species!r}, found {own.species!r}")
+    vocabulary = tuple(dict.fromkeys(shared.actions + own.actions))
+    known_events = shared.events
+    seen: dict[str, Path] = {}
+    for path, rule_file in ((global_path, shared), (species_path, own)):
+        for rule in rule_file.rules:
+            field = f"rules[{rule.id}]"
+            if rule.id in seen:
+                raise InputError(path, f"{field}.id", f"duplicate rule id (also in {seen[rule.id]})")
+            seen[rule.id] = path
+            for effect in ("forbid", "require", "prefer"):
+                for action in getattr(rule, effect):
+                    if action not in vocabulary:
+                        raise InputError(path, f"{field}.{effect}", f"unknown action {action!r} for {species}")
+            for gate in ("only_during", "not_during"):
+                for event in getattr(rule.events, gate):
+                    if event not in known_events:
+                        raise InputError(path, f"{field}.events.{gate}", f"unknown live event {event!r}")
+            if lore_document_ids is not None and rule.source not in set(lore_document_ids):
+                raise InputError(path, f"{field}.source", f"cites unknown lore document {rule.source!r}")
+            validate_condition(rule.when, f"{field}.when", path)
+    return Rulebook(
+        species=species,
+        actions=vocabulary,
+        shared_actions=shared.actions,
+        known_events=known_events,
+        rules=tuple(shared.rules + own.rules),
+    )

@@ -1,0 +1,47 @@
+"""Species identifiers and discovery of species from the lore folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from srl_forge.errors import InputError
+
+# Species names become partition keys, folder names and artifact paths: keep them boring.
+SPECIES_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+# Folders under the lore root that hold shared lore rather than a species.
+SHARED_LORE_FOLDER = "_world"
+
+
+def validate_species_id(name: str, source: str | Path = "species") -> str:
+    """Return `name` if it is a safe species id, else raise InputError naming `source`."""
+    if not isinstance(name, str) or not SPECIES_ID.match(name):
+        raise InputError(
+            source,
+            "species",
+            f"{name!r} is not a valid species id (lower-case letters, digits and '_', "
+            "starting with a letter, at most 32 characters)",
+        )
+    return name
+
+
+def discover_species(lore_root: Path) -> list[str]:
+    """Species with a lore folder under `lore_root`, sorted. Invalid folder names are errors."""
+    if not lore_root.is_dir():
+        raise InputError(lore_root, "lore_root", "lore folder does not exist")
+    names = []
+    for child in sorted(lore_root.iterdir()):
+        if not child.is_dir() or child.name == SHARED_LORE_FOLDER or child.name.startswith("."):
+            continue
+        names.append(validate_species_id(child.name, child))
+    return names
+
+
+def require_known_species(name: str, lore_root: Path) -> str:
+    """Validate `name` and check that it has a lore folder."""
+    validate_species_id(name)
+    if not (lore_root / name).is_dir():
+        known = ", ".join(discover_species(lore_root)) or "none"
+        raise InputError(lore_root / name, "species", f"unknown species {name!r} (known: {known})")
+    return name
