@@ -210,3 +210,15 @@ def build_dossier(species: str, documents: list[LoreDocument]) -> Dossier:
         ),
         **{k: tuple(v) for k, v in collected.items()},
     )
+
+
+def lore_source_version(lore_root: Path, species: str) -> str:
+    """Hash of a species' lore files as they are on disk (shared world lore included), unparsed.
+
+    Cheap enough for a sensor to call every tick; equal to nothing else, only compared to itself.
+    """
+    digests = []
+    for folder in (SHARED_LORE_FOLDER, species):
+        for path in sorted((lore_root / folder).glob("*.md")):
+            digests.append((f"{folder}/{path.name}", content_hash(path.read_bytes())))
+    return content_hash(digests)

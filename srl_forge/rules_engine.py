@@ -7,8 +7,9 @@ Deterministic, pure Python. Resolution, in order:
 3. A forbidden action that is also required: the higher priority wins; equal priority is a
    conflict. Conflicts are reported, never guessed: the decision then accepts no action.
 4. Acceptable = the surviving required actions, or, with none, the vocabulary less the
-   forbidden actions. They are ranked by the highest priority of a rule preferring them;
-   `recommended` is the single top-ranked one (None when the top is tied: see `tied`).
+   forbidden actions. They are ranked by the highest priority of a rule preferring them (within
+   one rule, earlier in its `prefer` list first); `recommended` is the single top-ranked one
+   (None when the top is tied across rules: see `tied`).
 """
 
 from __future__ import annotations
@@ -174,22 +175,25 @@ class RulesEngine:
             acceptable = [a for a in self.vocabulary if a in required]
         else:
             acceptable = [a for a in self.vocabulary if a not in forbidden]
-        preference: dict[str, int] = {}
+        # rank = (priority of the strongest rule preferring it, earlier in that rule's list first)
+        rank: dict[str, tuple[int, int]] = {}
         for rule in sorted((r for r in fired if r.prefer), key=lambda r: -r.priority):
             usable = [a for a in rule.prefer if a in acceptable]
             unusable = [a for a in rule.prefer if a not in acceptable]
-            for action in usable:
-                preference[action] = max(preference.get(action, -1), rule.priority)
+            for position, action in enumerate(usable):
+                rank[action] = max(rank.get(action, (-1, 0)), (rule.priority, -position))
             if usable:
                 log(rule, f"prefer {', '.join(usable)}", "applied")
             if unusable:
                 log(rule, f"prefer {', '.join(unusable)}", "ignored", "not acceptable here")
+        preference = {a: r[0] for a, r in rank.items()}
         order = {a: i for i, a in enumerate(self.vocabulary)}
-        acceptable.sort(key=lambda a: (-preference.get(a, -1), order[a]))
+        unranked = (-1, 0)
+        acceptable.sort(key=lambda a: (tuple(-x for x in rank.get(a, unranked)), order[a]))
         recommended, tied = None, ()
         if acceptable:
-            top = preference.get(acceptable[0], -1)
-            best = tuple(a for a in acceptable if preference.get(a, -1) == top)
+            top = rank.get(acceptable[0], unranked)
+            best = tuple(a for a in acceptable if rank.get(a, unranked) == top)
             if len(best) == 1:
                 recommended = best[0]
             else:

@@ -1,0 +1,1 @@
+"""The Dagster code location of srl-forge: assets, partitions, sensors, automation, resources."""

@@ -1,0 +1,36 @@
+"""The srl-forge code location: `dagster dev -w workspace.yaml` loads `defs`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job
+
+from srl_assets import lore_assets, rules_assets
+from srl_assets.partitions import species_partitions
+from srl_assets.resources import embedded_resources, forge_home
+
+ASSETS = [
+    lore_assets.lore_sources,
+    lore_assets.lore,
+    rules_assets.game_state,
+    rules_assets.rules,
+]
+
+# The main job: the whole pipeline for one species partition (sources are observed, not run).
+species_pipeline = define_asset_job(
+    "species_pipeline",
+    selection=AssetSelection.all(),
+    partitions_def=species_partitions,
+    description="Everything from lore to the latest stage, for one species.",
+)
+
+
+def build_definitions(home: Path | None = None, **paths) -> Definitions:
+    home = Path(home) if home else forge_home()
+    resources = embedded_resources(home, **paths)
+    resources["io_manager"] = FilesystemIOManager(base_dir=str(home / "dagster_io"))
+    return Definitions(assets=ASSETS, jobs=[species_pipeline], resources=resources)
+
+
+defs = build_definitions()

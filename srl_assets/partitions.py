@@ -1,0 +1,21 @@
+"""Species are dynamic partitions: one per lore folder, registered on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import DagsterInstance, DynamicPartitionsDefinition
+
+from srl_forge.species import discover_species, require_known_species
+
+species_partitions = DynamicPartitionsDefinition(name="species")
+
+
+def register_species(instance: DagsterInstance, lore_root: Path, only: list[str] | None = None) -> list[str]:
+    """Add a partition for every species with a lore folder (or just `only`); returns the new ones."""
+    wanted = [require_known_species(s, lore_root) for s in only] if only else discover_species(lore_root)
+    existing = set(instance.get_dynamic_partitions(species_partitions.name))
+    new = [s for s in wanted if s not in existing]
+    if new:
+        instance.add_dynamic_partitions(species_partitions.name, new)
+    return new

@@ -1,0 +1,90 @@
+"""Resources: where lore, rules, game state, memory and artifacts live. Configuration, not code."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from srl_forge.artifacts import LocalArtifactStore
+from srl_forge.game_state import GameStateStore
+from srl_forge.memory import DuckDBLoreStore, SemanticMemory, SentenceEmbedder
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ProjectFiles(ConfigurableResource):
+    """The versioned inputs shipped with (or mounted beside) the code: lore and rules."""
+
+    lore_root: str
+    rules_root: str
+
+    @property
+    def lore_path(self) -> Path:
+        return Path(self.lore_root)
+
+    @property
+    def rules_path(self) -> Path:
+        return Path(self.rules_root)
+
+
+class ArtifactStoreResource(ConfigurableResource):
+    """Content-addressed bulk artifacts (datasets, adapters). Embedded default: a local folder."""
+
+    root: str
+
+    def store(self) -> LocalArtifactStore:
+        return LocalArtifactStore(self.root)
+
+
+class GameStateResource(ConfigurableResource):
+    """The live game state. Embedded default: DuckDB, seeded from a YAML file on first use."""
+
+    duckdb_path: str
+    seed_path: str
+
+    def store(self) -> GameStateStore:
+        store = GameStateStore(self.duckdb_path)
+        store.load_seed(Path(self.seed_path))
+        return store
+
+
+@lru_cache(maxsize=2)
+def _embedder(model_path: str | None) -> SentenceEmbedder:
+    # Loading the model takes seconds: once per process and model.
+    return SentenceEmbedder(model_path)
+
+
+class SemanticMemoryResource(ConfigurableResource):
+    """Lore embeddings with cosine search. Embedded default: DuckDB + all-MiniLM-L6-v2."""
+
+    duckdb_path: str
+    embedding_model: str | None = None  # a local sentence-transformers folder; None: the bundled MiniLM
+
+    def memory(self) -> SemanticMemory:
+        return SemanticMemory(DuckDBLoreStore(self.duckdb_path), _embedder(self.embedding_model))
+
+
+def forge_home() -> Path:
+    return Path(os.environ.get("SRL_FORGE_HOME", REPO_ROOT / ".forge")).resolve()
+
+
+def embedded_resources(home: Path | None = None, lore_root: Path | None = None, rules_root: Path | None = None,
+                       game_state_seed: Path | None = None) -> dict:
+    """The embedded defaults: everything under one home folder, no network, no GPU."""
+    home = Path(home) if home else forge_home()
+    return {
+        "project_files": ProjectFiles(
+            lore_root=str(lore_root or os.environ.get("SRL_FORGE_LORE_ROOT", REPO_ROOT / "lore")),
+            rules_root=str(rules_root or os.environ.get("SRL_FORGE_RULES_ROOT", REPO_ROOT / "rules")),
+        ),
+        "artifacts": ArtifactStoreResource(root=str(home / "artifacts")),
+        "game_state_db": GameStateResource(
+            duckdb_path=str(home / "game_state.duckdb"),
+            seed_path=str(game_state_seed or os.environ.get("SRL_FORGE_GAME_STATE_SEED",
+                                                             REPO_ROOT / "game_state" / "seed.yaml")),
+        ),
+        "memory": SemanticMemoryResource(duckdb_path=str(home / "memory.duckdb")),
+    }

@@ -1,0 +1,76 @@
+"""Rules: the compiled rule set of a species under the live game state."""
+
+
+from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset, observable_source_asset
+
+from srl_assets.failures import input_errors_as_failures
+from srl_assets.metadata import markdown_table
+from srl_assets.partitions import species_partitions
+from srl_assets.resources import ArtifactStoreResource, GameStateResource, ProjectFiles
+from srl_forge.errors import InputError
+from srl_forge.hashing import content_hash
+from srl_forge.rulebook import load_rulebook
+
+
+@observable_source_asset(
+    group_name="sources",
+    description="World flags and live events (time of day, moon, weather, Blood Moon ...) in the game-state database.",
+)
+def game_state(game_state_db: GameStateResource) -> DataVersion:
+    return DataVersion(game_state_db.store().version())
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="rules",
+    code_version="rules-1",
+    kinds={"python", "yaml"},
+    deps=[game_state],
+    description="The species' rulebook (global + species YAML, validated against its lore) and the rules "
+    "switched on by the live game state.",
+)
+def rules(
+    context: AssetExecutionContext,
+    lore: dict,
+    project_files: ProjectFiles,
+    game_state_db: GameStateResource,
+    artifacts: ArtifactStoreResource,
+) -> Output[dict]:
+    species = context.partition_key
+    with input_errors_as_failures():
+        rulebook = load_rulebook(project_files.rules_path, species, lore["document_ids"])
+        state = game_state_db.store().current()
+        unknown = [e for e in state.live_events if e not in rulebook.known_events]
+        if unknown:
+            raise InputError(game_state_db.duckdb_path, "live_events", f"unknown live events {unknown}; "
+                             f"declare them under 'events' in {project_files.rules_path / 'global.yaml'}")
+    active = rulebook.active_rules(state.live_events)
+    active_ids = {r.id for r in active}
+    compiled = {"rulebook": rulebook, "game_state": state, "active_rule_ids": sorted(active_ids)}
+    version = content_hash(compiled)
+    uri = artifacts.store().put_json("rules", species, compiled)
+    manifest = {"species": species, "version": version, "uri": uri, "lore_version": lore["version"]}
+    return Output(
+        manifest,
+        data_version=DataVersion(version),
+        metadata={
+            "rules": len(rulebook.rules),
+            "active_rules": len(active),
+            "switched_off_by_events": MetadataValue.json(sorted(r.id for r in rulebook.rules if r.id not in active_ids)),
+            "actions": MetadataValue.json(list(rulebook.actions)),
+            "game_state": MetadataValue.json(state.model_dump(mode="json")),
+            "content_hash": version,
+            "artifact_uri": MetadataValue.path(uri),
+            "rules_table": markdown_table(
+                ["rule", "priority", "effects", "source", "active"],
+                [(r.id, r.priority, _effects(r), r.source, "yes" if r.id in active_ids else "no") for r in rulebook.rules],
+            ),
+        },
+    )
+
+
+def _effects(rule) -> str:
+    parts = [f"{name} {', '.join(getattr(rule, name))}" for name in ("require", "forbid", "prefer") if getattr(rule, name)]
+    if rule.dialogue:
+        parts.append("dialogue")
+    return "; ".join(parts)

@@ -1,0 +1,113 @@
+"""Lore parsing, the dossier, and the errors bad lore gets."""
+
+from pathlib import Path
+
+import pytest
+
+from srl_forge.errors import InputError
+from srl_forge.lore import TOPICS, load_species_lore, lore_source_version, parse_lore_file
+from srl_forge.species import discover_species, require_known_species, validate_species_id
+from tests.conftest import LORE_ROOT, SPECIES
+
+GOOD = """---
+title: A Test
+topic: behaviour
+source: "Test Book"
+canon_version: "1.0"
+---
+Some prose.
+
+## Traits
+- Sneaky.
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_shipped_lore_covers_every_topic(species):
+    lore = load_species_lore(LORE_ROOT, species)
+    own = [d for d in lore.documents if d.doc_id.startswith(species + "/")]
+    assert len(own) >= 4
+    assert {d.topic for d in own} == set(TOPICS)
+    dossier = lore.dossier
+    assert dossier.traits and dossier.weaknesses and dossier.speech_style and dossier.facts
+    assert all(entry.source in lore.document_ids for _, entry in dossier.entries())
+
+
+def test_discovers_the_five_species():
+    assert discover_species(LORE_ROOT) == sorted(SPECIES)
+
+
+def test_dossier_cites_its_document(tmp_path):
+    write(tmp_path / "imp", "pranks.md", GOOD)
+    lore = load_species_lore(tmp_path, "imp")
+    assert [(e.text, e.source) for e in lore.dossier.traits] == [("Sneaky.", "imp/pranks")]
+    assert [c.doc_id for c in lore.chunks()] == ["imp/pranks", "imp/pranks"]
+
+
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ("no front matter here", "front_matter"),
+        ("---\ntitle: [unclosed\n---\nbody", "front_matter"),
+        (GOOD.replace("title: A Test\n", ""), "title"),
+        (GOOD.replace("topic: behaviour", "topic: cooking"), "topic"),
+        (GOOD.replace('source: "Test Book"', 'source: ""'), "source"),
+        (GOOD.replace("---\nSome prose.\n\n## Traits\n- Sneaky.\n", "---\n"), "body"),
+        (GOOD.replace("canon_version", "species: vampire\ncanon_version"), "species"),
+        (GOOD.replace("canon_version", "colour: red\ncanon_version"), "colour"),
+    ],
+)
+def test_malformed_lore_names_file_and_field(tmp_path, text, field):
+    path = write(tmp_path / "imp", "broken.md", text)
+    with pytest.raises(InputError) as err:
+        parse_lore_file(path, "imp")
+    assert err.value.field == field
+    assert str(path) in str(err.value) and f"'{field}'" in str(err.value)
+
+
+def test_non_utf8_lore(tmp_path):
+    path = tmp_path / "imp" / "latin1.md"
+    path.parent.mkdir()
+    path.write_bytes(GOOD.replace("Sneaky", "Sn\xe9aky").encode("latin-1"))
+    with pytest.raises(InputError, match="encoding"):
+        parse_lore_file(path, "imp")
+
+
+def test_unknown_species(tmp_path):
+    with pytest.raises(InputError, match="unknown species 'banshee'"):
+        require_known_species("banshee", LORE_ROOT)
+
+
+@pytest.mark.parametrize("name", ["../etc", "Vampire", "were wolf", "", "a" * 40, "vampire/..", "1lich"])
+def test_unsafe_species_names_rejected(name):
+    with pytest.raises(InputError, match="not a valid species id"):
+        validate_species_id(name)
+
+
+def test_unsafe_lore_folder_name_rejected(tmp_path):
+    write(tmp_path / "Bad Name", "x.md", GOOD)
+    with pytest.raises(InputError) as err:
+        discover_species(tmp_path)
+    assert "Bad Name" in str(err.value)
+
+
+def test_species_without_documents(tmp_path):
+    (tmp_path / "imp").mkdir()
+    with pytest.raises(InputError, match="no lore documents"):
+        load_species_lore(tmp_path, "imp")
+
+
+def test_source_version_changes_only_with_the_species_files(project_copy):
+    lore_root = project_copy / "lore"
+    before = {s: lore_source_version(lore_root, s) for s in SPECIES}
+    path = lore_root / "ghoul" / "dialogue.md"
+    path.write_text(path.read_text() + "\n- Laughs at funerals.\n")
+    after = {s: lore_source_version(lore_root, s) for s in SPECIES}
+    assert [s for s in SPECIES if before[s] != after[s]] == ["ghoul"]
