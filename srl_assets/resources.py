@@ -38,6 +38,10 @@ class ArtifactStoreResource(ConfigurableResource):
     def store(self) -> LocalArtifactStore:
         return LocalArtifactStore(self.root)
 
+    def load(self, uri: str, model):
+        """A pydantic model stored as JSON at `uri`."""
+        return model.model_validate(self.store().get_json(uri))
+
 
 class GameStateResource(ConfigurableResource):
     """The live game state. Embedded default: DuckDB, seeded from a YAML file on first use."""
@@ -87,4 +91,53 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
                                                              REPO_ROOT / "game_state" / "seed.yaml")),
         ),
         "memory": SemanticMemoryResource(duckdb_path=str(home / "memory.duckdb")),
+        "player_logs": PlayerLogsResource(root=str(home / "player_logs")),
+        "teachers": TeachersResource(
+            config_file=os.environ.get("SRL_FORGE_TEACHERS_CONFIG"),
+            voices_root=str(REPO_ROOT / "voices"),
+            cache_dir=str(home / "teacher_cache"),
+        ),
     }
+
+
+class PlayerLogsResource(ConfigurableResource):
+    """Where player interaction logs land. Embedded default: a JSONL folder per species."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+
+class TeachersResource(ConfigurableResource):
+    """Which teacher plays each role. No config file: the programmatic expert plays every role.
+
+    The config file is YAML matching `srl_forge.teachers.team.TeachersConfig`; it names API-key
+    environment variables, never keys.
+    """
+
+    config_file: str | None = None
+    voices_root: str
+    cache_dir: str
+
+    def config(self):
+        import yaml
+
+        from srl_forge.errors import InputError
+        from srl_forge.teachers.team import TeachersConfig
+
+        if not self.config_file:
+            return TeachersConfig()
+        path = Path(self.config_file)
+        try:
+            return TeachersConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        except FileNotFoundError as exc:
+            raise InputError(path, "file", "teachers config file not found") from exc
+        except ValueError as exc:
+            raise InputError(path, "teachers", str(exc).splitlines()[0] if str(exc) else "invalid") from exc
+
+    def build(self, rulebook):
+        from srl_forge.teachers.team import Teachers
+
+        return Teachers(self.config(), Path(self.cache_dir), Path(self.voices_root), rulebook)

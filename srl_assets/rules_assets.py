@@ -74,3 +74,12 @@ def _effects(rule) -> str:
     if rule.dialogue:
         parts.append("dialogue")
     return "; ".join(parts)
+
+
+def load_compiled_rules(artifacts: ArtifactStoreResource, manifest: dict):
+    """(Rulebook, GameState) from a `rules` manifest."""
+    from srl_forge.encounter import GameState
+    from srl_forge.rulebook import Rulebook
+
+    compiled = artifacts.store().get_json(manifest["uri"])
+    return Rulebook.model_validate(compiled["rulebook"]), GameState.model_validate(compiled["game_state"])

@@ -1,0 +1,83 @@
+"""The reward datasets: SRL step-wise rows and RLVR verifier rows (train + validation only)."""
+
+from collections import Counter
+
+from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
+
+from srl_assets.metadata import markdown_table
+from srl_assets.partitions import species_partitions
+from srl_assets.resources import ArtifactStoreResource
+from srl_assets.rules_assets import load_compiled_rules
+from srl_forge.encounters import EncounterSet
+from srl_forge.hashing import content_hash
+from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.collaboration import AcceptedTrajectory
+from training.outcome_dataset import outcome_row
+from training.step_dataset import TRAINING_SPLITS, step_rows, to_parquet
+
+
+def _store_rows(context, artifacts, kind: str, rows: list[dict], extra: dict, preview: tuple) -> Output[dict]:
+    species = context.partition_key
+    version = content_hash(rows)
+    uri = artifacts.store().put_bytes(kind, species, to_parquet(rows), ".parquet")
+    splits = Counter(r["split"] for r in rows)
+    headers, pick = preview
+    return Output(
+        {"species": species, "version": version, "uri": uri, "rows": len(rows)},
+        data_version=DataVersion(version),
+        metadata={
+            "rows": len(rows), "train_rows": splits["train"], "validation_rows": splits["validation"],
+            **extra,
+            "preview": markdown_table(headers, [pick(r) for r in rows[:8]]),
+            "content_hash": version,
+            "artifact_uri": MetadataValue.path(uri),
+        },
+    )
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="datasets",
+    code_version="srl-dataset-1",
+    kinds={"python", "parquet"},
+    description="SRL step-wise rows: context = system prompt, encounter, expert steps 1..k-1 and the next "
+    "step's title; target = expert step k. Train and validation splits only.",
+)
+def srl_dataset(context: AssetExecutionContext, expert_trajectories: dict, encounters: dict,
+                artifacts: ArtifactStoreResource) -> Output[dict]:
+    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
+    by_id = {e.encounter_id: e for e in encounter_set.encounters}
+    accepted = [AcceptedTrajectory.model_validate(a) for a in artifacts.store().get_json(expert_trajectories["uri"])]
+    rows = [row for a in accepted if a.split in TRAINING_SPLITS
+            for row in step_rows(a.trajectory, by_id[a.encounter_id].encounter, a.split)]
+    titles = Counter(r["expert_title"] for r in rows)
+    return _store_rows(
+        context, artifacts, "srl_dataset", rows,
+        {"trajectories": len({r["encounter_id"] for r in rows}),
+         "target_titles": MetadataValue.json(dict(titles))},
+        (["row", "step", "target"], lambda r: (r["row_id"], r["expert_title"], r["expert_action"][:90])),
+    )
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="datasets",
+    code_version="rlvr-dataset-1",
+    kinds={"python", "parquet"},
+    description="RLVR rows: the encounter and the verifier's ground truth (acceptable actions, dialogue "
+    "constraints), no expert text. Train and validation splits only.",
+)
+def rlvr_dataset(context: AssetExecutionContext, encounters: dict, rules: dict,
+                 artifacts: ArtifactStoreResource) -> Output[dict]:
+    rulebook, _ = load_compiled_rules(artifacts, rules)
+    engine = RulesEngine(rulebook)
+    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
+    rows = [outcome_row(e, engine) for e in encounter_set.encounters if e.split in TRAINING_SPLITS]
+    best = Counter(r["recommended_action"] or "(tie)" for r in rows)
+    return _store_rows(
+        context, artifacts, "rlvr_dataset", rows,
+        {"rule_conflicts": sum(r["has_conflict"] for r in rows),
+         "recommended_actions": MetadataValue.json(dict(best))},
+        (["encounter", "acceptable", "recommended"],
+         lambda r: (r["encounter_id"], ", ".join(r["acceptable_actions"]), r["recommended_action"])),
+    )

@@ -1,0 +1,82 @@
+"""Expert trajectories: proposed by the writer, reviewed, consolidated by the director, verified."""
+
+from collections import Counter
+
+from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
+
+from srl_assets.failures import input_errors_as_failures
+from srl_assets.metadata import markdown_table
+from srl_assets.partitions import species_partitions
+from srl_assets.resources import ArtifactStoreResource, TeachersResource
+from srl_assets.rules_assets import load_compiled_rules
+from srl_forge.encounters import EncounterSet
+from srl_forge.hashing import content_hash
+from srl_forge.lore import SpeciesLore
+from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.collaboration import produce_trajectories
+from training.step_dataset import to_parquet
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="trajectories",
+    code_version="trajectories-1",
+    kinds={"python", "openai", "parquet"},
+    description="Step-by-step expert trajectories (assess, recall lore, apply rule, decide, speak) written by "
+    "the teachers and accepted by the rules engine; rejects kept in a table with their reasons.",
+)
+def expert_trajectories(
+    context: AssetExecutionContext,
+    lore: dict,
+    rules: dict,
+    encounters: dict,
+    artifacts: ArtifactStoreResource,
+    teachers: TeachersResource,
+) -> Output[dict]:
+    species = context.partition_key
+    rulebook, _ = load_compiled_rules(artifacts, rules)
+    species_lore = artifacts.load(lore["uri"], SpeciesLore)
+    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
+    with input_errors_as_failures():
+        team = teachers.build(rulebook)
+    dossier = team.loremaster.consolidate(species_lore)
+    batch = produce_trajectories(
+        encounter_set.encounters, RulesEngine(rulebook), dossier, team.team,
+        progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"),
+    )
+    store = artifacts.store()
+    accepted_uri = store.put_json("trajectories", species, batch.accepted)
+    reject_rows = [
+        {"encounter_id": r.encounter_id, "split": r.split, "teacher": r.teacher, "check": check, "reason": reason,
+         "trajectory": r.rendered}
+        for r in batch.rejected for check, reason in r.reasons
+    ]
+    rejects_uri = store.put_bytes("trajectory_rejects", species, to_parquet(reject_rows), ".parquet") if reject_rows else None
+    version = content_hash({"accepted": batch.accepted, "rejected": batch.rejected})
+    total = len(batch.accepted) + len(batch.rejected)
+    usage = team.ledger.totals()
+    example = batch.accepted[0].trajectory.render() if batch.accepted else "(none)"
+    splits = Counter(a.split for a in batch.accepted)
+    return Output(
+        {"species": species, "version": version, "uri": accepted_uri, "rejects_uri": rejects_uri,
+         "encounters_version": encounters["version"]},
+        data_version=DataVersion(version),
+        metadata={
+            "accepted": len(batch.accepted),
+            "rejected": len(batch.rejected),
+            "acceptance_rate": MetadataValue.float(len(batch.accepted) / max(1, total)),
+            "accepted_train": splits["train"], "accepted_validation": splits["validation"],
+            "accepted_test": splits["test"],
+            "mean_steps": MetadataValue.float(
+                sum(len(a.trajectory.steps) for a in batch.accepted) / max(1, len(batch.accepted))),
+            "top_reject_reasons": markdown_table(["reason", "count"], batch.top_reasons()),
+            "teachers": MetadataValue.json(team.team.labels),
+            "llm_calls": int(usage["calls"]), "llm_cache_hits": int(usage["cache_hits"]),
+            "llm_retries": int(usage["retries"]),
+            "prompt_tokens": int(usage["prompt_tokens"]), "completion_tokens": int(usage["completion_tokens"]),
+            "cost_usd": MetadataValue.float(float(usage["cost_usd"])),
+            "example_trajectory": MetadataValue.md(f"```\n{example}\n```"),
+            "content_hash": version,
+            "artifact_uri": MetadataValue.path(accepted_uri),
+        },
+    )

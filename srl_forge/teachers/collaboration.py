@@ -1,0 +1,109 @@
+"""The collaboration: writers propose, reviewers check, the director consolidates, and the rules
+engine verifies the result before it may become training data. Rejections are kept with reasons."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict
+
+from srl_forge.encounters import SampledEncounter
+from srl_forge.lore import Dossier
+from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.roles import Brief, Director, Review, Reviewer, TrajectoryWriter
+from srl_forge.trajectory import Trajectory
+
+
+class AcceptedTrajectory(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    encounter_id: str
+    split: str
+    trajectory: Trajectory
+    reviews: list[Review]
+
+
+class RejectedTrajectory(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    encounter_id: str
+    split: str
+    teacher: str
+    reasons: list[tuple[str, str]]  # (rule id or check, reason)
+    rendered: str | None = None
+
+
+class TrajectoryBatch(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    accepted: list[AcceptedTrajectory]
+    rejected: list[RejectedTrajectory]
+
+    def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
+        counts = Counter(f"{check}: {reason}" for r in self.rejected for check, reason in r.reasons)
+        return counts.most_common(n)
+
+
+@dataclass
+class TeacherTeam:
+    writers: Sequence[TrajectoryWriter]
+    reviewers: Sequence[Reviewer]
+    director: Director
+    proposals_per_writer: int = 1
+    concurrency: int = 4
+    labels: dict[str, str] = field(default_factory=dict)  # role -> provider/model, for metadata
+
+
+def build_brief(encounter, engine: RulesEngine, dossier: Dossier) -> Brief:
+    decision = engine.decide(encounter)
+    descriptions = {r.id: r.description for r in engine.rulebook.rules if r.id in set(decision.fired_rule_ids)}
+    return Brief(species=encounter.species, dossier=dossier, decision=decision, rule_descriptions=descriptions)
+
+
+def verification_failures(trajectory: Trajectory, sampled: SampledEncounter, engine: RulesEngine) -> list[tuple[str, str]]:
+    """The final gate: format, then the rules engine's verdict on the action and the spoken line."""
+    failures = [("format", problem) for problem in trajectory.structural_problems()]
+    if trajectory.encounter_id != sampled.encounter_id:
+        failures.append(("format", "trajectory is for another encounter"))
+    if failures:
+        return failures
+    verdict = engine.verify(sampled.encounter, trajectory.final_action, trajectory.spoken_line)
+    return list(verdict.reasons)
+
+
+def produce_trajectories(
+    encounters: Sequence[SampledEncounter],
+    engine: RulesEngine,
+    dossier: Dossier,
+    team: TeacherTeam,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrajectoryBatch:
+    def one(sampled: SampledEncounter) -> AcceptedTrajectory | RejectedTrajectory:
+        brief = build_brief(sampled.encounter, engine, dossier)
+        try:
+            proposals = [writer.write(sampled.encounter, brief, variant)
+                         for writer in team.writers for variant in range(team.proposals_per_writer)]
+            reviews = [[rev.review(p, sampled.encounter, brief) for rev in team.reviewers] for p in proposals]
+            final = team.director.direct(sampled.encounter, brief, proposals, reviews)
+        except Exception as exc:  # a teacher failing on one encounter must not sink the batch
+            return RejectedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
+                                      teacher=team.labels.get("writer", "?"),
+                                      reasons=[("teacher_error", f"{type(exc).__name__}: {exc}"[:300])])
+        failures = verification_failures(final, sampled, engine)
+        if failures:
+            return RejectedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
+                                      teacher=final.teacher, reasons=failures, rendered=final.render())
+        final_reviews = [rev.review(final, sampled.encounter, brief) for rev in team.reviewers]
+        return AcceptedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
+                                  trajectory=final, reviews=final_reviews)
+
+    results: list[AcceptedTrajectory | RejectedTrajectory] = []
+    with ThreadPoolExecutor(max_workers=max(1, team.concurrency)) as pool:
+        for done, result in enumerate(pool.map(one, encounters), start=1):
+            results.append(result)
+            if progress and (done % 10 == 0 or done == len(encounters)):
+                progress(done, len(encounters))
+    return TrajectoryBatch(
+        accepted=[r for r in results if isinstance(r, AcceptedTrajectory)],
+        rejected=[r for r in results if isinstance(r, RejectedTrajectory)],
+    )

@@ -1,0 +1,309 @@
+"""Teachers behind any OpenAI-compatible endpoint (OpenRouter, vLLM, Ollama) via openai + instructor.
+
+- Each role has its own model, base URL and API-key environment variable; keys are read from the
+  environment at call time and never stored or logged.
+- Transport failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff
+  by tenacity; malformed JSON is re-asked by instructor (`validation_retries`).
+- Responses are cached by a hash of role, model, prompt and response schema: re-running with
+  unchanged inputs makes no calls.
+- Token use and cost are accounted per role.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import TypeVar
+
+import instructor
+import openai
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from srl_forge.encounter import Encounter, GameState
+from srl_forge.encounters import EncounterDesigner, EncounterSet
+from srl_forge.hashing import content_hash
+from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
+from srl_forge.rulebook import Rulebook
+from srl_forge.teachers.roles import Brief, Review, ReviewAspect
+from srl_forge.trajectory import Trajectory, TrajectoryStep, describe_encounter
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class RoleEndpoint(BaseModel):
+    """Where one role's model lives and what it costs."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    base_url: str = "https://openrouter.ai/api/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # the *name* of the environment variable
+    temperature: float = 0.7
+    max_tokens: int = 1500
+    timeout_s: float = 60.0
+    transport_retries: int = 4
+    validation_retries: int = 2
+    usd_per_1k_prompt_tokens: float = 0.0
+    usd_per_1k_completion_tokens: float = 0.0
+
+
+class ResponseCache:
+    """Parsed responses as JSON files named by their key; written atomically."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> dict | None:
+        path = self.root / f"{key}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, key: str, value: dict) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(value, handle)
+        os.replace(tmp, self.root / f"{key}.json")
+
+
+class UsageLedger:
+    """Calls, cache hits, tokens and cost per role (thread-safe)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.by_role: dict[str, dict[str, float]] = {}
+
+    def _row(self, role: str) -> dict[str, float]:
+        return self.by_role.setdefault(role, {"calls": 0, "cache_hits": 0, "retries": 0, "prompt_tokens": 0,
+                                              "completion_tokens": 0, "cost_usd": 0.0})
+
+    def record(self, role: str, endpoint: RoleEndpoint, usage) -> None:
+        prompt = getattr(usage, "prompt_tokens", 0) or 0
+        completion = getattr(usage, "completion_tokens", 0) or 0
+        with self._lock:
+            row = self._row(role)
+            row["calls"] += 1
+            row["prompt_tokens"] += prompt
+            row["completion_tokens"] += completion
+            row["cost_usd"] += (prompt * endpoint.usd_per_1k_prompt_tokens
+                                + completion * endpoint.usd_per_1k_completion_tokens) / 1000
+
+    def count(self, role: str, what: str) -> None:
+        with self._lock:
+            self._row(role)[what] += 1
+
+    def totals(self) -> dict[str, float]:
+        keys = ("calls", "cache_hits", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
+        return {k: sum(row[k] for row in self.by_role.values()) for k in keys}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """429, 5xx, timeouts and dropped connections are worth another try; anything else is not."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+                            openai.InternalServerError)):
+            return True
+        if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class RoleClient:
+    """One role's structured-output client with retries, cache and accounting."""
+
+    def __init__(self, role: str, endpoint: RoleEndpoint, cache: ResponseCache, ledger: UsageLedger,
+                 concurrency: int = 4):
+        self.role = role
+        self.endpoint = endpoint
+        self.cache = cache
+        self.ledger = ledger
+        self._limit = threading.Semaphore(concurrency)
+        self._client = None
+
+    def _instructor(self):
+        if self._client is None:
+            api_key = os.environ.get(self.endpoint.api_key_env)
+            if not api_key:
+                raise RuntimeError(f"teacher role {self.role!r}: environment variable "
+                                   f"{self.endpoint.api_key_env} is not set")
+            raw = openai.OpenAI(base_url=self.endpoint.base_url, api_key=api_key,
+                                timeout=self.endpoint.timeout_s, max_retries=0)
+            self._client = instructor.from_openai(raw, mode=instructor.Mode.JSON)
+        return self._client
+
+    def cache_key(self, messages: list[dict], response_model: type[BaseModel]) -> str:
+        return content_hash({"role": self.role, "model": self.endpoint.model, "messages": messages,
+                             "schema": response_model.model_json_schema()})
+
+    def complete(self, messages: list[dict], response_model: type[T]) -> T:
+        key = self.cache_key(messages, response_model)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.ledger.count(self.role, "cache_hits")
+            return response_model.model_validate(cached)
+
+        def before_retry(state) -> None:
+            self.ledger.count(self.role, "retries")
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential_jitter(initial=0.5, max=20),
+            stop=stop_after_attempt(self.endpoint.transport_retries + 1),
+            before_sleep=before_retry,
+            reraise=True,
+        )
+        with self._limit:
+            result, completion = retrying(
+                self._instructor().chat.completions.create_with_completion,
+                model=self.endpoint.model,
+                messages=messages,
+                response_model=response_model,
+                max_retries=self.endpoint.validation_retries,
+                temperature=self.endpoint.temperature,
+                max_tokens=self.endpoint.max_tokens,
+            )
+        self.ledger.record(self.role, self.endpoint, getattr(completion, "usage", None))
+        self.cache.put(key, result.model_dump(mode="json"))
+        return result
+
+
+# --- response schemas ---------------------------------------------------------------------------
+
+
+class DossierDraft(BaseModel):
+    traits: list[CitedEntry] = Field(default_factory=list)
+    weaknesses: list[CitedEntry] = Field(default_factory=list)
+    speech_style: list[CitedEntry] = Field(default_factory=list)
+    taboos: list[CitedEntry] = Field(default_factory=list)
+    facts: list[CitedEntry] = Field(default_factory=list)
+
+
+class EncounterProposals(BaseModel):
+    encounters: list[Encounter]
+
+
+class TrajectoryDraft(BaseModel):
+    steps: list[TrajectoryStep] = Field(min_length=3)
+    citations: list[str] = Field(default_factory=list, description="lore document ids relied on")
+    rule_ids: list[str] = Field(default_factory=list, description="ids of the rules applied")
+
+
+class DirectorChoice(BaseModel):
+    chosen: int = Field(ge=0, description="index of the proposal to keep")
+    steps: list[TrajectoryStep] | None = Field(default=None, description="edited steps, or null to keep as is")
+
+
+STEP_FORMAT = (
+    "Write the trajectory as steps. Titles, in order: ASSESS (the situation), RECALL LORE (quote the "
+    "dossier as '<document id>: <entry>'), APPLY RULE ('<rule id> (priority N): <effect>.'), DECIDE "
+    "(exactly 'ACTION: <action id>'), SPEAK (exactly 'SAY: \"<the line>\"'). Each step has a short "
+    "inner monologue in 'thought' and a one-line 'action'."
+)
+
+
+def _dossier_text(dossier: Dossier) -> str:
+    return "\n".join(f"- [{section}] {entry.source}: {entry.text}" for section, entry in dossier.entries())
+
+
+class LLMLoremaster:
+    def __init__(self, client: RoleClient):
+        self.client = client
+
+    def consolidate(self, lore: SpeciesLore) -> Dossier:
+        documents = "\n\n".join(f"## {d.doc_id} — {d.title}\n{d.body}" for d in lore.documents)
+        draft = self.client.complete([
+            {"role": "system", "content": "You are the loremaster of a dark-fantasy game. Consolidate the lore "
+             "of one species into a dossier. Every entry cites the id of the document it comes from."},
+            {"role": "user", "content": f"Species: {lore.species}\n\n{documents}"},
+        ], DossierDraft)
+        known = set(lore.document_ids)
+        sections = {name: tuple(e for e in getattr(draft, name) if e.source in known)
+                    for name in ("traits", "weaknesses", "speech_style", "taboos", "facts")}
+        return Dossier(species=lore.species, documents=lore.dossier.documents, **sections)
+
+
+class LLMDesigner:
+    """Proposes encounters; rules it leaves under-covered are filled by targeted sampling."""
+
+    def __init__(self, client: RoleClient, proposals: int = 12, seed: int = 0):
+        self.client = client
+        self.proposals = proposals
+        self.seed = seed
+
+    def design(self, rulebook: Rulebook, live_state: GameState, min_per_rule: int, random_encounters: int,
+               validation_fraction: float, test_fraction: float, mined: list[Encounter]) -> EncounterSet:
+        rules = "\n".join(f"- {r.id}: {r.description}" for r in rulebook.rules)
+        drafts = self.client.complete([
+            {"role": "system", "content": "You are the game designer. Propose varied, playable encounters "
+             "for one monster species that together exercise every rule."},
+            {"role": "user", "content": f"Species: {rulebook.species}\nLive game state: {live_state.model_dump_json()}\n"
+             f"Rules:\n{rules}\nPropose {self.proposals} encounters."},
+        ], EncounterProposals)
+        proposed = [e for e in drafts.encounters if e.npc.species == rulebook.species]
+        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(
+            min_per_rule=min_per_rule, random_encounters=random_encounters,
+            validation_fraction=validation_fraction, test_fraction=test_fraction, mined=list(mined) + proposed)
+
+
+class LLMWriter:
+    def __init__(self, client: RoleClient):
+        self.client = client
+        self.name = f"openai:{client.endpoint.model}"
+
+    def write(self, encounter: Encounter, brief: Brief, variant: int = 0) -> Trajectory:
+        draft = self.client.complete([
+            {"role": "system", "content": f"You are the trajectory writer. You play a {brief.species} and think "
+             f"step by step before acting, true to its lore and bound by its rules. {STEP_FORMAT}"},
+            {"role": "user", "content": f"Encounter:\n{describe_encounter(encounter)}\n\nDossier:\n"
+             f"{_dossier_text(brief.dossier)}\n\nRules that apply:\n{brief.rules_summary()}\n\nVariant {variant}."},
+        ], TrajectoryDraft)
+        return Trajectory(encounter_id=encounter.encounter_id, species=encounter.species, steps=tuple(draft.steps),
+                          citations=tuple(draft.citations), rule_ids=tuple(draft.rule_ids), teacher=self.name)
+
+
+class LLMReviewer:
+    QUESTIONS = {
+        "lore": "Is every recalled fact faithful to the dossier?",
+        "character": "Does the monster think and speak in character for its species?",
+        "rules": "Does the decision respect every rule that applies?",
+    }
+
+    def __init__(self, client: RoleClient, aspect: ReviewAspect):
+        self.client = client
+        self.aspect = aspect
+
+    def review(self, trajectory: Trajectory, encounter: Encounter, brief: Brief) -> Review:
+        review = self.client.complete([
+            {"role": "system", "content": f"You are a strict reviewer. {self.QUESTIONS[self.aspect]} "
+             f"Answer with aspect '{self.aspect}', approved true/false and a list of concrete issues."},
+            {"role": "user", "content": f"Encounter:\n{describe_encounter(encounter)}\n\nDossier:\n"
+             f"{_dossier_text(brief.dossier)}\n\nRules:\n{brief.rules_summary()}\n\nTrajectory:\n{trajectory.render()}"},
+        ], Review)
+        return review.model_copy(update={"aspect": self.aspect})
+
+
+class LLMDirector:
+    def __init__(self, client: RoleClient):
+        self.client = client
+
+    def direct(self, encounter: Encounter, brief: Brief, proposals: list[Trajectory],
+               reviews: list[list[Review]]) -> Trajectory:
+        listing = "\n\n".join(
+            f"### Proposal {i}\n{p.render()}\nReviews: " + "; ".join(
+                f"{r.aspect}: {'ok' if r.approved else ', '.join(r.issues)}" for r in rs)
+            for i, (p, rs) in enumerate(zip(proposals, reviews)))
+        choice = self.client.complete([
+            {"role": "system", "content": "You are the director. Keep the best proposal, fixing what the "
+             f"reviewers found if needed. {STEP_FORMAT}"},
+            {"role": "user", "content": f"Encounter:\n{describe_encounter(encounter)}\n\n{listing}"},
+        ], DirectorChoice)
+        base = proposals[min(choice.chosen, len(proposals) - 1)]
+        update = {"teacher": f"{base.teacher}+director"}
+        if choice.steps:
+            update["steps"] = tuple(choice.steps)
+        return base.model_copy(update=update)

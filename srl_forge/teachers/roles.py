@@ -1,0 +1,63 @@
+"""Role interfaces and the objects the roles exchange."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from srl_forge.encounter import Encounter, GameState
+from srl_forge.encounters import EncounterSet
+from srl_forge.lore import Dossier, SpeciesLore
+from srl_forge.rulebook import Rulebook
+from srl_forge.rules_engine import Decision
+from srl_forge.trajectory import Trajectory
+
+ReviewAspect = Literal["lore", "character", "rules"]
+
+
+class Brief(BaseModel):
+    """What a trajectory writer is told about one encounter: lore, and what the rules allow."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    species: str
+    dossier: Dossier
+    decision: Decision
+    rule_descriptions: dict[str, str]  # fired rule id -> description
+
+    def rules_summary(self) -> str:
+        lines = [f"- {e.rule_id} (priority {e.priority}, {e.status}): {e.effect} — "
+                 f"{self.rule_descriptions.get(e.rule_id, '')}" for e in self.decision.trace]
+        lines.append(f"Acceptable actions, best first: {', '.join(self.decision.acceptable) or 'none'}")
+        return "\n".join(lines)
+
+
+class Review(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    aspect: ReviewAspect
+    approved: bool
+    issues: list[str] = Field(default_factory=list)
+
+
+class Loremaster(Protocol):
+    def consolidate(self, lore: SpeciesLore) -> Dossier: ...
+
+
+class Designer(Protocol):
+    def design(self, rulebook: Rulebook, live_state: GameState, min_per_rule: int, random_encounters: int,
+               validation_fraction: float, test_fraction: float, mined: list[Encounter]) -> EncounterSet: ...
+
+
+class TrajectoryWriter(Protocol):
+    def write(self, encounter: Encounter, brief: Brief, variant: int) -> Trajectory: ...
+
+
+class Reviewer(Protocol):
+    aspect: ReviewAspect
+
+    def review(self, trajectory: Trajectory, encounter: Encounter, brief: Brief) -> Review: ...
+
+
+class Director(Protocol):
+    def direct(self, encounter: Encounter, brief: Brief, proposals: list[Trajectory],
+               reviews: list[list[Review]]) -> Trajectory: ...

@@ -1,0 +1,47 @@
+"""SRL step-wise rows: a trajectory of N steps gives N-1 rows; row k has the encounter and expert
+steps 1..k-1 as context (optionally the next step's title) and expert step k as its target."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from srl_forge.encounter import Encounter
+from srl_forge.trajectory import Trajectory
+from training.prompts import srl_prompt
+
+TRAINING_SPLITS = ("train", "validation")  # the held-out test split never becomes training data
+
+
+def step_rows(trajectory: Trajectory, encounter: Encounter, split: str, include_next_title: bool = True) -> list[dict]:
+    rows = []
+    n = len(trajectory.steps)
+    for k in range(2, n + 1):
+        previous = [trajectory.step_text(i) for i in range(1, k)]
+        step = trajectory.steps[k - 1]
+        rows.append({
+            "row_id": f"{trajectory.encounter_id}:{k}",
+            "encounter_id": trajectory.encounter_id,
+            "species": trajectory.species,
+            "split": split,
+            "step_index": k,
+            "num_steps": n,
+            "prompt": srl_prompt(encounter, previous, k, step.title if include_next_title else None),
+            "expert_step": trajectory.step_text(k),
+            "expert_title": step.title,
+            "expert_action": step.action,
+            "teacher": trajectory.teacher,
+        })
+    return rows
+
+
+def to_parquet(rows: list[dict]) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def from_parquet(data: bytes) -> list[dict]:
+    return pq.read_table(io.BytesIO(data)).to_pylist()
