@@ -45,6 +45,7 @@ class RoleEndpoint(BaseModel):
     max_tokens: int = 1500
     timeout_s: float = 60.0
     transport_retries: int = 4
+    backoff_initial_s: float = 0.5
     validation_retries: int = 2
     usd_per_1k_prompt_tokens: float = 0.0
     usd_per_1k_completion_tokens: float = 0.0
@@ -152,7 +153,7 @@ class RoleClient:
 
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=0.5, max=20),
+            wait=wait_exponential_jitter(initial=self.endpoint.backoff_initial_s, max=20),
             stop=stop_after_attempt(self.endpoint.transport_retries + 1),
             before_sleep=before_retry,
             reraise=True,

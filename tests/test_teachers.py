@@ -1,0 +1,255 @@
+"""The teachers: the programmatic expert, and the OpenAI-compatible path against a real local HTTP
+server speaking the chat-completions protocol (including 429, 5xx, timeouts and malformed JSON)."""
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from srl_forge.encounter import GameState
+from srl_forge.encounters import EncounterDesigner, SampledEncounter
+from srl_forge.lore import load_species_lore
+from srl_forge.rulebook import load_rulebook
+from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.collaboration import build_brief, produce_trajectories, verification_failures
+from srl_forge.teachers.openai_compatible import RoleEndpoint
+from srl_forge.teachers.phrasebook import load_phrasebook
+from srl_forge.teachers.team import Teachers, TeachersConfig
+from srl_forge.trajectory import Trajectory, TrajectoryStep
+from tests.conftest import LORE_ROOT, REPO, RULES_ROOT, SPECIES, make_encounter
+from tests.fake_openai import FakeOpenAI
+
+VOICES = REPO / "voices"
+SECRET = "sk-test-not-a-real-key-1234"
+
+
+@cache
+def setup(species):
+    lore = load_species_lore(LORE_ROOT, species)
+    rulebook = load_rulebook(RULES_ROOT, species, lore.document_ids)
+    return lore, rulebook, RulesEngine(rulebook)
+
+
+def sampled(encounter, split="train"):
+    return SampledEncounter(encounter_id=encounter.encounter_id, split=split, origin="designer", encounter=encounter)
+
+
+def programmatic(species, seed=0):
+    _, rulebook, _ = setup(species)
+    return Teachers(TeachersConfig(seed=seed), Path("/nonexistent-cache"), VOICES, rulebook)
+
+
+# --- the programmatic expert -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_phrasebook_lines_are_in_character(species):
+    _, rulebook, engine = setup(species)
+    constraints = engine.decide(make_encounter(species)).dialogue
+    for action, lines in load_phrasebook(VOICES, rulebook).items():
+        for line in lines:
+            assert not constraints.check(line.format(foe="hunter")), (action, line)
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_programmatic_trajectories_all_verify(species):
+    lore, rulebook, engine = setup(species)
+    encounter_set = EncounterDesigner(rulebook, GameState(), seed=1).design(min_per_rule=2)
+    teachers = programmatic(species)
+    batch = produce_trajectories(encounter_set.encounters, engine, lore.dossier, teachers.team)
+    assert len(batch.accepted) == len(encounter_set.encounters) and not batch.rejected
+    for accepted in batch.accepted:
+        trajectory = accepted.trajectory
+        assert [s.title for s in trajectory.steps][0] == "ASSESS"
+        assert [s.title for s in trajectory.steps][-2:] == ["DECIDE", "SPEAK"]
+        assert all(review.approved for review in accepted.reviews)
+        assert set(trajectory.citations) <= set(lore.document_ids)
+
+
+def test_programmatic_expert_is_deterministic_for_a_seed():
+    lore, rulebook, engine = setup("werewolf")
+    encounter = make_encounter("werewolf", player={"items": ["silver_weapon"]})
+    brief = build_brief(encounter, engine, lore.dossier)
+    write = lambda seed: programmatic("werewolf", seed).team.writers[0].write(encounter, brief, 0)  # noqa: E731
+    assert write(3) == write(3)
+
+
+def test_species_read_distinctly_in_character():
+    situation = {"player": {"action": "talk", "items": ["fresh_corpse"], "faction": "necromancers"},
+                 "location": {"kind": "graveyard"}}
+    lines, actions = {}, {}
+    for species in SPECIES:
+        lore, _, engine = setup(species)
+        encounter = make_encounter(species, **situation)
+        trajectory = programmatic(species).team.writers[0].write(encounter, build_brief(encounter, engine, lore.dossier))
+        lines[species], actions[species] = trajectory.spoken_line, trajectory.final_action
+    assert len(set(actions.values())) == len(SPECIES), actions
+    assert len(lines["zombie"].split()) <= 4 and len(set(lines.values())) == len(SPECIES)
+
+
+def _handmade(encounter, action, line, rule="vampire.threshold"):
+    return Trajectory(encounter_id=encounter.encounter_id, species=encounter.species, steps=(
+        TrajectoryStep(title="ASSESS", thought="t", action="A mortal sits behind a door."),
+        TrajectoryStep(title="APPLY RULE", thought="t", action=f"{rule}."),
+        TrajectoryStep(title="DECIDE", thought="t", action=f"ACTION: {action}"),
+        TrajectoryStep(title="SPEAK", thought="t", action=f'SAY: "{line}"'),
+    ), rule_ids=(rule,))
+
+
+def test_forbidden_action_is_rejected_with_the_rule_id():
+    _, _, engine = setup("vampire")
+    encounter = make_encounter("vampire", location={"kind": "dwelling"}, npc={"hunger": 0.9})
+    failures = verification_failures(_handmade(encounter, "feed", "Hush now, mortal."), sampled(encounter), engine)
+    assert ("vampire.threshold" in {check for check, _ in failures})
+
+
+def test_malformed_trajectory_is_rejected_for_format():
+    _, _, engine = setup("vampire")
+    encounter = make_encounter("vampire")
+    broken = _handmade(encounter, "observe", "Welcome, mortal.")
+    broken = broken.model_copy(update={"steps": broken.steps[:-1]})
+    failures = verification_failures(broken, sampled(encounter), engine)
+    assert failures and all(check == "format" for check, _ in failures)
+
+
+# --- the OpenAI-compatible path ---------------------------------------------------------------
+
+THRESHOLD = make_encounter("vampire", location={"kind": "dwelling"}, npc={"hunger": 0.9},
+                           player={"action": "talk", "utterance": "Who is there?"})
+
+
+class Script:
+    """What the fake endpoint answers, per role (read from the system prompt)."""
+
+    def __init__(self, writer_action="request_invitation"):
+        self.writer_action = writer_action
+
+    def __call__(self, request):
+        system = request["messages"][0]["content"]
+        if "trajectory writer" in system:
+            line = "Will you not invite me in, my dear? The night is so cold."
+            return json.dumps({"steps": [
+                {"title": "ASSESS", "thought": "A door between us.", "action": "Night; a mortal talks behind a door."},
+                {"title": "RECALL LORE", "thought": "Thresholds.",
+                 "action": "vampire/weaknesses: Thresholds: cannot enter a dwelling uninvited."},
+                {"title": "APPLY RULE", "thought": "I may not cross.",
+                 "action": "vampire.threshold (priority 85): forbid attack, feed."},
+                {"title": "DECIDE", "thought": "Ask.", "action": f"ACTION: {self.writer_action}"},
+                {"title": "SPEAK", "thought": "Courtly.", "action": f'SAY: "{line}"'},
+            ], "citations": ["vampire/weaknesses"], "rule_ids": ["vampire.threshold"]})
+        if "strict reviewer" in system:
+            return json.dumps({"aspect": "rules", "approved": True, "issues": []})
+        if "director" in system:
+            return json.dumps({"chosen": 0, "steps": None})
+        raise AssertionError(f"unexpected role: {system[:60]}")
+
+
+def llm_teachers(server, tmp_path, **endpoint):
+    options = {"model": "test-model", "base_url": server.base_url, "api_key_env": "SRL_TEST_KEY",
+               "backoff_initial_s": 0.01, "timeout_s": 5, "usd_per_1k_prompt_tokens": 0.5,
+               "usd_per_1k_completion_tokens": 1.5, **endpoint}
+    roles = ("writer", "reviewer", "director")
+    config = TeachersConfig(providers={r: "openai" for r in roles},
+                            endpoints={r: RoleEndpoint(**options) for r in roles}, concurrency=2)
+    return Teachers(config, tmp_path / "cache", VOICES, setup("vampire")[1])
+
+
+def run_llm(teachers, encounters=(THRESHOLD,)):
+    lore, _, engine = setup("vampire")
+    return produce_trajectories([sampled(e) for e in encounters], engine, lore.dossier, teachers.team)
+
+
+@pytest.fixture
+def api_key(monkeypatch):
+    monkeypatch.setenv("SRL_TEST_KEY", SECRET)
+
+
+def test_llm_team_accepts_verified_trajectory_and_accounts_tokens(tmp_path, api_key):
+    with FakeOpenAI(Script()) as server:
+        teachers = llm_teachers(server, tmp_path)
+        batch = run_llm(teachers)
+    assert len(batch.accepted) == 1 and not batch.rejected
+    assert batch.accepted[0].trajectory.teacher == "openai:test-model+director"
+    totals = teachers.ledger.totals()
+    # 2 writer calls (variants), 3 reviews, 1 director. The fake writes the same trajectory twice, so
+    # the second proposal's reviews and the final reviews are answered from the cache.
+    assert totals["calls"] == 6 == len(server.requests)
+    assert totals["cache_hits"] == 6
+    assert totals["prompt_tokens"] == 600 and totals["completion_tokens"] == 240
+    assert totals["cost_usd"] == pytest.approx(6 * (100 * 0.5 + 40 * 1.5) / 1000)
+    assert all({k.lower(): v for k, v in h.items()}["authorization"] == f"Bearer {SECRET}" for h in server.headers)
+    assert all(r["model"] == "test-model" for r in server.requests)
+
+
+def test_llm_forbidden_action_goes_to_rejects_with_rule_id(tmp_path, api_key):
+    with FakeOpenAI(Script(writer_action="feed")) as server:
+        batch = run_llm(llm_teachers(server, tmp_path))
+    assert not batch.accepted
+    reasons = batch.rejected[0].reasons
+    assert "vampire.threshold" in [check for check, _ in reasons]
+    assert "ACTION: feed" in batch.rejected[0].rendered
+
+
+def test_rerun_with_unchanged_inputs_makes_no_calls(tmp_path, api_key):
+    with FakeOpenAI(Script()) as server:
+        first = run_llm(llm_teachers(server, tmp_path))
+        calls = len(server.requests)
+        again = llm_teachers(server, tmp_path)
+        second = run_llm(again)
+    assert len(server.requests) == calls
+    assert again.ledger.totals()["calls"] == 0 and again.ledger.totals()["cache_hits"] == 12
+    assert first == second
+    cached = "".join(p.read_text() for p in (tmp_path / "cache").glob("*.json"))
+    assert SECRET not in cached
+
+
+def test_429_and_5xx_are_retried_with_backoff(tmp_path, api_key):
+    with FakeOpenAI(Script()) as server:
+        server.faults = [("status", 429), ("status", 503)]
+        teachers = llm_teachers(server, tmp_path)
+        batch = run_llm(teachers)
+    assert len(batch.accepted) == 1
+    assert teachers.ledger.totals()["retries"] == 2
+    assert len(server.requests) == 8
+
+
+def test_timeouts_are_retried(tmp_path, api_key):
+    with FakeOpenAI(Script()) as server:
+        server.faults = [("sleep", 1.5)]
+        teachers = llm_teachers(server, tmp_path, timeout_s=0.5)
+        batch = run_llm(teachers)
+    assert len(batch.accepted) == 1
+    assert teachers.ledger.totals()["retries"] == 1
+
+
+def test_malformed_json_is_asked_again(tmp_path, api_key):
+    with FakeOpenAI(Script()) as server:
+        server.faults = [("malformed", "Sure! Here is your trajectory: {not json")]
+        teachers = llm_teachers(server, tmp_path)
+        batch = run_llm(teachers)
+    assert len(batch.accepted) == 1
+    assert len(server.requests) == 7  # one extra request: instructor re-asked once
+
+
+def test_persistent_failure_is_a_reject_not_a_crash(tmp_path, api_key):
+    with FakeOpenAI(Script()) as server:
+        server.faults = [("status", 500)] * 10
+        batch = run_llm(llm_teachers(server, tmp_path, transport_retries=1))
+    assert not batch.accepted
+    check, reason = batch.rejected[0].reasons[0]
+    assert check == "teacher_error" and "Error code: 500" in reason
+    assert len(server.requests) == 2  # the first try and one transport retry
+
+
+def test_missing_api_key_names_the_variable_not_the_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("SRL_TEST_KEY", raising=False)
+    with FakeOpenAI(Script()) as server:
+        batch = run_llm(llm_teachers(server, tmp_path))
+        assert not server.requests
+    assert "SRL_TEST_KEY is not set" in batch.rejected[0].reasons[0][1]
+
+
+def test_openai_role_without_endpoint_is_a_config_error():
+    with pytest.raises(ValueError, match="has no endpoint"):
+        TeachersConfig(providers={"writer": "openai"})
