@@ -8,15 +8,14 @@ Seed file format:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
 import yaml
 from pydantic import ValidationError
 
 from srl_forge.encounter import GameState
 from srl_forge.errors import InputError
+from srl_forge.duckdb_files import connect
 from srl_forge.hashing import content_hash
 
 
@@ -55,13 +54,8 @@ class GameStateStore:
             con.execute("CREATE TABLE IF NOT EXISTS world_flags (key VARCHAR PRIMARY KEY, value VARCHAR)")
             con.execute("CREATE TABLE IF NOT EXISTS live_events (name VARCHAR PRIMARY KEY, active BOOLEAN)")
 
-    @contextmanager
     def _connect(self):
-        con = duckdb.connect(self.path)
-        try:
-            yield con
-        finally:
-            con.close()
+        return connect(self.path)
 
     def is_empty(self) -> bool:
         with self._connect() as con:

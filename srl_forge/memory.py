@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import duckdb
 
+from srl_forge.duckdb_files import connect
 from srl_forge.hashing import content_hash
 from srl_forge.lore import LoreChunk, SpeciesLore
 
@@ -51,13 +50,8 @@ class DuckDBLoreStore:
                     PRIMARY KEY (species, lore_version, chunk_id))"""
             )
 
-    @contextmanager
     def _connect(self):
-        con = duckdb.connect(self.path)
-        try:
-            yield con
-        finally:
-            con.close()
+        return connect(self.path)
 
     def has_version(self, species: str, version: str) -> bool:
         with self._connect() as con:
