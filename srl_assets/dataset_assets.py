@@ -38,7 +38,7 @@ def _store_rows(context, artifacts, kind: str, rows: list[dict], extra: dict, pr
 @asset(
     partitions_def=species_partitions,
     group_name="datasets",
-    code_version="srl-dataset-1",
+    code_version="srl-dataset-2",
     kinds={"python", "parquet"},
     description="SRL step-wise rows: context = system prompt, encounter, expert steps 1..k-1 and the next "
     "step's title; target = expert step k. Train and validation splits only.",

@@ -6,7 +6,14 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job
 
-from srl_assets import dataset_assets, encounter_assets, lore_assets, rules_assets, trajectory_assets
+from srl_assets import (
+    dataset_assets,
+    encounter_assets,
+    lore_assets,
+    rules_assets,
+    training_assets,
+    trajectory_assets,
+)
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import embedded_resources, forge_home
 
@@ -19,6 +26,7 @@ ASSETS = [
     trajectory_assets.expert_trajectories,
     dataset_assets.srl_dataset,
     dataset_assets.rlvr_dataset,
+    training_assets.srl_checkpoint,
 ]
 
 # The main job: the whole pipeline for one species partition (sources are observed, not run).

@@ -97,6 +97,13 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
             voices_root=str(REPO_ROOT / "voices"),
             cache_dir=str(home / "teacher_cache"),
         ),
+        "training": TrainingResource(
+            budget=os.environ.get("SRL_FORGE_TRAINING_BUDGET", "quick"),
+            model=os.environ.get("SRL_FORGE_POLICY_MODEL", "smollm2-135m-instruct"),
+            config_overrides_json=os.environ.get("SRL_FORGE_SRL_OVERRIDES"),
+            work_root=str(home / "training"),
+            model_cache=str(home),
+        ),
     }
 
 
@@ -141,3 +148,24 @@ class TeachersResource(ConfigurableResource):
         from srl_forge.teachers.team import Teachers
 
         return Teachers(self.config(), Path(self.cache_dir), Path(self.voices_root), rulebook)
+
+
+class TrainingResource(ConfigurableResource):
+    """Policy training: the budget ('quick' for CPU demos and CI, 'full' for a GPU), the policy model
+    and where work happens. The in-process launcher runs the same job entry point
+    (`python -m training.srl --job ...`) that a SageMaker training job runs."""
+
+    budget: str = "quick"
+    model: str = "smollm2-135m-instruct"
+    quantization: str = "none"
+    config_overrides_json: str | None = None  # JSON object of SRLConfig fields
+    work_root: str
+    model_cache: str
+
+    def srl_config(self):
+        import json
+
+        from training.srl import SRLConfig
+
+        overrides = json.loads(self.config_overrides_json) if self.config_overrides_json else {}
+        return SRLConfig.for_budget(self.budget, model=self.model, quantization=self.quantization, **overrides)

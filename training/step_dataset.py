@@ -32,6 +32,7 @@ def step_rows(trajectory: Trajectory, encounter: Encounter, split: str, include_
             "expert_step": trajectory.step_text(k),
             "expert_title": step.title,
             "expert_action": step.action,
+            "expert_thought": step.thought,
             "teacher": trajectory.teacher,
         })
     return rows

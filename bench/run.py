@@ -1,0 +1,93 @@
+"""Benchmark the main job: `make bench` (or `python -m bench.run --species vampire`).
+
+Runs the whole one-species pipeline on the embedded defaults in a fresh home folder and writes
+`bench/results/<species>.json` and `bench/results/<species>.md`: wall time per asset and in total,
+and the training results (validation step similarity before and after SRL). Targets live here, not
+in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_SECONDS = 15 * 60  # the whole one-species job on a 2-core CPU
+
+
+def run(species: str, home: Path) -> dict:
+    os.environ["SRL_FORGE_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    from dagster import DagsterEventType, DagsterInstance
+
+    from srl_assets.definitions import build_definitions
+    from srl_assets.partitions import register_species
+
+    defs = build_definitions(home=home)
+    instance = DagsterInstance.get()
+    register_species(instance, defs.resources["project_files"].lore_path, only=[species])
+    started = time.perf_counter()
+    result = defs.resolve_job_def("species_pipeline").execute_in_process(partition_key=species, instance=instance)
+    total = time.perf_counter() - started
+    starts, seconds = {}, {}
+    for record in instance.all_logs(result.run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            starts[event.step_key] = record.timestamp
+        elif event.event_type == DagsterEventType.STEP_SUCCESS:
+            seconds[event.step_key] = round(record.timestamp - starts[event.step_key], 2)
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        metadata[mat.asset_key.to_user_string()] = {
+            k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
+    return {"species": species, "success": result.success, "total_seconds": round(total, 1),
+            "target_seconds": TARGET_SECONDS, "within_target": total <= TARGET_SECONDS,
+            "asset_seconds": seconds, "metrics": metadata}
+
+
+def to_markdown(report: dict) -> str:
+    lines = [f"# Benchmark: {report['species']} ({report['date']})", "",
+             f"Machine: {report['machine']}", "",
+             f"Total: {report['total_seconds']} s (target {report['target_seconds']} s: "
+             f"{'met' if report['within_target'] else 'missed'})", "", "| asset | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in report["asset_seconds"].items()]
+    srl = report["metrics"].get("srl_checkpoint", {})
+    if srl:
+        lines += ["", "| SRL validation | step similarity | format rate |", "|---|---|---|",
+                  f"| base (before) | {srl.get('validation_similarity_before', float('nan')):.3f} | "
+                  f"{srl.get('validation_format_rate_before', float('nan')):.2f} |",
+                  f"| SRL (after) | {srl.get('validation_similarity_after', float('nan')):.3f} | "
+                  f"{srl.get('validation_format_rate_after', float('nan')):.2f} |"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--species", nargs="+", default=["vampire"])
+    parser.add_argument("--home", help="home folder to use (default: a fresh temporary one)")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for species in args.species:
+        home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix=f"srl-bench-{species}-"))
+        report = run(species, home)
+        report.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        (RESULTS / f"{species}.json").write_text(json.dumps(report, indent=2))
+        (RESULTS / f"{species}.md").write_text(to_markdown(report))
+        print(to_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

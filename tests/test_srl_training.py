@@ -1,0 +1,149 @@
+"""SRL training on tiny budgets: the dynamic-sampling filter, warm-start lineage and resume."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from training.dynamic_sampling import keep_mask
+from training.model_loading import quantization_config
+from training.srl import SRLConfig, SRLJob, mix_replay, run_srl_job
+
+TINY = dict(max_steps=2, prompts_per_step=2, num_generations=2, max_completion_length=12, warmup_sft_steps=1,
+            warmup_batch_size=2, validation_rows=2, save_steps=1, lora_r=4, lora_alpha=8)
+
+
+def rows(n, split="train", prefix="r"):
+    out = []
+    for i in range(n):
+        out.append({
+            "row_id": f"{prefix}{i}", "split": split,
+            "prompt": [{"role": "system", "content": "You are a lich."},
+                       {"role": "user", "content": f"Encounter {i}. Write step 2, a **DECIDE** step."}],
+            "expert_step": "2. **DECIDE** ACTION: cast_spell", "expert_action": "ACTION: cast_spell",
+            "expert_thought": "Sorcery first.", "expert_title": "DECIDE",
+        })
+    return out
+
+
+def job_for(tmp_path, policy, model_cache, train=None, parent=None, replay=None, **overrides):
+    data = tmp_path / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(train or rows(6)), data / "train.parquet")
+    pq.write_table(pa.Table.from_pylist(rows(2, "validation", "v")), data / "val.parquet")
+    if replay:
+        pq.write_table(pa.Table.from_pylist(replay), data / "replay.parquet")
+    return SRLJob(config=SRLConfig(model=policy, **{**TINY, **overrides}), train_data=str(data / "train.parquet"),
+                  validation_data=str(data / "val.parquet"), replay_data=str(data / "replay.parquet") if replay else None,
+                  parent_adapter=parent, work_dir=str(tmp_path / "work"), output_dir=str(tmp_path / "out"),
+                  model_cache=str(model_cache))
+
+
+def test_keep_mask_filters_zero_variance_groups():
+    rewards = torch.tensor([0.5, 0.5, 0.5, 0.2, 0.9, 0.4, -1.0, -1.0])
+    assert keep_mask(rewards, 2, 1e-4).tolist() == [False, False, True, True, True, True, False, False]
+    assert keep_mask(rewards, 4, 1e-4).tolist() == [True] * 8
+    assert keep_mask(torch.tensor([0.5, 0.50001]), 2, 1e-4).tolist() == [False, False]
+
+
+def test_zero_variance_group_contributes_no_gradient(tiny_policy, model_cache, tmp_path):
+    """Through the real trainer: change the filtered group's completions and the gradient is unchanged."""
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from training.dynamic_sampling import DynamicSamplingGRPOTrainer
+    from training.model_loading import load_policy, load_tokenizer, lora_config
+
+    def reward(prompts, completions, group, **kwargs):
+        # group "flat" always scores 0.5: zero variance; group "varied" alternates 0 and 1
+        return [0.5 if g == "flat" else float(i % 2) for i, g in enumerate(group)]
+
+    tokenizer = load_tokenizer(tiny_policy)
+    model = load_policy(tiny_policy, None, lora_config(4, 8))
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": "hi"}], "group": "flat"},
+                              {"prompt": [{"role": "user", "content": "hello"}], "group": "varied"}])
+    trainer = DynamicSamplingGRPOTrainer(
+        model=model, reward_funcs=[reward], train_dataset=data, processing_class=tokenizer,
+        args=GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2,
+                        max_completion_length=8, loss_type="grpo", use_cpu=True, bf16=False,
+                        gradient_checkpointing=False, report_to="none", shuffle_dataset=False,
+                        disable_dropout=True),
+    )
+    batch = trainer._generate_and_score_completions([data[0], data[0], data[1], data[1]])
+    assert batch["advantages"][:2].abs().sum() == 0 and batch["completion_mask"][:2].sum() == 0
+    assert trainer._metrics["train"]["dynamic_sampling/kept_fraction"][-1] == 0.5
+
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which we bypass here
+
+    def grads(inputs):
+        trainer.model.zero_grad()
+        trainer.compute_loss(trainer.model, inputs).backward()
+        return [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad and p.grad is not None]
+
+    first = grads(batch)
+    altered = dict(batch)
+    altered["completion_ids"] = batch["completion_ids"].clone()
+    altered["completion_ids"][:2] = (altered["completion_ids"][:2] + 7) % tokenizer.vocab_size
+    second = grads(altered)
+    assert first and all(torch.equal(a, b) for a, b in zip(first, second))
+    assert any(g.abs().sum() > 0 for g in first)
+
+
+def test_srl_job_trains_saves_and_records(tiny_policy, model_cache, tmp_path):
+    metrics = run_srl_job(job_for(tmp_path, tiny_policy, model_cache), log=lambda _: None)
+    out = tmp_path / "out"
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    assert "base_model: " in (out / "adapter" / "README.md").read_text()
+    assert (out / "reward_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert metrics["grpo_steps"] == 2 and len(metrics["steps"]) == 2
+    assert metrics["warmup"]["ran"]  # a random model never writes the format
+    assert all(s["kept_fraction"] is not None for s in metrics["steps"])
+    assert json.loads((out / "metrics.json").read_text())["validation_before"]["rows"] == 2
+
+
+def test_warm_start_from_parent_with_replay(tiny_policy, model_cache, tmp_path):
+    first = tmp_path / "first"
+    run_srl_job(job_for(first, tiny_policy, model_cache), log=lambda _: None)
+    old_rows = rows(6)
+    second = tmp_path / "second"
+    metrics = run_srl_job(
+        job_for(second, tiny_policy, model_cache, train=rows(4, prefix="n"), parent=str(first / "out" / "adapter"),
+                replay=old_rows, replay_ratio=0.5), log=lambda _: None)
+    assert metrics["parent_adapter"] == str(first / "out" / "adapter")
+    assert metrics["new_rows"] == 4 and metrics["replayed_rows"] == 2
+
+
+def test_mix_replay_is_seeded_and_skips_rows_already_present():
+    new, old = rows(4, prefix="n"), rows(10) + rows(2, prefix="n")
+    mixed = mix_replay(new, old, 0.5, seed=1)
+    assert len(mixed) == 6 and mixed == mix_replay(new, old, 0.5, seed=1)
+    assert len({r["row_id"] for r in mixed}) == 6
+
+
+class CrashInSecondStep(TrainerCallback):
+    """Dies in step 2, after checkpoint-1 was written (checkpoints are saved after on_step_end)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise RuntimeError("simulated crash")
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_policy, model_cache, tmp_path):
+    job = job_for(tmp_path, tiny_policy, model_cache)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_srl_job(job, log=lambda _: None, callbacks=[CrashInSecondStep()])
+    assert not (tmp_path / "out" / "adapter").exists()
+    metrics = run_srl_job(job, log=lambda _: None)
+    assert metrics["resumed_from"].endswith("checkpoint-1")
+    assert metrics["grpo_steps"] == 2
+    assert metrics["warmup"].get("resumed")  # the finished warm-up was not redone
+
+
+def test_quantization_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        quantization_config("4bit")

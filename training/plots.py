@@ -1,0 +1,29 @@
+"""Training curves as PNG, for the artifact store and the Dagster UI."""
+
+from __future__ import annotations
+
+import io
+
+
+def reward_curve_png(steps: list[dict], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    xs = [s["step"] for s in steps]
+    for key, label in (("reward_mean", "reward mean"), ("format_rate", "format rate"),
+                       ("kept_fraction", "kept fraction")):
+        ys = [s.get(key) for s in steps]
+        if any(y is not None for y in ys):
+            ax.plot(xs, [y if y is not None else float("nan") for y in ys], marker="o", label=label)
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

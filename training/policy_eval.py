@@ -1,0 +1,56 @@
+"""Greedy (or sampled) generation from a policy in batches, and the SRL validation metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from training.rewards import generated_action, step_similarity_reward
+
+
+def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: int = 64, batch_size: int = 8,
+             do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1,
+             progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
+    """Completions per prompt (num_return_sequences each), decoding left-padded batches."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    tokenizer.padding_side = "left"
+    outputs: list[list[str]] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start:start + batch_size]
+            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in batch]
+            encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                generated = model.generate(
+                    **encoded, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                    temperature=temperature if do_sample else None, top_p=None, top_k=None,
+                    num_return_sequences=num_return_sequences, pad_token_id=tokenizer.pad_token_id)
+            new_tokens = generated[:, encoded["input_ids"].shape[1]:]
+            decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for i in range(len(batch)):
+                outputs.append(decoded[i * num_return_sequences:(i + 1) * num_return_sequences])
+            if progress:
+                progress(min(start + batch_size, len(prompts)), len(prompts))
+    finally:
+        if was_training:
+            model.train()
+    return outputs
+
+
+def srl_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 64, batch_size: int = 8,
+                   progress=None) -> dict:
+    """Mean step-similarity reward (-1 on bad format) and format rate, greedy, over `rows`."""
+    if not rows:
+        return {"step_similarity": 0.0, "format_rate": 0.0, "rows": 0, "samples": []}
+    completions = [c[0] for c in generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens,
+                                          batch_size, progress=progress)]
+    rewards = step_similarity_reward(None, completions, [r["expert_action"] for r in rows])
+    formatted = [generated_action(c) is not None for c in completions]
+    return {
+        "step_similarity": sum(rewards) / len(rewards),
+        "format_rate": sum(formatted) / len(formatted),
+        "rows": len(rows),
+        "samples": [{"expert": r["expert_step"], "generated": c} for r, c in list(zip(rows, completions))[:5]],
+    }
