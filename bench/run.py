@@ -65,9 +65,9 @@ def to_markdown(report: dict) -> str:
     srl = report["metrics"].get("srl_checkpoint", {})
     if srl:
         lines += ["", "| SRL validation | step similarity | format rate |", "|---|---|---|",
-                  f"| base (before) | {srl.get('validation_similarity_before', float('nan')):.3f} | "
+                  f"| base (before) | {srl.get('validation_score_before', float('nan')):.3f} | "
                   f"{srl.get('validation_format_rate_before', float('nan')):.2f} |",
-                  f"| SRL (after) | {srl.get('validation_similarity_after', float('nan')):.3f} | "
+                  f"| SRL (after) | {srl.get('validation_score_after', float('nan')):.3f} | "
                   f"{srl.get('validation_format_rate_after', float('nan')):.2f} |"]
     return "\n".join(lines) + "\n"
 

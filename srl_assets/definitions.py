@@ -8,6 +8,7 @@ from dagster import AssetSelection, Definitions, FilesystemIOManager, define_ass
 
 from srl_assets import (
     dataset_assets,
+    evaluation_assets,
     encounter_assets,
     lore_assets,
     rules_assets,
@@ -27,6 +28,9 @@ ASSETS = [
     dataset_assets.srl_dataset,
     dataset_assets.rlvr_dataset,
     training_assets.srl_checkpoint,
+    training_assets.rlvr_checkpoint,
+    training_assets.rlvr_only_checkpoint,
+    evaluation_assets.evaluation,
 ]
 
 # The main job: the whole pipeline for one species partition (sources are observed, not run).

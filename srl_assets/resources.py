@@ -101,6 +101,7 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
             budget=os.environ.get("SRL_FORGE_TRAINING_BUDGET", "quick"),
             model=os.environ.get("SRL_FORGE_POLICY_MODEL", "smollm2-135m-instruct"),
             config_overrides_json=os.environ.get("SRL_FORGE_SRL_OVERRIDES"),
+            rlvr_overrides_json=os.environ.get("SRL_FORGE_RLVR_OVERRIDES"),
             work_root=str(home / "training"),
             model_cache=str(home),
         ),
@@ -159,13 +160,28 @@ class TrainingResource(ConfigurableResource):
     model: str = "smollm2-135m-instruct"
     quantization: str = "none"
     config_overrides_json: str | None = None  # JSON object of SRLConfig fields
+    rlvr_overrides_json: str | None = None  # JSON object of RLVRConfig fields
+    evaluation_samples: int = 4  # k of avg@k
+    evaluation_step_rows: int = 16  # held-out expert steps scored for step similarity
     work_root: str
     model_cache: str
 
-    def srl_config(self):
+    @property
+    def model_cache_path(self) -> Path:
+        return Path(self.model_cache)
+
+    def _config(self, cls, overrides_json: str | None):
         import json
 
+        overrides = json.loads(overrides_json) if overrides_json else {}
+        return cls.for_budget(self.budget, model=self.model, quantization=self.quantization, **overrides)
+
+    def srl_config(self):
         from training.srl import SRLConfig
 
-        overrides = json.loads(self.config_overrides_json) if self.config_overrides_json else {}
-        return SRLConfig.for_budget(self.budget, model=self.model, quantization=self.quantization, **overrides)
+        return self._config(SRLConfig, self.config_overrides_json)
+
+    def rlvr_config(self):
+        from training.rlvr import RLVRConfig
+
+        return self._config(RLVRConfig, self.rlvr_overrides_json)

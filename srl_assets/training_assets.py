@@ -1,18 +1,28 @@
-"""Policy training assets: the SRL adapter per species, warm-started from its previous version."""
+"""Policy training assets: SRL, then RLVR from the SRL adapter, and the RLVR-only ablation.
+
+Each trains a LoRA adapter through the `training` library's job entry point, stores it content-
+addressed (never overwritten), and warm-starts from a parent: SRL from its own previous version
+(with a replay of earlier rows), SRL→RLVR from the current SRL adapter, RLVR-only from its own
+previous version or the base model.
+"""
 
 import base64
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AssetRecordsFilter, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetRecordsFilter, DataVersion, Failure, MetadataValue, Output, asset
 
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, TrainingResource
 from srl_forge.hashing import content_hash
+from srl_forge.teachers.collaboration import AcceptedTrajectory
+from training.grpo_runner import GRPOJob, GRPOTrainingConfig
+from training.rlvr import RLVRJob, decision_text, run_rlvr_job
 from training.srl import SRLJob, run_srl_job
 
 
@@ -32,12 +42,14 @@ def directory_digest(folder: Path) -> str:
                          for p in sorted(folder.rglob("*")) if p.is_file()])
 
 
-def _rows(store, uri: str, splits: tuple[str, ...]) -> list[dict]:
+def dataset_rows(store, uri: str, splits: tuple[str, ...]) -> list[dict]:
     rows = pq.read_table(io.BytesIO(store.get_bytes(uri))).to_pylist()
     return [r for r in rows if r["split"] in splits]
 
 
-def _write(rows: list[dict], path: Path) -> str:
+def _write(rows: list[dict], path: Path) -> str | None:
+    if not rows:
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
     return str(path)
@@ -47,52 +59,61 @@ def png_markdown(png: bytes, alt: str) -> MetadataValue:
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-@asset(
-    partitions_def=species_partitions,
-    group_name="training",
-    code_version="srl-checkpoint-1",
-    kinds={"pytorch", "python"},
-    description="SRL LoRA adapter: step-wise GRPO with the difflib step-similarity reward and dynamic "
-    "sampling, after a format warm-up when needed; warm-starts from the species' previous adapter with "
-    "a replay of earlier rows.",
-)
-def srl_checkpoint(context: AssetExecutionContext, srl_dataset: dict, artifacts: ArtifactStoreResource,
-                   training: TrainingResource) -> Output[dict]:
+def _f(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def train_adapter(
+    context: AssetExecutionContext,
+    artifacts: ArtifactStoreResource,
+    training: TrainingResource,
+    *,
+    kind: str,
+    config: GRPOTrainingConfig,
+    job_cls: type[GRPOJob],
+    run: Callable,
+    dataset: dict,
+    parent_adapter_uri: str | None,
+    parent_version: str | None,
+    replay_rows: list[dict],
+    warmup_rows: list[dict] | None = None,
+) -> Output[dict]:
+    """Write the job, run it, store the adapter content-addressed, and describe it for the UI."""
     species = context.partition_key
     store = artifacts.store()
-    config = training.srl_config()
-    parent = previous_manifest(context)
-    if parent and not store.exists(parent["adapter_uri"]):
-        context.log.warning(f"previous adapter {parent['adapter_uri']} is gone; training a fresh one")
-        parent = None
-    fingerprint = content_hash({"config": config, "data": srl_dataset["version"],
-                                "parent": parent["version"] if parent else None})[:16]
-    job_dir = Path(training.work_root) / "srl" / species / fingerprint
-    replay = _rows(store, parent["srl_dataset_uri"], ("train",)) if parent else []
-    job = SRLJob(
+    fingerprint = content_hash({"config": config, "data": dataset["version"], "parent": parent_version,
+                                "kind": kind})[:16]
+    job_dir = Path(training.work_root) / kind / species / fingerprint
+    data = job_dir / "data"
+    train_rows = dataset_rows(store, dataset["uri"], ("train",))
+    validation_rows = dataset_rows(store, dataset["uri"], ("validation",))
+    if not train_rows or not validation_rows:
+        raise Failure(description=f"{kind}: the dataset {dataset['uri']} has {len(train_rows)} train and "
+                      f"{len(validation_rows)} validation rows; both are needed (add encounters or raise "
+                      "validation_fraction in the encounters config)", allow_retries=False)
+    job = job_cls(
         config=config,
-        train_data=_write(_rows(store, srl_dataset["uri"], ("train",)), job_dir / "data" / "train.parquet"),
-        validation_data=_write(_rows(store, srl_dataset["uri"], ("validation",)), job_dir / "data" / "validation.parquet"),
-        replay_data=_write(replay, job_dir / "data" / "replay.parquet") if replay else None,
-        parent_adapter=str(store.path_for(parent["adapter_uri"])) if parent else None,
-        work_dir=str(job_dir / "work"),
-        output_dir=str(job_dir / "output"),
-        model_cache=training.model_cache,
+        train_data=_write(train_rows, data / "train.parquet"),
+        validation_data=_write(validation_rows, data / "validation.parquet"),
+        replay_data=_write(replay_rows, data / "replay.parquet"),
+        warmup_data=_write(warmup_rows or [], data / "warmup.parquet"),
+        parent_adapter=str(store.path_for(parent_adapter_uri)) if parent_adapter_uri else None,
+        work_dir=str(job_dir / "work"), output_dir=str(job_dir / "output"), model_cache=training.model_cache,
     )
     (job_dir / "job.json").write_text(job.model_dump_json(indent=2))
-    metrics = run_srl_job(job, log=context.log.info)
+    metrics = run(job, log=context.log.info)
 
     output = Path(job.output_dir)
     digest = directory_digest(output / "adapter")
-    adapter_uri = store.put_directory("srl_adapters", species, output / "adapter", digest)
+    adapter_uri = store.put_directory(f"{kind}_adapters", species, output / "adapter", digest)
     curve = (output / "reward_curve.png").read_bytes()
     curve_uri = store.put_bytes("plots", species, curve, ".png")
-    metrics_uri = store.put_json("srl_metrics", species, metrics)
+    metrics_uri = store.put_json(f"{kind}_metrics", species, metrics)
     before, after, steps = metrics["validation_before"], metrics["validation_after"], metrics["steps"]
     manifest = {
         "species": species, "version": digest, "adapter_uri": adapter_uri, "metrics_uri": metrics_uri,
-        "parent_version": parent["version"] if parent else None, "base_model": config.model,
-        "srl_dataset_uri": srl_dataset["uri"], "srl_dataset_version": srl_dataset["version"],
+        "parent_version": parent_version, "base_model": config.model,
+        "dataset_uri": dataset["uri"], "dataset_version": dataset["version"],
     }
     kept = [s["kept_fraction"] for s in steps if s["kept_fraction"] is not None]
     return Output(
@@ -100,16 +121,16 @@ def srl_checkpoint(context: AssetExecutionContext, srl_dataset: dict, artifacts:
         data_version=DataVersion(digest),
         metadata={
             "manifest": MetadataValue.json(manifest),
-            "validation_similarity_before": MetadataValue.float(before["step_similarity"]),
-            "validation_similarity_after": MetadataValue.float(after["step_similarity"]),
-            "validation_format_rate_before": MetadataValue.float(before["format_rate"]),
-            "validation_format_rate_after": MetadataValue.float(after["format_rate"]),
+            "validation_score_before": MetadataValue.float(float(before["score"])),
+            "validation_score_after": MetadataValue.float(float(after["score"])),
+            "validation_format_rate_before": MetadataValue.float(float(before["format_rate"])),
+            "validation_format_rate_after": MetadataValue.float(float(after["format_rate"])),
             "final_reward_mean": MetadataValue.float(float(steps[-1]["reward_mean"]) if steps else 0.0),
             "mean_kept_fraction": MetadataValue.float(sum(kept) / len(kept) if kept else 1.0),
             "grpo_steps": metrics["grpo_steps"],
             "format_warmup": "ran" if metrics["warmup"]["ran"] else "skipped",
             "train_rows": metrics["train_rows"], "replayed_rows": metrics["replayed_rows"],
-            "parent_version": manifest["parent_version"] or "none",
+            "parent_version": parent_version or "none",
             "resumed_from_checkpoint": metrics["resumed_from"] or "no",
             "steps_table": markdown_table(
                 ["step", "reward", "std", "format", "kept", "loss", "tok/s"],
@@ -124,5 +145,80 @@ def srl_checkpoint(context: AssetExecutionContext, srl_dataset: dict, artifacts:
     )
 
 
-def _f(value) -> str:
-    return "" if value is None else f"{value:.3f}"
+def _usable_parent(context, store, manifest: dict | None) -> dict | None:
+    if manifest and not store.exists(manifest["adapter_uri"]):
+        context.log.warning(f"previous adapter {manifest['adapter_uri']} is gone; starting fresh")
+        return None
+    return manifest
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="training",
+    code_version="srl-checkpoint-2",
+    kinds={"pytorch", "python"},
+    description="SRL LoRA adapter: step-wise GRPO with the difflib step-similarity reward and dynamic "
+    "sampling, after a format warm-up when needed; warm-starts from the species' previous adapter with "
+    "a replay of earlier rows.",
+)
+def srl_checkpoint(context: AssetExecutionContext, srl_dataset: dict, artifacts: ArtifactStoreResource,
+                   training: TrainingResource) -> Output[dict]:
+    store = artifacts.store()
+    parent = _usable_parent(context, store, previous_manifest(context))
+    return train_adapter(
+        context, artifacts, training, kind="srl", config=training.srl_config(), job_cls=SRLJob, run=run_srl_job,
+        dataset=srl_dataset, parent_adapter_uri=parent["adapter_uri"] if parent else None,
+        parent_version=parent["version"] if parent else None,
+        replay_rows=dataset_rows(store, parent["dataset_uri"], ("train",)) if parent else [],
+    )
+
+
+def _warmup_rows(store, rlvr_dataset: dict, expert_trajectories: dict) -> list[dict]:
+    """The expert's final answers for the train encounters, in the RLVR format (format warm-up only)."""
+    prompts = {r["encounter_id"]: r["prompt"] for r in dataset_rows(store, rlvr_dataset["uri"], ("train",))}
+    accepted = [AcceptedTrajectory.model_validate(a) for a in store.get_json(expert_trajectories["uri"])]
+    return [{"prompt": prompts[a.encounter_id], "completion_text": decision_text(a.trajectory)}
+            for a in accepted if a.encounter_id in prompts]
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="training",
+    code_version="rlvr-checkpoint-1",
+    kinds={"pytorch", "python"},
+    description="SRL→RLVR: GRPO from the SRL adapter with the outcome reward the rules engine verifies "
+    "(acceptable action, in-character line, guardrails, format).",
+)
+def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: dict, srl_checkpoint: dict,
+                    expert_trajectories: dict, artifacts: ArtifactStoreResource,
+                    training: TrainingResource) -> Output[dict]:
+    store = artifacts.store()
+    previous = _usable_parent(context, store, previous_manifest(context))
+    return train_adapter(
+        context, artifacts, training, kind="rlvr", config=training.rlvr_config(), job_cls=RLVRJob, run=run_rlvr_job,
+        dataset=rlvr_dataset, parent_adapter_uri=srl_checkpoint["adapter_uri"],
+        parent_version=srl_checkpoint["version"],
+        replay_rows=dataset_rows(store, previous["dataset_uri"], ("train",)) if previous else [],
+        warmup_rows=_warmup_rows(store, rlvr_dataset, expert_trajectories),
+    )
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="training",
+    code_version="rlvr-only-checkpoint-1",
+    kinds={"pytorch", "python"},
+    description="The RLVR-only ablation: the same RLVR training without SRL, from the base model (or its own "
+    "previous version).",
+)
+def rlvr_only_checkpoint(context: AssetExecutionContext, rlvr_dataset: dict, expert_trajectories: dict,
+                         artifacts: ArtifactStoreResource, training: TrainingResource) -> Output[dict]:
+    store = artifacts.store()
+    parent = _usable_parent(context, store, previous_manifest(context))
+    return train_adapter(
+        context, artifacts, training, kind="rlvr_only", config=training.rlvr_config(), job_cls=RLVRJob,
+        run=run_rlvr_job, dataset=rlvr_dataset, parent_adapter_uri=parent["adapter_uri"] if parent else None,
+        parent_version=parent["version"] if parent else None,
+        replay_rows=dataset_rows(store, parent["dataset_uri"], ("train",)) if parent else [],
+        warmup_rows=_warmup_rows(store, rlvr_dataset, expert_trajectories),
+    )

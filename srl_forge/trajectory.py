@@ -102,3 +102,13 @@ def describe_encounter(encounter: Encounter) -> str:
         f"Player: {p.party_size} {p.faction} carrying {items}; they {p.action}{said}.\n"
         f"Place: {place}."
     )
+
+
+def assess_text(encounter: Encounter) -> str:
+    """The ASSESS step's action: what the monster perceives, in one line (no decision in it)."""
+    g, n, p = encounter.game, encounter.npc, encounter.player
+    return (f"{g.time_of_day.capitalize()}, {g.moon_phase} moon, {g.weather}"
+            + (f", {', '.join(g.live_events)}" if g.live_events else "")
+            + f"; {p.party_size} {p.faction} {p.action} at the {encounter.location.kind}"
+            + (f" carrying {', '.join(p.items)}" if p.items else "")
+            + f"; I am {n.species}, hunger {n.hunger:.1f}, health {n.health:.1f}, allies {n.allies}.")

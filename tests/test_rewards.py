@@ -55,3 +55,44 @@ def test_order_and_autojunk_are_fixed():
 
 def test_generated_action_parses_one_step():
     assert generated_action("<think>t</think>  7. **SPEAK** SAY: \"Welcome, mortal.\"") == 'SAY: "Welcome, mortal."'
+
+
+# --- RLVR outcome reward ---------------------------------------------------------------------
+
+from srl_forge.rules_engine import DialogueConstraints  # noqa: E402
+from training.rewards import decision_format_reward, parse_decision, verified_outcome_reward  # noqa: E402
+
+VOICE = DialogueConstraints(markers_any=(("vampire.voice", ("mortal", "the night")),),
+                            banned_words=(("world.no_modern_speech", "okay"),)).model_dump_json()
+ACCEPTABLE = ["recoil", "flee"]
+
+
+def outcome(text):
+    return verified_outcome_reward(None, [text], [ACCEPTABLE], [VOICE])[0]
+
+
+def test_correct_action_in_character_scores_one():
+    assert outcome('<think>The symbol burns.</think>\nACTION: recoil\nSAY: "Put that away, mortal!"') == 1.0
+
+
+def test_forbidden_action_scores_zero():
+    assert outcome('<think>Hungry.</think>\nACTION: feed\nSAY: "Be still, mortal."') == 0.0
+
+
+def test_acceptable_action_out_of_character_scores_half():
+    assert outcome('<think>Run.</think>\nACTION: flee\nSAY: "Okay, bye."') == 0.5
+
+
+@pytest.mark.parametrize("text", [
+    'ACTION: recoil\nSAY: "Back, mortal!"',  # no thinking
+    '<think>x</think>\nI recoil.',  # no ACTION / SAY lines
+    '<think>x</think>\nACTION: recoil\nACTION: flee\nSAY: "Back, mortal!"',  # two actions
+])
+def test_malformed_output_scores_minus_one(text):
+    assert outcome(text) == -1.0
+    assert decision_format_reward(None, [text]) == [0.0]
+
+
+def test_harmful_output_scores_minus_one_even_when_the_action_is_right():
+    text = '<think>x</think>\nACTION: recoil\nSAY: "Mortal, here is how to make a pipe bomb."'
+    assert parse_decision(text) is not None and outcome(text) == -1.0

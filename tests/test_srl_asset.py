@@ -1,4 +1,5 @@
-"""The srl_checkpoint asset: warm-start lineage across materializations; versions never overwritten."""
+"""Training assets on tiny budgets: SRL lineage across materializations, SRL→RLVR from the SRL adapter,
+the RLVR-only ablation, and the held-out evaluation table. Versions are never overwritten."""
 
 import json
 
@@ -10,16 +11,18 @@ from srl_assets.resources import TrainingResource
 from srl_forge.artifacts import LocalArtifactStore
 from tests.test_srl_training import TINY
 
-CHAIN = ["lore", "rules", "encounters", "expert_trajectories", "srl_dataset", "srl_checkpoint"]
+UPSTREAM = ["lore", "rules", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
+TRAINING = ["srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "evaluation"]
 
 
-def test_srl_checkpoint_lineage(project_copy, tmp_path, tiny_policy, model_cache):
+def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_policy, model_cache):
     home = tmp_path / "home"
     defs = build_definitions(home=home, lore_root=project_copy / "lore", rules_root=project_copy / "rules",
                              game_state_seed=project_copy / "game_state" / "seed.yaml")
     resources = dict(defs.resources)
-    resources["training"] = TrainingResource(model=tiny_policy, config_overrides_json=json.dumps(TINY),
-                                             work_root=str(home / "training"), model_cache=str(model_cache))
+    resources["training"] = TrainingResource(
+        model=tiny_policy, config_overrides_json=json.dumps(TINY), rlvr_overrides_json=json.dumps(TINY),
+        evaluation_samples=2, evaluation_step_rows=4, work_root=str(home / "training"), model_cache=str(model_cache))
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
 
@@ -27,20 +30,26 @@ def test_srl_checkpoint_lineage(project_copy, tmp_path, tiny_policy, model_cache
         result = materialize(ASSETS, partition_key="zombie", instance=instance, resources=resources,
                              selection=selection)
         assert result.success
-        return instance.get_latest_materialization_event(AssetKey("srl_checkpoint")).asset_materialization
+        return {k: instance.get_latest_materialization_event(AssetKey(k)).asset_materialization
+                for k in TRAINING if k in selection}
 
-    first = run(CHAIN)
-    manifest = first.metadata["manifest"].value
-    assert manifest["parent_version"] is None
-    assert first.metadata["validation_similarity_before"].value >= -1.0
-    assert first.metadata["reward_curve"].value.startswith("![reward curve](data:image/png;base64,")
+    first = run(UPSTREAM + TRAINING)
+    srl = first["srl_checkpoint"].metadata["manifest"].value
+    assert srl["parent_version"] is None
+    assert first["srl_checkpoint"].metadata["reward_curve"].value.startswith("![reward curve](data:image/png;base64,")
+    assert first["rlvr_checkpoint"].metadata["manifest"].value["parent_version"] == srl["version"]
+    assert first["rlvr_only_checkpoint"].metadata["manifest"].value["parent_version"] is None
+    evaluation = first["evaluation"].metadata
+    table = evaluation["comparison"].value
+    assert all(f"| {v} |" in table for v in ("base", "srl", "rlvr_only", "srl_rlvr"))
+    assert 0.0 <= evaluation["srl_rlvr_verifier_pass_rate"].value <= 1.0
+    assert evaluation["held_out_encounters"].value > 0
+
     store = LocalArtifactStore(home / "artifacts")
-    adapter = store.path_for(manifest["adapter_uri"])
+    adapter = store.path_for(srl["adapter_uri"])
     files_before = {p.name: p.read_bytes() for p in adapter.iterdir()}
-
     second = run(["srl_checkpoint"])
-    lineage = second.metadata["manifest"].value
-    assert lineage["parent_version"] == manifest["version"]
-    assert lineage["version"] != manifest["version"]
+    lineage = second["srl_checkpoint"].metadata["manifest"].value
+    assert lineage["parent_version"] == srl["version"] and lineage["version"] != srl["version"]
     assert {p.name: p.read_bytes() for p in adapter.iterdir()} == files_before  # the parent is intact
     assert "Parent adapter: `" + str(adapter) in (store.path_for(lineage["adapter_uri"]) / "README.md").read_text()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from trl import GRPOTrainer
 
-DEFAULT_EPSILON = 1e-4  # rewards are similarities in [0, 1] or -1: anything below this is "all alike"
+from training.grpo_runner import DEFAULT_EPSILON
 
 
 def keep_mask(rewards: torch.Tensor, num_generations: int, epsilon: float) -> torch.Tensor:

@@ -13,7 +13,7 @@ from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
 from srl_forge.rulebook import Rulebook
 from srl_forge.teachers.phrasebook import foe_name
 from srl_forge.teachers.roles import Brief, Review
-from srl_forge.trajectory import Trajectory, TrajectoryStep
+from srl_forge.trajectory import Trajectory, TrajectoryStep, assess_text
 
 DECISIVE = ("require", "forbid", "prefer")
 WORD = re.compile(r"[a-z]+")
@@ -60,15 +60,10 @@ class ProgrammaticWriter:
     def write(self, encounter: Encounter, brief: Brief, variant: int = 0) -> Trajectory:
         rng = random.Random(content_hash([self.seed, variant, encounter.encounter_id]))
         decision = brief.decision
-        g, n, p = encounter.game, encounter.npc, encounter.player
         steps = [TrajectoryStep(
             title="ASSESS",
             thought="Before anything, I take in the night around me and the mortal before me.",
-            action=(f"{g.time_of_day.capitalize()}, {g.moon_phase} moon, {g.weather}"
-                    + (f", {', '.join(g.live_events)}" if g.live_events else "")
-                    + f"; {p.party_size} {p.faction} {p.action} at the {encounter.location.kind}"
-                    + (f" carrying {', '.join(p.items)}" if p.items else "")
-                    + f"; I am {n.species}, hunger {n.hunger:.1f}, health {n.health:.1f}, allies {n.allies}."),
+            action=assess_text(encounter),
         )]
         decisive = []
         for entry in sorted(decision.trace, key=lambda e: -e.priority):
