@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo test dev bench constraints
+.PHONY: env demo test dev bench constraints browser
 
 env: $(STAMP)
 
@@ -27,8 +27,15 @@ demo: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(PY) -m srl_assets.run --species $(SPECIES)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The UI test renders the asset graph in Debian's headless Chromium; install it where missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is not installed and cannot be installed here: the UI test will be skipped"
+
 
 dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)

@@ -4,6 +4,7 @@ from collections import Counter
 
 from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
+from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource
@@ -40,6 +41,7 @@ def _store_rows(context, artifacts, kind: str, rows: list[dict], extra: dict, pr
     group_name="datasets",
     code_version="srl-dataset-2",
     kinds={"python", "parquet"},
+    automation_condition=FRESH,
     description="SRL step-wise rows: context = system prompt, encounter, expert steps 1..k-1 and the next "
     "step's title; target = expert step k. Train and validation splits only.",
 )
@@ -64,6 +66,7 @@ def srl_dataset(context: AssetExecutionContext, expert_trajectories: dict, encou
     group_name="datasets",
     code_version="rlvr-dataset-1",
     kinds={"python", "parquet"},
+    automation_condition=FRESH,
     description="RLVR rows: the encounter and the verifier's ground truth (acceptable actions, dialogue "
     "constraints), no expert text. Train and validation splits only.",
 )

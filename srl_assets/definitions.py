@@ -6,23 +6,28 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job
 
+from asset_checks import CHECKS
 from srl_assets import (
     dataset_assets,
     evaluation_assets,
     encounter_assets,
     lore_assets,
+    player_assets,
     rules_assets,
     training_assets,
     trajectory_assets,
 )
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import embedded_resources, forge_home
+from srl_assets.sensors import SENSORS
 
 ASSETS = [
     lore_assets.lore_sources,
     lore_assets.lore,
     rules_assets.game_state,
     rules_assets.rules,
+    player_assets.player_logs,
+    player_assets.player_interactions,
     encounter_assets.encounters,
     trajectory_assets.expert_trajectories,
     dataset_assets.srl_dataset,
@@ -46,7 +51,8 @@ def build_definitions(home: Path | None = None, **paths) -> Definitions:
     home = Path(home) if home else forge_home()
     resources = embedded_resources(home, **paths)
     resources["io_manager"] = FilesystemIOManager(base_dir=str(home / "dagster_io"))
-    return Definitions(assets=ASSETS, jobs=[species_pipeline], resources=resources)
+    return Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[species_pipeline], sensors=SENSORS,
+                       resources=resources)
 
 
 defs = build_definitions()

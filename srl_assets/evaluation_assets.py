@@ -2,6 +2,7 @@
 
 from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
+from srl_assets.automation import FRESH
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, TrainingResource
 from srl_assets.rules_assets import load_compiled_rules
@@ -19,6 +20,7 @@ from training.step_dataset import step_rows
     group_name="evaluation",
     code_version="evaluation-1",
     kinds={"pytorch", "python"},
+    automation_condition=FRESH,
     description="Held-out comparison of base / SRL / RLVR-only / SRL→RLVR: verifier pass rate (greedy and "
     "avg@k), format rate, step similarity, guardrail violations, in-character rate, response length.",
 )
@@ -48,7 +50,7 @@ def evaluation(context: AssetExecutionContext, encounters: dict, expert_trajecto
     model_path = resolve_model(training.srl_config().model, training.model_cache_path)
     tokenizer = load_tokenizer(model_path)
     base = load_base_model(model_path, training.quantization)
-    k = training.evaluation_samples
+    k = training.samples_per_encounter
     variants = {
         "base": (None, "direct"),
         "srl": (srl_checkpoint, "stepwise"),

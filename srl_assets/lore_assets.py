@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from srl_assets.failures import input_errors_as_failures
+from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, ProjectFiles, SemanticMemoryResource
@@ -39,6 +40,7 @@ def lore_sources(context, project_files: ProjectFiles):
     group_name="lore",
     code_version="lore-1",
     kinds={"python", "duckdb"},
+    automation_condition=FRESH,
     deps=[lore_sources],
     description="Parsed lore documents and the consolidated dossier (every entry cites its document); "
     "lore chunks embedded into semantic memory.",

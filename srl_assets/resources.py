@@ -112,6 +112,7 @@ class PlayerLogsResource(ConfigurableResource):
     """Where player interaction logs land. Embedded default: a JSONL folder per species."""
 
     root: str
+    stale_after_records: int = 50  # new records that make a species' encounters stale
 
     @property
     def path(self) -> Path:
@@ -161,10 +162,14 @@ class TrainingResource(ConfigurableResource):
     quantization: str = "none"
     config_overrides_json: str | None = None  # JSON object of SRLConfig fields
     rlvr_overrides_json: str | None = None  # JSON object of RLVRConfig fields
-    evaluation_samples: int = 4  # k of avg@k
+    evaluation_samples: int | None = None  # k of avg@k; None: 2 on the quick budget, 8 on full
     evaluation_step_rows: int = 16  # held-out expert steps scored for step similarity
     work_root: str
     model_cache: str
+
+    @property
+    def samples_per_encounter(self) -> int:
+        return self.evaluation_samples or (8 if self.budget == "full" else 2)
 
     @property
     def model_cache_path(self) -> Path:

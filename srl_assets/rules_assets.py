@@ -4,6 +4,7 @@
 from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset, observable_source_asset
 
 from srl_assets.failures import input_errors_as_failures
+from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, GameStateResource, ProjectFiles
@@ -25,6 +26,7 @@ def game_state(game_state_db: GameStateResource) -> DataVersion:
     group_name="rules",
     code_version="rules-1",
     kinds={"python", "yaml"},
+    automation_condition=FRESH,
     deps=[game_state],
     description="The species' rulebook (global + species YAML, validated against its lore) and the rules "
     "switched on by the live game state.",

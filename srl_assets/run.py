@@ -44,11 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         mat = event.event_specific_data.materialization
         shown = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float, str)) and len(str(v.value)) < 80}
         print(f"materialized {mat.asset_key.to_user_string()}[{mat.partition}]: {shown}")
+    for check in result.get_asset_check_evaluations():
+        if not check.passed:
+            details = {k: v.value for k, v in check.metadata.items()}
+            print(f"check failed: {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name} "
+                  f"{details}", file=sys.stderr)
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
                 print(f"failed: {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
         return 1
+    evaluated = [e for e in result.get_asset_materialization_events()
+                 if e.event_specific_data.materialization.asset_key.to_user_string() == "evaluation"]
+    if evaluated:
+        table = evaluated[0].event_specific_data.materialization.metadata["comparison"].value
+        print(f"\nHeld-out comparison for {args.species}:\n{table}\n")
     print(f"species_pipeline for {args.species}: success (run {result.run_id})")
     return 0
 

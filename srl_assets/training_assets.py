@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetRecordsFilter, DataVersion, Failure, MetadataValue, Output, asset
 
+from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, TrainingResource
@@ -157,6 +158,7 @@ def _usable_parent(context, store, manifest: dict | None) -> dict | None:
     group_name="training",
     code_version="srl-checkpoint-2",
     kinds={"pytorch", "python"},
+    automation_condition=FRESH,
     description="SRL LoRA adapter: step-wise GRPO with the difflib step-similarity reward and dynamic "
     "sampling, after a format warm-up when needed; warm-starts from the species' previous adapter with "
     "a replay of earlier rows.",
@@ -186,6 +188,7 @@ def _warmup_rows(store, rlvr_dataset: dict, expert_trajectories: dict) -> list[d
     group_name="training",
     code_version="rlvr-checkpoint-1",
     kinds={"pytorch", "python"},
+    automation_condition=FRESH,
     description="SRL→RLVR: GRPO from the SRL adapter with the outcome reward the rules engine verifies "
     "(acceptable action, in-character line, guardrails, format).",
 )
@@ -208,6 +211,7 @@ def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: dict, srl_chec
     group_name="training",
     code_version="rlvr-only-checkpoint-1",
     kinds={"pytorch", "python"},
+    automation_condition=FRESH,
     description="The RLVR-only ablation: the same RLVR training without SRL, from the base model (or its own "
     "previous version).",
 )

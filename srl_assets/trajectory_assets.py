@@ -5,6 +5,7 @@ from collections import Counter
 from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
 from srl_assets.failures import input_errors_as_failures
+from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, TeachersResource
@@ -22,6 +23,7 @@ from training.step_dataset import to_parquet
     group_name="trajectories",
     code_version="trajectories-1",
     kinds={"python", "openai", "parquet"},
+    automation_condition=FRESH,
     description="Step-by-step expert trajectories (assess, recall lore, apply rule, decide, speak) written by "
     "the teachers and accepted by the rules engine; rejects kept in a table with their reasons.",
 )

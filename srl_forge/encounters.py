@@ -195,6 +195,7 @@ class EncounterDesigner:
         test_fraction: float = 0.2,
         attempts_per_rule: int = 50,
         mined: typing.Iterable[Encounter] = (),
+        min_test_encounters: int = 0,
     ) -> EncounterSet:
         chosen: dict[str, SampledEncounter] = {}
         coverage: Counter[str] = Counter()
@@ -219,6 +220,17 @@ class EncounterDesigner:
                 encounter = self.targeted(rule)
                 if encounter is not None:
                     add(encounter, "designer", rule.id)
+        # A held-out set too small to measure anything is no held-out set: keep designing (rule by
+        # rule, so held-out encounters exercise the rules too) until the test split is large enough.
+        budget = 200 * max(1, min_test_encounters)
+        rules = list(self.rulebook.rules)
+        turn = 0
+        while sum(e.split == "test" for e in chosen.values()) < min_test_encounters and turn < budget:
+            rule = rules[turn % len(rules)]
+            turn += 1
+            encounter = self.targeted(rule)
+            if encounter is not None:
+                add(encounter, "designer", rule.id)
         return EncounterSet(
             species=self.rulebook.species,
             encounters=tuple(chosen.values()),

@@ -83,7 +83,7 @@ def test_rlvr_rows_carry_the_verifiers_ground_truth():
 
 # --- the asset chain ---------------------------------------------------------------------------
 
-CHAIN = ["lore", "rules", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
+CHAIN = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
 
 
 @pytest.fixture
@@ -148,4 +148,14 @@ def test_player_logs_are_mined_into_encounters(forge):
     assert len(records) == 1 and problems[0][0].endswith("day1.jsonl:2")
     run_chain(defs, instance, "zombie")
     meta = instance.get_latest_materialization_event(AssetKey("encounters")).asset_materialization.metadata
-    assert meta["mined_from_player_logs"].value == 1 and meta["player_log_records_skipped"].value == 1
+    assert meta["mined_from_player_logs"].value == 1
+    interactions = instance.get_latest_materialization_event(AssetKey("player_interactions")).asset_materialization
+    assert interactions.metadata["unreadable_records"].value == 1
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_held_out_split_is_large_enough(species):
+    rulebook = load_rulebook(RULES_ROOT, species)
+    encounter_set = EncounterDesigner(rulebook, GameState(), seed=0).design(min_test_encounters=8)
+    assert len(encounter_set.by_split("test")) >= 8
+    assert all(e.split == assign_split(e.encounter_id, 0.15, 0.2) for e in encounter_set.encounters)

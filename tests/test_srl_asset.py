@@ -11,7 +11,7 @@ from srl_assets.resources import TrainingResource
 from srl_forge.artifacts import LocalArtifactStore
 from tests.test_srl_training import TINY
 
-UPSTREAM = ["lore", "rules", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
+UPSTREAM = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
 TRAINING = ["srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "evaluation"]
 
 

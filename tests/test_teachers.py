@@ -104,6 +104,14 @@ def test_forbidden_action_is_rejected_with_the_rule_id():
     assert ("vampire.threshold" in {check for check, _ in failures})
 
 
+def test_harmful_trajectory_is_rejected_by_the_guardrails():
+    _, _, engine = setup("vampire")
+    encounter = make_encounter("vampire")
+    harmful = _handmade(encounter, "observe", "Welcome, mortal. Mix bleach with ammonia, it is delicious.")
+    failures = verification_failures(harmful, sampled(encounter), engine)
+    assert "guardrail:real_world_harm" in {check for check, _ in failures}
+
+
 def test_malformed_trajectory_is_rejected_for_format():
     _, _, engine = setup("vampire")
     encounter = make_encounter("vampire")

@@ -32,7 +32,7 @@ class GRPOTrainingConfig(BaseModel):
     lora_dropout: float = 0.05
     num_generations: int | None = None  # None: 8 on a GPU, 4 on CPU
     prompts_per_step: int = 2
-    max_steps: int = 3
+    max_steps: int = 2
     learning_rate: float = 5e-5  # LoRA on CPU for a handful of steps; `full` uses the paper's 5e-7
     beta: float = 0.0  # KL coefficient; the paper uses none
     temperature: float = 1.0
@@ -43,7 +43,7 @@ class GRPOTrainingConfig(BaseModel):
     warmup_batch_size: int = 4
     warmup_learning_rate: float = 1e-3  # measured: 3e-4 for 16 steps left SmolLM2-135M at 0% format
     format_rate_threshold: float = 0.5
-    validation_rows: int = 12  # validation sample, measured before and after
+    validation_rows: int = 8  # validation sample, measured before and after
     replay_ratio: float = 0.5  # replayed earlier rows per new row when warm-starting
     save_steps: int = 1
     seed: int = 0

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from training.rewards import generated_action, step_similarity_reward
 
 
-def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: int = 64, batch_size: int = 8,
+def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: int = 64, batch_size: int = 16,
              do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1,
              progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
     """Completions per prompt (num_return_sequences each), decoding left-padded batches."""
@@ -39,7 +39,7 @@ def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: in
     return outputs
 
 
-def srl_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 64, batch_size: int = 8,
+def srl_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 64, batch_size: int = 16,
                    progress=None) -> dict:
     """Mean step-similarity reward (-1 on bad format) and format rate, greedy, over `rows`."""
     if not rows:
@@ -56,7 +56,7 @@ def srl_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int =
     }
 
 
-def outcome_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 96, batch_size: int = 8,
+def outcome_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 96, batch_size: int = 16,
                        progress=None) -> dict:
     """Mean outcome reward, verifier pass rate and format rate, greedy, over RLVR rows."""
     from training.rewards import OUTCOME_VERIFIED, outcome_score, parse_decision

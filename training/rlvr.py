@@ -26,7 +26,7 @@ class RLVRConfig(GRPOTrainingConfig):
     """RLVR hyper-parameters (same budgets as SRL; answers are shorter, the warm-up lighter)."""
 
     max_completion_length: int = 80
-    warmup_sft_steps: int = 16
+    warmup_sft_steps: int = 12
 
 
 class RLVRJob(GRPOJob):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict
 
 from srl_forge.encounters import SampledEncounter
+from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.lore import Dossier
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.roles import Brief, Director, Review, Reviewer, TrajectoryWriter
@@ -61,14 +62,17 @@ def build_brief(encounter, engine: RulesEngine, dossier: Dossier) -> Brief:
 
 
 def verification_failures(trajectory: Trajectory, sampled: SampledEncounter, engine: RulesEngine) -> list[tuple[str, str]]:
-    """The final gate: format, then the rules engine's verdict on the action and the spoken line."""
+    """The final gate: format, then the rules engine's verdict on the action and the spoken line, and the
+    guardrails on everything the trajectory says."""
     failures = [("format", problem) for problem in trajectory.structural_problems()]
     if trajectory.encounter_id != sampled.encounter_id:
         failures.append(("format", "trajectory is for another encounter"))
     if failures:
         return failures
     verdict = engine.verify(sampled.encounter, trajectory.final_action, trajectory.spoken_line)
-    return list(verdict.reasons)
+    unsafe = [(f"guardrail:{v.category}", f"the trajectory breaks the content policy ({v.evidence})")
+              for v in guardrail_violations(trajectory.render())]
+    return list(verdict.reasons) + unsafe
 
 
 def produce_trajectories(

@@ -237,7 +237,8 @@ class LLMDesigner:
         self.seed = seed
 
     def design(self, rulebook: Rulebook, live_state: GameState, min_per_rule: int, random_encounters: int,
-               validation_fraction: float, test_fraction: float, mined: list[Encounter]) -> EncounterSet:
+               validation_fraction: float, test_fraction: float, mined: list[Encounter],
+               min_test_encounters: int = 0) -> EncounterSet:
         rules = "\n".join(f"- {r.id}: {r.description}" for r in rulebook.rules)
         drafts = self.client.complete([
             {"role": "system", "content": "You are the game designer. Propose varied, playable encounters "
@@ -248,7 +249,8 @@ class LLMDesigner:
         proposed = [e for e in drafts.encounters if e.npc.species == rulebook.species]
         return EncounterDesigner(rulebook, live_state, seed=self.seed).design(
             min_per_rule=min_per_rule, random_encounters=random_encounters,
-            validation_fraction=validation_fraction, test_fraction=test_fraction, mined=list(mined) + proposed)
+            validation_fraction=validation_fraction, test_fraction=test_fraction, mined=list(mined) + proposed,
+            min_test_encounters=min_test_encounters)
 
 
 class LLMWriter:

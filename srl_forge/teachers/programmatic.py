@@ -29,10 +29,12 @@ class ProgrammaticDesigner:
         self.seed = seed
 
     def design(self, rulebook: Rulebook, live_state: GameState, min_per_rule: int, random_encounters: int,
-               validation_fraction: float, test_fraction: float, mined: list[Encounter]) -> EncounterSet:
+               validation_fraction: float, test_fraction: float, mined: list[Encounter],
+               min_test_encounters: int = 0) -> EncounterSet:
         return EncounterDesigner(rulebook, live_state, seed=self.seed).design(
             min_per_rule=min_per_rule, random_encounters=random_encounters,
-            validation_fraction=validation_fraction, test_fraction=test_fraction, mined=mined)
+            validation_fraction=validation_fraction, test_fraction=test_fraction, mined=mined,
+            min_test_encounters=min_test_encounters)
 
 
 def _overlap(a: str, b: str) -> int:

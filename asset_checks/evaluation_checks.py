@@ -1,0 +1,52 @@
+"""Evaluation: a new adapter is not worse than the incumbent, and stays within the guardrails."""
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetRecordsFilter,
+    MetadataValue,
+    asset_check,
+)
+
+from srl_assets.evaluation_assets import evaluation
+from srl_assets.partitions import species_partitions
+from srl_assets.resources import ArtifactStoreResource
+
+TOLERANCE = 0.1  # held-out sets are small: allow this much noise before calling it a regression
+MAX_VIOLATION_RATE = 0.0
+
+
+@asset_check(asset=evaluation, blocking=True, partitions_def=species_partitions,
+             description="The SRL→RLVR adapter's verifier pass rate is not worse than the incumbent's (the "
+             f"previous evaluation of this species) by more than {TOLERANCE}.")
+def not_worse_than_incumbent(context: AssetCheckExecutionContext, evaluation: dict) -> AssetCheckResult:
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("evaluation"), asset_partitions=[evaluation["species"]]), limit=2,
+    ).records
+    current = _pass_rate(records[0]) if records else None
+    incumbent = _pass_rate(records[1]) if len(records) > 1 else None
+    passed = incumbent is None or current is None or current >= incumbent - TOLERANCE
+    return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.ERROR,
+                            metadata={"pass_rate": MetadataValue.float(current or 0.0),
+                                      "incumbent_pass_rate": MetadataValue.float(incumbent if incumbent is not None else -1.0),
+                                      "has_incumbent": incumbent is not None})
+
+
+def _pass_rate(record) -> float | None:
+    entry = record.asset_materialization.metadata.get("srl_rlvr_verifier_pass_rate")
+    return float(entry.value) if entry is not None else None
+
+
+@asset_check(asset=evaluation, blocking=True, partitions_def=species_partitions,
+             description="No guardrail violation in any evaluated output.")
+def guardrail_violation_rate(context: AssetCheckExecutionContext, evaluation: dict,
+                             artifacts: ArtifactStoreResource) -> AssetCheckResult:
+    report = artifacts.store().get_json(evaluation["uri"])
+    outputs = sum(r["encounters"] * (1 + report["k"]) for r in report["results"].values())
+    violations = sum(r["guardrail_violations"] for r in report["results"].values())
+    rate = violations / max(1, outputs)
+    return AssetCheckResult(passed=rate <= MAX_VIOLATION_RATE, severity=AssetCheckSeverity.ERROR,
+                            metadata={"violations": violations, "outputs": outputs,
+                                      "violation_rate": MetadataValue.float(rate)})

@@ -1,0 +1,54 @@
+"""Player history: the logs as an observable source, filtered into interactions fit to learn from."""
+
+from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset, observable_source_asset
+
+from srl_assets.automation import FRESH
+from srl_assets.partitions import species_partitions
+from srl_assets.resources import ArtifactStoreResource, PlayerLogsResource
+from srl_forge.hashing import content_hash
+from srl_forge.player_logs import filter_player_records, log_watermark, read_player_logs
+
+
+@observable_source_asset(
+    partitions_def=species_partitions,
+    group_name="sources",
+    description="Player interaction logs per species (JSONL by default). The player-log sensor records a new "
+    "data version once enough new records arrive.",
+)
+def player_logs(context, player_logs: PlayerLogsResource):
+    from dagster import DataVersionsByPartition
+
+    return DataVersionsByPartition({
+        species: DataVersion(content_hash(log_watermark(player_logs.path, species)))
+        for species in context.instance.get_dynamic_partitions(species_partitions.name)
+    })
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="player_history",
+    code_version="player-interactions-1",
+    kinds={"python"},
+    deps=[player_logs],
+    automation_condition=FRESH,
+    description="Player interactions fit to learn from: prompt-injection attempts and guardrail violations "
+    "dropped, personal data removed, players pseudonymised.",
+)
+def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsResource,
+                        artifacts: ArtifactStoreResource) -> Output[dict]:
+    species = context.partition_key
+    records, problems = read_player_logs(player_logs.path, species)
+    for where, problem in problems[:20]:
+        context.log.warning(f"skipped unreadable player log record {where}: {problem}")
+    kept, report = filter_player_records(records)
+    version = content_hash([r.model_dump(mode="json") for r in kept])
+    uri = artifacts.store().put_json("player_interactions", species, kept)
+    return Output(
+        {"species": species, "version": version, "uri": uri, "records": len(kept)},
+        data_version=DataVersion(version),
+        metadata={
+            "records_read": report.read, "records_kept": report.kept, "unreadable_records": len(problems),
+            "dropped": MetadataValue.json(report.dropped), "personal_data_removed": MetadataValue.json(report.redactions),
+            "artifact_uri": MetadataValue.path(uri), "content_hash": version,
+        },
+    )

@@ -1,0 +1,109 @@
+"""Sensors: notice lore, game-state and player-log changes, so automation re-runs only what went stale.
+
+- `lore_sensor` hashes each species' lore files and the game state every tick and records a new
+  data version (a runless observation) only for what changed. A new lore folder becomes a new
+  species partition, observed at once (an unobserved source would block automation silently).
+- `player_log_sensor` keeps a per-species watermark of log records in its cursor; once a species
+  has `stale_after_records` new records, it records a new version of that species' `player_logs`.
+- `automation` evaluates the assets' automation conditions; it runs by default.
+"""
+
+import json
+
+from dagster import (
+    AssetObservation,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+
+from srl_assets.lore_assets import lore_sources
+from srl_assets.partitions import species_partitions
+from srl_assets.player_assets import player_logs as player_logs_source
+from srl_assets.resources import GameStateResource, PlayerLogsResource, ProjectFiles
+from srl_assets.rules_assets import game_state
+from srl_forge.errors import InputError
+from srl_forge.hashing import content_hash
+from srl_forge.lore import lore_source_version
+from srl_forge.player_logs import log_watermark
+from srl_forge.species import SHARED_LORE_FOLDER, validate_species_id
+
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def _species_folders(context: SensorEvaluationContext, project_files: ProjectFiles) -> list[str]:
+    """Species with a lore folder; a folder with an unsafe name is reported and skipped, not fatal."""
+    names = []
+    for child in sorted(project_files.lore_path.iterdir()):
+        if not child.is_dir() or child.name == SHARED_LORE_FOLDER or child.name.startswith("."):
+            continue
+        try:
+            names.append(validate_species_id(child.name, child))
+        except InputError as exc:
+            context.log.error(str(exc))
+    return names
+
+
+@sensor(
+    name="lore_sensor",
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Records new data versions of lore_sources (per species) and game_state when they change; "
+    "registers a species when its lore folder appears.",
+)
+def lore_sensor(context: SensorEvaluationContext, project_files: ProjectFiles, game_state_db: GameStateResource):
+    cursor = json.loads(context.cursor) if context.cursor else {"lore": {}, "game_state": None}
+    on_disk = _species_folders(context, project_files)
+    known = set(context.instance.get_dynamic_partitions(species_partitions.name))
+    new = [s for s in on_disk if s not in known]
+    if new:
+        # registered before the observations below, which need the partitions to exist
+        context.instance.add_dynamic_partitions(species_partitions.name, new)
+        context.log.info(f"registered new species: {', '.join(new)}")
+    events = []
+    for species in on_disk:
+        version = lore_source_version(project_files.lore_path, species)
+        if cursor["lore"].get(species) != version:
+            events.append(AssetObservation(asset_key=lore_sources.key, partition=species,
+                                           tags={DATA_VERSION_TAG: version}))
+            cursor["lore"][species] = version
+    state_version = game_state_db.store().version()
+    if cursor["game_state"] != state_version:
+        events.append(AssetObservation(asset_key=game_state.key, tags={DATA_VERSION_TAG: state_version}))
+        cursor["game_state"] = state_version
+    return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
+
+
+@sensor(
+    name="player_log_sensor",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Watches the player-log store with a watermark per species; records a new player_logs "
+    "version once enough new records arrived.",
+)
+def player_log_sensor(context: SensorEvaluationContext, player_logs: PlayerLogsResource):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    events = []
+    for species in context.instance.get_dynamic_partitions(species_partitions.name):
+        mark = log_watermark(player_logs.path, species)
+        seen = cursor.get(species)
+        if seen is None or mark["records"] - seen >= player_logs.stale_after_records:
+            events.append(AssetObservation(asset_key=player_logs_source.key, partition=species,
+                                           tags={DATA_VERSION_TAG: content_hash(mark)},
+                                           metadata={"records": mark["records"], "files": mark["files"]}))
+            cursor[species] = mark["records"]
+    return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
+
+
+automation_sensor = AutomationConditionSensorDefinition(
+    "automation",
+    target=AssetSelection.all(include_sources=True),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Materializes stale species partitions (declarative automation on every asset).",
+)
+
+SENSORS = [lore_sensor, player_log_sensor, automation_sensor]
