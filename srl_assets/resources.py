@@ -163,7 +163,7 @@ class TrainingResource(ConfigurableResource):
     config_overrides_json: str | None = None  # JSON object of SRLConfig fields
     rlvr_overrides_json: str | None = None  # JSON object of RLVRConfig fields
     evaluation_samples: int | None = None  # k of avg@k; None: 2 on the quick budget, 8 on full
-    evaluation_step_rows: int = 16  # held-out expert steps scored for step similarity
+    evaluation_step_rows: int = 8  # held-out expert steps scored for step similarity
     work_root: str
     model_cache: str
 

@@ -25,26 +25,12 @@ from srl_assets.partitions import species_partitions
 from srl_assets.player_assets import player_logs as player_logs_source
 from srl_assets.resources import GameStateResource, PlayerLogsResource, ProjectFiles
 from srl_assets.rules_assets import game_state
-from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
 from srl_forge.lore import lore_source_version
 from srl_forge.player_logs import log_watermark
-from srl_forge.species import SHARED_LORE_FOLDER, validate_species_id
+from srl_forge.species import discover_species
 
 DATA_VERSION_TAG = "dagster/data_version"
-
-
-def _species_folders(context: SensorEvaluationContext, project_files: ProjectFiles) -> list[str]:
-    """Species with a lore folder; a folder with an unsafe name is reported and skipped, not fatal."""
-    names = []
-    for child in sorted(project_files.lore_path.iterdir()):
-        if not child.is_dir() or child.name == SHARED_LORE_FOLDER or child.name.startswith("."):
-            continue
-        try:
-            names.append(validate_species_id(child.name, child))
-        except InputError as exc:
-            context.log.error(str(exc))
-    return names
 
 
 @sensor(
@@ -56,7 +42,7 @@ def _species_folders(context: SensorEvaluationContext, project_files: ProjectFil
 )
 def lore_sensor(context: SensorEvaluationContext, project_files: ProjectFiles, game_state_db: GameStateResource):
     cursor = json.loads(context.cursor) if context.cursor else {"lore": {}, "game_state": None}
-    on_disk = _species_folders(context, project_files)
+    on_disk = discover_species(project_files.lore_path, on_invalid=lambda exc: context.log.error(str(exc)))
     known = set(context.instance.get_dynamic_partitions(species_partitions.name))
     new = [s for s in on_disk if s not in known]
     if new:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from srl_forge.errors import InputError
@@ -26,15 +27,24 @@ def validate_species_id(name: str, source: str | Path = "species") -> str:
     return name
 
 
-def discover_species(lore_root: Path) -> list[str]:
-    """Species with a lore folder under `lore_root`, sorted. Invalid folder names are errors."""
+def discover_species(lore_root: Path, on_invalid: Callable[[InputError], None] | None = None) -> list[str]:
+    """Species with a lore folder under `lore_root`, sorted.
+
+    A folder whose name is not a safe species id raises InputError, or, with `on_invalid`, is
+    reported to it and skipped (a sensor must not stop watching every species for one bad folder).
+    """
     if not lore_root.is_dir():
         raise InputError(lore_root, "lore_root", "lore folder does not exist")
     names = []
     for child in sorted(lore_root.iterdir()):
         if not child.is_dir() or child.name == SHARED_LORE_FOLDER or child.name.startswith("."):
             continue
-        names.append(validate_species_id(child.name, child))
+        try:
+            names.append(validate_species_id(child.name, child))
+        except InputError as exc:
+            if on_invalid is None:
+                raise
+            on_invalid(exc)
     return names
 
 

@@ -111,3 +111,11 @@ def test_source_version_changes_only_with_the_species_files(project_copy):
     path.write_text(path.read_text() + "\n- Laughs at funerals.\n")
     after = {s: lore_source_version(lore_root, s) for s in SPECIES}
     assert [s for s in SPECIES if before[s] != after[s]] == ["ghoul"]
+
+
+def test_invalid_folder_can_be_reported_and_skipped(tmp_path):
+    write(tmp_path / "imp", "a.md", GOOD)
+    write(tmp_path / "Bad Name", "x.md", GOOD)
+    reported = []
+    assert discover_species(tmp_path, on_invalid=reported.append) == ["imp"]
+    assert "Bad Name" in str(reported[0])

@@ -27,6 +27,7 @@ class RLVRConfig(GRPOTrainingConfig):
 
     max_completion_length: int = 80
     warmup_sft_steps: int = 12
+    prompts_per_step: int = 1  # quick budget: the 15-minute one-species target on 2 CPU cores
 
 
 class RLVRJob(GRPOJob):
