@@ -39,7 +39,7 @@ class GRPOTrainingConfig(BaseModel):
     max_completion_length: int = 96  # expert steps with their thought are 40-70 tokens
     max_grad_norm: float = 1.0
     dynamic_sampling_epsilon: float = DEFAULT_EPSILON
-    warmup_sft_steps: int = 24  # format warm-up (SFT) when the format rate is below the threshold
+    warmup_sft_steps: int = 20  # format warm-up (SFT) when the format rate is below the threshold
     warmup_batch_size: int = 4
     warmup_learning_rate: float = 1e-3  # measured: 3e-4 for 16 steps left SmolLM2-135M at 0% format
     format_rate_threshold: float = 0.5
