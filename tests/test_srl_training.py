@@ -147,3 +147,15 @@ def test_quantization_without_gpu_is_a_clear_error():
         pytest.skip("this machine has a GPU")
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
         quantization_config("4bit")
+
+
+def test_job_entry_point_runs_a_job_file(tiny_policy, model_cache, tmp_path, capsys):
+    """`python -m training.srl --job job.json` is what a remote training job runs."""
+    from training.srl import main
+
+    job = job_for(tmp_path, tiny_policy, model_cache, max_steps=1)
+    path = tmp_path / "job.json"
+    path.write_text(job.model_dump_json())
+    assert main(["--job", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["grpo_steps"] == 1
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()

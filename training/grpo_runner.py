@@ -6,6 +6,7 @@ the validation metric."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import time
@@ -246,3 +247,14 @@ tags: [srl-forge, {metrics['task'].lower()}, grpo, lora]
 | before | {before['score']:.3f} | {before['format_rate']:.2f} |
 | after | {after['score']:.3f} | {after['format_rate']:.2f} |
 """
+
+
+def job_cli(job_cls: type[GRPOJob], run: Callable[[GRPOJob], dict], description: str,
+            argv: list[str] | None = None) -> int:
+    """`python -m training.<srl|rlvr> --job job.json`: the entry point a remote (SageMaker) job runs."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--job", required=True, help=f"job JSON file (see {job_cls.__name__})")
+    args = parser.parse_args(argv)
+    metrics = run(job_cls.model_validate_json(Path(args.job).read_text()))
+    print(json.dumps({k: metrics[k] for k in ("grpo_steps", "validation_before", "validation_after")}, default=str))
+    return 0

@@ -10,14 +10,11 @@ The policy answers `<think>...</think>` then `ACTION: <id>` and `SAY: "..."`. Re
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from srl_forge.trajectory import Trajectory
-from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, run_grpo_job
+from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, job_cli, run_grpo_job
 from training.policy_eval import outcome_validation
 from training.rewards import decision_format_reward, verified_outcome_reward
 
@@ -63,12 +60,7 @@ def run_rlvr_job(job: RLVRJob, log: Callable[[str], None] = print, callbacks: Se
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--job", required=True, help="job JSON file (see RLVRJob)")
-    args = parser.parse_args(argv)
-    metrics = run_rlvr_job(RLVRJob.model_validate_json(Path(args.job).read_text()))
-    print(json.dumps({k: metrics[k] for k in ("grpo_steps", "validation_before", "validation_after")}, default=str))
-    return 0
+    return job_cli(RLVRJob, run_rlvr_job, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,10 @@ parent adapter to warm-start from, a work folder (checkpoints; resumable) and an
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, mix_replay, run_grpo_job  # noqa: F401
+from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, job_cli, mix_replay, run_grpo_job  # noqa: F401
 from training.policy_eval import srl_validation
 from training.rewards import step_format_reward, step_similarity_reward
 
@@ -51,12 +48,7 @@ def run_srl_job(job: SRLJob, log: Callable[[str], None] = print, callbacks: Sequ
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--job", required=True, help="job JSON file (see SRLJob)")
-    args = parser.parse_args(argv)
-    metrics = run_srl_job(SRLJob.model_validate_json(Path(args.job).read_text()))
-    print(json.dumps({k: metrics[k] for k in ("grpo_steps", "validation_before", "validation_after")}, default=str))
-    return 0
+    return job_cli(SRLJob, run_srl_job, __doc__, argv)
 
 
 if __name__ == "__main__":
