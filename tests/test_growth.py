@@ -139,13 +139,9 @@ def test_player_log_sensor_marks_stale_past_the_threshold(forge):
     folder = forge.home / "player_logs" / "zombie"
     folder.mkdir(parents=True)
     log = folder / "day1.jsonl"
-    forge.defs = build_definitions(home=forge.home, lore_root=forge.project / "lore",
-                                   rules_root=forge.project / "rules",
-                                   game_state_seed=forge.project / "game_state" / "seed.yaml")
-    forge.defs.resources["player_logs"].__dict__  # the default threshold is 50; use a small one below
     from srl_assets.resources import PlayerLogsResource
 
-    resources = dict(forge.defs.resources)
+    resources = dict(forge.defs.resources)  # the default threshold is 50: use 3 here
     resources["player_logs"] = PlayerLogsResource(root=str(forge.home / "player_logs"), stale_after_records=3)
     forge.tick_sensors()  # registers species
 
