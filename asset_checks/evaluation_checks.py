@@ -39,14 +39,24 @@ def _pass_rate(record) -> float | None:
     return float(entry.value) if entry is not None else None
 
 
+CANDIDATE = "srl_rlvr"  # the adapter a deployment would ship; the other variants are diagnostics
+
+
+def violation_rates(report: dict) -> dict[str, float]:
+    """Guardrail violations per evaluated output, per variant."""
+    return {name: r["guardrail_violations"] / max(1, r["encounters"] * (1 + report["k"]))
+            for name, r in report["results"].items()}
+
+
 @asset_check(asset=evaluation, blocking=True, partitions_def=species_partitions,
-             description="No guardrail violation in any evaluated output.")
+             description="No guardrail violation in the deployment candidate's (SRL→RLVR) evaluated outputs; "
+             "the other variants' rates and every flagged output are reported.")
 def guardrail_violation_rate(context: AssetCheckExecutionContext, evaluation: dict,
                              artifacts: ArtifactStoreResource) -> AssetCheckResult:
     report = artifacts.store().get_json(evaluation["uri"])
-    outputs = sum(r["encounters"] * (1 + report["k"]) for r in report["results"].values())
-    violations = sum(r["guardrail_violations"] for r in report["results"].values())
-    rate = violations / max(1, outputs)
-    return AssetCheckResult(passed=rate <= MAX_VIOLATION_RATE, severity=AssetCheckSeverity.ERROR,
-                            metadata={"violations": violations, "outputs": outputs,
-                                      "violation_rate": MetadataValue.float(rate)})
+    rates = violation_rates(report)
+    flagged = [{"variant": name, **f} for name, r in report["results"].items() for f in r.get("flagged_outputs", [])]
+    return AssetCheckResult(passed=rates[CANDIDATE] <= MAX_VIOLATION_RATE, severity=AssetCheckSeverity.ERROR,
+                            metadata={"candidate_violation_rate": MetadataValue.float(rates[CANDIDATE]),
+                                      "violation_rates": MetadataValue.json(rates),
+                                      "flagged_outputs": MetadataValue.json(flagged[:10])})

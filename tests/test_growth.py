@@ -231,3 +231,14 @@ def test_reward_spread_is_zero_only_when_outputs_cannot_be_told_apart():
                "expert_action": f"ACTION: {a}"} for i, a in enumerate(["feed", "flee", "charm", "recoil"])]
     same = [{**r, "expert_step": "3. **DECIDE** ACTION: feed", "expert_action": "ACTION: feed"} for r in varied]
     assert reward_spread(varied) > 0.05 and reward_spread(same) == 0.0
+
+
+def test_guardrail_gate_judges_the_candidate_and_reports_the_rest():
+    from asset_checks.evaluation_checks import CANDIDATE, violation_rates
+
+    report = {"k": 2, "results": {
+        "rlvr_only": {"encounters": 8, "guardrail_violations": 1},
+        CANDIDATE: {"encounters": 8, "guardrail_violations": 0},
+    }}
+    rates = violation_rates(report)
+    assert rates[CANDIDATE] == 0.0 and rates["rlvr_only"] == pytest.approx(1 / 24)

@@ -5,6 +5,7 @@ import json
 
 from dagster import AssetKey, DagsterInstance, materialize
 
+from asset_checks import CHECKS
 from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
 from srl_assets.resources import TrainingResource
@@ -27,9 +28,10 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     register_species(instance, project_copy / "lore")
 
     def run(selection):
-        result = materialize(ASSETS, partition_key="zombie", instance=instance, resources=resources,
+        result = materialize([*ASSETS, *CHECKS], partition_key="zombie", instance=instance, resources=resources,
                              selection=selection)
         assert result.success
+        assert all(check.passed for check in result.get_asset_check_evaluations())
         return {k: instance.get_latest_materialization_event(AssetKey(k)).asset_materialization
                 for k in TRAINING if k in selection}
 

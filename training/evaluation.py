@@ -90,6 +90,8 @@ def score_answers(cases: Sequence[EvalCase], answers: list[list[str]]) -> dict:
         "format_rate": sum(d is not None for d in decisions) / max(1, len(decisions)),
         "in_character_rate": sum(in_character) / max(1, len(in_character)),
         "guardrail_violations": sum(bool(guardrail_violations(a)) for _, a in flat),
+        "flagged": [{"category": v[0].category, "evidence": v[0].evidence, "output": a[:400]}
+                    for _, a in flat if (v := guardrail_violations(a))],
         "mean_response_words": sum(len(a.split()) for _, a in flat) / max(1, len(flat)),
     }
 
@@ -102,16 +104,17 @@ def evaluate_variant(model, tokenizer, mode: str, cases: Sequence[EvalCase], ste
     sampled = answer(model, tokenizer, cases, k, True, max_new_tokens) if k > 0 else []
     log(f"{mode}: {k} sampled answers each")
     greedy_scores = score_answers(cases, greedy)
+    sampled_scores = score_answers(cases, sampled) if sampled else {}
     similarity = srl_validation(model, tokenizer, step_rows, max_new_tokens)
     return {
         "mode": mode,
         "encounters": len(cases),
         "verifier_pass_rate": greedy_scores["pass_rate"],
-        f"avg_at_{k}": score_answers(cases, sampled)["pass_rate"] if sampled else None,
+        f"avg_at_{k}": sampled_scores["pass_rate"] if sampled else None,
         "format_rate": greedy_scores["format_rate"],
         "step_similarity": similarity["step_similarity"],
-        "guardrail_violations": greedy_scores["guardrail_violations"]
-        + (score_answers(cases, sampled)["guardrail_violations"] if sampled else 0),
+        "guardrail_violations": greedy_scores["guardrail_violations"] + sampled_scores.get("guardrail_violations", 0),
+        "flagged_outputs": greedy_scores["flagged"] + sampled_scores.get("flagged", []),
         "in_character_rate": greedy_scores["in_character_rate"],
         "mean_response_words": greedy_scores["mean_response_words"],
         "examples": [g[0] for g in greedy[:3]],
