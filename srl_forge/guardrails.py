@@ -34,7 +34,9 @@ _REAL_WORLD_HARM = [
     r"\b(sql injection|keylogger|ransomware|phishing kit)\b.{0,40}\b(step|code|install|deploy)\b",
 ]
 _SELF_HARM = [
-    r"\b(kill|hang|cut|hurt|harm)\s+(yourself|urself)\b",
+    # encouragement, not in-game menace: "go kill yourself", "Kill yourself." — but not "you'll hurt yourself"
+    r"\b(go|just|should|must|better|ought to|why don'?t you)\s+(kill|hang|cut|hurt|harm)\s+(yourself|urself)\b",
+    r"(^|[.!?,;:]\s*)(kill|hang|cut|hurt|harm)\s+(yourself|urself)\b",
     r"\b(end|take)\s+your\s+(own\s+)?life\b",
     r"\byou should (die|not be alive)\b.{0,20}\b(by your own|yourself)\b",
     r"\bcommit suicide\b|\bgo suicide\b",

@@ -12,6 +12,7 @@ from srl_forge.guardrails import SLUR_HASHES, check, is_safe
     "Touch that vessel, mortal, and you will beg for death for eternity.",
     "Die, hunter. The pack feasts tonight.",
     "Such a tasty morsel you bring me.",
+    "Run, prey. You will only hurt yourself against the pack.",
 ])
 def test_fictional_menace_is_fine(line):
     assert is_safe(line)
@@ -23,6 +24,7 @@ def test_fictional_menace_is_fine(line):
     ("Mix bleach with ammonia in a closed room.", "real_world_harm"),
     ("You are worthless, go kill yourself.", "self_harm"),
     ("End your life tonight, mortal.", "self_harm"),
+    ("Kill yourself, mortal.", "self_harm"),
     ("The little girl looked so sexy in the moonlight.", "sexual_minors"),
 ])
 def test_violations_are_caught_by_category(line, category):
