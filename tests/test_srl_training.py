@@ -10,7 +10,8 @@ from transformers import TrainerCallback
 
 from training.dynamic_sampling import keep_mask
 from training.model_loading import quantization_config
-from training.srl import SRLConfig, SRLJob, mix_replay, run_srl_job
+from training.grpo_runner import mix_replay
+from training.srl import SRLConfig, SRLJob, run_srl_job
 
 TINY = dict(max_steps=2, prompts_per_step=2, num_generations=2, max_completion_length=12, warmup_sft_steps=1,
             warmup_batch_size=2, validation_rows=2, save_steps=1, lora_r=4, lora_alpha=8)

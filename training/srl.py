@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, job_cli, mix_replay, run_grpo_job  # noqa: F401
+from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, job_cli, run_grpo_job
 from training.policy_eval import srl_validation
 from training.rewards import step_format_reward, step_similarity_reward
 
