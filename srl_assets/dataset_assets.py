@@ -7,7 +7,8 @@ from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, a
 from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource
+from srl_assets.failures import input_errors_as_failures
+from srl_assets.resources import ArtifactStoreResource, TeachersResource
 from srl_assets.rules_assets import load_compiled_rules
 from srl_forge.encounters import EncounterSet
 from srl_forge.hashing import content_hash
@@ -64,23 +65,27 @@ def srl_dataset(context: AssetExecutionContext, expert_trajectories: dict, encou
 @asset(
     partitions_def=species_partitions,
     group_name="datasets",
-    code_version="rlvr-dataset-1",
+    code_version="rlvr-dataset-2",
     kinds={"python", "parquet"},
     automation_condition=FRESH,
-    description="RLVR rows: the encounter and the verifier's ground truth (acceptable actions, dialogue "
-    "constraints), no expert text. Train and validation splits only.",
+    description="RLVR rows: the encounter and the verifier's ground truth (the graded score of every action, "
+    "dialogue constraints, grounding terms, stock phrases), no expert text. Train and validation splits only.",
 )
 def rlvr_dataset(context: AssetExecutionContext, encounters: dict, rules: dict,
-                 artifacts: ArtifactStoreResource) -> Output[dict]:
+                 artifacts: ArtifactStoreResource, teachers: TeachersResource) -> Output[dict]:
     rulebook, _ = load_compiled_rules(artifacts, rules)
     engine = RulesEngine(rulebook)
     encounter_set = artifacts.load(encounters["uri"], EncounterSet)
-    rows = [outcome_row(e, engine) for e in encounter_set.encounters if e.split in TRAINING_SPLITS]
-    best = Counter(r["recommended_action"] or "(tie)" for r in rows)
+    with input_errors_as_failures():
+        stock = teachers.voice(rulebook).stock_lines
+    rows = [outcome_row(e, engine, stock) for e in encounter_set.encounters if e.split in TRAINING_SPLITS]
+    best = Counter(" | ".join(r["top_actions"]) or "(conflict)" for r in rows)
     return _store_rows(
         context, artifacts, "rlvr_dataset", rows,
         {"rule_conflicts": sum(r["has_conflict"] for r in rows),
-         "recommended_actions": MetadataValue.json(dict(best))},
+         "contested_rows": sum(r["contested"] for r in rows),
+         "near_miss_rows": sum(r["near_miss_of"] is not None for r in rows),
+         "top_actions": MetadataValue.json(dict(best.most_common()))},
         (["encounter", "acceptable", "recommended"],
          lambda r: (r["encounter_id"], ", ".join(r["acceptable_actions"]), r["recommended_action"])),
     )

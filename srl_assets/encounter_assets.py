@@ -10,26 +10,33 @@ from srl_assets.partitions import species_partitions
 from srl_assets.automation import FRESH
 from srl_assets.resources import ArtifactStoreResource, TeachersResource
 from srl_assets.rules_assets import load_compiled_rules
+from srl_forge.encounters import DesignSpec
+from srl_forge.grading import task_profile
 from srl_forge.hashing import content_hash
 from srl_forge.player_logs import PlayerLogRecord
 
 
 class EncounterDesignConfig(Config):
+    """Sizes and balance of the designed task (see `srl_forge.encounters.DesignSpec`)."""
+
+    train_size: int = 300
+    validation_size: int = 60
+    test_size: int = 60  # held out: never reaches training
     min_per_rule: int = 3  # every rule must fire in at least this many encounters
-    random_encounters: int = 12  # unconstrained encounters mixed in
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.2  # held out: never reaches training
-    min_test_encounters: int = 8  # keep designing until the held-out split is at least this large
+    max_top_share: float = 0.28  # no action is the engine's top choice in more of a split than this
+    max_open_share: float = 0.08  # encounters where every action is acceptable: a small labelled minority
+    near_miss_rate: float = 0.6
 
 
 @asset(
     partitions_def=species_partitions,
     group_name="encounters",
-    code_version="encounters-3",
+    code_version="encounters-4",
     kinds={"python"},
     automation_condition=FRESH,
-    description="Encounters covering every rule at least k times (designer role) plus encounters mined from "
-    "player logs, split deterministically into train / validation / held-out test.",
+    description="Encounters where the decision matters (designer role): stratified so no action is the engine's "
+    "top choice in more than ~30% of a split, contested encounters and near-miss pairs in the same split, every "
+    "rule covered; plus encounters mined from player logs. Split by scenario hash into train / validation / test.",
 )
 def encounters(
     context: AssetExecutionContext,
@@ -44,11 +51,8 @@ def encounters(
     records = [PlayerLogRecord.model_validate(r) for r in artifacts.store().get_json(player_interactions["uri"])]
     with input_errors_as_failures():
         designer = teachers.build(rulebook).designer
-    encounter_set = designer.design(
-        rulebook, live_state, min_per_rule=config.min_per_rule, random_encounters=config.random_encounters,
-        validation_fraction=config.validation_fraction, test_fraction=config.test_fraction,
-        mined=[r.encounter for r in records], min_test_encounters=config.min_test_encounters,
-    )
+    spec = DesignSpec(**config.model_dump())
+    encounter_set = designer.design(rulebook, live_state, spec, [r.encounter for r in records])
     if encounter_set.uncovered:
         context.log.warning(f"rules below {config.min_per_rule} encounters: {encounter_set.uncovered}")
     version = content_hash(encounter_set)
@@ -56,6 +60,9 @@ def encounters(
     splits = Counter(e.split for e in encounter_set.encounters)
     origins = Counter(e.origin for e in encounter_set.encounters)
     covered = sum(1 for n in encounter_set.coverage.values() if n >= config.min_per_rule)
+    profiles = {split: task_profile(e.label for e in encounter_set.by_split(split) if e.label)
+                for split in ("train", "validation", "test")}
+    near_misses = sum(e.near_miss_of is not None for e in encounter_set.encounters)
     return Output(
         {"species": species, "version": version, "uri": uri, "rules_version": rules["version"]},
         data_version=DataVersion(version),
@@ -63,6 +70,16 @@ def encounters(
             "encounters": len(encounter_set.encounters),
             "train": splits["train"], "validation": splits["validation"], "test": splits["test"],
             "mined_from_player_logs": origins["player_log"],
+            "near_miss_pairs": near_misses,
+            "contested_share_train": MetadataValue.float(profiles["train"]["contested_share"]),
+            "open_share_train": MetadataValue.float(profiles["train"]["open_share"]),
+            "max_top_share_train": MetadataValue.float(profiles["train"]["max_top_share"]),
+            "design_attempts": encounter_set.attempts,
+            "balance_table": markdown_table(
+                ["split", "encounters", "contested", "open (all acceptable)", "top actions (share)"],
+                [(split, p["encounters"], f"{p['contested_share']:.2f}", f"{p['open_share']:.2f}",
+                  ", ".join(f"{a} {v:.2f}" for a, v in p["top_action_share"].items()))
+                 for split, p in profiles.items()]),
             "rule_coverage": MetadataValue.float(covered / max(1, len(encounter_set.coverage))),
             "uncovered_rules": MetadataValue.json(encounter_set.uncovered),
             "coverage_table": markdown_table(["rule", "encounters firing it"], sorted(encounter_set.coverage.items())),

@@ -1,88 +1,115 @@
-"""Evaluation: base, SRL, RLVR-only and SRL→RLVR on the held-out encounters (the paper's comparison)."""
+"""Evaluation: base, SRL, RLVR-only and SRL→RLVR on the held-out encounters, next to the trivial
+reference policies (best constant action, random acceptable action) and the ceiling (the rules
+engine with the expert's line)."""
+
+import random
 
 from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
 from srl_assets.automation import FRESH
+from srl_assets.failures import input_errors_as_failures
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource, TrainingResource
+from srl_assets.resources import ArtifactStoreResource, TeachersResource, TrainingResource
 from srl_assets.rules_assets import load_compiled_rules
+from srl_assets.training_assets import png_markdown
 from srl_forge.encounters import EncounterSet
+from srl_forge.grading import best_constant_action
 from srl_forge.hashing import content_hash
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.collaboration import AcceptedTrajectory
-from training.evaluation import EvalCase, comparison_table, evaluate_variant
+from training.evaluation import EvalCase, comparison_png, comparison_table, evaluate_reference, evaluate_variant
 from training.model_loading import load_base_model, load_tokenizer, resolve_model
+from training.outcome_dataset import outcome_row
+from training.rlvr import decision_text
 from training.step_dataset import step_rows
 
 
 @asset(
     partitions_def=species_partitions,
     group_name="evaluation",
-    code_version="evaluation-1",
+    code_version="evaluation-2",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
-    description="Held-out comparison of base / SRL / RLVR-only / SRL→RLVR: verifier pass rate (greedy and "
-    "avg@k), format rate, step similarity, guardrail violations, in-character rate, response length.",
+    description="Held-out comparison of base / SRL / RLVR-only / SRL→RLVR next to the best constant action, a "
+    "random acceptable action and the rules engine (ceiling): decision accuracy, acceptable rate, graded reward, "
+    "format, line grounding, in character, distinct-2, duplicate lines, guardrail violations — with 95% intervals.",
 )
 def evaluation(context: AssetExecutionContext, encounters: dict, expert_trajectories: dict, rules: dict,
                srl_checkpoint: dict, rlvr_checkpoint: dict, rlvr_only_checkpoint: dict,
-               artifacts: ArtifactStoreResource, training: TrainingResource) -> Output[dict]:
+               artifacts: ArtifactStoreResource, training: TrainingResource,
+               teachers: TeachersResource) -> Output[dict]:
     from peft import PeftModel
 
     species = context.partition_key
     store = artifacts.store()
     rulebook, _ = load_compiled_rules(artifacts, rules)
     engine = RulesEngine(rulebook)
-    held_out = [e for e in artifacts.load(encounters["uri"], EncounterSet).encounters if e.split == "test"]
+    with input_errors_as_failures():
+        stock = teachers.voice(rulebook).stock_lines
+    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
+    held_out = encounter_set.by_split("test")
+    total_held_out = len(held_out)
+    limit = training.held_out_limit
+    if limit is not None and limit < len(held_out):
+        held_out = sorted(random.Random(f"eval:{species}").sample(held_out, limit), key=lambda e: e.encounter_id)
     if not held_out:
-        context.log.warning("no held-out encounters: add encounters or raise test_fraction")
-    cases = []
-    for sampled in held_out:
-        decision = engine.decide(sampled.encounter)
-        cases.append(EvalCase(encounter=sampled.encounter, vocabulary=engine.vocabulary,
-                              acceptable_actions=list(decision.acceptable),
-                              dialogue_constraints_json=decision.dialogue.model_dump_json()))
-    by_id = {e.encounter_id: e for e in held_out}
-    accepted = [AcceptedTrajectory.model_validate(a) for a in store.get_json(expert_trajectories["uri"])]
-    steps = [row for a in accepted if a.encounter_id in by_id
-             for row in step_rows(a.trajectory, by_id[a.encounter_id].encounter, "test")][:training.evaluation_step_rows]
+        context.log.warning("no held-out encounters: raise test_size in the encounters config")
+    constant = best_constant_action([e.label for e in encounter_set.by_split("train") if e.label], engine.vocabulary)
+    accepted = {a.encounter_id: a for a in (AcceptedTrajectory.model_validate(x)
+                                            for x in store.get_json(expert_trajectories["uri"]))}
+    cases = [EvalCase(row=outcome_row(e, engine, stock), encounter=e.encounter,
+                      expert_answer=decision_text(accepted[e.encounter_id].trajectory)
+                      if e.encounter_id in accepted else None) for e in held_out]
+    steps = [row for e in held_out if e.encounter_id in accepted
+             for row in step_rows(accepted[e.encounter_id].trajectory, e.encounter, "test")][:training.evaluation_step_rows]
 
+    results = {name: evaluate_reference(name, cases, constant) for name in ("best_constant", "random_acceptable")}
     model_path = resolve_model(training.srl_config().model, training.model_cache_path)
     tokenizer = load_tokenizer(model_path)
     base = load_base_model(model_path, training.quantization)
-    k = training.samples_per_encounter
     variants = {
         "base": (None, "direct"),
         "srl": (srl_checkpoint, "stepwise"),
         "rlvr_only": (rlvr_only_checkpoint, "direct"),
         "srl_rlvr": (rlvr_checkpoint, "direct"),
     }
-    results = {}
     for name, (checkpoint, mode) in variants.items():
         context.log.info(f"evaluating {name} ({mode}) on {len(cases)} held-out encounters")
         model = PeftModel.from_pretrained(base, str(store.path_for(checkpoint["adapter_uri"]))) if checkpoint else base
-        results[name] = evaluate_variant(model, tokenizer, mode, cases, steps, k=k, log=context.log.info)
+        results[name] = evaluate_variant(model, tokenizer, mode, cases, steps, log=context.log.info)
         results[name]["adapter_version"] = checkpoint["version"] if checkpoint else None
         if checkpoint:
             base = model.unload()  # back to the plain base model for the next variant
-    table = comparison_table(results, k)
-    report = {"species": species, "held_out_encounters": len(cases), "step_rows": len(steps), "k": k,
-              "results": results, "table": table}
+    results["rules_engine"] = evaluate_reference("rules_engine", cases, constant)
+    table = comparison_table(results)
+    scope = (f"{len(cases)} of {total_held_out} held-out encounters"
+             + (" (a fixed, seeded subset)" if len(cases) < total_held_out else "")
+             + f"; best constant action (chosen on train): `{constant}`; 95% bootstrap intervals")
+    report = {"species": species, "held_out_encounters": len(cases), "held_out_total": total_held_out,
+              "step_rows": len(steps), "constant_action": constant, "budget": training.budget,
+              "results": results, "table": table, "scope": scope}
     version = content_hash(report)
     uri = store.put_json("evaluation", species, report)
-    context.log.info("\n" + table)
-    numbers = {f"{name}_{metric}": MetadataValue.float(float(r[metric]))
+    context.log.info(f"\n{scope}\n{table}")
+    plot = comparison_png(results, f"{species}: {scope.split(';')[0]}")
+    numbers = {f"{name}_{metric}": MetadataValue.float(float(r["metrics"][metric]["value"]))
                for name, r in results.items()
-               for metric in ("verifier_pass_rate", "format_rate", "step_similarity", "in_character_rate")}
+               for metric in ("decision_accuracy", "graded_reward", "format_rate", "line_grounding")}
+    srl_rlvr = results["srl_rlvr"]["metrics"]["decision_accuracy"]
     return Output(
-        {"species": species, "version": version, "uri": uri, "table": table},
+        {"species": species, "version": version, "uri": uri, "table": table, "scope": scope},
         data_version=DataVersion(version),
         metadata={
-            "comparison": MetadataValue.md(table),
+            "comparison": MetadataValue.md(f"{scope}\n\n{table}"),
+            "comparison_plot": png_markdown(plot, "held-out comparison"),
             "held_out_encounters": len(cases),
+            "held_out_total": total_held_out,
             "step_rows": len(steps),
+            "constant_action": constant,
             **numbers,
-            "guardrail_violations": sum(r["guardrail_violations"] for r in results.values()),
+            "srl_rlvr_decision_accuracy_low": MetadataValue.float(float(srl_rlvr["low"])),
+            "srl_rlvr_decision_accuracy_high": MetadataValue.float(float(srl_rlvr["high"])),
+            "guardrail_violations": int(sum(r["metrics"]["guardrail_violations"]["value"] for r in results.values())),
             "artifact_uri": MetadataValue.path(uri),
         },
     )

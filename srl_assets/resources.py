@@ -101,11 +101,19 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
             budget=os.environ.get("SRL_FORGE_TRAINING_BUDGET", "quick"),
             model=os.environ.get("SRL_FORGE_POLICY_MODEL", "smollm2-135m-instruct"),
             config_overrides_json=os.environ.get("SRL_FORGE_SRL_OVERRIDES"),
+            evaluation_encounters=_evaluation_encounters(os.environ.get("SRL_FORGE_EVALUATION_ENCOUNTERS")),
             rlvr_overrides_json=os.environ.get("SRL_FORGE_RLVR_OVERRIDES"),
             work_root=str(home / "training"),
             model_cache=str(home),
         ),
     }
+
+
+def _evaluation_encounters(value: str | None) -> int | None:
+    """SRL_FORGE_EVALUATION_ENCOUNTERS: a number, or 'all' (unset: the budget decides)."""
+    if value is None or value == "":
+        return None
+    return 0 if value == "all" else int(value)
 
 
 class PlayerLogsResource(ConfigurableResource):
@@ -146,6 +154,12 @@ class TeachersResource(ConfigurableResource):
         except ValueError as exc:
             raise InputError(path, "teachers", str(exc).splitlines()[0] if str(exc) else "invalid") from exc
 
+    def voice(self, rulebook):
+        """The species' voice file: the expert's intents and the species' stock phrases."""
+        from srl_forge.teachers.lines import load_voice
+
+        return load_voice(Path(self.voices_root), rulebook)
+
     def build(self, rulebook):
         from srl_forge.teachers.team import Teachers
 
@@ -162,14 +176,17 @@ class TrainingResource(ConfigurableResource):
     quantization: str = "none"
     config_overrides_json: str | None = None  # JSON object of SRLConfig fields
     rlvr_overrides_json: str | None = None  # JSON object of RLVRConfig fields
-    evaluation_samples: int | None = None  # k of avg@k; None: 2 on the quick budget, 8 on full
+    evaluation_encounters: int | None = None  # held-out encounters scored; 0: all; None: 24 (seeded) on quick, all otherwise
     evaluation_step_rows: int = 8  # held-out expert steps scored for step similarity
     work_root: str
     model_cache: str
 
     @property
-    def samples_per_encounter(self) -> int:
-        return self.evaluation_samples or (8 if self.budget == "full" else 2)
+    def held_out_limit(self) -> int | None:
+        """How many held-out encounters evaluation scores (None: all of them)."""
+        if self.evaluation_encounters is not None:
+            return self.evaluation_encounters or None
+        return 24 if self.budget == "quick" else None
 
     @property
     def model_cache_path(self) -> Path:

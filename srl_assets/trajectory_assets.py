@@ -8,20 +8,20 @@ from srl_assets.failures import input_errors_as_failures
 from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource, TeachersResource
+from srl_assets.resources import ArtifactStoreResource, SemanticMemoryResource, TeachersResource
 from srl_assets.rules_assets import load_compiled_rules
 from srl_forge.encounters import EncounterSet
 from srl_forge.hashing import content_hash
 from srl_forge.lore import SpeciesLore
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.teachers.collaboration import produce_trajectories
+from srl_forge.teachers.collaboration import memory_recall, produce_trajectories
 from training.step_dataset import to_parquet
 
 
 @asset(
     partitions_def=species_partitions,
     group_name="trajectories",
-    code_version="trajectories-1",
+    code_version="trajectories-2",
     kinds={"python", "openai", "parquet"},
     automation_condition=FRESH,
     description="Step-by-step expert trajectories (assess, recall lore, apply rule, decide, speak) written by "
@@ -34,6 +34,7 @@ def expert_trajectories(
     encounters: dict,
     artifacts: ArtifactStoreResource,
     teachers: TeachersResource,
+    memory: SemanticMemoryResource,
 ) -> Output[dict]:
     species = context.partition_key
     rulebook, _ = load_compiled_rules(artifacts, rules)
@@ -42,9 +43,11 @@ def expert_trajectories(
     with input_errors_as_failures():
         team = teachers.build(rulebook)
     dossier = team.loremaster.consolidate(species_lore)
+    engine = RulesEngine(rulebook)
+    recall = memory_recall(memory.memory(), species, lore["version"], dossier, engine)
     batch = produce_trajectories(
-        encounter_set.encounters, RulesEngine(rulebook), dossier, team.team,
-        progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"),
+        encounter_set.encounters, engine, dossier, team.team,
+        progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"), recall=recall,
     )
     store = artifacts.store()
     accepted_uri = store.put_json("trajectories", species, batch.accepted)
@@ -69,6 +72,9 @@ def expert_trajectories(
             "acceptance_rate": MetadataValue.float(len(batch.accepted) / max(1, total)),
             "accepted_train": splits["train"], "accepted_validation": splits["validation"],
             "accepted_test": splits["test"],
+            "lore_recalled_from_memory": sum(
+                any(s.title == "RECALL LORE" and "My memory" in s.thought for s in a.trajectory.steps)
+                for a in batch.accepted),
             "mean_steps": MetadataValue.float(
                 sum(len(a.trajectory.steps) for a in batch.accepted) / max(1, len(batch.accepted))),
             "top_reject_reasons": markdown_table(["reason", "count"], batch.top_reasons()),

@@ -1,8 +1,17 @@
-"""The game designer's encounters: sampled to cover the rule space, split deterministically.
+"""The game designer's encounters: situations where the decision matters, split deterministically.
 
-Sampling is rule-targeted: for every rule, encounters are built to satisfy its condition (and its
-event gates) on top of a random base, until the rule fires in at least `k` encounters. Random
-encounters are mixed in so that quiet situations are represented too. Everything is seeded.
+The designer builds *scenarios*. Each starts from an encounter targeted at one rule (its condition
+and event gates satisfied on top of a random base) or from a random one, and often gets a
+*near-miss* partner: the same situation with one feature flipped (invited or not, dusk or dawn,
+garlic or none...) that changes the rules engine's top action. A scenario's members share its
+split, assigned by a hash of the scenario id, so near-misses sit side by side and a scenario lands
+in the same split in every re-materialization.
+
+Selection is stratified per split: no action may be the engine's top choice in more than
+`max_top_share` of a split, and encounters where the rules leave every action acceptable ("open")
+are kept to a small labelled minority (`max_open_share`). The designer keeps designing until every
+split reaches its size (or the attempt budget runs out, which the task-difficulty check reports).
+Everything is seeded.
 """
 
 from __future__ import annotations
@@ -12,31 +21,64 @@ import typing
 from collections import Counter
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.encounter import FACTIONS, PLAYER_ITEMS, Encounter, GameState, encounter_field_paths
+from srl_forge.grading import DecisionLabel, label_decision
 from srl_forge.hashing import content_hash
 from srl_forge.rulebook import Rule, Rulebook
 from srl_forge.rules_engine import RulesEngine
 
 Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 
 NUMERIC_RANGES = {
     "npc.hunger": (0.0, 1.0), "npc.health": (0.0, 1.0),
     "npc.tier": (1, 3), "npc.allies": (0, 6), "player.party_size": (1, 6),
 }
 UTTERANCES = {
-    "approach": ["", "Hello? Is someone there?"],
-    "talk": ["Who goes there?", "We mean you no harm.", "What manner of creature are you?"],
-    "attack": ["Die, monster!", "For the village!"],
-    "threaten": ["Stay back or I'll burn you!", "One more step and you're finished."],
-    "offer": ["Take this, and let us pass.", "I brought you something you might like."],
-    "invite": ["Come in out of the cold, stranger."],
-    "flee": ["Run!"],
+    "approach": ["", "Hello? Is someone there?", "Easy now, I'm only passing through."],
+    "talk": ["Who goes there?", "We mean you no harm.", "What manner of creature are you?",
+             "Tell me what you want from this place."],
+    "attack": ["Die, monster!", "For the village!", "Back to the grave with you!"],
+    "threaten": ["Stay back or I'll burn you!", "One more step and you're finished.",
+                 "I know what you are, and I know how to end you."],
+    "offer": ["Take this, and let us pass.", "I brought you something you might like.",
+              "A gift, in exchange for safe passage."],
+    "invite": ["Come in out of the cold, stranger.", "You look weary. Will you come inside?"],
+    "flee": ["Run!", "Get away from it!"],
     "sneak": [""],
-    "steal": [""],
-    "trespass": ["These woods belong to no one."],
+    "steal": ["", "Quiet... grab it and go."],
+    "trespass": ["These woods belong to no one.", "We'll camp wherever we please."],
 }
+# One-feature flips for near-misses: the value an encounter's feature is flipped to.
+TIME_FLIPS = {"night": ("dawn", "day"), "dusk": ("dawn", "day"), "dawn": ("night", "dusk"), "day": ("dusk", "night")}
+MOON_FLIPS = {"full": ("waxing", "waning"), "waxing": ("full",), "waning": ("full",), "new": ("full",)}
+WEATHER_FLIPS = {"rain": ("clear",), "clear": ("rain",), "storm": ("clear",), "fog": ("rain",)}
+ACTION_FLIPS = {"threaten": ("talk", "offer"), "talk": ("threaten", "attack"), "offer": ("threaten", "talk"),
+                "attack": ("talk", "offer"), "approach": ("threaten", "steal"), "steal": ("talk", "approach"),
+                "sneak": ("talk", "threaten"), "trespass": ("talk", "offer"), "invite": ("threaten", "talk"),
+                "flee": ("attack", "talk")}
+
+
+class DesignSpec(BaseModel):
+    """How many encounters per split and how they are balanced (the `encounters` asset's config)."""
+
+    model_config = ConfigDict(frozen=True)
+    train_size: int = Field(default=300, ge=1)
+    validation_size: int = Field(default=60, ge=1)
+    test_size: int = Field(default=60, ge=1)
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)  # of scenario hashes
+    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    min_per_rule: int = Field(default=3, ge=0)  # every rule fires in at least this many encounters
+    max_top_share: float = Field(default=0.28, gt=0, le=1)  # per split, per action
+    max_open_share: float = Field(default=0.08, ge=0, le=1)  # per split: every action acceptable
+    near_miss_rate: float = Field(default=0.6, ge=0, le=1)  # scenarios that try a near-miss partner
+    random_share: float = Field(default=0.2, ge=0, le=1)  # scenarios from a random base, not a rule
+    max_attempts: int = Field(default=30000, ge=1)  # scenarios tried before giving up
+
+    def size(self, split: Split) -> int:
+        return {"train": self.train_size, "validation": self.validation_size, "test": self.test_size}[split]
 
 
 class SampledEncounter(BaseModel):
@@ -46,6 +88,10 @@ class SampledEncounter(BaseModel):
     origin: Literal["designer", "player_log"]
     targeted_rule: str | None = None
     encounter: Encounter
+    scenario_id: str | None = None  # near-misses share their scenario (and so their split)
+    near_miss_of: str | None = None  # the encounter this one differs from in one feature
+    flipped: str | None = None  # "path: old -> new"
+    label: DecisionLabel | None = None
 
 
 class EncounterSet(BaseModel):
@@ -54,6 +100,8 @@ class EncounterSet(BaseModel):
     encounters: tuple[SampledEncounter, ...]
     coverage: dict[str, int]  # rule id -> encounters in which it fires
     min_per_rule: int
+    spec: DesignSpec | None = None
+    attempts: int = 0
 
     @property
     def uncovered(self) -> list[str]:
@@ -63,14 +111,58 @@ class EncounterSet(BaseModel):
         return [e for e in self.encounters if e.split == split]
 
 
-def assign_split(encounter_id: str, validation_fraction: float, test_fraction: float) -> Split:
-    """Stable split by hash: an encounter lands in the same split in every re-materialization."""
-    position = int(content_hash(f"split:{encounter_id}")[:8], 16) / 0x100000000
+def assign_split(key: str, validation_fraction: float, test_fraction: float) -> Split:
+    """Stable split by hash: a scenario lands in the same split in every re-materialization."""
+    position = int(content_hash(f"split:{key}")[:8], 16) / 0x100000000
     if position < test_fraction:
         return "test"
     if position < test_fraction + validation_fraction:
         return "validation"
     return "train"
+
+
+def condition_paths(condition: dict) -> set[str]:
+    paths: set[str] = set()
+    for key, value in condition.items():
+        if key == "any":
+            for sub in value:
+                paths |= condition_paths(sub)
+        elif key == "not":
+            paths |= condition_paths(value)
+        else:
+            paths.add(key)
+    return paths
+
+
+class _Quota:
+    """Per-split counts that enforce the sizes and the balance of a design."""
+
+    def __init__(self, spec: DesignSpec):
+        self.spec = spec
+        self.size: Counter[str] = Counter()
+        self.top: dict[str, Counter[str]] = {s: Counter() for s in SPLITS}
+        self.open: Counter[str] = Counter()
+
+    def full(self, split: Split) -> bool:
+        return self.size[split] >= self.spec.size(split)
+
+    def all_full(self) -> bool:
+        return all(self.full(s) for s in SPLITS)
+
+    def fits(self, split: Split, labels: list[DecisionLabel]) -> bool:
+        target = self.spec.size(split)
+        if self.size[split] + len(labels) > target:
+            return False
+        top_cap = max(1, int(self.spec.max_top_share * target))
+        open_cap = int(self.spec.max_open_share * target)
+        tops = Counter(a for label in labels for a in label.top_actions)
+        return (all(self.top[split][a] + n <= top_cap for a, n in tops.items())
+                and self.open[split] + sum(label.open for label in labels) <= open_cap)
+
+    def take(self, split: Split, label: DecisionLabel) -> None:
+        self.size[split] += 1
+        self.top[split].update(label.top_actions)
+        self.open[split] += label.open
 
 
 class EncounterDesigner:
@@ -82,6 +174,9 @@ class EncounterDesigner:
         self.live_state = live_state
         self.rng = random.Random(seed)
         self.paths = encounter_field_paths()
+        # the features the rules look at: near-misses flip one of these
+        self.pivots = sorted(set().union(*(condition_paths(r.when) for r in rulebook.rules)) if rulebook.rules else set())
+        self.gated_events = sorted({e for r in rulebook.rules for e in r.events.only_during + r.events.not_during})
 
     # -- random base ---------------------------------------------------------------------------
     def _options(self, path: str) -> tuple:
@@ -167,6 +262,10 @@ class EncounterDesigner:
                 elif op == "not_contains":
                     self._set(base, key, [v for v in current if v != value])
 
+    def _fix_utterance(self, base: dict) -> None:
+        if base["player"]["utterance"] not in UTTERANCES[base["player"]["action"]]:
+            base["player"]["utterance"] = self.rng.choice(UTTERANCES[base["player"]["action"]])
+
     def targeted(self, rule: Rule) -> Encounter | None:
         base = self.random_base()
         self._satisfy(base, rule.when)
@@ -175,8 +274,7 @@ class EncounterDesigner:
             events.add(self.rng.choice(rule.events.only_during))
         events -= set(rule.events.not_during)
         base["game"]["live_events"] = sorted(events)
-        if base["player"]["action"] not in UTTERANCES or base["player"]["utterance"] not in UTTERANCES[base["player"]["action"]]:
-            base["player"]["utterance"] = self.rng.choice(UTTERANCES[base["player"]["action"]])
+        self._fix_utterance(base)
         try:
             encounter = Encounter.model_validate(base)
         except ValidationError:
@@ -186,57 +284,162 @@ class EncounterDesigner:
     def random(self) -> Encounter:
         return Encounter.model_validate(self.random_base())
 
+    # -- near-misses ----------------------------------------------------------------------------
+    def flips(self, encounter: Encounter) -> list[tuple[str, Encounter]]:
+        """Every one-feature variant of `encounter` along the features the rules look at."""
+        data = encounter.model_dump(mode="python")
+        variants: list[tuple[str, dict]] = []
+
+        def variant(path: str, old: Any, new: Any) -> None:
+            changed = {k: dict(v) for k, v in data.items()}
+            section, name = path.split(".")
+            changed[section][name] = new
+            if path == "player.action":
+                changed["player"]["utterance"] = self.rng.choice(UTTERANCES[new])
+            variants.append((f"{path}: {_show(old)} -> {_show(new)}", changed))
+
+        g, n, p, loc = encounter.game, encounter.npc, encounter.player, encounter.location
+        for path in self.pivots:
+            if path == "game.time_of_day":
+                variant(path, g.time_of_day, self.rng.choice(TIME_FLIPS[g.time_of_day]))
+            elif path == "game.moon_phase":
+                variant(path, g.moon_phase, self.rng.choice(MOON_FLIPS[g.moon_phase]))
+            elif path == "game.weather":
+                variant(path, g.weather, self.rng.choice(WEATHER_FLIPS[g.weather]))
+            elif path == "player.action":
+                variant(path, p.action, self.rng.choice(ACTION_FLIPS[p.action]))
+            elif path == "player.faction":
+                variant(path, p.faction, "villagers" if p.faction != "villagers" else self.rng.choice(
+                    [f for f in FACTIONS if f != "villagers"]))
+            elif path == "player.party_size":
+                variant(path, p.party_size, 1 if p.party_size >= 3 else 4)
+            elif path == "npc.hunger":
+                variant(path, n.hunger, 0.2 if n.hunger >= 0.5 else 0.85)
+            elif path == "npc.health":
+                variant(path, n.health, 1.0 if n.health < 0.5 else 0.15)
+            elif path == "npc.allies":
+                variant(path, n.allies, 0 if n.allies >= 1 else 3)
+            elif path == "location.invited" and loc.kind == "dwelling":  # an invitation means a threshold
+                variant(path, loc.invited, not loc.invited)
+            elif path == "location.consecrated":
+                variant(path, loc.consecrated, not loc.consecrated)
+            elif path == "location.kind" and not loc.invited:
+                variant(path, loc.kind, self.rng.choice([k for k in self._options(path) if k != loc.kind]))
+            elif path == "player.items":
+                for item in self._rule_items():
+                    items = set(p.items) ^ {item}
+                    variant(path, f"{'+' if item in items else '-'}{item}", sorted(items))
+        for event in self.gated_events:
+            events = set(g.live_events) ^ {event}
+            variant("game.live_events", f"{'+' if event in events else '-'}{event}", sorted(events))
+        out = []
+        for description, changed in variants:
+            try:
+                out.append((description, Encounter.model_validate(changed)))
+            except ValidationError:
+                continue
+        return out
+
+    def _rule_items(self) -> list[str]:
+        items: set[str] = set()
+
+        def walk(condition: dict) -> None:
+            for key, value in condition.items():
+                if key == "any":
+                    for sub in value:
+                        walk(sub)
+                elif key == "not":
+                    walk(value)
+                elif key == "player.items":
+                    values = value.values() if isinstance(value, dict) else [value]
+                    for v in values:
+                        items.update(v if isinstance(v, list) else [v])
+
+        for rule in self.rulebook.rules:
+            walk(rule.when)
+        return sorted(i for i in items if i in PLAYER_ITEMS)
+
+    def near_miss(self, encounter: Encounter, label: DecisionLabel) -> tuple[str, Encounter, DecisionLabel] | None:
+        """A one-feature variant whose top action differs, or None."""
+        options = self.flips(encounter)
+        self.rng.shuffle(options)
+        for description, flipped in options:
+            flipped_label = label_decision(self.engine.decide(flipped), self.rulebook)
+            if set(flipped_label.top_actions) != set(label.top_actions) and not flipped_label.conflict:
+                return description, flipped, flipped_label
+        return None
+
     # -- the set ---------------------------------------------------------------------------------
-    def design(
-        self,
-        min_per_rule: int = 2,
-        random_encounters: int = 8,
-        validation_fraction: float = 0.15,
-        test_fraction: float = 0.2,
-        attempts_per_rule: int = 50,
-        mined: typing.Iterable[Encounter] = (),
-        min_test_encounters: int = 0,
-    ) -> EncounterSet:
+    def design(self, spec: DesignSpec | None = None, mined: typing.Iterable[Encounter] = (), **overrides) -> EncounterSet:
+        spec = (spec or DesignSpec()).model_copy(update=overrides) if overrides else (spec or DesignSpec())
+        spec = DesignSpec.model_validate(spec.model_dump())
         chosen: dict[str, SampledEncounter] = {}
         coverage: Counter[str] = Counter()
+        quota = _Quota(spec)
+        labels: dict[str, DecisionLabel] = {}
 
-        def add(encounter: Encounter, origin: str, target: str | None) -> None:
-            eid = encounter.encounter_id
-            if eid in chosen:
-                return
-            chosen[eid] = SampledEncounter(
-                encounter_id=eid, split=assign_split(eid, validation_fraction, test_fraction),
-                origin=origin, targeted_rule=target, encounter=encounter)
+        def label_of(encounter: Encounter) -> DecisionLabel:
+            if encounter.encounter_id not in labels:
+                labels[encounter.encounter_id] = label_decision(self.engine.decide(encounter), self.rulebook)
+            return labels[encounter.encounter_id]
+
+        def add(encounter: Encounter, split: Split, origin: str, target: str | None, scenario: str,
+                near_miss_of: str | None = None, flipped: str | None = None) -> None:
+            label = label_of(encounter)
+            quota.take(split, label)
+            chosen[encounter.encounter_id] = SampledEncounter(
+                encounter_id=encounter.encounter_id, split=split, origin=origin, targeted_rule=target,
+                encounter=encounter, scenario_id=scenario, near_miss_of=near_miss_of, flipped=flipped, label=label)
             coverage.update(rule.id for rule in self.engine.fired(encounter))
 
+        def offer(base: Encounter, origin: str, target: str | None) -> None:
+            eid = base.encounter_id
+            if eid in chosen:
+                return
+            split = assign_split(eid, spec.validation_fraction, spec.test_fraction)
+            if quota.full(split):
+                return
+            label = label_of(base)
+            if label.conflict:
+                return  # the rules contradict each other: no ground truth to learn from
+            partner = self.near_miss(base, label) if self.rng.random() < spec.near_miss_rate else None
+            if partner and partner[1].encounter_id not in chosen and quota.fits(split, [label, partner[2]]):
+                add(base, split, origin, target, eid)
+                add(partner[1], split, origin, target, eid, near_miss_of=eid, flipped=partner[0])
+            elif quota.fits(split, [label]):
+                add(base, split, origin, target, eid)
+
         for encounter in mined:
-            add(encounter, "player_log", None)
-        for _ in range(random_encounters):
-            add(self.random(), "designer", None)
-        for rule in self.rulebook.rules:
-            attempts = 0
-            while coverage[rule.id] < min_per_rule and attempts < attempts_per_rule:
-                attempts += 1
-                encounter = self.targeted(rule)
-                if encounter is not None:
-                    add(encounter, "designer", rule.id)
-        # A held-out set too small to measure anything is no held-out set: keep designing (rule by
-        # rule, so held-out encounters exercise the rules too) until the test split is large enough.
-        budget = 200 * max(1, min_test_encounters)
-        rules = list(self.rulebook.rules)
-        turn = 0
-        while sum(e.split == "test" for e in chosen.values()) < min_test_encounters and turn < budget:
-            rule = rules[turn % len(rules)]
-            turn += 1
+            offer(encounter, "player_log", None)
+        decisive = [r for r in self.rulebook.rules if r.forbid or r.require or r.prefer]
+        rules = decisive or list(self.rulebook.rules)
+        attempts = 0
+        while attempts < spec.max_attempts and not quota.all_full():
+            # rules still under-covered first, then every rule in turn, with random scenarios mixed in
+            under = [r for r in self.rulebook.rules if coverage[r.id] < spec.min_per_rule]
+            attempts += 1
+            if under and attempts % 2:
+                rule = under[attempts % len(under)]
+            elif self.rng.random() < spec.random_share or not rules:
+                offer(self.random(), "designer", None)
+                continue
+            else:
+                rule = rules[attempts % len(rules)]
             encounter = self.targeted(rule)
             if encounter is not None:
-                add(encounter, "designer", rule.id)
+                offer(encounter, "designer", rule.id)
         return EncounterSet(
             species=self.rulebook.species,
             encounters=tuple(chosen.values()),
             coverage={rule.id: coverage[rule.id] for rule in self.rulebook.rules},
-            min_per_rule=min_per_rule,
+            min_per_rule=spec.min_per_rule,
+            spec=spec,
+            attempts=attempts,
         )
+
+
+def _show(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _holds(op: str, value: float, bound: float) -> bool:

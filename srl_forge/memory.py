@@ -153,3 +153,7 @@ class SemanticMemory:
 
     def recall(self, species: str, version: str, query: str, k: int = 5) -> list[MemoryHit]:
         return self.store.search(species, version, self.embedder([query])[0], k)
+
+    def recall_many(self, species: str, version: str, queries: Sequence[str], k: int = 5) -> list[list[MemoryHit]]:
+        """One batched embedding for many queries, then a search each."""
+        return [self.store.search(species, version, vector, k) for vector in self.embedder(list(queries))]

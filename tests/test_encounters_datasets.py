@@ -12,7 +12,8 @@ from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
 from srl_forge.artifacts import LocalArtifactStore
 from srl_forge.encounter import GameState
-from srl_forge.encounters import EncounterDesigner, assign_split
+from srl_forge.encounters import DesignSpec, EncounterDesigner, assign_split
+from srl_forge.grading import task_profile
 from srl_forge.player_logs import read_player_logs
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
@@ -23,10 +24,13 @@ from training.outcome_dataset import outcome_row
 from training.step_dataset import step_rows
 
 
+SMALL = DesignSpec(train_size=40, validation_size=10, test_size=10, min_per_rule=3)
+
+
 @pytest.mark.parametrize("species", SPECIES)
 def test_every_rule_fires_in_at_least_k_encounters(species):
     rulebook = load_rulebook(RULES_ROOT, species)
-    encounter_set = EncounterDesigner(rulebook, GameState(), seed=7).design(min_per_rule=3, random_encounters=4)
+    encounter_set = EncounterDesigner(rulebook, GameState(), seed=7).design(SMALL)
     assert encounter_set.uncovered == []
     engine = RulesEngine(rulebook)
     for rule in rulebook.rules:
@@ -36,19 +40,69 @@ def test_every_rule_fires_in_at_least_k_encounters(species):
 
 def test_design_is_deterministic_and_split_is_stable():
     rulebook = load_rulebook(RULES_ROOT, "ghoul")
-    first = EncounterDesigner(rulebook, GameState(), seed=3).design()
-    assert first == EncounterDesigner(rulebook, GameState(), seed=3).design()
-    assert first != EncounterDesigner(rulebook, GameState(), seed=4).design()
+    first = EncounterDesigner(rulebook, GameState(), seed=3).design(SMALL)
+    assert first == EncounterDesigner(rulebook, GameState(), seed=3).design(SMALL)
+    assert first != EncounterDesigner(rulebook, GameState(), seed=4).design(SMALL)
+    # the split is a function of the scenario: near-misses sit in their partner's split, in every run
     for e in first.encounters:
-        assert e.split == assign_split(e.encounter_id, 0.15, 0.2)
+        assert e.split == assign_split(e.scenario_id, SMALL.validation_fraction, SMALL.test_fraction)
+    by_id = {e.encounter_id: e for e in first.encounters}
+    assert all(by_id[e.near_miss_of].split == e.split for e in first.encounters if e.near_miss_of)
     splits = [assign_split(f"id-{i}", 0.15, 0.2) for i in range(2000)]
     assert 0.17 < splits.count("test") / 2000 < 0.23
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_default_design_is_balanced_contested_and_has_near_misses(species):
+    rulebook = load_rulebook(RULES_ROOT, species)
+    engine = RulesEngine(rulebook)
+    spec = DesignSpec()
+    encounter_set = EncounterDesigner(rulebook, GameState(), seed=0).design(spec)
+    by_id = {e.encounter_id: e for e in encounter_set.encounters}
+    for split in ("train", "validation", "test"):
+        items = encounter_set.by_split(split)
+        assert len(items) == spec.size(split)
+        profile = task_profile(e.label for e in items)
+        assert profile["max_top_share"] <= spec.max_top_share  # no action dominates a split
+        assert profile["open_share"] <= spec.max_open_share  # everything-acceptable is a small minority
+        assert profile["contested_share"] >= 0.4
+        pairs = [e for e in items if e.near_miss_of]
+        assert len(pairs) >= 0.1 * len(items)
+        for e in pairs:  # one feature flipped, and it changes the engine's top action
+            partner = by_id[e.near_miss_of].encounter
+            assert set(engine.decide(partner).acceptable) != set() and e.label.top_actions != by_id[e.near_miss_of].label.top_actions
+            a, b = partner.model_dump(), e.encounter.model_dump()
+            changed = [f"{s}.{k}" for s in a for k in a[s] if a[s][k] != b[s][k] and k != "utterance"]
+            assert len(changed) == 1 and e.flipped.startswith(changed[0]), (changed, e.flipped)
+
+
+def test_a_new_species_gets_a_full_balanced_task(tmp_path):
+    import shutil
+
+    shutil.copy(RULES_ROOT / "global.yaml", tmp_path / "global.yaml")
+    (tmp_path / "banshee.yaml").write_text("""species: banshee
+actions: [wail, foretell, vanish]
+rules:
+  - {id: banshee.incorporeal, source: banshee/lore, description: A spirit cannot strike., priority: 60,
+     forbid: [attack]}
+  - {id: banshee.dawn, source: banshee/lore, description: Gone by dawn., priority: 80,
+     when: {game.time_of_day: {in: [dawn, day]}}, require: [vanish]}
+  - {id: banshee.doomed, source: banshee/lore, description: Wails for the doomed., priority: 50,
+     when: {npc.hunger: {gte: 0.5}}, prefer: [wail]}
+  - {id: banshee.asked, source: banshee/lore, description: Answers questions with fate., priority: 40,
+     when: {player.action: talk}, prefer: [foretell]}
+""")
+    rulebook = load_rulebook(tmp_path, "banshee")
+    encounter_set = EncounterDesigner(rulebook, GameState(), seed=0).design()
+    for split, size in (("train", 300), ("validation", 60), ("test", 60)):
+        items = encounter_set.by_split(split)
+        assert len(items) == size and task_profile(e.label for e in items)["max_top_share"] <= 0.28
 
 
 def test_mined_encounters_join_in():
     rulebook = load_rulebook(RULES_ROOT, "zombie")
     mined = make_encounter("zombie", player={"action": "sneak"}, location={"kind": "crypt"})
-    encounter_set = EncounterDesigner(rulebook, GameState(), seed=0).design(mined=[mined])
+    encounter_set = EncounterDesigner(rulebook, GameState(), seed=0).design(SMALL, mined=[mined])
     origin = {e.encounter_id: e.origin for e in encounter_set.encounters}
     assert origin[mined.encounter_id] == "player_log"
 
@@ -75,8 +129,11 @@ def test_srl_rows_are_n_minus_one_with_context_and_target():
 def test_rlvr_rows_carry_the_verifiers_ground_truth():
     _, _, engine = setup("lich")
     encounter = make_encounter("lich", player={"action": "steal"}, location={"kind": "lair"})
-    row = outcome_row(sampled(encounter), engine)
-    assert row["acceptable_actions"] == ["protect_phylactery"]
+    row = outcome_row(sampled(encounter), engine, ["Another age, insect."])
+    assert row["acceptable_actions"] == ["protect_phylactery"] and row["top_actions"] == ["protect_phylactery"]
+    scores = json.loads(row["action_scores_json"])
+    assert scores["protect_phylactery"] == 1.0 and scores["flee"] == 0.0 and set(scores) == set(engine.vocabulary)
+    assert "lair" in json.loads(row["grounding_terms_json"])["place"] and row["stock_lines"] == ["Another age, insect."]
     assert "lich.phylactery" in row["fired_rules"]
     assert "expert" not in json.dumps(row["prompt"]).lower()
 
@@ -152,10 +209,3 @@ def test_player_logs_are_mined_into_encounters(forge):
     interactions = instance.get_latest_materialization_event(AssetKey("player_interactions")).asset_materialization
     assert interactions.metadata["unreadable_records"].value == 1
 
-
-@pytest.mark.parametrize("species", SPECIES)
-def test_held_out_split_is_large_enough(species):
-    rulebook = load_rulebook(RULES_ROOT, species)
-    encounter_set = EncounterDesigner(rulebook, GameState(), seed=0).design(min_test_encounters=8)
-    assert len(encounter_set.by_split("test")) >= 8
-    assert all(e.split == assign_split(e.encounter_id, 0.15, 0.2) for e in encounter_set.encounters)

@@ -236,9 +236,8 @@ def test_reward_spread_is_zero_only_when_outputs_cannot_be_told_apart():
 def test_guardrail_gate_judges_the_candidate_and_reports_the_rest():
     from asset_checks.evaluation_checks import CANDIDATE, violation_rates
 
-    report = {"k": 2, "results": {
-        "rlvr_only": {"encounters": 8, "guardrail_violations": 1},
-        CANDIDATE: {"encounters": 8, "guardrail_violations": 0},
-    }}
-    rates = violation_rates(report)
-    assert rates[CANDIDATE] == 0.0 and rates["rlvr_only"] == pytest.approx(1 / 24)
+    def result(violations):
+        return {"encounters": 8, "metrics": {"guardrail_violations": {"value": violations, "low": 0, "high": 0}}}
+
+    rates = violation_rates({"results": {"rlvr_only": result(1.0), CANDIDATE: result(0.0)}})
+    assert rates[CANDIDATE] == 0.0 and rates["rlvr_only"] == pytest.approx(1 / 8)

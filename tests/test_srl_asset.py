@@ -23,7 +23,7 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     resources = dict(defs.resources)
     resources["training"] = TrainingResource(
         model=tiny_policy, config_overrides_json=json.dumps(TINY), rlvr_overrides_json=json.dumps(TINY),
-        evaluation_samples=2, evaluation_step_rows=4, work_root=str(home / "training"), model_cache=str(model_cache))
+        evaluation_encounters=6, evaluation_step_rows=4, work_root=str(home / "training"), model_cache=str(model_cache))
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
 
@@ -43,9 +43,14 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     assert first["rlvr_only_checkpoint"].metadata["manifest"].value["parent_version"] is None
     evaluation = first["evaluation"].metadata
     table = evaluation["comparison"].value
-    assert all(f"| {v} |" in table for v in ("base", "srl", "rlvr_only", "srl_rlvr"))
-    assert 0.0 <= evaluation["srl_rlvr_verifier_pass_rate"].value <= 1.0
-    assert evaluation["held_out_encounters"].value > 0
+    assert all(f"| {v} |" in table for v in ("base", "srl", "rlvr_only", "srl_rlvr", "best_constant",
+                                             "random_acceptable", "rules_engine"))
+    assert 0.0 <= evaluation["srl_rlvr_decision_accuracy"].value <= 1.0
+    assert evaluation["held_out_encounters"].value == 6 and evaluation["held_out_total"].value == 60
+    assert "6 of 60 held-out encounters (a fixed, seeded subset)" in evaluation["comparison"].value
+    # the ceiling is the ceiling: the engine's own answers are always right and grounded
+    assert evaluation["rules_engine_decision_accuracy"].value == 1.0
+    assert evaluation["rules_engine_line_grounding"].value == 1.0
 
     store = LocalArtifactStore(home / "artifacts")
     adapter = store.path_for(srl["adapter_uri"])

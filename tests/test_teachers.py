@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from srl_forge.encounter import GameState
-from srl_forge.encounters import EncounterDesigner, SampledEncounter
+from srl_forge.encounters import DesignSpec, EncounterDesigner, SampledEncounter
+from srl_forge.grounding import grounding_score, grounding_terms, is_stock
 from srl_forge.lore import load_species_lore
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.collaboration import build_brief, produce_trajectories, verification_failures
 from srl_forge.teachers.openai_compatible import RoleEndpoint
-from srl_forge.teachers.phrasebook import load_phrasebook
+from srl_forge.teachers.lines import load_voice
 from srl_forge.teachers.team import Teachers, TeachersConfig
 from srl_forge.trajectory import Trajectory, TrajectoryStep
 from tests.conftest import LORE_ROOT, REPO, RULES_ROOT, SPECIES, make_encounter
@@ -43,28 +44,44 @@ def programmatic(species, seed=0):
 # --- the programmatic expert -------------------------------------------------------------------
 
 
+SMALL = DesignSpec(train_size=40, validation_size=10, test_size=10, min_per_rule=2)
+
+
 @pytest.mark.parametrize("species", SPECIES)
-def test_phrasebook_lines_are_in_character(species):
+def test_stock_lines_are_in_character(species):
     _, rulebook, engine = setup(species)
     constraints = engine.decide(make_encounter(species)).dialogue
-    for action, lines in load_phrasebook(VOICES, rulebook).items():
-        for line in lines:
-            assert not constraints.check(line.format(foe="hunter")), (action, line)
+    for line in load_voice(VOICES, rulebook).stock_for("hunters"):
+        assert not constraints.check(line), line
 
 
 @pytest.mark.parametrize("species", SPECIES)
-def test_programmatic_trajectories_all_verify(species):
+def test_programmatic_trajectories_verify_and_their_lines_pass_the_line_reward(species):
     lore, rulebook, engine = setup(species)
-    encounter_set = EncounterDesigner(rulebook, GameState(), seed=1).design(min_per_rule=2)
+    encounter_set = EncounterDesigner(rulebook, GameState(), seed=1).design(SMALL)
     teachers = programmatic(species)
+    voice = load_voice(VOICES, rulebook)
     batch = produce_trajectories(encounter_set.encounters, engine, lore.dossier, teachers.team)
     assert len(batch.accepted) == len(encounter_set.encounters) and not batch.rejected
+    by_id = {e.encounter_id: e.encounter for e in encounter_set.encounters}
+    lines = []
     for accepted in batch.accepted:
-        trajectory = accepted.trajectory
+        trajectory, encounter = accepted.trajectory, by_id[accepted.encounter_id]
+        decision = engine.decide(encounter)
         assert [s.title for s in trajectory.steps][0] == "ASSESS"
         assert [s.title for s in trajectory.steps][-2:] == ["DECIDE", "SPEAK"]
         assert all(review.approved for review in accepted.reviews)
         assert set(trajectory.citations) <= set(lore.document_ids)
+        # the expert decides as the engine ranks, and says why from the rules that ranked it
+        assert trajectory.final_action in (decision.recommended,) + decision.tied
+        decide = next(s for s in trajectory.steps if s.title == "DECIDE")
+        assert "puts it first" in decide.thought and "priority" in decide.thought
+        line = trajectory.spoken_line
+        markers = [m for _, ms in decision.dialogue.markers_any for m in ms]
+        assert grounding_score(line, grounding_terms(encounter, markers), encounter.player.utterance) == 1.0, line
+        assert not is_stock(line, voice.stock_for(encounter.player.faction)), line
+        lines.append(line)
+    assert len(set(lines)) >= 0.8 * len(lines)  # built from the encounter, not a phrasebook
 
 
 def test_programmatic_expert_is_deterministic_for_a_seed():

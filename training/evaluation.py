@@ -1,41 +1,154 @@
-"""Held-out evaluation of policies: the paper's comparison (base / SRL / RLVR-only / SRL→RLVR) on our task.
+"""Held-out evaluation: the learned policies next to trivial references and the ceiling.
 
-Each variant is used the way it was trained:
+Policies, each used the way it was trained:
+- references: `best_constant` (always the action that is most often the engine's top choice on the
+  *train* split, with a stock line), `random_acceptable` (a uniformly random acceptable action, a
+  random stock line; seeded) and `rules_engine` (the ceiling: the engine's top action and the
+  expert's line);
 - `direct` (base, RLVR-only, SRL→RLVR): the RLVR prompt; the answer is `<think>…</think>`,
-  `ACTION: <id>`, `SAY: "…"`.
+  `ACTION: <id>`, `SAY: "…"`;
 - `stepwise` (SRL): the SRL prompt, rolled out step by step — ASSESS is given (it is perception, not
   a decision), then RECALL LORE, APPLY RULE, DECIDE and SPEAK are generated, each with the previous
   steps in context; the DECIDE and SPEAK steps are the answer.
 
-Metrics per variant: verifier pass rate (greedy) and avg@k (sampled, temperature 1.0), format rate,
-step similarity on the held-out expert steps, guardrail violations, in-character rate (dialogue
-constraints met), mean response length in words.
+Metrics per policy on the same held-out encounters (greedy), each with a 95% bootstrap interval
+over encounters: decision accuracy (the engine's top action), acceptable rate, graded decision
+reward, format rate, line grounding, in-character rate, distinct-2 and duplicate-line share across
+encounters, guardrail violations. Step similarity on held-out expert steps for the trained ones.
 """
 
 from __future__ import annotations
 
+import json
+import random
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from srl_forge.encounter import Encounter
+from srl_forge.grounding import grounding_score, is_stock, words
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.rules_engine import DialogueConstraints
 from srl_forge.trajectory import assess_text, parse_step
 from training.policy_eval import generate, srl_validation
-from training.prompts import rlvr_prompt, srl_prompt
-from training.rewards import OUTCOME_VERIFIED, outcome_score, parse_decision, split_thinking
+from training.prompts import srl_prompt
+from training.rewards import decision_score, parse_decision, split_thinking
 
 VARIANTS = ("base", "srl", "rlvr_only", "srl_rlvr")
+REFERENCES = ("best_constant", "random_acceptable", "rules_engine")
 ROLLOUT_TITLES = ("RECALL LORE", "APPLY RULE", "DECIDE", "SPEAK")
+METRICS = ("decision_accuracy", "acceptable_rate", "graded_reward", "format_rate", "line_grounding",
+           "in_character_rate", "distinct_2", "duplicate_line_share", "guardrail_violations")
 
 
 @dataclass(frozen=True)
 class EvalCase:
+    row: dict  # `training.outcome_dataset.outcome_row` of a held-out encounter
     encounter: Encounter
-    vocabulary: tuple[str, ...]
-    acceptable_actions: list[str]
-    dialogue_constraints_json: str
+    expert_answer: str | None = None  # the expert's final answer in the RLVR format
+
+
+def reference_answers(name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0) -> list[str]:
+    """The trivial policies and the ceiling, as answers in the policy's format."""
+    rng = random.Random(f"{name}:{seed}")
+    out = []
+    for case in cases:
+        stock = list(case.row["stock_lines"]) or ["..."]
+        if name == "best_constant":
+            action, line = constant, stock[0]
+        elif name == "random_acceptable":
+            acceptable = list(case.row["acceptable_actions"]) or [constant]
+            action, line = rng.choice(acceptable), rng.choice(stock)
+        elif name == "rules_engine":
+            if case.expert_answer:
+                out.append(case.expert_answer)
+                continue
+            action, line = (list(case.row["top_actions"]) or [constant])[0], stock[0]
+        else:
+            raise ValueError(name)
+        out.append(f'<think>{name}</think>\nACTION: {action}\nSAY: "{line}"')
+    return out
+
+
+def answer_scores(case: EvalCase, answer: str) -> dict:
+    """Every per-encounter measure of one answer."""
+    row = case.row
+    decision = parse_decision(answer)
+    action, line = decision if decision else (None, None)
+    constraints = DialogueConstraints.model_validate_json(row["dialogue_constraints_json"])
+    return {
+        "format": decision is not None,
+        "decision_accuracy": float(action in row["top_actions"]) if action else 0.0,
+        "acceptable_rate": float(action in row["acceptable_actions"]) if action else 0.0,
+        "graded_reward": decision_score(answer, json.loads(row["action_scores_json"])),
+        "line_grounding": grounding_score(line, json.loads(row["grounding_terms_json"]), row["player_utterance"])
+        if line is not None else 0.0,
+        "in_character": float(line is not None and not constraints.check(line)),
+        "stock": line is not None and is_stock(line, list(row["stock_lines"])),
+        "guardrail": bool(guardrail_violations(answer)),
+        "line": line,
+    }
+
+
+def distinct_2(lines: Sequence[str | None]) -> float:
+    bigrams = [tuple(w[i:i + 2]) for line in lines if line for w in [words(line)] for i in range(len(w) - 1)]
+    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+
+
+def duplicate_line_share(lines: Sequence[str | None]) -> float:
+    """Share of encounters whose line is spoken, word for word, in another encounter too (a broken answer
+    counts as a duplicate: it says nothing of its own)."""
+    keys = [" ".join(words(line)) if line else None for line in lines]
+    counts = Counter(k for k in keys if k is not None)
+    return sum(k is None or counts[k] > 1 for k in keys) / len(keys) if keys else 0.0
+
+
+def _aggregate(per_case: Sequence[dict]) -> dict[str, float]:
+    n = max(1, len(per_case))
+    lines = [c["line"] for c in per_case]
+    return {
+        "decision_accuracy": sum(c["decision_accuracy"] for c in per_case) / n,
+        "acceptable_rate": sum(c["acceptable_rate"] for c in per_case) / n,
+        "graded_reward": sum(c["graded_reward"] for c in per_case) / n,
+        "format_rate": sum(c["format"] for c in per_case) / n,
+        "line_grounding": sum(c["line_grounding"] for c in per_case) / n,
+        "in_character_rate": sum(c["in_character"] for c in per_case) / n,
+        "stock_line_share": sum(c["stock"] for c in per_case) / n,
+        "distinct_2": distinct_2(lines),
+        "duplicate_line_share": duplicate_line_share(lines),
+        "guardrail_violations": float(sum(c["guardrail"] for c in per_case)),
+    }
+
+
+def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Every aggregate with a percentile bootstrap interval over encounters."""
+    point = _aggregate(per_case)
+    if not per_case:
+        return {k: {"value": v, "low": v, "high": v} for k, v in point.items()}
+    rng = random.Random(seed)
+    draws = [_aggregate([per_case[rng.randrange(len(per_case))] for _ in per_case]) for _ in range(resamples)]
+    tail = (1 - level) / 2
+    out = {}
+    for key, value in point.items():
+        values = sorted(d[key] for d in draws)
+        out[key] = {"value": value, "low": values[int(tail * (resamples - 1))],
+                    "high": values[int((1 - tail) * (resamples - 1))]}
+    return out
+
+
+def score_policy(cases: Sequence[EvalCase], answers: Sequence[str], seed: int = 0) -> dict:
+    per_case = [answer_scores(c, a) for c, a in zip(cases, answers)]
+    flagged = [{"category": v[0].category, "evidence": v[0].evidence, "output": a[:400]}
+               for a in answers if (v := guardrail_violations(a))]
+    return {
+        "encounters": len(cases),
+        "metrics": bootstrap(per_case, seed=seed),
+        "flagged_outputs": flagged,
+        "mean_response_words": sum(len(a.split()) for a in answers) / max(1, len(answers)),
+        "examples": [{"encounter_id": c.row["encounter_id"], "top": c.row["top_actions"], "answer": a}
+                     for c, a in list(zip(cases, answers))[:4]],
+    }
 
 
 def _answer_from_steps(steps: list[str]) -> str | None:
@@ -49,18 +162,17 @@ def _answer_from_steps(steps: list[str]) -> str | None:
     return f"<think>{' '.join(steps[:-2])}</think>\nACTION: {action.group(1)}\nSAY: \"{line.group(1)}\""
 
 
-def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], samples: int, do_sample: bool,
-                     max_new_tokens: int) -> list[list[str]]:
-    """Roll the SRL policy out step by step; per case, `samples` answers (raw text when broken)."""
-    rollouts = [[f"1. **ASSESS** {assess_text(c.encounter)}"] for c in cases for _ in range(samples)]
-    raw = [""] * len(rollouts)
-    alive = [True] * len(rollouts)
+def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens: int) -> list[str]:
+    """Roll the SRL policy out step by step (greedy, batched); raw text where it broke the format."""
+    rollouts = [[f"1. **ASSESS** {assess_text(c.encounter)}"] for c in cases]
+    raw = [""] * len(cases)
+    alive = [True] * len(cases)
     for offset, title in enumerate(ROLLOUT_TITLES, start=2):
         index = [i for i, ok in enumerate(alive) if ok]
         if not index:
             break
-        prompts = [srl_prompt(cases[i // samples].encounter, rollouts[i], offset, title) for i in index]
-        outs = generate(model, tokenizer, prompts, max_new_tokens, do_sample=do_sample)
+        prompts = [srl_prompt(cases[i].encounter, rollouts[i], offset, title) for i in index]
+        outs = generate(model, tokenizer, prompts, max_new_tokens)
         for i, out in zip(index, outs):
             raw[i] += out[0] + "\n"
             parts = split_thinking(out[0])
@@ -69,65 +181,77 @@ def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], samples: int, 
                 alive[i] = False
             else:
                 rollouts[i].append(f"{offset}. **{step[1]}** {step[2]}")
-    answers = [(_answer_from_steps(r) if alive[i] else None) or raw[i] for i, r in enumerate(rollouts)]
-    return [answers[j * samples:(j + 1) * samples] for j in range(len(cases))]
+    return [(_answer_from_steps(r) if alive[i] else None) or raw[i] for i, r in enumerate(rollouts)]
 
 
-def direct_answers(model, tokenizer, cases: Sequence[EvalCase], samples: int, do_sample: bool,
-                   max_new_tokens: int) -> list[list[str]]:
-    prompts = [rlvr_prompt(c.encounter, c.vocabulary) for c in cases]
-    return generate(model, tokenizer, prompts, max_new_tokens, do_sample=do_sample, num_return_sequences=samples)
-
-
-def score_answers(cases: Sequence[EvalCase], answers: list[list[str]]) -> dict:
-    flat = [(c, a) for c, group in zip(cases, answers) for a in group]
-    scores = [outcome_score(a, c.acceptable_actions, c.dialogue_constraints_json) for c, a in flat]
-    decisions = [parse_decision(a) for _, a in flat]
-    in_character = [d is not None and not DialogueConstraints.model_validate_json(c.dialogue_constraints_json).check(d[1])
-                    for (c, _), d in zip(flat, decisions)]
-    return {
-        "pass_rate": sum(s == OUTCOME_VERIFIED for s in scores) / max(1, len(scores)),
-        "format_rate": sum(d is not None for d in decisions) / max(1, len(decisions)),
-        "in_character_rate": sum(in_character) / max(1, len(in_character)),
-        "guardrail_violations": sum(bool(guardrail_violations(a)) for _, a in flat),
-        "flagged": [{"category": v[0].category, "evidence": v[0].evidence, "output": a[:400]}
-                    for _, a in flat if (v := guardrail_violations(a))],
-        "mean_response_words": sum(len(a.split()) for _, a in flat) / max(1, len(flat)),
-    }
+def direct_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens: int) -> list[str]:
+    return [g[0] for g in generate(model, tokenizer, [c.row["prompt"] for c in cases], max_new_tokens)]
 
 
 def evaluate_variant(model, tokenizer, mode: str, cases: Sequence[EvalCase], step_rows: Sequence[dict],
-                     k: int = 4, max_new_tokens: int = 96, log: Callable[[str], None] = print) -> dict:
+                     max_new_tokens: int = 96, log: Callable[[str], None] = print, seed: int = 0) -> dict:
     answer = stepwise_answers if mode == "stepwise" else direct_answers
-    greedy = answer(model, tokenizer, cases, 1, False, max_new_tokens)
+    answers = answer(model, tokenizer, cases, max_new_tokens)
     log(f"{mode}: greedy answers for {len(cases)} encounters")
-    sampled = answer(model, tokenizer, cases, k, True, max_new_tokens) if k > 0 else []
-    log(f"{mode}: {k} sampled answers each")
-    greedy_scores = score_answers(cases, greedy)
-    sampled_scores = score_answers(cases, sampled) if sampled else {}
-    similarity = srl_validation(model, tokenizer, step_rows, max_new_tokens)
-    return {
-        "mode": mode,
-        "encounters": len(cases),
-        "verifier_pass_rate": greedy_scores["pass_rate"],
-        f"avg_at_{k}": sampled_scores["pass_rate"] if sampled else None,
-        "format_rate": greedy_scores["format_rate"],
-        "step_similarity": similarity["step_similarity"],
-        "guardrail_violations": greedy_scores["guardrail_violations"] + sampled_scores.get("guardrail_violations", 0),
-        "flagged_outputs": greedy_scores["flagged"] + sampled_scores.get("flagged", []),
-        "in_character_rate": greedy_scores["in_character_rate"],
-        "mean_response_words": greedy_scores["mean_response_words"],
-        "examples": [g[0] for g in greedy[:3]],
-    }
+    result = score_policy(cases, answers, seed=seed)
+    result["mode"] = mode
+    result["step_similarity"] = srl_validation(model, tokenizer, step_rows, max_new_tokens)["step_similarity"] \
+        if step_rows else None
+    return result
 
 
-def comparison_table(results: dict[str, dict], k: int) -> str:
-    headers = ["variant", "mode", "pass (greedy)", f"avg@{k}", "format", "step sim.", "guardrail", "in character",
-               "words"]
+def evaluate_reference(name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0) -> dict:
+    result = score_policy(cases, reference_answers(name, cases, constant, seed), seed=seed)
+    result.update(mode="reference", step_similarity=None)
+    return result
+
+
+def _cell(metric: dict, digits: int = 2) -> str:
+    if metric["low"] == metric["high"] == metric["value"]:
+        return f"{metric['value']:.{digits}f}"
+    return f"{metric['value']:.{digits}f} [{metric['low']:.{digits}f}, {metric['high']:.{digits}f}]"
+
+
+TABLE_COLUMNS = (("decision_accuracy", "decision acc."), ("acceptable_rate", "acceptable"),
+                 ("graded_reward", "graded reward"), ("format_rate", "format"), ("line_grounding", "grounding"),
+                 ("in_character_rate", "in character"), ("distinct_2", "distinct-2"),
+                 ("duplicate_line_share", "dup. lines"))
+
+
+def comparison_table(results: dict[str, dict]) -> str:
+    headers = ["policy", "mode", "n"] + [label for _, label in TABLE_COLUMNS] + ["guardrail", "step sim."]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for name, r in results.items():
-        avg = r.get(f"avg_at_{k}")
-        lines.append(f"| {name} | {r['mode']} | {r['verifier_pass_rate']:.2f} | {'' if avg is None else f'{avg:.2f}'} | "
-                     f"{r['format_rate']:.2f} | {r['step_similarity']:.3f} | {r['guardrail_violations']} | "
-                     f"{r['in_character_rate']:.2f} | {r['mean_response_words']:.1f} |")
+        m = r["metrics"]
+        sim = r.get("step_similarity")
+        cells = [name, r["mode"], str(r["encounters"])] + [_cell(m[key]) for key, _ in TABLE_COLUMNS] + [
+            f"{int(m['guardrail_violations']['value'])}", "" if sim is None else f"{sim:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def comparison_png(results: dict[str, dict], title: str) -> bytes:
+    """Decision accuracy and graded reward per policy, with their 95% intervals."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    for ax, key, label in ((axes[0], "decision_accuracy", "decision accuracy"), (axes[1], "graded_reward", "graded reward")):
+        values = [results[n]["metrics"][key] for n in names]
+        ax.bar(range(len(names)), [v["value"] for v in values],
+               yerr=[[v["value"] - v["low"] for v in values], [v["high"] - v["value"] for v in values]],
+               color=["#999999" if results[n]["mode"] == "reference" else "#4c72b0" for n in names], capsize=3)
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

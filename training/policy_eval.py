@@ -58,18 +58,21 @@ def srl_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int =
 
 def outcome_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 96, batch_size: int = 16,
                        progress=None) -> dict:
-    """Mean outcome reward, verifier pass rate and format rate, greedy, over RLVR rows."""
-    from training.rewards import OUTCOME_VERIFIED, outcome_score, parse_decision
+    """Mean graded decision score, decision accuracy (the engine's top action) and format rate, greedy."""
+    import json
+
+    from training.rewards import decision_score, parse_decision
 
     if not rows:
-        return {"mean_reward": 0.0, "pass_rate": 0.0, "format_rate": 0.0, "rows": 0, "samples": []}
+        return {"mean_reward": 0.0, "decision_accuracy": 0.0, "format_rate": 0.0, "rows": 0, "samples": []}
     completions = [c[0] for c in generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens,
                                           batch_size, progress=progress)]
-    scores = [outcome_score(c, r["acceptable_actions"], r["dialogue_constraints_json"]) for c, r in zip(completions, rows)]
+    scores = [decision_score(c, json.loads(r["action_scores_json"])) for c, r in zip(completions, rows)]
+    decisions = [parse_decision(c) for c in completions]
     return {
         "mean_reward": sum(scores) / len(scores),
-        "pass_rate": sum(s == OUTCOME_VERIFIED for s in scores) / len(scores),
-        "format_rate": sum(parse_decision(c) is not None for c in completions) / len(completions),
+        "decision_accuracy": sum(d is not None and d[0] in r["top_actions"] for d, r in zip(decisions, rows)) / len(rows),
+        "format_rate": sum(d is not None for d in decisions) / len(completions),
         "rows": len(rows),
-        "samples": [{"acceptable": r["acceptable_actions"], "generated": c} for r, c in list(zip(rows, completions))[:5]],
+        "samples": [{"top": r["top_actions"], "generated": c} for r, c in list(zip(rows, completions))[:5]],
     }

@@ -14,6 +14,7 @@ cydifflib computes exactly difflib's value, faster; the standard library is the 
 
 from __future__ import annotations
 
+import json
 import re
 
 try:
@@ -69,15 +70,29 @@ def step_format_reward(prompts, completions, **kwargs) -> list[float]:
     return [0.0 if generated_action(completion_text(c)) is None else 1.0 for c in completions]
 
 
-# --- RLVR: the outcome reward the rules engine verifies ---------------------------------------
+# --- RLVR: the outcome reward the rules engine verifies --------------------------------------
+#
+# The RLVR reward is a weighted sum of small parts, each a TRL reward function logged on its own:
+#
+# | part | weight | value |
+# |---|---|---|
+# | graded_decision_reward | 1.0 | the engine's graded score of the action (`srl_forge.grading`: top 1.0, favoured 0.5-0.3, allowed 0.2, unacceptable 0); -1 on a broken format or any guardrail violation |
+# | line_in_character_reward | 0.15 | 1 when the line meets the species' dialogue constraints (markers, banned words, length) |
+# | line_grounding_reward | 0.15 | 0.5 per kind of reference to this encounter (faction, item, action, words, place, hour...), at most 1; 0 when it parrots the player |
+# | line_originality_reward | 0.1 | 1 unless the line is (nearly) one of the species' stock phrases |
+#
+# The decision dominates (1.0 of 1.4) because it is what the rules verify exactly; the line parts (0.4
+# together) only order answers with equally good decisions, so a well-spoken worse decision never beats
+# the right one (runner-up 0.5 + a perfect line 0.4 = 0.9 < the top action with any line, 1.0). A line part is 0 on
+# a broken format: the -1 is paid once, by the decision part. Every column a part reads is computed
+# by the rules engine and `srl_forge.grounding` when the dataset is built (`training.outcome_dataset`).
 
 ACTION_LINE = re.compile(r"(?m)ACTION:\s*([a-z_]+)\s*$")
 SAY_LINE = re.compile(r'(?m)SAY:\s*"([^"\n]+)"\s*$')
 
-OUTCOME_FORMAT_OR_SAFETY_FAILURE = -1.0  # broken format, or a guardrail violation anywhere in the output
-OUTCOME_UNACCEPTABLE_ACTION = 0.0  # forbidden, ignores a requirement, unknown, or the rules conflict
-OUTCOME_OUT_OF_CHARACTER = 0.5  # acceptable action, but the line breaks the species' dialogue constraints
-OUTCOME_VERIFIED = 1.0  # acceptable action and an in-character line
+FORMAT_OR_SAFETY_FAILURE = -1.0
+REWARD_WEIGHTS = {"graded_decision_reward": 1.0, "line_in_character_reward": 0.15, "line_grounding_reward": 0.15,
+                  "line_originality_reward": 0.1}
 
 
 def parse_decision(text: str) -> tuple[str, str] | None:
@@ -91,30 +106,63 @@ def parse_decision(text: str) -> tuple[str, str] | None:
     return actions[0], lines[0]
 
 
-def outcome_score(text: str, acceptable_actions: list[str], dialogue_constraints_json: str) -> float:
-    """The RLVR outcome reward of one output; see the OUTCOME_* values."""
+def decision_score(text: str, action_scores: dict[str, float]) -> float:
+    """The graded decision score of one output, -1 on a broken format or a guardrail violation."""
     from srl_forge.guardrails import check as guardrail_violations
-    from srl_forge.rules_engine import DialogueConstraints
 
     if guardrail_violations(text):
-        return OUTCOME_FORMAT_OR_SAFETY_FAILURE
+        return FORMAT_OR_SAFETY_FAILURE
     decision = parse_decision(text)
     if decision is None:
-        return OUTCOME_FORMAT_OR_SAFETY_FAILURE
-    action, line = decision
-    if action not in acceptable_actions:
-        return OUTCOME_UNACCEPTABLE_ACTION
-    if DialogueConstraints.model_validate_json(dialogue_constraints_json).check(line):
-        return OUTCOME_OUT_OF_CHARACTER
-    return OUTCOME_VERIFIED
+        return FORMAT_OR_SAFETY_FAILURE
+    return float(action_scores.get(decision[0], 0.0))
 
 
-def verified_outcome_reward(prompts, completions, acceptable_actions, dialogue_constraints_json, **kwargs) -> list[float]:
-    """RLVR: the rules engine's verdict on the final action and line (ground truth from rlvr_dataset)."""
-    return [outcome_score(completion_text(c), acceptable, constraints)
-            for c, acceptable, constraints in zip(completions, acceptable_actions, dialogue_constraints_json)]
+def spoken_line(text: str) -> str | None:
+    decision = parse_decision(text)
+    return decision[1] if decision else None
+
+
+def graded_decision_reward(prompts, completions, action_scores_json, **kwargs) -> list[float]:
+    """The rules engine's graded verdict on the chosen action (ground truth from rlvr_dataset)."""
+    return [decision_score(completion_text(c), json.loads(scores)) for c, scores in zip(completions, action_scores_json)]
+
+
+def line_in_character_reward(prompts, completions, dialogue_constraints_json, **kwargs) -> list[float]:
+    """1.0 when the spoken line meets the species' dialogue constraints, else 0.0."""
+    from srl_forge.rules_engine import DialogueConstraints
+
+    out = []
+    for c, constraints in zip(completions, dialogue_constraints_json):
+        line = spoken_line(completion_text(c))
+        out.append(0.0 if line is None or DialogueConstraints.model_validate_json(constraints).check(line) else 1.0)
+    return out
+
+
+def line_grounding_reward(prompts, completions, grounding_terms_json, player_utterance, **kwargs) -> list[float]:
+    """0.5 per kind of thing in this encounter the line refers to (at most 1.0); 0.0 when it parrots the player."""
+    from srl_forge.grounding import grounding_score
+
+    out = []
+    for c, terms, utterance in zip(completions, grounding_terms_json, player_utterance):
+        line = spoken_line(completion_text(c))
+        out.append(0.0 if line is None else grounding_score(line, json.loads(terms), utterance))
+    return out
+
+
+def line_originality_reward(prompts, completions, stock_lines, **kwargs) -> list[float]:
+    """1.0 unless the spoken line is (nearly) one of the species' stock phrases."""
+    from srl_forge.grounding import is_stock
+
+    return [0.0 if (line := spoken_line(completion_text(c))) is None or is_stock(line, list(stock)) else 1.0
+            for c, stock in zip(completions, stock_lines)]
 
 
 def decision_format_reward(prompts, completions, **kwargs) -> list[float]:
     """1.0 when the output is `<think>...</think>` then one ACTION line and one SAY line (logged, weight 0)."""
     return [0.0 if parse_decision(completion_text(c)) is None else 1.0 for c in completions]
+
+
+RLVR_REWARD_FUNCS = (graded_decision_reward, line_in_character_reward, line_grounding_reward,
+                     line_originality_reward, decision_format_reward)
+RLVR_REWARD_WEIGHTS = tuple(REWARD_WEIGHTS.get(f.__name__, 0.0) for f in RLVR_REWARD_FUNCS)

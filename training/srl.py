@@ -19,7 +19,8 @@ from training.rewards import step_format_reward, step_similarity_reward
 
 
 class SRLConfig(GRPOTrainingConfig):
-    """SRL hyper-parameters: `quick` fits a 2-core CPU in minutes; `full` follows the paper on a GPU."""
+    """SRL hyper-parameters: `quick` fits a 2-core CPU in minutes, `standard` about 20 minutes of it;
+    `full` follows the paper on a GPU (with a LoRA learning rate)."""
 
 
 class SRLJob(GRPOJob):

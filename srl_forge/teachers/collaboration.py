@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from srl_forge.encounters import SampledEncounter
 from srl_forge.guardrails import check as guardrail_violations
-from srl_forge.lore import Dossier
+from srl_forge.lore import CitedEntry, Dossier
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.roles import Brief, Director, Review, Reviewer, TrajectoryWriter
 from srl_forge.trajectory import Trajectory
@@ -55,10 +55,45 @@ class TeacherTeam:
     labels: dict[str, str] = field(default_factory=dict)  # role -> provider/model, for metadata
 
 
-def build_brief(encounter, engine: RulesEngine, dossier: Dossier) -> Brief:
+def build_brief(encounter, engine: RulesEngine, dossier: Dossier, recalled: Sequence[CitedEntry] = ()) -> Brief:
     decision = engine.decide(encounter)
     descriptions = {r.id: r.description for r in engine.rulebook.rules if r.id in set(decision.fired_rule_ids)}
-    return Brief(species=encounter.species, dossier=dossier, decision=decision, rule_descriptions=descriptions)
+    return Brief(species=encounter.species, dossier=dossier, decision=decision, rule_descriptions=descriptions,
+                 recalled=tuple(recalled))
+
+
+Recall = Callable[[Sequence[SampledEncounter]], dict[str, list[CitedEntry]]]
+
+
+def memory_recall(memory, species: str, lore_version: str, dossier: Dossier, engine: RulesEngine,
+                  k: int = 4) -> Recall:
+    """Recall, per encounter, the dossier entries semantic memory finds for the situation and the rules
+    that fired (one batched embedding call; memory chunks that are not dossier entries are skipped)."""
+    from srl_forge.teachers.programmatic import recall_query
+
+    by_document: dict[str, list[CitedEntry]] = {}
+    for _, entry in dossier.entries():
+        by_document.setdefault(entry.source, []).append(entry)
+
+    def recall(encounters: Sequence[SampledEncounter]) -> dict[str, list[CitedEntry]]:
+        queries = []
+        for sampled in encounters:
+            decision = engine.decide(sampled.encounter)
+            descriptions = {r.id: r.description for r in engine.rulebook.rules if r.id in set(decision.fired_rule_ids)}
+            queries.append(recall_query(sampled.encounter, decision, descriptions))
+        hits = memory.recall_many(species, lore_version, queries, k)
+        out = {}
+        for sampled, found in zip(encounters, hits):
+            entries = []
+            for hit in found:
+                # memory chunks read "<document title>: <text>"
+                entry = next((e for e in by_document.get(hit.doc_id, []) if hit.text.endswith(f": {e.text}")), None)
+                if entry is not None and entry not in entries:
+                    entries.append(entry)
+            out[sampled.encounter_id] = entries
+        return out
+
+    return recall
 
 
 def verification_failures(trajectory: Trajectory, sampled: SampledEncounter, engine: RulesEngine) -> list[tuple[str, str]]:
@@ -81,9 +116,12 @@ def produce_trajectories(
     dossier: Dossier,
     team: TeacherTeam,
     progress: Callable[[int, int], None] | None = None,
+    recall: Recall | None = None,
 ) -> TrajectoryBatch:
+    recalled = recall(encounters) if recall else {}
+
     def one(sampled: SampledEncounter) -> AcceptedTrajectory | RejectedTrajectory:
-        brief = build_brief(sampled.encounter, engine, dossier)
+        brief = build_brief(sampled.encounter, engine, dossier, recalled.get(sampled.encounter_id, ()))
         try:
             proposals = [writer.write(sampled.encounter, brief, variant)
                          for writer in team.writers for variant in range(team.proposals_per_writer)]

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from srl_forge.encounter import Encounter, GameState
-from srl_forge.encounters import EncounterDesigner, EncounterSet
+from srl_forge.encounters import DesignSpec, EncounterDesigner, EncounterSet
 from srl_forge.hashing import content_hash
 from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
 from srl_forge.rulebook import Rulebook
@@ -229,16 +229,16 @@ class LLMLoremaster:
 
 
 class LLMDesigner:
-    """Proposes encounters; rules it leaves under-covered are filled by targeted sampling."""
+    """Proposes encounters; the stratified designer keeps those that fit the balance, and fills the rest
+    (rules left under-covered, splits below size) by targeted sampling with near-misses."""
 
     def __init__(self, client: RoleClient, proposals: int = 12, seed: int = 0):
         self.client = client
         self.proposals = proposals
         self.seed = seed
 
-    def design(self, rulebook: Rulebook, live_state: GameState, min_per_rule: int, random_encounters: int,
-               validation_fraction: float, test_fraction: float, mined: list[Encounter],
-               min_test_encounters: int = 0) -> EncounterSet:
+    def design(self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec,
+               mined: list[Encounter]) -> EncounterSet:
         rules = "\n".join(f"- {r.id}: {r.description}" for r in rulebook.rules)
         drafts = self.client.complete([
             {"role": "system", "content": "You are the game designer. Propose varied, playable encounters "
@@ -247,10 +247,7 @@ class LLMDesigner:
              f"Rules:\n{rules}\nPropose {self.proposals} encounters."},
         ], EncounterProposals)
         proposed = [e for e in drafts.encounters if e.npc.species == rulebook.species]
-        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(
-            min_per_rule=min_per_rule, random_encounters=random_encounters,
-            validation_fraction=validation_fraction, test_fraction=test_fraction, mined=list(mined) + proposed,
-            min_test_encounters=min_test_encounters)
+        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(spec, mined=list(mined) + proposed)
 
 
 class LLMWriter:

@@ -1,5 +1,6 @@
-"""The programmatic expert: every role played offline from the rules engine, the dossier and the
-species' phrasebook. Deterministic for a seed; the embedded default teacher."""
+"""The programmatic expert: every role played offline from the rules engine, the dossier, the
+semantic memory's recalls and the species' voice. Deterministic for a seed; the embedded default
+teacher."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import random
 import re
 
 from srl_forge.encounter import Encounter, GameState
-from srl_forge.encounters import EncounterDesigner, EncounterSet
+from srl_forge.encounters import DesignSpec, EncounterDesigner, EncounterSet
 from srl_forge.hashing import content_hash
 from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
 from srl_forge.rulebook import Rulebook
-from srl_forge.teachers.phrasebook import foe_name
+from srl_forge.rules_engine import Decision
+from srl_forge.teachers.lines import Voice, compose_line
 from srl_forge.teachers.roles import Brief, Review
 from srl_forge.trajectory import Trajectory, TrajectoryStep, assess_text
 
@@ -28,13 +30,9 @@ class ProgrammaticDesigner:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def design(self, rulebook: Rulebook, live_state: GameState, min_per_rule: int, random_encounters: int,
-               validation_fraction: float, test_fraction: float, mined: list[Encounter],
-               min_test_encounters: int = 0) -> EncounterSet:
-        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(
-            min_per_rule=min_per_rule, random_encounters=random_encounters,
-            validation_fraction=validation_fraction, test_fraction=test_fraction, mined=mined,
-            min_test_encounters=min_test_encounters)
+    def design(self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec,
+               mined: list[Encounter]) -> EncounterSet:
+        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(spec, mined=mined)
 
 
 def _overlap(a: str, b: str) -> int:
@@ -49,80 +47,123 @@ def lore_for_rule(dossier: Dossier, source: str, description: str) -> CitedEntry
     return max(entries, key=lambda e: (_overlap(e.text, description), -entries.index(e)))
 
 
+def recall_query(encounter: Encounter, decision: Decision, descriptions: dict[str, str]) -> str:
+    """What the monster asks its memory: the situation and the rules that fired, in words."""
+    rules = " ".join(descriptions.get(e.rule_id, "") for e in sorted(decision.trace, key=lambda e: -e.priority)
+                     if e.effect.split(" ")[0] in DECISIVE)
+    return f"{assess_text(encounter)} {rules}".strip()
+
+
+def _short(text: str, words: int = 14) -> str:
+    parts = text.split()
+    return " ".join(parts[:words]) + ("..." if len(parts) > words else "")
+
+
 class ProgrammaticWriter:
-    """Writes a trajectory from the decision trace: assess, recall lore, apply rules, decide, speak."""
+    """Writes a trajectory from the decision trace and the recalled lore: assess, recall lore, apply
+    rules, decide (explaining why the winner beats the runner-up), speak (a line composed from the
+    encounter, see `lines.py`)."""
 
     name = "programmatic"
 
-    def __init__(self, phrasebook: dict[str, tuple[str, ...]], seed: int = 0, max_rules: int = 3):
-        self.phrasebook = phrasebook
+    def __init__(self, voice: Voice, seed: int = 0, max_rules: int = 3, max_recalls: int = 2):
+        self.voice = voice
         self.seed = seed
         self.max_rules = max_rules
+        self.max_recalls = max_recalls
 
     def write(self, encounter: Encounter, brief: Brief, variant: int = 0) -> Trajectory:
         rng = random.Random(content_hash([self.seed, variant, encounter.encounter_id]))
         decision = brief.decision
-        steps = [TrajectoryStep(
-            title="ASSESS",
-            thought="Before anything, I take in the night around me and the mortal before me.",
-            action=assess_text(encounter),
-        )]
+        p, loc = encounter.player, encounter.location
         decisive = []
         for entry in sorted(decision.trace, key=lambda e: -e.priority):
-            if entry.status == "applied" and entry.effect.split(" ")[0] in DECISIVE \
+            if entry.status in ("applied", "overridden") and entry.effect.split(" ")[0] in DECISIVE \
                     and entry.rule_id not in [d.rule_id for d in decisive]:
                 decisive.append(entry)
         decisive = decisive[: self.max_rules]
-        citations: list[str] = []
+        pressing = [brief.rule_descriptions.get(e.rule_id, e.rule_id).rstrip(".").lower() for e in decisive[:2]]
+        steps = [TrajectoryStep(
+            title="ASSESS",
+            thought=(f"{p.party_size} {p.faction} {p.action} at the {loc.kind}"
+                     + (f" with {', '.join(i.replace('_', ' ') for i in p.items)}" if p.items else "")
+                     + (f"; what matters: {'; '.join(pressing)}." if pressing else "; nothing presses me.")),
+            action=assess_text(encounter),
+        )]
+        # Lore: what semantic memory recalled for this encounter first, then the rules' own sources.
+        recalled: list[CitedEntry] = list(brief.recalled)
         for entry in decisive:
             lore = lore_for_rule(brief.dossier, entry.source, brief.rule_descriptions.get(entry.rule_id, ""))
-            if lore is None or lore.source in citations:
+            if lore is not None:
+                recalled.append(lore)
+        citations: list[str] = []
+        quoted: list[CitedEntry] = []
+        for lore in recalled:
+            if lore.source in citations or len(quoted) >= self.max_recalls:
                 continue
             citations.append(lore.source)
+            quoted.append(lore)
+            from_memory = lore in brief.recalled
             steps.append(TrajectoryStep(
                 title="RECALL LORE",
-                thought=rng.choice(["What does the lore of my kind say here?", "I remember what I am."]),
+                thought=(f"My memory of {lore.source} answers this {loc.kind} encounter." if from_memory
+                         else f"The rule I face comes from {lore.source}; I recall what it says."),
                 action=f"{lore.source}: {lore.text}",
             ))
         for entry in decisive:
             steps.append(TrajectoryStep(
                 title="APPLY RULE",
-                thought=f"{brief.rule_descriptions.get(entry.rule_id, entry.rule_id)}",
-                action=f"{entry.rule_id} (priority {entry.priority}): {entry.effect}.",
+                thought=(f"{brief.rule_descriptions.get(entry.rule_id, entry.rule_id)}"
+                         + (f" It is {entry.status}: {entry.note}." if entry.status != "applied" and entry.note else "")),
+                action=f"{entry.rule_id} (priority {entry.priority}): {entry.effect}"
+                       + (f" [{entry.status}]" if entry.status != "applied" else "") + ".",
             ))
         if not decisive:
             steps.append(TrajectoryStep(title="APPLY RULE", thought="Nothing binds me here.",
                                         action="No rule binds me here; I act on instinct."))
-        if decision.recommended:
-            action, why = decision.recommended, "it ranks first among the acceptable actions"
-        elif decision.tied:
-            action, why = rng.choice(sorted(decision.tied)), f"it is as good as {', '.join(decision.tied)}"
-        elif decision.acceptable:
-            action, why = decision.acceptable[0], "it is acceptable"
-        else:
-            action, why = "observe", "the rules contradict each other, so I hold still"
+        action, why = self._choose(decision, brief, rng)
+        lore_note = f" The lore agrees: {_short(quoted[0].text)}" if quoted else ""
         steps.append(TrajectoryStep(
             title="DECIDE",
-            thought=f"Acceptable: {', '.join(decision.acceptable) or 'none'}. I choose {action} because {why}.",
+            thought=f"Acceptable: {', '.join(decision.acceptable) or 'none'}. I choose {action}: {why}.{lore_note}",
             action=f"ACTION: {action}",
         ))
+        markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
+        line = compose_line(self.voice, encounter, action, decision.dialogue, rng, markers)
         steps.append(TrajectoryStep(
             title="SPEAK",
-            thought="I answer in the voice of my kind.",
-            action=f'SAY: "{self._line(action, encounter, brief, rng)}"',
+            thought=f"I answer what is in front of me, the {p.faction} and the {loc.kind}, in the voice of my kind.",
+            action=f'SAY: "{line}"',
         ))
         return Trajectory(
             encounter_id=encounter.encounter_id, species=encounter.species, steps=tuple(steps),
             citations=tuple(citations), rule_ids=tuple(e.rule_id for e in decisive), teacher=self.name,
         )
 
-    def _line(self, action: str, encounter: Encounter, brief: Brief, rng: random.Random) -> str:
-        options = [line.format(foe=foe_name(encounter.player.faction)) for line in self.phrasebook.get(action, ())]
-        rng.shuffle(options)
-        for line in options:
-            if not brief.decision.dialogue.check(line):
-                return line
-        return options[0] if options else "..."
+    def _choose(self, decision: Decision, brief: Brief, rng: random.Random) -> tuple[str, str]:
+        """The engine's top action and why it beats the runner-up, from the rules that ranked them."""
+        def backer(action: str) -> str:
+            for entry in sorted(decision.trace, key=lambda e: -e.priority):
+                if entry.status == "applied" and action in entry.effect and not entry.effect.startswith("forbid"):
+                    return f"{entry.rule_id} (priority {entry.priority})"
+            return "no rule against it"
+
+        if decision.recommended:
+            action = decision.recommended
+        elif decision.tied:
+            action = rng.choice(sorted(decision.tied))
+        elif decision.acceptable:
+            action = decision.acceptable[0]
+        else:
+            return "observe", "the rules contradict each other, so I hold still"
+        why = f"{backer(action)} puts it first"
+        runner_up = next((a for a in decision.acceptable if a != action and a not in decision.tied), None)
+        if runner_up:
+            why += f"; {runner_up} comes second ({backer(runner_up)})"
+        forbidden = sorted(decision.forbidden)
+        if forbidden:
+            why += f"; {', '.join(forbidden)} forbidden"
+        return action, why
 
 
 class LoreReviewer:

@@ -7,8 +7,8 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from srl_forge.encounter import Encounter, GameState
-from srl_forge.encounters import EncounterSet
-from srl_forge.lore import Dossier, SpeciesLore
+from srl_forge.encounters import DesignSpec, EncounterSet
+from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
 from srl_forge.rulebook import Rulebook
 from srl_forge.rules_engine import Decision
 from srl_forge.trajectory import Trajectory
@@ -24,6 +24,7 @@ class Brief(BaseModel):
     dossier: Dossier
     decision: Decision
     rule_descriptions: dict[str, str]  # fired rule id -> description
+    recalled: tuple[CitedEntry, ...] = ()  # dossier entries semantic memory recalled for this encounter
 
     def rules_summary(self) -> str:
         lines = [f"- {e.rule_id} (priority {e.priority}, {e.status}): {e.effect} — "
@@ -44,8 +45,8 @@ class Loremaster(Protocol):
 
 
 class Designer(Protocol):
-    def design(self, rulebook: Rulebook, live_state: GameState, min_per_rule: int, random_encounters: int,
-               validation_fraction: float, test_fraction: float, mined: list[Encounter]) -> EncounterSet: ...
+    def design(self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec,
+               mined: list[Encounter]) -> EncounterSet: ...
 
 
 class TrajectoryWriter(Protocol):

@@ -13,7 +13,7 @@ from srl_forge.teachers.openai_compatible import (
     LLMDesigner, LLMDirector, LLMLoremaster, LLMReviewer, LLMWriter, ResponseCache, RoleClient, RoleEndpoint,
     UsageLedger,
 )
-from srl_forge.teachers.phrasebook import load_phrasebook
+from srl_forge.teachers.lines import load_voice
 from srl_forge.teachers.programmatic import (
     CharacterReviewer, LoreReviewer, ProgrammaticDesigner, ProgrammaticDirector, ProgrammaticLoremaster,
     ProgrammaticWriter, RulesReviewer,
@@ -67,7 +67,7 @@ class Teachers:
         self.designer: Designer = LLMDesigner(client("designer"), seed=config.seed) if use("designer") == "openai" \
             else ProgrammaticDesigner(seed=config.seed)
         writer = LLMWriter(client("writer")) if use("writer") == "openai" \
-            else ProgrammaticWriter(load_phrasebook(voices_root, rulebook), seed=config.seed)
+            else ProgrammaticWriter(load_voice(voices_root, rulebook), seed=config.seed)
         if use("reviewer") == "openai":
             reviewer_client = client("reviewer")
             reviewers = [LLMReviewer(reviewer_client, aspect) for aspect in ("lore", "character", "rules")]

@@ -1,0 +1,82 @@
+"""Encounters: a task where reading the situation matters, measured with trivial reference policies."""
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    Config,
+    MetadataValue,
+    asset_check,
+)
+
+from srl_assets.encounter_assets import encounters
+from srl_assets.metadata import markdown_table
+from srl_assets.partitions import species_partitions
+from srl_assets.resources import ArtifactStoreResource
+from srl_assets.rules_assets import load_compiled_rules
+from srl_forge.encounters import SPLITS, EncounterSet
+from srl_forge.grading import action_scores, best_constant_action, reference_scores, task_profile
+from srl_forge.rules_engine import RulesEngine
+
+
+class TaskDifficultyConfig(Config):
+    max_best_constant_accuracy: float = 0.35  # any one action may be the engine's top choice at most this often
+    max_random_acceptable_accuracy: float = 0.7  # a random acceptable action must usually miss the top choice
+    min_train: int = 300
+    min_validation: int = 60
+    min_test: int = 60
+
+
+def task_difficulty_report(encounter_set: EncounterSet, engine: RulesEngine) -> dict[str, dict]:
+    """Per split: size, shares, and the best constant and random-acceptable policies' scores."""
+    report = {}
+    for split in SPLITS:
+        items = [e for e in encounter_set.by_split(split) if e.label is not None]
+        labels = [e.label for e in items]
+        scores = [action_scores(engine.decide(e.encounter), engine.vocabulary) for e in items]
+        refs = reference_scores(labels, scores, engine.vocabulary,
+                                constant=best_constant_action(labels, engine.vocabulary) if labels else None)
+        report[split] = {**task_profile(labels),
+                         "near_miss_share": sum(e.near_miss_of is not None for e in items) * 2 / max(1, len(items)),
+                         "best_constant": refs["best_constant"].model_dump(),
+                         "random_acceptable": refs["random_acceptable"].model_dump()}
+    return report
+
+
+@asset_check(asset=encounters, blocking=True, partitions_def=species_partitions,
+             additional_ins={"rules": AssetIn("rules")},
+             description="The task is not too easy: on every split the best constant action and a random acceptable "
+             "action rarely hit the rules engine's top choice, and every split has its minimum size.")
+def task_difficulty(context: AssetCheckExecutionContext, config: TaskDifficultyConfig, encounters: dict, rules: dict,
+                    artifacts: ArtifactStoreResource) -> AssetCheckResult:
+    rulebook, _ = load_compiled_rules(artifacts, rules)
+    report = task_difficulty_report(artifacts.load(encounters["uri"], EncounterSet), RulesEngine(rulebook))
+    minimum = {"train": config.min_train, "validation": config.min_validation, "test": config.min_test}
+    failures = []
+    for split, r in report.items():
+        if r["best_constant"]["accuracy"] > config.max_best_constant_accuracy:
+            failures.append(f"{split}: always '{r['best_constant']['name'].split(':', 1)[1]}' hits the top action in "
+                            f"{r['best_constant']['accuracy']:.2f} > {config.max_best_constant_accuracy}")
+        if r["random_acceptable"]["accuracy"] > config.max_random_acceptable_accuracy:
+            failures.append(f"{split}: a random acceptable action hits the top action in "
+                            f"{r['random_acceptable']['accuracy']:.2f} > {config.max_random_acceptable_accuracy}")
+        if r["encounters"] < minimum[split]:
+            failures.append(f"{split}: {r['encounters']} encounters < {minimum[split]}")
+    return AssetCheckResult(
+        passed=not failures, severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "failures": MetadataValue.json(failures),
+            "best_constant_accuracy_max": MetadataValue.float(max(r["best_constant"]["accuracy"] for r in report.values())),
+            "random_acceptable_accuracy_max": MetadataValue.float(
+                max(r["random_acceptable"]["accuracy"] for r in report.values())),
+            "difficulty": markdown_table(
+                ["split", "n", "best constant (acc. / graded)", "random acceptable (acc. / graded)", "contested",
+                 "near-miss", "open", "max top share"],
+                [(split, r["encounters"],
+                  f"{r['best_constant']['name']} {r['best_constant']['accuracy']:.2f} / {r['best_constant']['graded']:.2f}",
+                  f"{r['random_acceptable']['accuracy']:.2f} / {r['random_acceptable']['graded']:.2f}",
+                  f"{r['contested_share']:.2f}", f"{r['near_miss_share']:.2f}", f"{r['open_share']:.2f}",
+                  f"{r['max_top_share']:.2f}") for split, r in report.items()]),
+        },
+    )
