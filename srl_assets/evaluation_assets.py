@@ -17,7 +17,9 @@ from srl_forge.grading import best_constant_action
 from srl_forge.hashing import content_hash
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.collaboration import AcceptedTrajectory
-from training.evaluation import EvalCase, comparison_png, comparison_table, evaluate_reference, evaluate_variant
+from training.evaluation import (
+    EvalCase, comparison_png, comparison_table, evaluate_reference, evaluate_variant, judge_policy,
+)
 from training.model_loading import load_base_model, load_tokenizer, resolve_model
 from training.outcome_dataset import outcome_row
 from training.rlvr import decision_text
@@ -46,6 +48,7 @@ def evaluation(context: AssetExecutionContext, encounters: dict, expert_trajecto
     engine = RulesEngine(rulebook)
     with input_errors_as_failures():
         stock = teachers.voice(rulebook).stock_lines
+        judge = teachers.build(rulebook).judge  # optional: an LLM judge of the lines, off by default
     encounter_set = artifacts.load(encounters["uri"], EncounterSet)
     held_out = encounter_set.by_split("test")
     total_held_out = len(held_out)
@@ -81,6 +84,10 @@ def evaluation(context: AssetExecutionContext, encounters: dict, expert_trajecto
         if checkpoint:
             base = model.unload()  # back to the plain base model for the next variant
     results["rules_engine"] = evaluate_reference("rules_engine", cases, constant)
+    if judge is not None:
+        for name, result in results.items():
+            context.log.info(f"judging {name}'s lines")
+            result["metrics"].update(judge_policy(judge, species, cases, result["lines"]))
     table = comparison_table(results)
     scope = (f"{len(cases)} of {total_held_out} held-out encounters"
              + (" (a fixed, seeded subset)" if len(cases) < total_held_out else "")

@@ -176,7 +176,7 @@ class TrainingResource(ConfigurableResource):
     quantization: str = "none"
     config_overrides_json: str | None = None  # JSON object of SRLConfig fields
     rlvr_overrides_json: str | None = None  # JSON object of RLVRConfig fields
-    evaluation_encounters: int | None = None  # held-out encounters scored; 0: all; None: 24 (seeded) on quick, all otherwise
+    evaluation_encounters: int | None = None  # held-out encounters scored; 0: all; None: 12 (seeded) on quick, all otherwise
     evaluation_step_rows: int = 8  # held-out expert steps scored for step similarity
     work_root: str
     model_cache: str
@@ -186,7 +186,7 @@ class TrainingResource(ConfigurableResource):
         """How many held-out encounters evaluation scores (None: all of them)."""
         if self.evaluation_encounters is not None:
             return self.evaluation_encounters or None
-        return 24 if self.budget == "quick" else None
+        return 12 if self.budget == "quick" else None
 
     @property
     def model_cache_path(self) -> Path:

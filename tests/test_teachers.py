@@ -278,3 +278,28 @@ def test_missing_api_key_names_the_variable_not_the_key(tmp_path, monkeypatch):
 def test_openai_role_without_endpoint_is_a_config_error():
     with pytest.raises(ValueError, match="has no endpoint"):
         TeachersConfig(providers={"writer": "openai"})
+
+
+def test_optional_judge_scores_lines_through_the_endpoint_and_caches(tmp_path, api_key):
+    from training.evaluation import EvalCase, judge_policy
+
+    def judge(request):
+        line = request["messages"][1]["content"].rsplit("Line: ", 1)[1]
+        grounded = "hunter" in line
+        return json.dumps({"character": 4, "relevance": 5 if grounded else 2, "reason": "scripted"})
+
+    encounter = make_encounter("vampire", player={"faction": "hunters"})
+    cases = [EvalCase(row={}, encounter=encounter)] * 3
+    lines = ["A hunter at my door, mortal?", "Welcome, mortal.", None]
+    with FakeOpenAI(judge) as server:
+        endpoint = RoleEndpoint(model="judge-model", base_url=server.base_url, api_key_env="SRL_TEST_KEY", timeout_s=5)
+        teachers = Teachers(TeachersConfig(judge=endpoint), tmp_path / "cache", VOICES, setup("vampire")[1])
+        first = judge_policy(teachers.judge, "vampire", cases, lines)
+        calls = len(server.requests)
+        again = judge_policy(teachers.judge, "vampire", cases, lines)
+    assert calls == 2 and len(server.requests) == 2  # the broken answer is not sent; the rerun is cached
+    assert first == again
+    assert first["judge_relevance"]["value"] == pytest.approx((5 + 2 + 1) / 3)
+    assert first["judge_character"]["value"] == pytest.approx((4 + 4 + 1) / 3)
+    assert "Species: vampire" in server.requests[0]["messages"][1]["content"]
+    assert Teachers(TeachersConfig(), tmp_path / "c2", VOICES, setup("vampire")[1]).judge is None  # off by default

@@ -104,9 +104,10 @@ def duplicate_line_share(lines: Sequence[str | None]) -> float:
     return sum(k is None or counts[k] > 1 for k in keys) / len(keys) if keys else 0.0
 
 
-def _aggregate(per_case: Sequence[dict]) -> dict[str, float]:
+def _aggregate(per_case: Sequence[dict], lines: Sequence[str | None] | None = None) -> dict[str, float]:
+    """Means over encounters; distinct-2 over `lines` (default: the cases' own lines)."""
     n = max(1, len(per_case))
-    lines = [c["line"] for c in per_case]
+    lines = [c["line"] for c in per_case] if lines is None else lines
     return {
         "decision_accuracy": sum(c["decision_accuracy"] for c in per_case) / n,
         "acceptable_rate": sum(c["acceptable_rate"] for c in per_case) / n,
@@ -116,18 +117,29 @@ def _aggregate(per_case: Sequence[dict]) -> dict[str, float]:
         "in_character_rate": sum(c["in_character"] for c in per_case) / n,
         "stock_line_share": sum(c["stock"] for c in per_case) / n,
         "distinct_2": distinct_2(lines),
-        "duplicate_line_share": duplicate_line_share(lines),
+        "duplicate_line_share": sum(c["duplicate"] for c in per_case) / n,
         "guardrail_violations": float(sum(c["guardrail"] for c in per_case)),
     }
 
 
 def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Every aggregate with a percentile bootstrap interval over encounters."""
+    """Every aggregate with a percentile bootstrap interval over encounters.
+
+    Line-set metrics need care: resampling with replacement would invent duplicate lines. Whether a
+    line is duplicated is decided once, on the whole set, and that per-encounter flag is resampled;
+    distinct-2 is computed on the *distinct* encounters of each resample (an approximation: a
+    smaller set reads a little more diverse, so its interval leans high)."""
+    keys = [" ".join(words(c["line"])) if c["line"] else None for c in per_case]
+    counts = Counter(k for k in keys if k is not None)
+    per_case = [{**c, "duplicate": k is None or counts[k] > 1} for c, k in zip(per_case, keys)]
     point = _aggregate(per_case)
     if not per_case:
         return {k: {"value": v, "low": v, "high": v} for k, v in point.items()}
     rng = random.Random(seed)
-    draws = [_aggregate([per_case[rng.randrange(len(per_case))] for _ in per_case]) for _ in range(resamples)]
+    draws = []
+    for _ in range(resamples):
+        picks = [rng.randrange(len(per_case)) for _ in per_case]
+        draws.append(_aggregate([per_case[i] for i in picks], [per_case[i]["line"] for i in sorted(set(picks))]))
     tail = (1 - level) / 2
     out = {}
     for key, value in point.items():
@@ -144,11 +156,32 @@ def score_policy(cases: Sequence[EvalCase], answers: Sequence[str], seed: int = 
     return {
         "encounters": len(cases),
         "metrics": bootstrap(per_case, seed=seed),
+        "lines": [c["line"] for c in per_case],
         "flagged_outputs": flagged,
         "mean_response_words": sum(len(a.split()) for a in answers) / max(1, len(answers)),
         "examples": [{"encounter_id": c.row["encounter_id"], "top": c.row["top_actions"], "answer": a}
                      for c, a in list(zip(cases, answers))[:4]],
     }
+
+
+def judge_policy(judge, species: str, cases: Sequence[EvalCase], lines: Sequence[str | None],
+                 seed: int = 0) -> dict:
+    """The optional LLM judge's mean character and relevance (1-5) of a policy's lines, with intervals;
+    a broken answer has no line and scores 1 on both."""
+    from srl_forge.trajectory import describe_encounter
+
+    spoken = [(i, line) for i, line in enumerate(lines) if line]
+    verdicts = judge.judge_many(species, [(describe_encounter(cases[i].encounter), line) for i, line in spoken])
+    scores = {i: v for (i, _), v in zip(spoken, verdicts)}
+    per_case = [(scores[i].character, scores[i].relevance) if i in scores else (1, 1) for i in range(len(lines))]
+    rng = random.Random(seed)
+    out = {}
+    for k, key in enumerate(("judge_character", "judge_relevance")):
+        values = [p[k] for p in per_case]
+        means = sorted(sum(values[rng.randrange(len(values))] for _ in values) / len(values) for _ in range(1000))
+        out[key] = {"value": sum(values) / len(values), "low": means[24], "high": means[974]} if values else \
+            {"value": 0.0, "low": 0.0, "high": 0.0}
+    return out
 
 
 def _answer_from_steps(steps: list[str]) -> str | None:
@@ -195,8 +228,9 @@ def evaluate_variant(model, tokenizer, mode: str, cases: Sequence[EvalCase], ste
     log(f"{mode}: greedy answers for {len(cases)} encounters")
     result = score_policy(cases, answers, seed=seed)
     result["mode"] = mode
+    # Step similarity only means something for a policy trained to write SRL steps.
     result["step_similarity"] = srl_validation(model, tokenizer, step_rows, max_new_tokens)["step_similarity"] \
-        if step_rows else None
+        if step_rows and mode == "stepwise" else None
     return result
 
 
@@ -218,13 +252,18 @@ TABLE_COLUMNS = (("decision_accuracy", "decision acc."), ("acceptable_rate", "ac
                  ("duplicate_line_share", "dup. lines"))
 
 
+JUDGE_COLUMNS = (("judge_character", "judge: character"), ("judge_relevance", "judge: relevance"))
+
+
 def comparison_table(results: dict[str, dict]) -> str:
-    headers = ["policy", "mode", "n"] + [label for _, label in TABLE_COLUMNS] + ["guardrail", "step sim."]
+    judged = all("judge_character" in r["metrics"] for r in results.values())
+    columns = TABLE_COLUMNS + (JUDGE_COLUMNS if judged else ())
+    headers = ["policy", "mode", "n"] + [label for _, label in columns] + ["guardrail", "step sim."]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for name, r in results.items():
         m = r["metrics"]
         sim = r.get("step_similarity")
-        cells = [name, r["mode"], str(r["encounters"])] + [_cell(m[key]) for key, _ in TABLE_COLUMNS] + [
+        cells = [name, r["mode"], str(r["encounters"])] + [_cell(m[key]) for key, _ in columns] + [
             f"{int(m['guardrail_violations']['value'])}", "" if sim is None else f"{sim:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

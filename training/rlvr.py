@@ -25,11 +25,11 @@ class RLVRConfig(GRPOTrainingConfig):
     """RLVR hyper-parameters (same budgets as SRL; answers are shorter, the warm-up lighter)."""
 
     max_completion_length: int = 96  # a short reason, the action and a line of up to ~35 words
-    warmup_sft_steps: int = 16
+    warmup_sft_steps: int = 10
     prompts_per_step: int = 1  # quick budget: the 15-minute one-species target on 2 CPU cores
 
-    STANDARD: ClassVar[dict] = dict(max_steps=24, learning_rate=1e-4, warmup_sft_steps=48,
-                                    warmup_learning_rate=5e-4, validation_rows=16, save_steps=4, prompts_per_step=2)
+    STANDARD: ClassVar[dict] = dict(max_steps=8, learning_rate=1e-4, warmup_sft_steps=32, warmup_batch_size=4,
+                                    warmup_learning_rate=5e-4, validation_rows=12, save_steps=2)
 
 
 class RLVRJob(GRPOJob):

@@ -22,6 +22,10 @@ class SRLConfig(GRPOTrainingConfig):
     """SRL hyper-parameters: `quick` fits a 2-core CPU in minutes, `standard` about 20 minutes of it;
     `full` follows the paper on a GPU (with a LoRA learning rate)."""
 
+    # SRL rows are long (the encounter and every earlier step): two rows per warm-up step keep the quick
+    # budget's 20 steps within ~5 minutes on 2 cores; the format is learned from the number of updates.
+    warmup_batch_size: int = 2
+
 
 class SRLJob(GRPOJob):
     config: SRLConfig

@@ -122,10 +122,11 @@ class ProgrammaticWriter:
             steps.append(TrajectoryStep(title="APPLY RULE", thought="Nothing binds me here.",
                                         action="No rule binds me here; I act on instinct."))
         action, why = self._choose(decision, brief, rng)
-        lore_note = f" The lore agrees: {_short(quoted[0].text)}" if quoted else ""
+        # Short on purpose: the whole step (thought included) must fit the policy's completion budget.
+        lore_note = f" Lore: {quoted[0].source}, {_short(quoted[0].text, 8)}" if quoted else ""
         steps.append(TrajectoryStep(
             title="DECIDE",
-            thought=f"Acceptable: {', '.join(decision.acceptable) or 'none'}. I choose {action}: {why}.{lore_note}",
+            thought=f"I choose {action}: {why}.{lore_note}",
             action=f"ACTION: {action}",
         ))
         markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)

@@ -13,6 +13,7 @@ from srl_forge.teachers.openai_compatible import (
     LLMDesigner, LLMDirector, LLMLoremaster, LLMReviewer, LLMWriter, ResponseCache, RoleClient, RoleEndpoint,
     UsageLedger,
 )
+from srl_forge.teachers.judge import LineJudge
 from srl_forge.teachers.lines import load_voice
 from srl_forge.teachers.programmatic import (
     CharacterReviewer, LoreReviewer, ProgrammaticDesigner, ProgrammaticDirector, ProgrammaticLoremaster,
@@ -30,6 +31,7 @@ class TeachersConfig(BaseModel):
     providers: dict[str, Literal["programmatic", "openai"]] = Field(
         default_factory=lambda: {role: "programmatic" for role in ROLES})
     endpoints: dict[str, RoleEndpoint] = Field(default_factory=dict)
+    judge: RoleEndpoint | None = None  # optional line judge for evaluation (never a training reward)
     seed: int = 0
     proposals_per_writer: int = 2
     concurrency: int = 4
@@ -60,6 +62,10 @@ class Teachers:
 
         def client(role: str) -> RoleClient:
             return RoleClient(role, config.endpoints[role], cache, self.ledger, config.concurrency)
+
+        self.judge: LineJudge | None = LineJudge(
+            RoleClient("judge", config.judge, cache, self.ledger, config.concurrency), config.concurrency
+        ) if config.judge else None
 
         use = config.provider
         self.loremaster: Loremaster = LLMLoremaster(client("loremaster")) if use("loremaster") == "openai" \
