@@ -63,7 +63,7 @@ def test_bootstrap_interval_covers_the_point_and_narrows_with_agreement(werewolf
     noisy = score_policy(cases, [f'<think>t</think>\nACTION: {constant if i % 2 else "howl"}\nSAY: "Rrr, prey."'
                                  for i, _ in enumerate(cases)])["metrics"]["decision_accuracy"]
     assert noisy["low"] <= noisy["value"] <= noisy["high"] and noisy["high"] - noisy["low"] > 0.1
-    half_stock = score_policy(cases, [f'<think>t</think>\nACTION: howl\nSAY: "{"Rrr, prey." if i % 2 else f"Prey {i}, run."}"'
+    half_stock = score_policy(cases, [f'<think>t</think>\nACTION: howl\nSAY: "{"Rrr, prey." if i % 2 else f"Prey {chr(97 + i % 26) * (1 + i // 26)}, run."}"'
                                       for i, _ in enumerate(cases)])["metrics"]["duplicate_line_share"]
     assert half_stock["value"] == 0.5 and half_stock["low"] <= 0.5 <= half_stock["high"]
     certain = bootstrap([{"decision_accuracy": 1.0, "acceptable_rate": 1.0, "graded_reward": 1.0, "format": True,
