@@ -77,8 +77,8 @@ def rlvr_dataset(context: AssetExecutionContext, encounters: dict, rules: dict,
     engine = RulesEngine(rulebook)
     encounter_set = artifacts.load(encounters["uri"], EncounterSet)
     with input_errors_as_failures():
-        stock = teachers.voice(rulebook).stock_lines
-    rows = [outcome_row(e, engine, stock) for e in encounter_set.encounters if e.split in TRAINING_SPLITS]
+        voice = teachers.voice(rulebook)
+    rows = [outcome_row(e, engine, voice) for e in encounter_set.encounters if e.split in TRAINING_SPLITS]
     best = Counter(" | ".join(r["top_actions"]) or "(conflict)" for r in rows)
     return _store_rows(
         context, artifacts, "rlvr_dataset", rows,

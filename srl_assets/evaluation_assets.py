@@ -47,7 +47,7 @@ def evaluation(context: AssetExecutionContext, encounters: dict, expert_trajecto
     rulebook, _ = load_compiled_rules(artifacts, rules)
     engine = RulesEngine(rulebook)
     with input_errors_as_failures():
-        stock = teachers.voice(rulebook).stock_lines
+        voice = teachers.voice(rulebook)
         judge = teachers.build(rulebook).judge  # optional: an LLM judge of the lines, off by default
     encounter_set = artifacts.load(encounters["uri"], EncounterSet)
     held_out = encounter_set.by_split("test")
@@ -60,7 +60,7 @@ def evaluation(context: AssetExecutionContext, encounters: dict, expert_trajecto
     constant = best_constant_action([e.label for e in encounter_set.by_split("train") if e.label], engine.vocabulary)
     accepted = {a.encounter_id: a for a in (AcceptedTrajectory.model_validate(x)
                                             for x in store.get_json(expert_trajectories["uri"]))}
-    cases = [EvalCase(row=outcome_row(e, engine, stock), encounter=e.encounter,
+    cases = [EvalCase(row=outcome_row(e, engine, voice), encounter=e.encounter,
                       expert_answer=decision_text(accepted[e.encounter_id].trajectory)
                       if e.encounter_id in accepted else None) for e in held_out]
     steps = [row for e in held_out if e.encounter_id in accepted

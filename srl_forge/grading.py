@@ -19,7 +19,6 @@ answer (-1), so format and safety are learned first.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -141,6 +140,3 @@ def task_profile(labels: Iterable[DecisionLabel]) -> dict:
         "max_top_share": max(tops.values(), default=0) / n,
     }
 
-
-def random_acceptable(label: DecisionLabel, rng: random.Random) -> str | None:
-    return rng.choice(label.acceptable) if label.acceptable else None

@@ -14,6 +14,7 @@ from srl_forge.artifacts import LocalArtifactStore
 from srl_forge.encounter import GameState
 from srl_forge.encounters import DesignSpec, EncounterDesigner, assign_split
 from srl_forge.grading import task_profile
+from srl_forge.teachers.lines import Voice
 from srl_forge.player_logs import read_player_logs
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
@@ -129,11 +130,12 @@ def test_srl_rows_are_n_minus_one_with_context_and_target():
 def test_rlvr_rows_carry_the_verifiers_ground_truth():
     _, _, engine = setup("lich")
     encounter = make_encounter("lich", player={"action": "steal"}, location={"kind": "lair"})
-    row = outcome_row(sampled(encounter), engine, ["Another age, insect."])
+    voice = Voice(species="lich", address=("mortal",), intents={}, stock_lines=("Another age, {foe}.",))
+    row = outcome_row(sampled(encounter), engine, voice)
     assert row["acceptable_actions"] == ["protect_phylactery"] and row["top_actions"] == ["protect_phylactery"]
     scores = json.loads(row["action_scores_json"])
     assert scores["protect_phylactery"] == 1.0 and scores["flee"] == 0.0 and set(scores) == set(engine.vocabulary)
-    assert "lair" in json.loads(row["grounding_terms_json"])["place"] and row["stock_lines"] == ["Another age, insect."]
+    assert "lair" in json.loads(row["grounding_terms_json"])["place"] and row["stock_lines"] == ["Another age, villager."]
     assert "lich.phylactery" in row["fired_rules"]
     assert "expert" not in json.dumps(row["prompt"]).lower()
 

@@ -31,8 +31,8 @@ def werewolf_cases():
     teachers = Teachers(TeachersConfig(), REPO / ".no-cache", REPO / "voices", rulebook)
     batch = produce_trajectories(encounter_set.encounters, engine, lore.dossier, teachers.team)
     accepted = {a.encounter_id: a for a in batch.accepted}
-    stock = load_voice(REPO / "voices", rulebook).stock_lines
-    cases = [EvalCase(row=outcome_row(e, engine, stock), encounter=e.encounter,
+    voice = load_voice(REPO / "voices", rulebook)
+    cases = [EvalCase(row=outcome_row(e, engine, voice), encounter=e.encounter,
                       expert_answer=decision_text(accepted[e.encounter_id].trajectory))
              for e in encounter_set.by_split("test")]
     constant = best_constant_action([e.label for e in encounter_set.by_split("train")], engine.vocabulary)

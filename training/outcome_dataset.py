@@ -9,16 +9,16 @@ phrases. Evaluation builds the same rows for the held-out split.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-
 from srl_forge.encounters import SampledEncounter
 from srl_forge.grading import action_scores, label_decision, top_actions
 from srl_forge.grounding import grounding_terms
 from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.lines import Voice
 from training.prompts import rlvr_prompt
 
 
-def outcome_row(sampled: SampledEncounter, engine: RulesEngine, stock_lines: Sequence[str] = ()) -> dict:
+def outcome_row(sampled: SampledEncounter, engine: RulesEngine, voice: Voice | None = None) -> dict:
+    """`voice`: the species' voice file, whose stock phrases the originality reward compares against."""
     encounter = sampled.encounter
     decision = engine.decide(encounter)
     label = label_decision(decision, engine.rulebook)
@@ -38,7 +38,7 @@ def outcome_row(sampled: SampledEncounter, engine: RulesEngine, stock_lines: Seq
         "dialogue_constraints_json": decision.dialogue.model_dump_json(),
         "grounding_terms_json": json.dumps(grounding_terms(encounter, exclude=markers)),
         "player_utterance": encounter.player.utterance,
-        "stock_lines": [line.replace("{foe}", _foe(encounter.player.faction)) for line in stock_lines],
+        "stock_lines": voice.stock_for(encounter.player.faction) if voice else [],
         "fired_rules": decision.fired_rule_ids,
         "has_conflict": bool(decision.conflicts),
         "contested": label.contested,
@@ -46,8 +46,3 @@ def outcome_row(sampled: SampledEncounter, engine: RulesEngine, stock_lines: Seq
         "near_miss_of": sampled.near_miss_of,
     }
 
-
-def _foe(faction: str) -> str:
-    from srl_forge.teachers.lines import foe_name
-
-    return foe_name(faction)
