@@ -77,3 +77,12 @@ def test_line_diversity_metrics():
     assert distinct_2(["the pack hunts", "silver burns my blood"]) == 1.0
     assert duplicate_line_share(["The pack hunts.", "the pack, hunts", "Silver burns."]) == pytest.approx(2 / 3)
     assert duplicate_line_share(["Silver burns.", None]) == 0.5  # a broken answer has no line of its own
+
+
+def test_distinct_2_interval_contains_the_measured_value():
+    lines = [f"the {w} hunts under the {m} moon" for w in ("pack", "wolf", "elder", "pack") for m in ("red", "pale", "red")]
+    cases = [{"decision_accuracy": 1, "acceptable_rate": 1, "graded_reward": 1, "format": 1, "line_grounding": 0,
+              "in_character": 1, "stock": 0, "guardrail": 0, "line": line} for line in lines]
+    d2 = bootstrap(cases)["distinct_2"]
+    assert d2["low"] <= d2["value"] <= d2["high"]
+    assert d2["high"] - d2["low"] > 0

@@ -122,13 +122,29 @@ def _aggregate(per_case: Sequence[dict], lines: Sequence[str | None] | None = No
     }
 
 
+def jackknife_interval(lines: Sequence[str | None], statistic=None, level_z: float = 1.96) -> tuple[float, float]:
+    """A leave-one-out (jackknife) normal interval for a statistic of the whole set of lines.
+
+    Distinct-2 depends on the set's size and on which lines repeat, so resampling with replacement
+    invents repeats (reads low) and resampling distinct items shrinks the set (reads high); the
+    jackknife keeps n-1 real lines each time and is centred on the measured value."""
+    statistic = statistic or distinct_2
+    n = len(lines)
+    value = statistic(lines)
+    if n < 2:
+        return value, value
+    leave_one_out = [statistic(lines[:i] + lines[i + 1:]) for i in range(n)]
+    mean = sum(leave_one_out) / n
+    se = ((n - 1) / n * sum((v - mean) ** 2 for v in leave_one_out)) ** 0.5
+    return max(0.0, value - level_z * se), min(1.0, value + level_z * se)
+
+
 def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Every aggregate with a percentile bootstrap interval over encounters.
 
     Line-set metrics need care: resampling with replacement would invent duplicate lines. Whether a
     line is duplicated is decided once, on the whole set, and that per-encounter flag is resampled;
-    distinct-2 is computed on the *distinct* encounters of each resample (an approximation: a
-    smaller set reads a little more diverse, so its interval leans high)."""
+    distinct-2 gets a jackknife interval instead (see `jackknife_interval`)."""
     keys = [" ".join(words(c["line"])) if c["line"] else None for c in per_case]
     counts = Counter(k for k in keys if k is not None)
     per_case = [{**c, "duplicate": k is None or counts[k] > 1} for c, k in zip(per_case, keys)]
@@ -139,13 +155,15 @@ def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, le
     draws = []
     for _ in range(resamples):
         picks = [rng.randrange(len(per_case)) for _ in per_case]
-        draws.append(_aggregate([per_case[i] for i in picks], [per_case[i]["line"] for i in sorted(set(picks))]))
+        draws.append(_aggregate([per_case[i] for i in picks]))
     tail = (1 - level) / 2
     out = {}
     for key, value in point.items():
         values = sorted(d[key] for d in draws)
         out[key] = {"value": value, "low": values[int(tail * (resamples - 1))],
                     "high": values[int((1 - tail) * (resamples - 1))]}
+    low, high = jackknife_interval([c["line"] for c in per_case])
+    out["distinct_2"] = {"value": point["distinct_2"], "low": low, "high": high}
     return out
 
 
