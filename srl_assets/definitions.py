@@ -9,6 +9,9 @@ from dagster import AssetSelection, Definitions, FilesystemIOManager, define_ass
 from asset_checks import CHECKS
 from srl_assets import (
     dataset_assets,
+    deployment_assets,
+    performance_assets,
+    persona_assets,
     evaluation_assets,
     encounter_assets,
     lore_assets,
@@ -17,7 +20,7 @@ from srl_assets import (
     training_assets,
     trajectory_assets,
 )
-from srl_assets.partitions import species_partitions
+from srl_assets.partitions import npc_partitions, species_partitions
 from srl_assets.resources import embedded_resources, forge_home
 from srl_assets.sensors import SENSORS
 
@@ -36,14 +39,27 @@ ASSETS = [
     training_assets.rlvr_checkpoint,
     training_assets.rlvr_only_checkpoint,
     evaluation_assets.evaluation,
+    deployment_assets.deployed_adapter,
+    performance_assets.adapter_performance,
+    persona_assets.persona_sources,
+    persona_assets.persona_adapter,
+    persona_assets.deployed_persona,
 ]
 
 # The main job: the whole pipeline for one species partition (sources are observed, not run).
 species_pipeline = define_asset_job(
     "species_pipeline",
-    selection=AssetSelection.all(),
+    selection=AssetSelection.all() - AssetSelection.groups("personas") - AssetSelection.assets("adapter_performance"),
     partitions_def=species_partitions,
-    description="Everything from lore to the latest stage, for one species.",
+    description="Everything from lore to the deployed adapter, for one species.",
+)
+
+# A named NPC (Tier 3): its persona adapter on top of the species' blue adapter, then its deployment.
+persona_pipeline = define_asset_job(
+    "persona_pipeline",
+    selection=AssetSelection.groups("personas"),
+    partitions_def=npc_partitions,
+    description="Train, evaluate and deploy one named NPC's persona adapter.",
 )
 
 
@@ -51,7 +67,7 @@ def build_definitions(home: Path | None = None, **paths) -> Definitions:
     home = Path(home) if home else forge_home()
     resources = embedded_resources(home, **paths)
     resources["io_manager"] = FilesystemIOManager(base_dir=str(home / "dagster_io"))
-    return Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[species_pipeline], sensors=SENSORS,
+    return Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[species_pipeline, persona_pipeline], sensors=SENSORS,
                        resources=resources)
 
 

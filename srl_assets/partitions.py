@@ -10,6 +10,10 @@ from srl_forge.species import discover_species, require_known_species
 
 species_partitions = DynamicPartitionsDefinition(name="species")
 
+# Named NPCs (Tier 3), keyed `species/npc` after their persona file `lore/<species>/npcs/<npc>.md`:
+# one partition per NPC, so adding a persona trains and deploys that NPC alone.
+npc_partitions = DynamicPartitionsDefinition(name="npc")
+
 
 def register_species(instance: DagsterInstance, lore_root: Path, only: list[str] | None = None) -> list[str]:
     """Add a partition for every species with a lore folder (or just `only`); returns the new ones."""
@@ -18,4 +22,15 @@ def register_species(instance: DagsterInstance, lore_root: Path, only: list[str]
     new = [s for s in wanted if s not in existing]
     if new:
         instance.add_dynamic_partitions(species_partitions.name, new)
+    return new
+
+
+def register_personas(instance: DagsterInstance, lore_root: Path) -> list[str]:
+    """Add an `npc` partition for every persona file; returns the new ones."""
+    from srl_forge.personas import discover_personas
+
+    existing = set(instance.get_dynamic_partitions(npc_partitions.name))
+    new = [k for k in discover_personas(lore_root) if k not in existing]
+    if new:
+        instance.add_dynamic_partitions(npc_partitions.name, new)
     return new

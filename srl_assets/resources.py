@@ -71,6 +71,26 @@ class SemanticMemoryResource(ConfigurableResource):
         return SemanticMemory(DuckDBLoreStore(self.duckdb_path), _embedder(self.embedding_model))
 
 
+class DeploymentResource(ConfigurableResource):
+    """The adapter registry and the tiers. Embedded default: a DuckDB file; production: a
+    `postgresql://` URL, best given as `EnvVar("SRL_FORGE_REGISTRY_URL")` (it holds a password)."""
+
+    registry: str
+    tiers_file: str
+    triggered_by: str = "dagster"
+    latency_prompts: int = 5  # held-out encounter prompts streamed to measure time to first token
+
+    def open(self):
+        from srl_forge.registry import open_registry
+
+        return open_registry(self.registry)
+
+    def tiers(self):
+        from srl_forge.deployment import load_tiers
+
+        return load_tiers(Path(self.tiers_file))
+
+
 def forge_home() -> Path:
     return Path(os.environ.get("SRL_FORGE_HOME", REPO_ROOT / ".forge")).resolve()
 
@@ -92,6 +112,10 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
         ),
         "memory": SemanticMemoryResource(duckdb_path=str(home / "memory.duckdb")),
         "player_logs": PlayerLogsResource(root=str(home / "player_logs")),
+        "deployment": DeploymentResource(
+            registry=os.environ.get("SRL_FORGE_REGISTRY_URL") or str(home / "registry.duckdb"),
+            tiers_file=os.environ.get("SRL_FORGE_TIERS_FILE", str(REPO_ROOT / "config" / "tiers.yaml")),
+        ),
         "teachers": TeachersResource(
             config_file=os.environ.get("SRL_FORGE_TEACHERS_CONFIG"),
             voices_root=str(REPO_ROOT / "voices"),

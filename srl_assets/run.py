@@ -13,13 +13,16 @@ import warnings
 from dagster import BetaWarning, DagsterInstance, PreviewWarning
 
 from srl_assets.definitions import defs
-from srl_assets.partitions import register_species
+from srl_assets.partitions import npc_partitions, register_personas, register_species
 from srl_forge.errors import InputError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--species", required=True, help="species partition to materialize, e.g. vampire")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--species", help="species partition to materialize, e.g. vampire")
+    target.add_argument("--npc", help="a named NPC (Tier 3) to train and deploy, e.g. vampire/count_orlok; its "
+                        "species must have a blue adapter")
     args = parser.parse_args(argv)
     for category in (BetaWarning, PreviewWarning):
         warnings.filterwarnings("ignore", category=category)
@@ -28,14 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     instance = DagsterInstance.get()
     try:
         register_species(instance, lore_root)  # all species with lore, so the UI shows every partition
-        register_species(instance, lore_root, only=[args.species])
+        register_personas(instance, lore_root)
+        if args.species:
+            register_species(instance, lore_root, only=[args.species])
+        elif args.npc not in instance.get_dynamic_partitions(npc_partitions.name):
+            raise InputError(lore_root, "npc", f"no persona file for {args.npc!r} (expected "
+                             f"lore/<species>/npcs/<npc>.md; known: {instance.get_dynamic_partitions(npc_partitions.name)})")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    job = defs.resolve_job_def("species_pipeline")
+    job = defs.resolve_job_def("species_pipeline" if args.species else "persona_pipeline")
+    partition = args.species or args.npc
     result = job.execute_in_process(
-        partition_key=args.species,
+        partition_key=partition,
         instance=instance,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
@@ -54,12 +63,20 @@ def main(argv: list[str] | None = None) -> int:
             if event.is_step_failure:
                 print(f"failed: {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
         return 1
-    evaluated = [e for e in result.get_asset_materialization_events()
-                 if e.event_specific_data.materialization.asset_key.to_user_string() == "evaluation"]
-    if evaluated:
-        table = evaluated[0].event_specific_data.materialization.metadata["comparison"].value
-        print(f"\nHeld-out comparison for {args.species}:\n{table}\n")
-    print(f"species_pipeline for {args.species}: success (run {result.run_id})")
+    by_asset = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
+                for e in result.get_asset_materialization_events()}
+    for name in ("evaluation", "persona_adapter"):
+        if name in by_asset:
+            key = "comparison" if name == "evaluation" else "held_out_comparison"
+            print(f"\nHeld-out comparison for {partition}:\n{by_asset[name].metadata[key].value}\n")
+    for name in ("deployed_adapter", "deployed_persona"):
+        if name in by_asset:
+            meta = by_asset[name].metadata
+            print(f"Deployment of {partition}:\n{meta['outcome'].value}\n")
+            if meta["failing_gates"].value:
+                print(f"held back by: {', '.join(meta['failing_gates'].value)}\n{meta['gates'].value}\n")
+            print(f"How to talk to it:\n{meta['how_to_talk_to_it'].value}\n")
+    print(f"{job.name} for {partition}: success (run {result.run_id})")
     return 0
 
 

@@ -21,9 +21,12 @@ from dagster import (
 )
 
 from srl_assets.lore_assets import lore_sources
-from srl_assets.partitions import species_partitions
+from srl_assets.partitions import npc_partitions, species_partitions
+from srl_assets.persona_assets import persona_source_version, persona_sources
 from srl_assets.player_assets import player_logs as player_logs_source
-from srl_assets.resources import GameStateResource, PlayerLogsResource, ProjectFiles
+from srl_assets.resources import DeploymentResource, GameStateResource, PlayerLogsResource, ProjectFiles
+from srl_forge.errors import InputError
+from srl_forge.personas import discover_personas, split_persona_key
 from srl_assets.rules_assets import game_state
 from srl_forge.hashing import content_hash
 from srl_forge.lore import lore_source_version
@@ -84,6 +87,38 @@ def player_log_sensor(context: SensorEvaluationContext, player_logs: PlayerLogsR
     return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
 
 
+@sensor(
+    name="persona_sensor",
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Registers an `npc` partition for every persona file (lore/<species>/npcs/<npc>.md) and records "
+    "a new persona_sources version when the file changes or the species' blue adapter does.",
+)
+def persona_sensor(context: SensorEvaluationContext, project_files: ProjectFiles, deployment: DeploymentResource):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    on_disk = []
+    for key in discover_personas(project_files.lore_path):
+        try:
+            split_persona_key(key)
+            on_disk.append(key)
+        except InputError as exc:
+            context.log.error(str(exc))
+    known = set(context.instance.get_dynamic_partitions(npc_partitions.name))
+    new = [k for k in on_disk if k not in known]
+    if new:
+        context.instance.add_dynamic_partitions(npc_partitions.name, new)
+        context.log.info(f"registered new NPCs: {', '.join(new)}")
+    registry = deployment.open()
+    events = []
+    for key in on_disk:
+        version = persona_source_version(project_files.lore_path, key, registry)
+        if cursor.get(key) != version:
+            events.append(AssetObservation(asset_key=persona_sources.key, partition=key,
+                                           tags={DATA_VERSION_TAG: version}))
+            cursor[key] = version
+    return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
+
+
 automation_sensor = AutomationConditionSensorDefinition(
     "automation",
     target=AssetSelection.all(include_sources=True),
@@ -92,4 +127,4 @@ automation_sensor = AutomationConditionSensorDefinition(
     description="Materializes stale species partitions (declarative automation on every asset).",
 )
 
-SENSORS = [lore_sensor, player_log_sensor, automation_sensor]
+SENSORS = [lore_sensor, player_log_sensor, persona_sensor, automation_sensor]

@@ -78,9 +78,11 @@ def train_adapter(
     parent_version: str | None,
     replay_rows: list[dict],
     warmup_rows: list[dict] | None = None,
+    species: str | None = None,
 ) -> Output[dict]:
-    """Write the job, run it, store the adapter content-addressed, and describe it for the UI."""
-    species = context.partition_key
+    """Write the job, run it, store the adapter content-addressed, and describe it for the UI.
+    `species`: whose artifacts these are (default: the partition; a persona partition passes its species)."""
+    species = species or context.partition_key
     store = artifacts.store()
     fingerprint = content_hash({"config": config, "data": dataset["version"], "parent": parent_version,
                                 "kind": kind})[:16]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +13,20 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from srl_forge.encounter import Encounter
 from srl_forge.species import validate_species_id
+
+
+class ServedInfo(BaseModel):
+    """How a served answer was produced: which model and adapter, how fast, and whether the guardrails
+    replaced it (the violating text itself is not kept)."""
+    model_config = ConfigDict(frozen=True)
+    model: str
+    tier: str
+    adapter_version: str | None
+    ttft_ms: float | None = None
+    total_ms: float | None = None
+    tokens_per_second: float | None = None
+    format_ok: bool = True
+    guardrail_categories: tuple[str, ...] = ()
 
 
 class PlayerLogRecord(BaseModel):
@@ -21,6 +37,28 @@ class PlayerLogRecord(BaseModel):
     encounter: Encounter
     npc_action: str | None = None
     npc_line: str | None = None
+    npc: str | None = None  # the named NPC (tier 3), if any
+    served: ServedInfo | None = None  # set for answers of the serving layer
+
+
+_APPEND_LOCK = threading.Lock()
+
+
+def append_player_log(root: Path, record: PlayerLogRecord) -> Path:
+    """Append one record to `<root>/<species>/served-<date>.jsonl`, the folder the player-log sensor
+    watches. One `write` of a whole line under a lock, so concurrent requests never interleave."""
+    validate_species_id(record.species)
+    folder = root / record.species
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"served-{record.timestamp:%Y-%m-%d}.jsonl"
+    line = (record.model_dump_json() + "\n").encode("utf-8")
+    with _APPEND_LOCK:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    return path
 
 
 def read_player_logs(root: Path, species: str) -> tuple[list[PlayerLogRecord], list[tuple[str, str]]]:

@@ -8,12 +8,14 @@ from dagster import AssetKey, DagsterInstance, materialize
 from asset_checks import CHECKS
 from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
-from srl_assets.resources import TrainingResource
+from srl_assets.resources import DeploymentResource, TrainingResource
+from srl_forge.registry import open_registry
 from srl_forge.artifacts import LocalArtifactStore
 from tests.test_srl_training import TINY
 
 UPSTREAM = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
 TRAINING = ["srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "evaluation"]
+DEPLOYMENT = ["deployed_adapter", "persona_adapter", "deployed_persona"]
 
 
 def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_policy, model_cache):
@@ -24,18 +26,23 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     resources["training"] = TrainingResource(
         model=tiny_policy, config_overrides_json=json.dumps(TINY), rlvr_overrides_json=json.dumps(TINY),
         evaluation_encounters=6, evaluation_step_rows=4, work_root=str(home / "training"), model_cache=str(model_cache))
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text(f"tiers:\n  tier1: {{base_model: '{tiny_policy}', serves: species, ttft_budget_ms: 60000}}\n"
+                     f"  tier3: {{base_model: '{tiny_policy}', serves: persona, ttft_budget_ms: 60000}}\n")
+    resources["deployment"] = DeploymentResource(registry=str(home / "registry.duckdb"), tiers_file=str(tiers),
+                                                 latency_prompts=2)
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
 
-    def run(selection):
-        result = materialize([*ASSETS, *CHECKS], partition_key="zombie", instance=instance, resources=resources,
+    def run(selection, partition="zombie"):
+        result = materialize([*ASSETS, *CHECKS], partition_key=partition, instance=instance, resources=resources,
                              selection=selection)
         assert result.success
         assert all(check.passed for check in result.get_asset_check_evaluations())
         return {k: instance.get_latest_materialization_event(AssetKey(k)).asset_materialization
-                for k in TRAINING if k in selection}
+                for k in TRAINING + DEPLOYMENT if k in selection}
 
-    first = run(UPSTREAM + TRAINING)
+    first = run(UPSTREAM + TRAINING + ["deployed_adapter"])
     srl = first["srl_checkpoint"].metadata["manifest"].value
     assert srl["parent_version"] is None
     assert first["srl_checkpoint"].metadata["reward_curve"].value.startswith("![reward curve](data:image/png;base64,")
@@ -51,6 +58,36 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     # the ceiling is the ceiling: the engine's own answers are always right and grounded
     assert evaluation["rules_engine_decision_accuracy"].value == 1.0
     assert evaluation["rules_engine_line_grounding"].value == 1.0
+
+    # deployment: the first SRL→RLVR adapter has no blue to beat, so it is promoted on tier 1 with its lineage
+    deployed = first["deployed_adapter"].metadata
+    rlvr_version = first["rlvr_checkpoint"].metadata["manifest"].value["version"]
+    assert deployed["candidate_version"].value == rlvr_version and deployed["failing_gates"].value == []
+    assert "| tier1 | promoted |" in deployed["outcome"].value
+    assert "model='zombie'" in deployed["how_to_talk_to_it"].value
+    registry = open_registry(home / "registry.duckdb")
+    assert registry.blue("zombie", "tier1") == rlvr_version
+    chain = registry.lineage(rlvr_version)
+    assert [a.kind for a in chain] == ["srl_rlvr", "srl"] and chain[1].version == srl["version"]
+    assert any(d.startswith("zombie/") for d in chain[0].lineage["lore_documents"])
+    assert chain[0].lineage["rules"] and chain[0].metrics["decision_accuracy"]["high"] >= 0
+
+    # Tier 3: a persona file trains that NPC's adapter on top of the species' blue adapter, and deploys it
+    npcs = project_copy / "lore" / "zombie" / "npcs"
+    npcs.mkdir()
+    (npcs / "old_gregor.md").write_text("---\nname: Old Gregor\ntitle: the gravedigger who rose\nforbid: [flee]\n---\n"
+                                        "He still tends the graves he now sleeps in, and never leaves them.\n")
+    from srl_assets.partitions import register_personas
+
+    assert register_personas(instance, project_copy / "lore") == ["zombie/old_gregor"]
+    persona = run(["persona_adapter", "deployed_persona"], partition="zombie/old_gregor")
+    manifest = persona["persona_adapter"].metadata["manifest"].value
+    assert manifest["parent_version"] == rlvr_version and manifest["npc"] == "old_gregor"
+    assert "| persona_adapter |" in persona["persona_adapter"].metadata["held_out_comparison"].value
+    persona_version = registry.blue("zombie/old_gregor", "tier3")
+    assert persona_version == manifest["version"] != rlvr_version
+    assert [a.version for a in registry.lineage(persona_version)] == [persona_version, rlvr_version, srl["version"]]
+    assert registry.blue("zombie", "tier1") == rlvr_version  # the species slot is untouched
 
     store = LocalArtifactStore(home / "artifacts")
     adapter = store.path_for(srl["adapter_uri"])

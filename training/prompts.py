@@ -26,8 +26,10 @@ def srl_prompt(encounter: Encounter, previous_steps: list[str], step_number: int
     ]
 
 
-def rlvr_prompt(encounter: Encounter, actions: tuple[str, ...]) -> list[dict]:
+def rlvr_prompt(encounter: Encounter, actions: tuple[str, ...], persona_intro: str | None = None) -> list[dict]:
+    """The decision prompt; a named NPC (Tier 3) gets its persona's introduction first."""
+    system = RLVR_SYSTEM.format(species=encounter.species, actions=", ".join(actions))
     return [
-        {"role": "system", "content": RLVR_SYSTEM.format(species=encounter.species, actions=", ".join(actions))},
+        {"role": "system", "content": f"{persona_intro}\n{system}" if persona_intro else system},
         {"role": "user", "content": describe_encounter(encounter)},
     ]

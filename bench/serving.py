@@ -1,0 +1,220 @@
+"""The serving benchmark: `make bench-serving` (or `python -m bench.serving`).
+
+1. Engine comparison on this CPU for the default model with a rank-16 LoRA: transformers + peft with
+   the adapter kept beside the base (what the server does: one base, many adapters, switched per
+   request) against the same adapter merged into the weights (one model copy per adapter).
+2. Through the real server over HTTP with the `openai` client and streaming: time to first token
+   (first streamed delta) and tokens/s, p50/p95 at 1, 4 and 16 concurrent streams, at the encounter
+   prompt length, per tier (Tier 3 prompts carry the persona's introduction, so they are longer).
+
+Latency does not depend on what an adapter learned, only on its shape: the benchmark serves the
+registry's blue adapters when there are any, else a fresh rank-16 adapter on the tier's base model.
+Results: `bench/results/serving-<date>.{json,md}`, with the tiers' budgets next to the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+
+
+def _encounters(species: str, n: int) -> list[dict]:
+    """Encounters like the held-out ones: drawn from the encounter designer's feature space."""
+    from srl_forge.encounter import FACTIONS, PLAYER_ITEMS
+
+    rng = random.Random(f"serving:{species}")
+    out = []
+    for _ in range(n):
+        out.append({"game": {"time_of_day": rng.choice(["dawn", "day", "dusk", "night"]),
+                             "moon_phase": rng.choice(["new", "waxing", "full", "waning"])},
+                    "npc": {"species": species, "hunger": round(rng.random(), 2), "health": round(rng.random(), 2)},
+                    "player": {"action": rng.choice(["approach", "talk", "attack", "threaten", "offer", "invite"]),
+                               "items": rng.sample(PLAYER_ITEMS, 2), "faction": rng.choice(FACTIONS),
+                               "party_size": rng.randint(1, 4)},
+                    "location": {"kind": rng.choice(["village", "crypt", "forest", "road"]),
+                                 "invited": rng.random() < 0.3}})
+    return out
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None}
+    ordered = sorted(values)
+    return {"p50": round(statistics.median(ordered), 1),
+            "p95": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 1)}
+
+
+def _stream_once(client, model: str, encounter: dict, max_tokens: int) -> dict:
+    start = time.perf_counter()
+    first, pieces = None, 0
+    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Who goes there?"}],
+                                            stream=True, max_tokens=max_tokens, extra_body={"encounter": encounter})
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        text = (delta.content or "") + (getattr(delta, "reasoning_content", None) or
+                                         (delta.model_extra or {}).get("reasoning_content") or "")
+        if text:
+            pieces += 1
+            if first is None:
+                first = time.perf_counter()
+    end = time.perf_counter()
+    return {"ttft_ms": (first - start) * 1000 if first else None,
+            "pieces_per_s": (pieces - 1) / (end - first) if first and pieces > 1 and end > first else None,
+            "total_ms": (end - start) * 1000}
+
+
+def _load_test(client, model: str, encounters: list[dict], concurrency: int, requests: int, max_tokens: int) -> dict:
+    picks = [encounters[i % len(encounters)] for i in range(requests)]
+    with ThreadPoolExecutor(concurrency) as pool:
+        samples = list(pool.map(lambda e: _stream_once(client, model, e, max_tokens), picks))
+    return {"concurrency": concurrency, "requests": requests,
+            "ttft_ms": _percentiles([s["ttft_ms"] for s in samples if s["ttft_ms"] is not None]),
+            "total_ms": _percentiles([s["total_ms"] for s in samples]),
+            "stream_pieces_per_s": _percentiles([s["pieces_per_s"] for s in samples if s["pieces_per_s"]])}
+
+
+def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict]], max_new_tokens: int) -> list[dict]:
+    """One stream at a time: peft adapter beside the base vs the adapter merged into the weights."""
+    from srl_forge.serving.engine import AdapterPool, ServedAdapter
+    from srl_forge.serving.latency import ttft_summary
+
+    rows = []
+    pool = AdapterPool(model_path)
+    pool.sync([ServedAdapter(name="a", target="a", tier="tier1", version="a" * 16, path=adapter_dir)])
+    rows.append({"engine": "transformers + peft (adapter unmerged, switchable)",
+                 **ttft_summary(pool, "a", prompts, max_new_tokens=max_new_tokens)})
+    merged = AdapterPool(model_path)
+    from peft import PeftModel
+
+    merged.base = PeftModel.from_pretrained(merged.base, adapter_dir).merge_and_unload()
+    merged.model = merged.base
+    rows.append({"engine": "transformers (adapter merged, one model per adapter)",
+                 **ttft_summary(merged, None, prompts, max_new_tokens=max_new_tokens)})
+    rows.append({"engine": "transformers, base model only (no adapter)",
+                 **ttft_summary(merged, None, prompts, max_new_tokens=max_new_tokens)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--species", default="vampire")
+    parser.add_argument("--npc", default="count_orlok")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    args = parser.parse_args(argv)
+
+    import openai
+    import torch
+    import uvicorn
+
+    from bench.learning import machine
+    from srl_assets.serve import serving_config
+    from srl_forge.artifacts import LocalArtifactStore
+    from srl_forge.encounter import Encounter
+    from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, served_name
+    from srl_forge.registry import AdapterVersion, open_registry
+    from srl_forge.serving.server import ForgeServer, build_app
+    from training.model_loading import load_base_model, lora_config, resolve_model
+    from training.prompts import rlvr_prompt
+
+    config = serving_config()
+    tiers = load_tiers(Path(config.tiers_file))
+    model_path = resolve_model(next(iter(tiers.values())).base_model, Path(config.model_cache))
+    work = Path(tempfile.mkdtemp(prefix="srl-serving-bench-"))
+    # a fresh rank-16 adapter in its own registry: the same shape as a trained one
+    from peft import get_peft_model
+
+    adapter_dir = work / "adapter"
+    get_peft_model(load_base_model(model_path), lora_config()).save_pretrained(str(adapter_dir))
+    store = LocalArtifactStore(work / "artifacts")
+    uri = store.put_directory("adapters", args.species, adapter_dir, "bench")
+    registry = open_registry(work / "registry.duckdb")
+    base = next(iter(tiers.values())).base_model
+    open_tiers = {k: TierSpec(**{**v.model_dump(), "ttft_budget_ms": 1e9}) for k, v in tiers.items()}
+    for target, serves, version in ((args.species, "species", "s" * 64), (f"{args.species}/{args.npc}", "persona", "p" * 64)):
+        adapter = registry.register(AdapterVersion(version=version, target=target, kind="bench", base_model=base,
+                                                   adapter_uri=uri, metrics={"decision_accuracy": {"value": 1, "low": 1, "high": 1}}))
+        deploy_candidate(registry, open_tiers, adapter, serves, 0.0, "bench")
+    server = ForgeServer(config.model_copy(update={"registry": str(work / "registry.duckdb"), "artifacts_root": str(work / "artifacts"),
+                                                   "player_logs_root": str(work / "player_logs")}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(build_app(server), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=uv.run, daemon=True).start()
+    while not uv.started:
+        time.sleep(0.1)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0, timeout=600)
+    encounters = _encounters(args.species, 16)
+
+    tier_rows = []
+    for tier, spec in tiers.items():
+        name = served_name(f"{args.species}/{args.npc}" if spec.serves == "persona" else args.species, tier)
+        monster = server.monsters[name]
+        prompt = server.prompt_for(monster, Encounter.model_validate(encounters[0]))
+        prompt_tokens = len(server.pool.tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True))
+        _stream_once(client, name, encounters[0], args.max_tokens)  # warm-up
+        for concurrency in args.concurrency:
+            requests = max(8, concurrency)
+            print(f"{tier} {name}: {concurrency} concurrent streams, {requests} requests", file=sys.stderr)
+            result = _load_test(client, name, encounters, concurrency, requests, args.max_tokens)
+            tier_rows.append({"tier": tier, "model": name, "prompt_tokens": prompt_tokens, "budget_ms": spec.ttft_budget_ms,
+                              **result})
+    uv.should_exit = True
+
+    prompts = [rlvr_prompt(Encounter.model_validate(e), server.monsters[args.species].engine.vocabulary) for e in encounters[:6]]
+    engines = engine_comparison(model_path, str(adapter_dir), prompts, args.max_tokens)
+    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+           "torch_threads": torch.get_num_threads(), "max_tokens": args.max_tokens, "base_model": base,
+           "tiers": tier_rows, "engines": engines}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"serving-{out['date'][:10]}"
+    stem.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    stem.with_suffix(".md").write_text(to_markdown(out))
+    print(to_markdown(out))
+    return 0
+
+
+def _cell(p: dict) -> str:
+    return "" if p["p50"] is None else f"{p['p50']:.0f} / {p['p95']:.0f}"
+
+
+def to_markdown(out: dict) -> str:
+    m = out["machine"]
+    lines = [f"# Serving benchmark ({out['date']})", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({out['torch_threads']} threads). "
+             f"Base model `{out['base_model']}`, rank-16 LoRA, greedy, up to {out['max_tokens']} new tokens.", "",
+             "## Through the server (HTTP, `openai` client, streaming)", "",
+             "TTFT = time from sending the request to the first streamed delta (thinking or content).", "",
+             "| tier | model | prompt tokens | streams | requests | TTFT p50 / p95 ms | budget ms | p50 within budget | "
+             "whole answer p50 / p95 ms | streamed pieces/s p50 / p95 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in out["tiers"]:
+        within = "" if r["ttft_ms"]["p50"] is None else ("yes" if r["ttft_ms"]["p50"] <= r["budget_ms"] else "NO")
+        lines.append(f"| {r['tier']} | `{r['model']}` | {r['prompt_tokens']} | {r['concurrency']} | {r['requests']} | "
+                     f"{_cell(r['ttft_ms'])} | {r['budget_ms']:.0f} | {within} | {_cell(r['total_ms'])} | "
+                     f"{_cell(r['stream_pieces_per_s'])} |")
+    lines += ["", "## Engines, in process, one stream", "",
+              "| engine | TTFT p50 ms | TTFT p95 ms | tokens/s p50 |", "|---|---|---|---|"]
+    for e in out["engines"]:
+        rate = "" if e["tokens_per_s_p50"] is None else f"{e['tokens_per_s_p50']:.1f}"
+        lines.append(f"| {e['engine']} | {e['ttft_p50_ms']:.0f} | {e['ttft_p95_ms']:.0f} | {rate} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

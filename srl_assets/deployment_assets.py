@@ -1,0 +1,133 @@
+"""Deployment: the SRL→RLVR adapter lands in green and is promoted to blue on each tier where the gates
+pass (see `srl_forge.deployment`); the registry keeps every version with its lineage and every
+promotion, hold-back and rollback."""
+
+
+import random
+
+from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
+
+from srl_assets.automation import FRESH
+from srl_assets.failures import input_errors_as_failures
+from srl_assets.metadata import markdown_table
+from srl_assets.partitions import species_partitions
+from srl_assets.resources import ArtifactStoreResource, DeploymentResource, TrainingResource
+from srl_assets.rules_assets import load_compiled_rules
+from srl_forge.deployment import deploy_candidate, served_name
+from srl_forge.encounters import EncounterSet
+from srl_forge.hashing import content_hash
+from srl_forge.registry import AdapterVersion, deployment_target
+
+
+def measure_candidate_latency(store, training: TrainingResource, deployment: DeploymentResource, adapter_uri: str,
+                              encounter_set: EncounterSet, vocabulary, persona_intro: str | None = None) -> dict:
+    """Time to first streamed token of the candidate on held-out encounter prompts, one stream at a time,
+    through the serving engine."""
+    from srl_forge.serving.engine import AdapterPool, ServedAdapter
+    from srl_forge.serving.latency import ttft_summary
+    from training.model_loading import resolve_model
+    from training.prompts import rlvr_prompt
+
+    held_out = encounter_set.by_split("test") or encounter_set.by_split("validation")
+    picked = random.Random("latency").sample(held_out, min(len(held_out), deployment.latency_prompts))
+    prompts = [rlvr_prompt(e.encounter, vocabulary, persona_intro) for e in picked]
+    pool = AdapterPool(resolve_model(training.model, training.model_cache_path))
+    pool.sync([ServedAdapter(name="candidate", target="candidate", tier="tier1", version=content_hash(adapter_uri),
+                             path=str(store.path_for(adapter_uri)))])
+    return ttft_summary(pool, "candidate", prompts)
+
+
+def register_and_deploy(context, deployment: DeploymentResource, adapter: AdapterVersion, serves: str,
+                        latency: dict) -> Output[dict]:
+    registry = deployment.open()
+    with input_errors_as_failures():
+        tiers = deployment.tiers()
+    registry.register(adapter)
+    outcomes = deploy_candidate(registry, tiers, registry.get(adapter.version), serves, latency["ttft_p50_ms"],
+                                deployment.triggered_by + f" (run {context.run_id[:8]})")
+    for outcome in outcomes:
+        (context.log.info if outcome.result in ("promoted", "already_blue") else context.log.warning)(
+            f"{adapter.target} {outcome.tier}: {outcome.result} — {outcome.reason}")
+    events = registry.events(adapter.target)
+    promoted = [o for o in outcomes if o.blue]
+    talk = "\n".join(
+        f"- `{served_name(adapter.target, o.tier)}` ({o.tier}, blue {o.blue[:12]}): `make serve`, then "
+        f"`openai.OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='local').chat.completions.create("
+        f"model='{served_name(adapter.target, o.tier)}', messages=[{{'role': 'user', 'content': 'Good evening.'}}], stream=True)`"
+        for o in promoted)
+    state = {"target": adapter.target, "candidate": adapter.version,
+             "tiers": {o.tier: {"result": o.result, "blue": o.blue, "reason": o.reason} for o in outcomes}}
+    return Output(
+        {**state, "adapter_uri": adapter.adapter_uri},
+        data_version=DataVersion(content_hash(state)),
+        metadata={
+            "candidate_version": adapter.version,
+            "outcome": markdown_table(
+                ["tier", "result", "blue now", "blue before", "reason"],
+                [[o.tier, o.result, (o.blue or "")[:12], (o.previous_blue or "")[:12], o.reason] for o in outcomes]),
+            "gates": markdown_table(
+                ["tier", "gate", "passed", "detail"],
+                [[o.tier, g.name, "yes" if g.passed else "NO", g.detail] for o in outcomes for g in o.gates]),
+            "failing_gates": MetadataValue.json(sorted({g.name for o in outcomes for g in o.gates if not g.passed})),
+            "ttft_p50_ms": MetadataValue.float(float(latency["ttft_p50_ms"])),
+            "ttft_p95_ms": MetadataValue.float(float(latency["ttft_p95_ms"])),
+            "deployment_log": markdown_table(
+                ["#", "time", "tier", "action", "version", "previous blue", "reason", "by"],
+                [[e.event_id, e.at.strftime("%Y-%m-%d %H:%M:%S"), e.tier, e.action, (e.version or "")[:12],
+                  (e.previous_blue or "")[:12], e.reason[:160], e.triggered_by] for e in events[-15:]]),
+            "lineage": MetadataValue.json(adapter.lineage),
+            "how_to_talk_to_it": MetadataValue.md(talk or "nothing is promoted: blue keeps serving (see the gates)"),
+            "registry": deployment.registry if "://" not in deployment.registry else deployment.registry.split("@")[-1],
+        },
+    )
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="deployment",
+    code_version="deployed-adapter-1",
+    kinds={"duckdb", "python"},
+    automation_condition=FRESH,
+    description="The SRL→RLVR adapter registered with its lineage and deployed blue-green on the species tiers "
+    "(1 and 2): promoted when it is not worse than blue beyond the held-out noise, has no guardrail violations "
+    "and meets the tier's time-to-first-token budget; otherwise blue keeps serving and the failing gate is named.",
+)
+def deployed_adapter(context: AssetExecutionContext, lore: dict, rules: dict, encounters: dict, srl_dataset: dict,
+                     rlvr_dataset: dict, srl_checkpoint: dict, rlvr_checkpoint: dict, evaluation: dict,
+                     artifacts: ArtifactStoreResource, training: TrainingResource,
+                     deployment: DeploymentResource) -> Output[dict]:
+    species = context.partition_key
+    store = artifacts.store()
+    report = store.get_json(evaluation["uri"])
+    candidate = report["results"]["srl_rlvr"]["metrics"]
+    rulebook, state = load_compiled_rules(artifacts, rules)
+    lineage = {
+        "lore_version": lore["version"], "lore_documents": lore["document_ids"],
+        "rules_version": rules["version"], "rules_uri": rules["uri"],
+        "rules": sorted(f"{r.id} ({r.source})" for r in rulebook.rules),
+        "active_rules": sorted(r.id for r in rulebook.active_rules(state.live_events)),
+        "game_state": state.model_dump(mode="json"),
+        "encounters_version": encounters["version"], "srl_dataset_version": srl_dataset["version"],
+        "rlvr_dataset_version": rlvr_dataset["version"], "rlvr_dataset_uri": rlvr_dataset["uri"],
+        "encounters_uri": encounters["uri"], "evaluation_version": evaluation["version"],
+        "evaluation_uri": evaluation["uri"], "budget": report.get("budget"), "lora_rank": 16,
+    }
+    registry = deployment.open()
+    registry.register(AdapterVersion(
+        version=srl_checkpoint["version"], target=deployment_target(species), kind="srl",
+        base_model=srl_checkpoint["base_model"], adapter_uri=srl_checkpoint["adapter_uri"],
+        lineage={k: lineage[k] for k in ("lore_version", "lore_documents", "rules_version", "rules",
+                                         "encounters_version", "srl_dataset_version")}))
+    adapter = AdapterVersion(
+        version=rlvr_checkpoint["version"], target=deployment_target(species), kind="srl_rlvr",
+        base_model=rlvr_checkpoint["base_model"], adapter_uri=rlvr_checkpoint["adapter_uri"],
+        parent_version=srl_checkpoint["version"], lineage=lineage,
+        metrics={"decision_accuracy": candidate["decision_accuracy"],
+                 "graded_reward": candidate["graded_reward"], "format_rate": candidate["format_rate"],
+                 "guardrail_violations": int(candidate["guardrail_violations"]["value"]),
+                 "held_out_encounters": report["held_out_encounters"]})
+    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
+    context.log.info("measuring time to first token of the candidate")
+    latency = measure_candidate_latency(store, training, deployment, adapter.adapter_uri, encounter_set,
+                                        rulebook.actions)
+    return register_and_deploy(context, deployment, adapter, "species", latency)

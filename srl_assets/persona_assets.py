@@ -1,0 +1,183 @@
+"""Tier 3: a personal adapter per named NPC, trained on top of its species' serving (blue) adapter from
+the NPC's persona file, evaluated with the persona's rules, and deployed blue-green on tier 3.
+
+Partitioned by `npc` (`species/npc`). The persona source's version is the persona file's hash *and*
+the species' blue adapter version, so a persona retrains when its file changes or its species
+adapter is promoted, and adding one NPC touches no other.
+"""
+
+import json
+import random
+
+from dagster import (
+    AssetExecutionContext, DataVersion, DataVersionsByPartition, Failure, MetadataValue, Output, asset,
+    observable_source_asset,
+)
+
+from srl_assets.automation import FRESH
+from srl_assets.deployment_assets import measure_candidate_latency, register_and_deploy
+from srl_assets.failures import input_errors_as_failures
+from srl_assets.partitions import npc_partitions
+from srl_assets.resources import (
+    ArtifactStoreResource, DeploymentResource, ProjectFiles, TeachersResource, TrainingResource,
+)
+from srl_assets.rules_assets import load_compiled_rules
+from srl_assets.training_assets import dataset_rows, train_adapter
+from srl_forge.encounter import Encounter
+from srl_forge.encounters import EncounterSet
+from srl_forge.hashing import content_hash
+from srl_forge.personas import load_persona, persona_path, split_persona_key
+from srl_forge.registry import AdapterVersion, deployment_target
+from srl_forge.rules_engine import RulesEngine
+from training.rlvr import RLVRJob, run_rlvr_job
+from training.step_dataset import to_parquet
+
+SPECIES_TIER = "tier1"  # the species adapter a persona starts from: the one serving generic monsters
+
+
+def persona_source_version(lore_root, key: str, registry) -> str:
+    species, npc = split_persona_key(key)
+    path = persona_path(lore_root, species, npc)
+    file_hash = content_hash(path.read_bytes()) if path.is_file() else "missing"
+    return content_hash({"persona": file_hash, "species_blue": registry.blue(species, SPECIES_TIER)})
+
+
+@observable_source_asset(
+    partitions_def=npc_partitions,
+    group_name="sources",
+    description="Persona files of named NPCs (lore/<species>/npcs/<npc>.md), versioned together with the "
+    "species' blue adapter they are trained on.",
+)
+def persona_sources(context, project_files: ProjectFiles, deployment: DeploymentResource):
+    registry = deployment.open()
+    return DataVersionsByPartition({
+        key: DataVersion(persona_source_version(project_files.lore_path, key, registry))
+        for key in context.instance.get_dynamic_partitions(npc_partitions.name)
+    })
+
+
+def _species_parent(deployment: DeploymentResource, species: str):
+    registry = deployment.open()
+    version = registry.blue(species, SPECIES_TIER)
+    if version is None:
+        raise Failure(description=f"{species} has no blue adapter on {SPECIES_TIER} yet: materialize "
+                      f"deployed_adapter[{species}] (and let it pass its gates) before its personas",
+                      allow_retries=False)
+    return registry.get(version)
+
+
+@asset(
+    partitions_def=npc_partitions,
+    group_name="personas",
+    code_version="persona-adapter-1",
+    kinds={"pytorch", "python"},
+    deps=[persona_sources],
+    automation_condition=FRESH,
+    description="A named NPC's LoRA adapter: the species' blue adapter, taught the persona's voice (SFT on "
+    "persona answers) and then GRPO with the verifiable rewards under the persona's rules overrides; "
+    "evaluated on the species' held-out encounters with those overrides.",
+)
+def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles, artifacts: ArtifactStoreResource,
+                    training: TrainingResource, deployment: DeploymentResource,
+                    teachers: TeachersResource) -> Output[dict]:
+    from peft import PeftModel
+
+    from training.evaluation import EvalCase, comparison_table, evaluate_variant
+    from training.model_loading import load_base_model, load_tokenizer, resolve_model
+    from training.persona_dataset import persona_row
+
+    with input_errors_as_failures():
+        species, npc = split_persona_key(context.partition_key)
+    parent = _species_parent(deployment, species)
+    store = artifacts.store()
+    rulebook, _ = load_compiled_rules(artifacts, {"uri": parent.lineage["rules_uri"]})
+    engine = RulesEngine(rulebook)
+    with input_errors_as_failures():
+        persona = load_persona(project_files.lore_path, species, npc, rulebook.actions)
+        voice = teachers.voice(rulebook)
+    species_rows = dataset_rows(store, parent.lineage["rlvr_dataset_uri"], ("train", "validation", "test"))
+    rows = [persona_row(r, persona, engine, voice) for r in species_rows]
+    budget_rows = {"quick": 48, "standard": 160}.get(training.budget)  # the voice needs few rows; `full`: all
+    train = [r for r in rows if r["split"] == "train"]
+    train = random.Random(persona.key).sample(train, min(len(train), budget_rows or len(train)))
+    kept = train + [r for r in rows if r["split"] != "train"]
+    dataset = {"uri": store.put_bytes("persona_datasets", species, to_parquet(kept), ".parquet"),
+               "version": content_hash({"persona": persona.version, "parent": parent.version,
+                                        "rows": [r["row_id"] for r in kept]})}
+    # Always teach the voice first (the species adapter already has the format), then a little GRPO.
+    steps = {"quick": (8, 1), "standard": (24, 4)}.get(training.budget, (None, None))
+    overrides = {"format_rate_threshold": 1.01}
+    if steps[0] is not None:
+        overrides.update(warmup_sft_steps=steps[0], max_steps=steps[1])
+    config = training.rlvr_config().model_copy(update=overrides)
+    output = train_adapter(
+        context, artifacts, training, kind="persona", config=config, job_cls=RLVRJob, run=run_rlvr_job,
+        dataset=dataset, parent_adapter_uri=parent.adapter_uri, parent_version=parent.version, replay_rows=[],
+        warmup_rows=[{"prompt": r["prompt"], "completion_text": r["completion_text"]} for r in train], species=species)
+    manifest = output.value
+
+    # evaluation on the species' held-out encounters, persona rules applied
+    test = [r for r in rows if r["split"] == "test"]
+    limit = training.held_out_limit
+    if limit is not None and limit < len(test):
+        test = sorted(random.Random(f"eval:{persona.key}").sample(test, limit), key=lambda r: r["row_id"])
+    cases = [EvalCase(row=r, encounter=Encounter.model_validate_json(r["encounter_json"]), expert_answer=r["completion_text"])
+             for r in test]
+    model_path = resolve_model(config.model, training.model_cache_path)
+    tokenizer = load_tokenizer(model_path)
+    results = {}
+    for name, uri in (("species_adapter", parent.adapter_uri), ("persona_adapter", manifest["adapter_uri"])):
+        context.log.info(f"evaluating {name} on {len(cases)} held-out encounters with {persona.key}'s rules")
+        model = PeftModel.from_pretrained(load_base_model(model_path), str(store.path_for(uri)))
+        results[name] = evaluate_variant(model, tokenizer, "direct", cases, [], log=context.log.info)
+    metrics = results["persona_adapter"]["metrics"]
+    address_share = sum(any(a.lower() in (line or "").lower() for a in persona.header.address)
+                        for line in results["persona_adapter"]["lines"]) / max(1, len(cases))
+    manifest = {**manifest, "npc": npc, "persona_version": persona.version, "persona_file": str(
+        persona_path(project_files.lore_path, species, npc)), "parent_target": parent.target,
+        "rules_uri": parent.lineage["rules_uri"],
+        "metrics": {"decision_accuracy": metrics["decision_accuracy"], "graded_reward": metrics["graded_reward"],
+                    "format_rate": metrics["format_rate"],
+                    "guardrail_violations": int(metrics["guardrail_violations"]["value"]),
+                    "held_out_encounters": len(cases), "persona_address_share": address_share}}
+    table = comparison_table({k: {**v, "adapter_version": None} for k, v in results.items()})
+    return Output(manifest, data_version=DataVersion(manifest["version"]), metadata={
+        **{k: v for k, v in output.metadata.items()},
+        "manifest": MetadataValue.json(json.loads(json.dumps(manifest, default=str))),
+        "held_out_comparison": MetadataValue.md(f"{len(cases)} held-out encounters, {persona.header.name}'s rules\n\n{table}"),
+        "persona_address_share": MetadataValue.float(float(address_share)),
+        "parent_version": parent.version,
+    })
+
+
+@asset(
+    partitions_def=npc_partitions,
+    group_name="personas",
+    code_version="deployed-persona-1",
+    kinds={"duckdb", "python"},
+    automation_condition=FRESH,
+    description="The persona adapter registered (parent: the species adapter) and deployed blue-green on tier 3 "
+    "with the same gates as species adapters and the tier 3 latency budget.",
+)
+def deployed_persona(context: AssetExecutionContext, persona_adapter: dict, project_files: ProjectFiles,
+                     artifacts: ArtifactStoreResource, training: TrainingResource,
+                     deployment: DeploymentResource) -> Output[dict]:
+    species, npc = split_persona_key(context.partition_key)
+    parent = deployment.open().get(persona_adapter["parent_version"])
+    adapter = AdapterVersion(
+        version=persona_adapter["version"], target=deployment_target(species, npc), kind="persona",
+        base_model=persona_adapter["base_model"], adapter_uri=persona_adapter["adapter_uri"],
+        parent_version=persona_adapter["parent_version"],
+        lineage={"persona_file": persona_adapter["persona_file"], "persona_version": persona_adapter["persona_version"],
+                 "persona_dataset_version": persona_adapter["dataset_version"], "rules_uri": persona_adapter["rules_uri"],
+                 "species_adapter": persona_adapter["parent_version"],
+                 "species_lore_version": parent.lineage.get("lore_version") if parent else None,
+                 "species_rules_version": parent.lineage.get("rules_version") if parent else None, "lora_rank": 16},
+        metrics=persona_adapter["metrics"])
+    rulebook, _ = load_compiled_rules(artifacts, {"uri": persona_adapter["rules_uri"]})
+    encounter_set = artifacts.load(parent.lineage["encounters_uri"], EncounterSet)
+    with input_errors_as_failures():
+        persona = load_persona(project_files.lore_path, species, npc, rulebook.actions)
+    latency = measure_candidate_latency(artifacts.store(), training, deployment, adapter.adapter_uri, encounter_set,
+                                        rulebook.actions, persona.introduction())
+    return register_and_deploy(context, deployment, adapter, "persona", latency)

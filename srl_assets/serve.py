@@ -1,0 +1,56 @@
+"""`make serve`: the OpenAI-compatible server for every blue adapter, on the embedded defaults.
+
+    python -m srl_assets.serve [--host 127.0.0.1] [--port 8000]
+
+Reads the same registry, artifacts, game state and player-log folder as the pipeline (under
+SRL_FORGE_HOME), hot-reloads on promotions and rollbacks, and appends every answer to the player logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from srl_assets.resources import REPO_ROOT, embedded_resources
+
+
+def serving_config(**overrides):
+    from srl_forge.serving.server import ServingConfig
+
+    r = embedded_resources()
+    return ServingConfig(
+        registry=r["deployment"].registry, tiers_file=r["deployment"].tiers_file,
+        artifacts_root=r["artifacts"].root, player_logs_root=r["player_logs"].root,
+        game_state_db=r["game_state_db"].duckdb_path, lore_root=r["project_files"].lore_root,
+        rules_root=r["project_files"].rules_root, voices_root=str(REPO_ROOT / "voices"),
+        model_cache=r["training"].model_cache, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    from srl_forge.serving.server import ForgeServer, build_app
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = ForgeServer(serving_config(threads=args.threads))
+    if not server.monsters:
+        print("nothing is deployed yet: run `make demo SPECIES=vampire` first (the server keeps watching the "
+              "registry and starts serving as soon as an adapter is promoted)", file=sys.stderr)
+    else:
+        print("serving: " + ", ".join(sorted(server.monsters)), file=sys.stderr)
+    server.watch()
+    try:
+        uvicorn.run(build_app(server), host=args.host, port=args.port, log_level="info")
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Blue-green deployment: the tiers, the promotion gates, and the vLLM multi-LoRA configuration.
+
+A candidate adapter lands in *green*; it replaces *blue* only when every blocking gate passes:
+
+- `not_worse_than_blue`: the candidate's decision accuracy is not worse than blue's beyond the noise of
+  the held-out set — blocked when the candidate's upper 95% bound is below blue's measured value
+  (both come from the evaluation's bootstrap intervals). With no blue yet, the gate passes.
+- `no_guardrail_violations`: zero violating answers on the held-out set.
+- `latency_budget`: time to first streamed token, p50 over encounter prompts with one stream, within
+  the tier's budget (`config/tiers.yaml`).
+
+Pure functions: the Dagster asset measures and calls them; the tests call them directly.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from srl_forge.errors import InputError
+from srl_forge.registry import TIERS, AdapterRegistry
+
+
+class TierSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    description: str = ""
+    base_model: str
+    serves: Literal["species", "persona"]
+    ttft_budget_ms: float = Field(gt=0)
+    precision: dict[Literal["embedded", "production"], str] = Field(
+        default_factory=lambda: {"embedded": "float32", "production": "fp8"})
+
+
+def load_tiers(path: Path) -> dict[str, TierSpec]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise InputError(path, "file", "tiers config not found") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(path, "yaml", str(exc).splitlines()[0]) from exc
+    tiers = raw.get("tiers") if isinstance(raw, dict) else None
+    if not isinstance(tiers, dict):
+        raise InputError(path, "tiers", "a mapping of tier1/tier2/tier3 is required")
+    out = {}
+    for name, spec in tiers.items():
+        if name not in TIERS:
+            raise InputError(path, f"tiers.{name}", f"unknown tier; expected one of {', '.join(TIERS)}")
+        try:
+            out[name] = TierSpec.model_validate(spec)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InputError(path, f"tiers.{name}." + ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+    return out
+
+
+class Gate(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    passed: bool
+    detail: str
+    numbers: dict[str, float | int | None] = Field(default_factory=dict)
+
+
+def accuracy_gate(candidate: dict, blue: dict | None) -> Gate:
+    """`candidate`/`blue`: {value, low, high} of decision accuracy on the held-out set."""
+    if blue is None:
+        return Gate(name="not_worse_than_blue", passed=True, detail="no blue adapter yet",
+                    numbers={"candidate": candidate["value"], "candidate_high": candidate["high"]})
+    passed = candidate["high"] >= blue["value"]
+    detail = (f"candidate decision accuracy {candidate['value']:.2f} [{candidate['low']:.2f}, {candidate['high']:.2f}] "
+              f"vs blue {blue['value']:.2f}: " + ("within the noise or better" if passed
+                                                   else "worse beyond the held-out interval"))
+    return Gate(name="not_worse_than_blue", passed=passed, detail=detail,
+                numbers={"candidate": candidate["value"], "candidate_low": candidate["low"],
+                         "candidate_high": candidate["high"], "blue": blue["value"]})
+
+
+def guardrail_gate(violations: int) -> Gate:
+    return Gate(name="no_guardrail_violations", passed=violations == 0,
+                detail=f"{violations} guardrail violations on the held-out set", numbers={"violations": violations})
+
+
+def latency_gate(ttft_p50_ms: float, budget_ms: float, tier: str) -> Gate:
+    passed = ttft_p50_ms <= budget_ms
+    return Gate(name="latency_budget", passed=passed,
+                detail=f"time to first token p50 {ttft_p50_ms:.0f} ms vs the {tier} budget {budget_ms:.0f} ms",
+                numbers={"ttft_p50_ms": round(ttft_p50_ms, 1), "budget_ms": budget_ms})
+
+
+def failing(gates: list[Gate]) -> list[Gate]:
+    return [g for g in gates if not g.passed]
+
+
+def gate_reason(gates: list[Gate]) -> str:
+    bad = failing(gates)
+    return "all gates passed" if not bad else "; ".join(f"{g.name}: {g.detail}" for g in bad)
+
+
+# --- production serving: vLLM multi-LoRA ------------------------------------------------------
+
+VLLM_QUANTIZATION = {"fp8": ["--quantization", "fp8"], "bnb-4bit": ["--quantization", "bitsandbytes"],
+                     "float16": ["--dtype", "float16"], "bfloat16": ["--dtype", "bfloat16"], "float32": []}
+HF_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def served_name(target: str, tier: str) -> str:
+    """What a game asks for: `vampire` (tier 1), `vampire@tier2`, `vampire/count-orlok` (tier 3)."""
+    return target if tier in ("tier1", "tier3") else f"{target}@{tier}"
+
+
+def vllm_config(registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter_path, port: int = 8000) -> dict:
+    """One `vllm serve` per base model (tiers sharing a base share a server), every blue slot of
+    those tiers as a `--lora-modules name=path` entry; new promotions reach a running server through
+    `/v1/load_lora_adapter` with `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`.
+
+    `adapter_path(adapter_uri) -> str`: where the server finds the adapter (a local path or a synced
+    copy of the S3 artifact)."""
+    servers: dict[str, dict] = {}
+    for target, tier, adapter in registry.blue_slots():
+        spec = tiers[tier]
+        base = HF_BASE_MODELS.get(spec.base_model, spec.base_model)
+        server = servers.setdefault(base, {"base_model": base, "tiers": [], "precision": spec.precision["production"],
+                                           "lora_modules": {}, "max_lora_rank": 0})
+        if tier not in server["tiers"]:
+            server["tiers"].append(tier)
+        server["lora_modules"][served_name(target, tier)] = adapter_path(adapter.adapter_uri)
+        rank = int(adapter.lineage.get("lora_rank", 16))
+        server["max_lora_rank"] = max(server["max_lora_rank"], rank)
+    out = []
+    for i, server in enumerate(servers.values()):
+        modules = [f"{name}={path}" for name, path in sorted(server["lora_modules"].items())]
+        rank = next(r for r in (8, 16, 32, 64, 128, 256) if r >= server["max_lora_rank"])
+        args = ["vllm", "serve", server["base_model"], "--port", str(port + i), "--enable-lora",
+                "--max-loras", str(max(1, len(modules))), "--max-lora-rank", str(rank),
+                *VLLM_QUANTIZATION.get(server["precision"], ["--quantization", server["precision"]]),
+                "--lora-modules", *modules]
+        out.append({**server, "lora_modules": dict(sorted(server["lora_modules"].items())), "max_lora_rank": rank,
+                    "env": {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}, "command": shlex.join(args), "argv": args})
+    return {"servers": out}
+
+
+class TierOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    tier: str
+    result: Literal["promoted", "held", "already_blue", "skipped"]
+    blue: str | None  # blue after this deployment
+    previous_blue: str | None
+    reason: str
+    gates: list[Gate] = Field(default_factory=list)
+
+
+def deploy_candidate(registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter, serves: str,
+                     ttft_p50_ms: float, triggered_by: str) -> list[TierOutcome]:
+    """Land a registered adapter in green on every tier that serves its kind, and promote it to blue
+    where every gate passes. The adapter's `metrics` carry `decision_accuracy` {value, low, high} and
+    `guardrail_violations` from its evaluation."""
+    outcomes = []
+    for tier, spec in tiers.items():
+        if spec.serves != serves:
+            continue
+        blue = registry.blue(adapter.target, tier)
+        if spec.base_model != adapter.base_model:
+            outcomes.append(TierOutcome(tier=tier, result="skipped", blue=blue, previous_blue=blue,
+                                        reason=f"the adapter was trained on {adapter.base_model}, {tier} serves "
+                                               f"{spec.base_model}"))
+            continue
+        if blue == adapter.version:
+            outcomes.append(TierOutcome(tier=tier, result="already_blue", blue=blue, previous_blue=blue,
+                                        reason="this version is already serving"))
+            continue
+        registry.land_candidate(adapter.target, tier, adapter.version, triggered_by)
+        blue_adapter = registry.get(blue) if blue else None
+        gates = [
+            accuracy_gate(adapter.metrics["decision_accuracy"],
+                          blue_adapter.metrics.get("decision_accuracy") if blue_adapter else None),
+            guardrail_gate(int(adapter.metrics.get("guardrail_violations", 0))),
+            latency_gate(ttft_p50_ms, spec.ttft_budget_ms, tier),
+        ]
+        reason = gate_reason(gates)
+        dumped = [g.model_dump() for g in gates]
+        if failing(gates):
+            registry.hold(adapter.target, tier, adapter.version, dumped, triggered_by, reason)
+            outcomes.append(TierOutcome(tier=tier, result="held", blue=blue, previous_blue=blue, reason=reason, gates=gates))
+        else:
+            registry.promote(adapter.target, tier, adapter.version, dumped, triggered_by, reason)
+            outcomes.append(TierOutcome(tier=tier, result="promoted", blue=adapter.version, previous_blue=blue,
+                                        reason=reason, gates=gates))
+    return outcomes

@@ -1,0 +1,49 @@
+"""Live performance of served adapters: every served answer re-verified by the rules engine."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from srl_forge.grading import top_actions
+from srl_forge.player_logs import PlayerLogRecord
+
+
+def _interval(hits: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict:
+    if not hits:
+        return {"value": 0.0, "low": 0.0, "high": 0.0}
+    rng = random.Random(seed)
+    n = len(hits)
+    means = sorted(sum(hits[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return {"value": sum(hits) / n, "low": means[int(0.025 * (resamples - 1))], "high": means[int(0.975 * (resamples - 1))]}
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def served_performance(records: Sequence[PlayerLogRecord], engine_for: Callable, evaluated_metrics: Callable,
+                       margin: float, min_answers: int) -> list[dict]:
+    """Per (served model, adapter version): decision accuracy against the engine's top actions (persona
+    overrides are not re-applied here: a persona that avoids its species' top choice counts as a miss),
+    guardrail replacements, format failures, latency; `stale` when accuracy is below the evaluated one
+    by more than `margin` with at least `min_answers` answers."""
+    groups: dict[tuple[str, str], list[PlayerLogRecord]] = defaultdict(list)
+    for record in records:
+        groups[(record.served.model, record.served.adapter_version or "")].append(record)
+    rows = []
+    for (model, version), group in sorted(groups.items()):
+        engine = engine_for(version)
+        hits = [float(engine is not None and r.npc_action in top_actions(engine.decide(r.encounter))) for r in group]
+        accuracy = _interval(hits)
+        evaluated = (evaluated_metrics(version).get("decision_accuracy") or {}).get("value")
+        ttfts = [r.served.ttft_ms for r in group if r.served.ttft_ms is not None]
+        stale = (evaluated is not None and len(group) >= min_answers and accuracy["value"] < evaluated - margin)
+        rows.append({"model": model, "adapter_version": version, "answers": len(group), "decision_accuracy": accuracy,
+                     "evaluated_accuracy": evaluated,
+                     "guardrail_replaced": sum(bool(r.served.guardrail_categories) for r in group),
+                     "format_failures": sum(not r.served.format_ok for r in group),
+                     "ttft_p50_ms": _percentile(ttfts, 0.5), "ttft_p95_ms": _percentile(ttfts, 0.95), "stale": stale})
+    return rows

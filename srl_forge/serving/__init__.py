@@ -1,0 +1,1 @@
+"""Serving trained monsters: the adapter pool and the OpenAI-compatible server."""

@@ -1,0 +1,340 @@
+"""A local OpenAI-compatible server for every blue adapter: `POST /v1/chat/completions` (streaming or
+not) and `GET /v1/models`.
+
+- Model names: `vampire` (Tier 1 species adapter), `vampire@tier2`, `vampire/count_orlok` (Tier 3).
+- The game sends the encounter as an extra body field (`extra_body={"encounter": {...}}` with the
+  `openai` client); without one, the live game state and a player who talks are assumed. The last
+  user message is what the player says.
+- The answer streams as it is generated: the monster's thinking as `reasoning_content` deltas (for
+  the game's logs, not the player), then `ACTION: ...` / `SAY: "..."` as `content`, released a
+  line at a time after the guardrails checked everything said so far. A violating answer is
+  replaced by a safe in-character one (the rules engine's decision with an expert line) and logged.
+- Every request/answer is appended to the player logs (`served-<date>.jsonl`), so live play flows
+  back into training through the player-log sensor.
+- A watcher polls the registry's deployment log and loads or drops adapters when a promotion or a
+  rollback happens (hot reload), without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from srl_forge.deployment import load_tiers, served_name
+from srl_forge.encounter import Encounter, Location, NPCState, Player
+from srl_forge.errors import InputError
+from srl_forge.guardrails import check as guardrail_violations
+from srl_forge.player_logs import PlayerLogRecord, ServedInfo, append_player_log
+from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats
+
+log = logging.getLogger("srl_forge.serving")
+TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
+
+
+class ServingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    registry: str  # DuckDB file or postgresql:// URL
+    artifacts_root: str
+    player_logs_root: str
+    game_state_db: str
+    lore_root: str
+    rules_root: str
+    voices_root: str
+    tiers_file: str
+    model_cache: str
+    reload_seconds: float = 2.0
+    max_new_tokens: int = 96
+    threads: int | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[dict]
+    stream: bool = False
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = 0.0
+    user: str | None = None
+    encounter: dict | None = None
+
+
+class Monster:
+    """What the server knows of one served model: its species' rules, voice and (Tier 3) persona."""
+
+    def __init__(self, config: ServingConfig, adapter: ServedAdapter):
+        from srl_forge.lore import load_species_lore
+        from srl_forge.personas import load_persona
+        from srl_forge.rulebook import load_rulebook
+        from srl_forge.rules_engine import RulesEngine
+        from srl_forge.teachers.lines import load_voice
+
+        self.adapter = adapter
+        species, _, npc = adapter.target.partition("/")
+        self.species, self.npc = species, npc or None
+        lore = load_species_lore(Path(config.lore_root), species)
+        self.engine = RulesEngine(load_rulebook(Path(config.rules_root), species, lore.document_ids))
+        self.voice = load_voice(Path(config.voices_root), self.engine.rulebook)
+        self.persona = (load_persona(Path(config.lore_root), species, self.npc, self.engine.vocabulary)
+                        if self.npc else None)
+        if self.persona and self.persona.header.address:
+            self.voice = self.voice.model_copy(update={"address": self.persona.header.address})
+
+    def safe_answer(self, encounter: Encounter) -> tuple[str, str]:
+        """The rules engine's decision with an expert line: what a violating answer is replaced by."""
+        from srl_forge.teachers.lines import compose_line
+
+        decision = self.engine.decide(encounter)
+        allowed = [a for a in decision.acceptable if not self.persona or a not in self.persona.header.forbid]
+        action = allowed[0] if allowed else (decision.acceptable[0] if decision.acceptable else self.engine.vocabulary[0])
+        markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
+        line = compose_line(self.voice, encounter, action, decision.dialogue, random.Random(encounter.encounter_id), markers)
+        return action, line
+
+
+class AnswerGuard:
+    """Splits a streamed answer into the monster's thinking and what it says, and decides what may reach
+    the game: thinking streams as it comes (for logs, not the player); `ACTION`/`SAY` content is
+    released a whole line at a time; the first guardrail violation anywhere stops the answer, and a
+    violating or unreadable answer ends with the safe one instead."""
+
+    def __init__(self):
+        self.text, self.released, self.pending = "", "", ""
+        self.in_thinking = True
+        self.replaced: tuple[str, ...] = ()
+        self.decision: tuple[str, str] | None = None
+
+    def feed(self, piece: str) -> list[tuple[str, str]]:
+        self.text += piece
+        violations = guardrail_violations(self.text)
+        if violations:
+            self.replaced = tuple(sorted({v.category for v in violations}))
+            return []
+        events = []
+        if self.in_thinking:
+            if "</think>" not in self.text:
+                return [("reasoning", piece.replace("<think>", ""))] if piece.replace("<think>", "") else []
+            self.in_thinking = False
+            tail, _, after = piece.partition("</think>")
+            if tail.replace("<think>", "").strip():
+                events.append(("reasoning", tail.replace("<think>", "")))
+            self.pending += after
+        else:
+            self.pending += piece
+        while "\n" in self.pending:
+            line, _, self.pending = self.pending.partition("\n")
+            if line.strip():
+                self.released += line + "\n"
+                events.append(("content", line + "\n"))
+        return events
+
+    def finish(self, safe_answer) -> tuple[list[tuple[str, str]], str | None, str | None]:
+        """The last content events and the (action, line) that was said. `safe_answer() -> (action, line)`."""
+        from training.rewards import parse_decision
+
+        self.decision = None if self.replaced else parse_decision(self.text)
+        if self.decision is not None:
+            return ([("content", self.pending)] if self.pending.strip() else []), *self.decision
+        safe_action, line = safe_answer()
+        said = re.search(r"ACTION:\s*([a-z_]+)", self.released)
+        action = said.group(1) if said else safe_action
+        return [("content", f'SAY: "{line}"' if said else f'ACTION: {action}\nSAY: "{line}"')], action, line
+
+
+class ForgeServer:
+    def __init__(self, config: ServingConfig, pool: AdapterPool | None = None):
+        from srl_forge.artifacts import LocalArtifactStore
+        from srl_forge.game_state import GameStateStore
+        from srl_forge.registry import open_registry
+        from training.model_loading import resolve_model
+
+        self.config = config
+        self.tiers = load_tiers(Path(config.tiers_file))
+        self.store = LocalArtifactStore(config.artifacts_root)
+        self.registry = open_registry(config.registry)
+        self.game_state = GameStateStore(config.game_state_db)
+        bases = {t.base_model for t in self.tiers.values()}
+        if len(bases) != 1:
+            # One process serves one base model; production tiers with their own bases are vLLM servers.
+            raise InputError(config.tiers_file, "tiers.*.base_model",
+                             f"the local server serves one base model; these tiers use {sorted(bases)}")
+        self.base_model = bases.pop()
+        self.pool = pool or AdapterPool(resolve_model(self.base_model, Path(config.model_cache)), config.threads)
+        self.monsters: dict[str, Monster] = {}
+        self.log_position = -1
+        self._stop = threading.Event()
+        self.reload()
+
+    # --- hot reload ---------------------------------------------------------------------------
+
+    def wanted(self) -> list[ServedAdapter]:
+        out = []
+        for target, tier, adapter in self.registry.blue_slots():
+            if tier not in self.tiers or adapter.base_model != self.base_model:
+                continue
+            out.append(ServedAdapter(name=served_name(target, tier), target=target, tier=tier, version=adapter.version,
+                                     path=str(self.store.path_for(adapter.adapter_uri))))
+        return out
+
+    def reload(self) -> dict | None:
+        position = self.registry.log_position()
+        if position == self.log_position:
+            return None
+        wanted = self.wanted()
+        changes = self.pool.sync(wanted)
+        self.monsters = {a.name: self.monsters[a.name] if a.name in self.monsters and
+                         self.monsters[a.name].adapter == a else Monster(self.config, a) for a in wanted}
+        self.log_position = position
+        if changes["added"] or changes["removed"]:
+            log.info(f"serving {sorted(self.monsters)}; loaded {changes['added']}, dropped {changes['removed']}")
+        return changes
+
+    def watch(self) -> threading.Thread:
+        def loop():
+            while not self._stop.wait(self.config.reload_seconds):
+                try:
+                    self.reload()
+                except Exception as exc:  # a busy or briefly locked registry: try again next tick
+                    log.warning(f"registry reload failed, retrying: {exc}")
+
+        thread = threading.Thread(target=loop, name="registry-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def encounter_for(self, monster: Monster, request: ChatRequest) -> Encounter:
+        said = next((m.get("content") or "" for m in reversed(request.messages) if m.get("role") == "user"), "")
+        if isinstance(said, list):  # content parts
+            said = " ".join(p.get("text", "") for p in said if isinstance(p, dict))
+        said = str(said)[:500]
+        if request.encounter is not None:
+            encounter = Encounter.model_validate(request.encounter)
+            if encounter.species != monster.species:
+                raise ValueError(f"encounter.npc.species is {encounter.species!r}, the model {request.model!r} "
+                                 f"is a {monster.species}")
+        else:
+            encounter = Encounter(game=self.game_state.current(),
+                                  npc=NPCState(species=monster.species, tier=TIER_NUMBER[monster.adapter.tier]),
+                                  player=Player(action="talk"), location=Location())
+        return encounter.model_copy(update={"player": encounter.player.model_copy(update={"utterance": said})})
+
+    def prompt_for(self, monster: Monster, encounter: Encounter) -> list[dict]:
+        from training.prompts import rlvr_prompt
+
+        return rlvr_prompt(encounter, monster.engine.vocabulary,
+                           monster.persona.introduction() if monster.persona else None)
+
+    def answer_events(self, request: ChatRequest):
+        """Yields ("reasoning" | "content", text) pieces and finally ("done", record)."""
+        monster = self.monsters.get(request.model)
+        if monster is None:
+            raise KeyError(request.model)
+        encounter = self.encounter_for(monster, request)
+        stats = StreamStats()
+        max_tokens = min(self.config.max_new_tokens * 2,
+                         request.max_completion_tokens or request.max_tokens or self.config.max_new_tokens)
+        guard = AnswerGuard()
+        for piece in self.pool.stream(request.model, self.prompt_for(monster, encounter), max_tokens,
+                                      request.temperature or 0.0, stats):
+            yield from guard.feed(piece)
+            if guard.replaced:
+                log.warning(f"{request.model}: answer replaced by a safe one (guardrails: {', '.join(guard.replaced)})")
+                break
+        events, action, line = guard.finish(lambda: monster.safe_answer(encounter))
+        yield from events
+        replaced, decision = guard.replaced, guard.decision
+        record = PlayerLogRecord(
+            timestamp=datetime.now(timezone.utc), species=monster.species, player_id=request.user or "anonymous",
+            encounter=encounter, npc_action=action, npc_line=line, npc=monster.npc,
+            served=ServedInfo(model=request.model, tier=monster.adapter.tier, adapter_version=monster.adapter.version,
+                              ttft_ms=stats.ttft_ms, total_ms=stats.total_ms, tokens_per_second=stats.tokens_per_second,
+                              format_ok=decision is not None, guardrail_categories=replaced))
+        append_player_log(Path(self.config.player_logs_root), record)
+        yield "done", record
+
+
+def build_app(server: ForgeServer):
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    app = FastAPI(title="srl-forge monsters", version="1")
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "models": sorted(server.monsters), "registry_position": server.log_position}
+
+    @app.get("/v1/models")
+    def models():
+        return {"object": "list", "data": [
+            {"id": name, "object": "model", "owned_by": "srl-forge", "tier": m.adapter.tier,
+             "adapter_version": m.adapter.version} for name, m in sorted(server.monsters.items())]}
+
+    @app.post("/v1/chat/completions")
+    def chat(body: dict):
+        try:
+            request = ChatRequest.model_validate(body)
+            if request.model not in server.monsters:
+                raise HTTPException(404, f"model {request.model!r} is not served; try one of {sorted(server.monsters)}")
+            events = server.answer_events(request)
+            first = next(events)  # validates the encounter before any byte is sent
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise HTTPException(400, f"request field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+
+        def chunk(delta: dict, finish: str | None = None) -> str:
+            return "data: " + json.dumps({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                                          "model": request.model,
+                                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+
+        def all_events():
+            yield first
+            yield from events
+
+        if request.stream:
+            def sse():
+                yield chunk({"role": "assistant", "content": ""})
+                for kind, value in all_events():
+                    if kind == "reasoning":
+                        yield chunk({"reasoning_content": value})
+                    elif kind == "content":
+                        yield chunk({"content": value})
+                yield chunk({}, "stop")
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(sse(), media_type="text/event-stream")
+
+        reasoning, content, record = "", "", None
+        for kind, value in all_events():
+            if kind == "reasoning":
+                reasoning += value
+            elif kind == "content":
+                content += value
+            else:
+                record = value
+        return JSONResponse({
+            "id": completion_id, "object": "chat.completion", "created": created, "model": request.model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content.strip(), "reasoning_content": reasoning.strip()}}],
+            "srl_forge": {"action": record.npc_action, "line": record.npc_line,
+                          "guardrail_replaced": bool(record.served.guardrail_categories),
+                          "ttft_ms": record.served.ttft_ms},
+        })
+
+    return app

@@ -1,0 +1,165 @@
+"""Deployment: the registry, the blue-green gates, rollback, lineage, tiers and the vLLM configuration."""
+
+import pytest
+
+from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, vllm_config
+from srl_forge.errors import InputError
+from srl_forge.registry import AdapterVersion, RegistryError, open_registry
+
+TIERS = {
+    "tier1": TierSpec(base_model="small", serves="species", ttft_budget_ms=1000),
+    "tier2": TierSpec(base_model="big", serves="species", ttft_budget_ms=800),
+    "tier3": TierSpec(base_model="small", serves="persona", ttft_budget_ms=500),
+}
+
+
+def adapter(version, accuracy=(0.6, 0.5, 0.7), violations=0, target="vampire", kind="srl_rlvr", parent=None,
+            base="small", lineage=None):
+    value, low, high = accuracy
+    return AdapterVersion(version=version, target=target, kind=kind, base_model=base,
+                          adapter_uri=f"file:///store/{version}", parent_version=parent,
+                          lineage=lineage or {"lore_documents": ["vampire/weaknesses"], "rules_version": "r1"},
+                          metrics={"decision_accuracy": {"value": value, "low": low, "high": high},
+                                   "guardrail_violations": violations})
+
+
+def deploy(registry, a, ttft=200.0, serves="species"):
+    registry.register(a)
+    return {o.tier: o for o in deploy_candidate(registry, TIERS, registry.get(a.version), serves, ttft, "test")}
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return open_registry(tmp_path / "registry.duckdb")
+
+
+def test_first_adapter_is_promoted_where_its_base_model_is_served(registry):
+    outcome = deploy(registry, adapter("v1"))
+    assert outcome["tier1"].result == "promoted" and registry.blue("vampire", "tier1") == "v1"
+    # tier2 serves another base model: the adapter cannot go there, and the outcome says why
+    assert outcome["tier2"].result == "skipped" and "big" in outcome["tier2"].reason
+    assert registry.blue("vampire", "tier2") is None
+    assert "tier3" not in outcome  # tier 3 serves personas, not species adapters
+
+
+def test_promotion_blocked_by_a_worse_evaluation(registry):
+    deploy(registry, adapter("v1", accuracy=(0.80, 0.70, 0.90)))
+    outcome = deploy(registry, adapter("v2", accuracy=(0.40, 0.28, 0.55)))["tier1"]
+    assert outcome.result == "held"
+    assert registry.blue("vampire", "tier1") == "v1" and registry.green("vampire", "tier1") == "v2"
+    assert [g.name for g in outcome.gates if not g.passed] == ["not_worse_than_blue"]
+    assert "0.40 [0.28, 0.55] vs blue 0.80" in outcome.reason
+    # within the noise is not worse: a lower point estimate whose interval reaches blue passes
+    assert deploy(registry, adapter("v3", accuracy=(0.74, 0.62, 0.85)))["tier1"].result == "promoted"
+
+
+def test_promotion_blocked_by_guardrail_violations(registry):
+    deploy(registry, adapter("v1"))
+    outcome = deploy(registry, adapter("v2", accuracy=(0.9, 0.8, 1.0), violations=1))["tier1"]
+    assert outcome.result == "held" and "no_guardrail_violations" in outcome.reason
+    assert registry.blue("vampire", "tier1") == "v1"
+
+
+def test_promotion_blocked_by_latency_budget_of_the_tier(registry):
+    species = adapter("s1")
+    deploy(registry, species)
+    persona = adapter("p1", target="vampire/count_orlok", kind="persona", parent="s1")
+    outcome = deploy(registry, persona, ttft=900.0, serves="persona")["tier3"]
+    assert outcome.result == "held"
+    assert [g.name for g in outcome.gates if not g.passed] == ["latency_budget"]
+    assert "900 ms vs the tier3 budget 500 ms" in outcome.reason
+    assert registry.blue("vampire/count_orlok", "tier3") is None
+    # the same latency is within tier 1's budget
+    assert deploy(registry, adapter("s2", accuracy=(0.7, 0.6, 0.8)), ttft=900.0)["tier1"].result == "promoted"
+
+
+def test_rollback_restores_the_previous_blue_and_keeps_every_record(registry):
+    deploy(registry, adapter("v1"))
+    deploy(registry, adapter("v2", accuracy=(0.7, 0.6, 0.8)))
+    assert registry.blue("vampire", "tier1") == "v2"
+    event = registry.rollback("vampire", "tier1", triggered_by="test", reason="players complain")
+    assert registry.blue("vampire", "tier1") == "v1"
+    assert (event.action, event.version, event.previous_blue, event.reason) == ("rollback", "v1", "v2", "players complain")
+    assert [e.action for e in registry.events("vampire", "tier1")] == ["candidate", "promote", "candidate", "promote",
+                                                                      "rollback"]
+    assert {a.version for a in registry.versions("vampire")} == {"v1", "v2"}  # nothing deleted
+    with pytest.raises(RegistryError, match="no earlier blue"):
+        registry.rollback("vampire", "tier1", triggered_by="test")
+    # redeploying the rolled-back version is an ordinary promotion again
+    assert deploy(registry, adapter("v2", accuracy=(0.7, 0.6, 0.8)))["tier1"].result == "promoted"
+
+
+def test_rollback_cli_restores_the_previous_blue(tmp_path, monkeypatch, capsys):
+    from srl_assets import deploy as cli
+
+    monkeypatch.setenv("SRL_FORGE_HOME", str(tmp_path))
+    registry = open_registry(tmp_path / "registry.duckdb")
+    assert cli.main(["rollback", "--species", "vampire"]) == 2
+    assert "nothing is deployed for vampire on tier1" in capsys.readouterr().err
+    deploy(registry, adapter("v1"))
+    deploy(registry, adapter("v2", accuracy=(0.7, 0.6, 0.8)))
+    assert cli.main(["rollback", "--species", "vampire", "--reason", "bad night"]) == 0
+    assert "blue is v1 again (was v2)" in capsys.readouterr().out
+    assert registry.blue("vampire", "tier1") == "v1"
+    assert registry.events("vampire", "tier1")[-1].triggered_by.startswith("cli:")
+
+
+def test_lineage_answers_which_lore_and_rules_made_a_monster(registry):
+    deploy(registry, adapter("s1", lineage={"lore_documents": ["vampire/weaknesses", "_world/calendar"],
+                                            "rules_version": "rules-abc", "rules": ["no_entry_uninvited (vampire.yaml)"]}))
+    deploy(registry, adapter("p1", target="vampire/count_orlok", kind="persona", parent="s1",
+                             lineage={"persona_file": "lore/vampire/npcs/count_orlok.md"}), serves="persona")
+    chain = registry.lineage(registry.blue("vampire/count_orlok", "tier3"))
+    assert [a.version for a in chain] == ["p1", "s1"]
+    assert chain[0].lineage["persona_file"].endswith("count_orlok.md")
+    assert chain[1].lineage["lore_documents"] == ["vampire/weaknesses", "_world/calendar"]
+    assert chain[1].lineage["rules_version"] == "rules-abc"
+
+
+def test_registering_a_version_twice_keeps_the_first_record(registry):
+    registry.register(adapter("v1"))
+    registry.register(adapter("v1", accuracy=(0.1, 0.0, 0.2)))
+    assert registry.get("v1").metrics["decision_accuracy"]["value"] == 0.6
+    with pytest.raises(RegistryError, match="not registered"):
+        registry.promote("vampire", "tier1", "nope", [], "test")
+
+
+def test_vllm_configuration_matches_the_registry(registry):
+    tiers = {**TIERS, "tier2": TierSpec(base_model="small", serves="species", ttft_budget_ms=800,
+                                        precision={"embedded": "float32", "production": "fp8"})}
+    for a, serves in ((adapter("s1"), "species"), (adapter("w1", target="werewolf"), "species"),
+                      (adapter("p1", target="vampire/count_orlok", kind="persona", parent="s1"), "persona")):
+        registry.register(a)
+        deploy_candidate(registry, tiers, a, serves, 100.0, "test")
+    config = vllm_config(registry, tiers, lambda uri: uri.replace("file:///store", "/adapters"))
+    assert len(config["servers"]) == 1  # one base model: one server for every tier
+    server = config["servers"][0]
+    expected = {f"{t if tier != 'tier2' else t + '@tier2'}": f"/adapters/{a.version}"
+                for t, tier, a in registry.blue_slots()}
+    assert server["lora_modules"] == expected
+    assert set(expected) == {"vampire", "vampire@tier2", "werewolf", "werewolf@tier2", "vampire/count_orlok"}
+    argv = server["argv"]
+    assert argv[:3] == ["vllm", "serve", "small"] and "--enable-lora" in argv
+    assert argv[argv.index("--max-loras") + 1] == "5" and argv[argv.index("--max-lora-rank") + 1] == "16"
+    assert argv[argv.index("--quantization") + 1] == "fp8"
+    assert argv[argv.index("--lora-modules") + 1:] == [f"{k}={v}" for k, v in sorted(expected.items())]
+    assert server["env"] == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    # a rollback changes what vLLM should serve
+    deploy_candidate(registry, tiers, registry.register(adapter("s2", accuracy=(0.7, 0.6, 0.8))), "species", 100.0, "t")
+    assert vllm_config(registry, tiers, str)["servers"][0]["lora_modules"]["vampire"].endswith("s2")
+    registry.rollback("vampire", "tier1", "test")
+    assert vllm_config(registry, tiers, str)["servers"][0]["lora_modules"]["vampire"].endswith("s1")
+
+
+def test_tiers_file_errors_name_the_field(tmp_path):
+    from srl_assets.resources import REPO_ROOT
+
+    shipped = load_tiers(REPO_ROOT / "config" / "tiers.yaml")
+    assert set(shipped) == {"tier1", "tier2", "tier3"} and shipped["tier3"].ttft_budget_ms == 500
+    bad = tmp_path / "tiers.yaml"
+    bad.write_text("tiers:\n  tier3: {base_model: x, serves: persona, ttft_budget_ms: -5}\n")
+    with pytest.raises(InputError, match=r"tiers.yaml: field 'tiers.tier3.ttft_budget_ms'"):
+        load_tiers(bad)
+    bad.write_text("tiers:\n  tier9: {base_model: x, serves: persona, ttft_budget_ms: 5}\n")
+    with pytest.raises(InputError, match="field 'tiers.tier9': unknown tier"):
+        load_tiers(bad)

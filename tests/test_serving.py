@@ -1,0 +1,233 @@
+"""Serving: the guardrails on a streamed answer, persona files, and the OpenAI-compatible server
+end to end (a real model and adapters, the `openai` client over HTTP on 127.0.0.1)."""
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from srl_forge.errors import InputError
+from srl_forge.personas import Persona, PersonaHeader, load_persona, persona_action_scores
+from srl_forge.serving.server import AnswerGuard
+
+LORE = Path(__file__).resolve().parent.parent / "lore"
+
+
+def run_guard(pieces, safe=("recoil", "Back, wanderer; the chapel is mine.")):
+    guard, events = AnswerGuard(), []
+    for piece in pieces:
+        events += guard.feed(piece)
+        if guard.replaced:
+            break
+    tail, action, line = guard.finish(lambda: safe)
+    return guard, events + tail, action, line
+
+
+def test_a_good_answer_streams_thinking_then_content_a_line_at_a_time():
+    guard, events, action, line = run_guard(
+        ["<think>The garlic", " burns; I", " withdraw.</think>\nACTION:", " seek_shelter\nSAY: \"Keep", " your garlic, wanderer.\""])
+    kinds = [k for k, _ in events]
+    assert kinds[:3] == ["reasoning"] * 3 and set(kinds[3:]) == {"content"}
+    assert "".join(v for k, v in events if k == "reasoning") == "The garlic burns; I withdraw."
+    assert [v for k, v in events if k == "content"] == ["ACTION: seek_shelter\n", 'SAY: "Keep your garlic, wanderer."']
+    assert (action, line, guard.replaced) == ("seek_shelter", "Keep your garlic, wanderer.", ())
+
+
+def test_a_violating_answer_stops_and_is_replaced_by_the_safe_one():
+    guard, events, action, line = run_guard(
+        ["<think>fine</think>\nACTION: feed\n", 'SAY: "Go kill', ' yourself, mortal."'])
+    content = "".join(v for k, v in events if k == "content")
+    assert guard.replaced == ("self_harm",)
+    assert "kill yourself" not in content
+    # the action line was already released (it was clean); the line is the safe one
+    assert content == 'ACTION: feed\nSAY: "Back, wanderer; the chapel is mine."'
+    assert (action, line) == ("feed", "Back, wanderer; the chapel is mine.")
+
+
+def test_an_unreadable_answer_gets_the_engines_decision():
+    guard, events, action, line = run_guard(["I am a monster who forgot the format"])
+    assert guard.decision is None and not guard.replaced
+    assert "".join(v for k, v in events if k == "content") == 'ACTION: recoil\nSAY: "Back, wanderer; the chapel is mine."'
+
+
+def test_persona_file_and_rules_overrides(tmp_path):
+    persona = load_persona(LORE, "vampire", "count_orlok", ("feed", "flee", "charm"))
+    assert persona.header.forbid == ("flee",) and "wanderer" in persona.header.address
+    assert persona.introduction().startswith("You are Count Orlok, master of the ruined chapel on the pass, a vampire.")
+    scores = persona_action_scores({"flee": 1.0, "charm": 0.5, "feed": 0.0}, persona)
+    assert scores == {"flee": 0.0, "charm": 1.0, "feed": 0.0}
+    assert persona_action_scores({"flee": 0.2, "charm": 1.0}, persona) == {"flee": 0.0, "charm": 1.0}
+
+    npcs = tmp_path / "vampire" / "npcs"
+    npcs.mkdir(parents=True)
+    (npcs / "bad.md").write_text("---\nname: Bad\nforbid: [fly]\n---\nNobody.\n")
+    with pytest.raises(InputError, match=r"bad.md: field 'forbid': unknown actions \['fly'\]"):
+        load_persona(tmp_path, "vampire", "bad", ("feed", "flee"))
+    (npcs / "worse.md").write_text("---\nnom: Typo\n---\n")
+    with pytest.raises(InputError, match=r"worse.md: field 'name'"):
+        load_persona(tmp_path, "vampire", "worse")
+    with pytest.raises(InputError, match="not a valid species id"):
+        load_persona(tmp_path, "vampire", "../escape")
+
+
+def test_persona_rows_apply_the_overrides_and_speak_in_the_persona_voice():
+    from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
+    from srl_forge.lore import load_species_lore
+    from srl_forge.rulebook import load_rulebook
+    from srl_forge.rules_engine import RulesEngine
+    from srl_forge.encounters import SampledEncounter
+    from srl_forge.teachers.lines import load_voice
+    from training.outcome_dataset import outcome_row
+    from training.persona_dataset import persona_row
+
+    root = LORE.parent
+    rulebook = load_rulebook(root / "rules", "vampire", load_species_lore(LORE, "vampire").document_ids)
+    engine = RulesEngine(rulebook)
+    voice = load_voice(root / "voices", rulebook)
+    persona = load_persona(LORE, "vampire", "count_orlok", rulebook.actions)
+    rows = []
+    for hour in ("dawn", "day", "dusk", "night"):
+        for action in ("attack", "talk", "threaten"):
+            encounter = Encounter(game=GameState(time_of_day=hour), npc=NPCState(species="vampire", health=0.2),
+                                  player=Player(action=action, items=("holy_symbol",), faction="hunters", party_size=4),
+                                  location=Location(kind="church", consecrated=True))
+            rows.append(outcome_row(SampledEncounter(encounter_id=encounter.encounter_id, split="train", origin="designer",
+                                                     encounter=encounter), engine, voice))
+    retold = [persona_row(r, persona, engine, voice) for r in rows]
+    for row in retold:
+        scores = json.loads(row["action_scores_json"])
+        assert scores["flee"] == 0.0 and "flee" not in row["top_actions"]
+        assert row["prompt"][0]["content"].startswith("You are Count Orlok")
+        action = row["completion_text"].split("ACTION: ")[1].split("\n")[0]
+        assert action in row["top_actions"]
+        assert any(a in row["completion_text"] for a in persona.header.address)
+    # some of these encounters have flee as the species' top choice: the persona answers otherwise
+    assert any("flee" in r["top_actions"] for r in rows)
+
+
+# --- the server, end to end -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make_adapter(tiny_policy: str, folder: Path, seed: int) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture
+def served(tmp_path, tiny_policy, model_cache):
+    import uvicorn
+
+    from srl_forge.artifacts import LocalArtifactStore
+    from srl_forge.deployment import TierSpec, deploy_candidate
+    from srl_forge.registry import AdapterVersion, open_registry
+    from srl_forge.serving.server import ForgeServer, ServingConfig, build_app
+
+    root = LORE.parent
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text(f"tiers:\n  tier1: {{base_model: '{tiny_policy}', serves: species, ttft_budget_ms: 100000}}\n"
+                     f"  tier3: {{base_model: '{tiny_policy}', serves: persona, ttft_budget_ms: 100000}}\n")
+    registry_path = tmp_path / "registry.duckdb"
+    registry = open_registry(registry_path)
+
+    def publish(version, target, kind, seed, serves, parent=None):
+        uri = store.put_directory("adapters", "vampire", _make_adapter(tiny_policy, tmp_path / f"a{seed}", seed), version)
+        adapter = registry.register(AdapterVersion(
+            version=version, target=target, kind=kind, base_model=tiny_policy, adapter_uri=uri, parent_version=parent,
+            metrics={"decision_accuracy": {"value": 0.5, "low": 0.4, "high": 0.6}, "guardrail_violations": 0}))
+        return {o.tier: o.result for o in deploy_candidate(registry, load_tiers_file(tiers), adapter, serves, 10.0, "test")}
+
+    from srl_forge.deployment import load_tiers as load_tiers_file
+
+    assert publish("a" * 64, "vampire", "srl_rlvr", 1, "species") == {"tier1": "promoted"}
+    assert publish("b" * 64, "vampire/count_orlok", "persona", 2, "persona", parent="a" * 64) == {"tier3": "promoted"}
+    config = ServingConfig(registry=str(registry_path), artifacts_root=str(tmp_path / "artifacts"),
+                           player_logs_root=str(tmp_path / "player_logs"), game_state_db=str(tmp_path / "state.duckdb"),
+                           lore_root=str(LORE), rules_root=str(root / "rules"), voices_root=str(root / "voices"),
+                           tiers_file=str(tiers), model_cache=str(model_cache), max_new_tokens=24, threads=1)
+    from srl_forge.game_state import GameStateStore
+
+    GameStateStore(config.game_state_db).load_seed(root / "game_state" / "seed.yaml")
+    server = ForgeServer(config)
+    port = _free_port()
+    uv = uvicorn.Server(uvicorn.Config(build_app(server), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if uv.started:
+            break
+        time.sleep(0.1)
+    yield {"server": server, "port": port, "registry": registry, "publish": publish, "config": config}
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_streaming_chat_through_the_openai_client_is_logged_for_training(served):
+    import openai
+
+    from srl_forge.player_logs import read_player_logs
+
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{served['port']}/v1", api_key="local")
+    assert {m.id for m in client.models.list()} == {"vampire", "vampire/count_orlok"}
+    encounter = {"game": {"time_of_day": "night"}, "npc": {"species": "vampire", "tier": 1},
+                 "player": {"action": "talk", "items": ["garlic"], "faction": "hunters"},
+                 "location": {"kind": "village"}}
+    stream = client.chat.completions.create(
+        model="vampire", messages=[{"role": "user", "content": "Good evening, stranger."}], stream=True,
+        user="player-7", extra_body={"encounter": encounter})
+    chunks = list(stream)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) >= 3 and chunks[-1].choices[0].finish_reason == "stop"
+    assert content.startswith("ACTION: ") and '\nSAY: "' in content  # a tiny random model: the safe answer
+    records, problems = read_player_logs(Path(served["config"].player_logs_root), "vampire")
+    assert not problems and len(records) == 1
+    record = records[0]
+    assert record.player_id == "player-7" and record.encounter.player.utterance == "Good evening, stranger."
+    assert record.encounter.player.items == ("garlic",) and record.served.model == "vampire"
+    assert record.served.adapter_version == "a" * 64 and record.served.ttft_ms is not None
+    assert f"ACTION: {record.npc_action}" in content and record.npc_line in content
+
+    # a named NPC, no encounter given: the live game state and a talking player are assumed
+    reply = client.chat.completions.create(model="vampire/count_orlok", messages=[{"role": "user", "content": "Hello?"}])
+    assert reply.choices[0].message.content.startswith("ACTION: ")
+    persona_record = read_player_logs(Path(served["config"].player_logs_root), "vampire")[0][-1]
+    assert persona_record.npc == "count_orlok" and persona_record.served.tier == "tier3"
+    assert persona_record.npc_action != "flee"  # the safe answer respects the persona's overrides
+
+    with pytest.raises(openai.NotFoundError, match="not served"):
+        client.chat.completions.create(model="werewolf", messages=[{"role": "user", "content": "hi"}])
+    bad = {**encounter, "npc": {"species": "werewolf"}}
+    with pytest.raises(openai.BadRequestError, match="is a vampire"):
+        client.chat.completions.create(model="vampire", messages=[{"role": "user", "content": "hi"}],
+                                       extra_body={"encounter": bad})
+    with pytest.raises(openai.BadRequestError, match="player.action"):
+        client.chat.completions.create(model="vampire", messages=[{"role": "user", "content": "hi"}],
+                                       extra_body={"encounter": {**encounter, "player": {"action": "dance"}}})
+
+
+def test_server_hot_reloads_promotions_and_rollbacks(served):
+    server, registry = served["server"], served["registry"]
+    assert server.monsters["vampire"].adapter.version == "a" * 64
+    served["publish"]("c" * 64, "vampire", "srl_rlvr", 3, "species")
+    assert server.reload() is not None
+    assert server.monsters["vampire"].adapter.version == "c" * 64
+    registry.rollback("vampire", "tier1", triggered_by="test")
+    server.reload()
+    assert server.monsters["vampire"].adapter.version == "a" * 64
+    assert server.reload() is None  # nothing new in the log: nothing reloaded
