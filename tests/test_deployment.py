@@ -28,9 +28,12 @@ def deploy(registry, a, ttft=200.0, serves="species"):
     return {o.tier: o for o in deploy_candidate(registry, TIERS, registry.get(a.version), serves, ttft, "test")}
 
 
-@pytest.fixture
-def registry(tmp_path):
-    return open_registry(tmp_path / "registry.duckdb")
+@pytest.fixture(params=["duckdb", "postgresql"])
+def registry(request, tmp_path):
+    """The same tests on the embedded registry and on a real PostgreSQL."""
+    if request.param == "duckdb":
+        return open_registry(tmp_path / "registry.duckdb")
+    return open_registry(request.getfixturevalue("postgres_url"))
 
 
 def test_first_adapter_is_promoted_where_its_base_model_is_served(registry):
@@ -163,3 +166,43 @@ def test_tiers_file_errors_name_the_field(tmp_path):
     bad.write_text("tiers:\n  tier9: {base_model: x, serves: persona, ttft_budget_ms: 5}\n")
     with pytest.raises(InputError, match="field 'tiers.tier9': unknown tier"):
         load_tiers(bad)
+
+
+def test_served_performance_reverifies_answers_and_flags_a_drop():
+    from datetime import datetime, timezone
+
+    from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
+    from srl_forge.grading import top_actions
+    from srl_forge.lore import load_species_lore
+    from srl_forge.performance import served_performance
+    from srl_forge.player_logs import PlayerLogRecord, ServedInfo
+    from srl_forge.rulebook import load_rulebook
+    from srl_forge.rules_engine import RulesEngine
+    from srl_assets.resources import REPO_ROOT
+
+    engine = RulesEngine(load_rulebook(REPO_ROOT / "rules", "vampire",
+                                       load_species_lore(REPO_ROOT / "lore", "vampire").document_ids))
+    encounters = [Encounter(game=GameState(time_of_day=t), npc=NPCState(species="vampire"),
+                            player=Player(action=a), location=Location(kind="village", invited=i))
+                  for t in ("dawn", "night") for a in ("talk", "attack", "invite") for i in (False, True)]
+
+    def record(encounter, right: bool, version="v1", ttft=120.0, replaced=()):
+        top = top_actions(engine.decide(encounter))
+        action = top[0] if right else next(a for a in engine.vocabulary if a not in top)
+        return PlayerLogRecord(timestamp=datetime.now(timezone.utc), species="vampire", player_id="p", encounter=encounter,
+                               npc_action=action, npc_line="...", served=ServedInfo(
+                                   model="vampire", tier="tier1", adapter_version=version, ttft_ms=ttft,
+                                   guardrail_categories=replaced))
+
+    evaluated = {"v1": {"decision_accuracy": {"value": 0.8}}, "v2": {"decision_accuracy": {"value": 0.5}}}
+    records = ([record(e, right=i % 4 == 0) for i, e in enumerate(encounters * 2)]  # 25% right, evaluated 80%
+               + [record(e, right=True, version="v2", replaced=("slur",) if i == 0 else ()) for i, e in enumerate(encounters)])
+    rows = {r["adapter_version"]: r for r in served_performance(records, lambda v: engine, lambda v: evaluated[v],
+                                                                margin=0.1, min_answers=20)}
+    assert rows["v1"]["answers"] == 24 and rows["v1"]["decision_accuracy"]["value"] == 0.25
+    assert rows["v1"]["stale"] is True  # 0.25 < 0.8 - 0.1
+    assert rows["v2"]["decision_accuracy"]["value"] == 1.0 and rows["v2"]["stale"] is False
+    assert rows["v2"]["guardrail_replaced"] == 1 and rows["v1"]["ttft_p50_ms"] == 120.0
+    # too few answers to judge: never stale
+    few = served_performance(records[:5], lambda v: engine, lambda v: evaluated[v], margin=0.1, min_answers=20)
+    assert few[0]["stale"] is False

@@ -79,7 +79,7 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
                                         "He still tends the graves he now sleeps in, and never leaves them.\n")
     from srl_assets.partitions import register_personas
 
-    assert register_personas(instance, project_copy / "lore") == ["zombie/old_gregor"]
+    assert "zombie/old_gregor" in register_personas(instance, project_copy / "lore")
     persona = run(["persona_adapter", "deployed_persona"], partition="zombie/old_gregor")
     manifest = persona["persona_adapter"].metadata["manifest"].value
     assert manifest["parent_version"] == rlvr_version and manifest["npc"] == "old_gregor"
