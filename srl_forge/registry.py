@@ -251,12 +251,20 @@ class AdapterRegistry:
 
 def _duckdb_factory(path: Path):
     import duckdb
+    from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
     path.parent.mkdir(parents=True, exist_ok=True)
 
+    # A DuckDB file has one writer process at a time; the server's watcher, a sensor and a run take
+    # turns with short connections, so a lock held by another process is waited out, not an error.
+    @retry(retry=retry_if_exception(lambda e: isinstance(e, duckdb.IOException) and "lock" in str(e).lower()),
+           wait=wait_random_exponential(multiplier=0.05, max=1.0), stop=stop_after_delay(30), reraise=True)
+    def open_connection():
+        return duckdb.connect(str(path))
+
     @contextmanager
     def connect():
-        con = duckdb.connect(str(path))
+        con = open_connection()
         try:
             con.execute("BEGIN")
             yield con

@@ -206,3 +206,28 @@ def test_served_performance_reverifies_answers_and_flags_a_drop():
     # too few answers to judge: never stale
     few = served_performance(records[:5], lambda v: engine, lambda v: evaluated[v], margin=0.1, min_answers=20)
     assert few[0]["stale"] is False
+
+
+def _hold_duckdb_file(path, seconds):
+    import time
+
+    import duckdb
+
+    con = duckdb.connect(path)
+    time.sleep(seconds)
+    con.close()
+
+
+def test_embedded_registry_waits_for_another_process_holding_the_file(tmp_path):
+    """The server's watcher, a sensor and a run share the DuckDB file: a lock is waited out."""
+    import multiprocessing
+    import time
+
+    path = str(tmp_path / "registry.duckdb")
+    registry = open_registry(path)
+    holder = multiprocessing.get_context("spawn").Process(target=_hold_duckdb_file, args=(path, 2.0))
+    holder.start()
+    time.sleep(1.0)
+    registry.register(adapter("v1"))
+    holder.join()
+    assert registry.get("v1") is not None
