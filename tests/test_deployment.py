@@ -208,12 +208,13 @@ def test_served_performance_reverifies_answers_and_flags_a_drop():
     assert few[0]["stale"] is False
 
 
-def _hold_duckdb_file(path, seconds):
+def _hold_duckdb_file(path, seconds, holding):
     import time
 
     import duckdb
 
     con = duckdb.connect(path)
+    holding.set()
     time.sleep(seconds)
     con.close()
 
@@ -223,11 +224,19 @@ def test_embedded_registry_waits_for_another_process_holding_the_file(tmp_path):
     import multiprocessing
     import time
 
+    import duckdb
+
     path = str(tmp_path / "registry.duckdb")
     registry = open_registry(path)
-    holder = multiprocessing.get_context("spawn").Process(target=_hold_duckdb_file, args=(path, 2.0))
+    context = multiprocessing.get_context("spawn")
+    holding = context.Event()
+    holder = context.Process(target=_hold_duckdb_file, args=(path, 1.5, holding))
     holder.start()
-    time.sleep(1.0)
+    assert holding.wait(120)
+    with pytest.raises(duckdb.IOException, match="lock"):  # the file really is held by the other process
+        duckdb.connect(path).close()
+    started = time.perf_counter()
     registry.register(adapter("v1"))
+    assert time.perf_counter() - started > 0.2  # it waited for the holder rather than failing
     holder.join()
     assert registry.get("v1") is not None
