@@ -138,8 +138,12 @@ def vllm_config(registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter_p
                 "--max-loras", str(max(1, len(modules))), "--max-lora-rank", str(rank),
                 *VLLM_QUANTIZATION.get(server["precision"], ["--quantization", server["precision"]]),
                 "--lora-modules", *modules]
+        # what to send a running server after a promotion or rollback, instead of restarting it
+        load_requests = [{"method": "POST", "path": "/v1/load_lora_adapter", "json": {"lora_name": name, "lora_path": path}}
+                         for name, path in sorted(server["lora_modules"].items())]
         out.append({**server, "lora_modules": dict(sorted(server["lora_modules"].items())), "max_lora_rank": rank,
-                    "env": {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}, "command": shlex.join(args), "argv": args})
+                    "env": {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}, "command": shlex.join(args), "argv": args,
+                    "load_requests": load_requests})
     return {"servers": out}
 
 

@@ -147,6 +147,7 @@ def test_vllm_configuration_matches_the_registry(registry):
     assert argv[argv.index("--quantization") + 1] == "fp8"
     assert argv[argv.index("--lora-modules") + 1:] == [f"{k}={v}" for k, v in sorted(expected.items())]
     assert server["env"] == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    assert [r["json"] for r in server["load_requests"]] == [{"lora_name": k, "lora_path": v} for k, v in sorted(expected.items())]
     # a rollback changes what vLLM should serve
     deploy_candidate(registry, tiers, registry.register(adapter("s2", accuracy=(0.7, 0.6, 0.8))), "species", 100.0, "t")
     assert vllm_config(registry, tiers, str)["servers"][0]["lora_modules"]["vampire"].endswith("s2")
