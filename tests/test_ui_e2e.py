@@ -20,9 +20,10 @@ from tests.conftest import REPO
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "test-artifacts"
 EXPECTED_GROUPS = ["sources", "lore", "rules", "player_history", "encounters", "trajectories", "datasets",
-                   "training", "evaluation"]
+                   "training", "evaluation", "deployment", "personas"]
 EXPECTED_ASSETS = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset",
-                   "rlvr_dataset", "srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "evaluation"]
+                   "rlvr_dataset", "srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "evaluation",
+                   "deployed_adapter", "adapter_performance", "persona_adapter", "deployed_persona"]
 
 
 def free_port() -> int:
@@ -118,7 +119,9 @@ def test_launch_one_species_and_render_the_asset_graph(webserver):
     assert "Global asset lineage" in lineage
     missing_groups = [g for g in EXPECTED_GROUPS if f">{g}<" not in lineage]
     assert not missing_groups, f"the lineage lacks the groups {missing_groups}"
-    catalog = subprocess.run(flags + ["--dump-dom", f"http://127.0.0.1:{port}/assets"], capture_output=True,
+    # the catalog is a virtualised list: a window tall enough to render every row
+    tall = [f if not f.startswith("--window-size=") else "--window-size=1600,4000" for f in flags]
+    catalog = subprocess.run(tall + ["--dump-dom", f"http://127.0.0.1:{port}/assets"], capture_output=True,
                              text=True, timeout=180).stdout
     missing = [name for name in EXPECTED_ASSETS if f">{name}<" not in catalog]
     assert not missing, f"the asset catalog lacks {missing}"
