@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--species", default="vampire")
     parser.add_argument("--npc", default="count_orlok")
-    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     args = parser.parse_args(argv)
 
@@ -167,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         name = served_name(f"{args.species}/{args.npc}" if spec.serves == "persona" else args.species, tier)
         monster = server.monsters[name]
         prompt = server.prompt_for(monster, Encounter.model_validate(encounters[0]))
-        prompt_tokens = len(server.pool.tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True))
+        prompt_tokens = len(server.pool.tokenizer(server.pool.tokenizer.apply_chat_template(
+            prompt, tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"])
         _stream_once(client, name, encounters[0], args.max_tokens)  # warm-up
         for concurrency in args.concurrency:
-            requests = max(8, concurrency)
+            requests = max(4, concurrency)
             print(f"{tier} {name}: {concurrency} concurrent streams, {requests} requests", file=sys.stderr)
             result = _load_test(client, name, encounters, concurrency, requests, args.max_tokens)
             tier_rows.append({"tier": tier, "model": name, "prompt_tokens": prompt_tokens, "budget_ms": spec.ttft_budget_ms,

@@ -231,3 +231,12 @@ def test_server_hot_reloads_promotions_and_rollbacks(served):
     server.reload()
     assert server.monsters["vampire"].adapter.version == "a" * 64
     assert server.reload() is None  # nothing new in the log: nothing reloaded
+
+
+def test_token_by_token_thinking_streams_without_its_tags():
+    pieces = ["<", "think", ">", "Gar", "lic", " burns", ".", "</", "think", ">", "\n", "ACTION", ":", " recoil", "\n",
+              "SAY", ':', ' "', "Back", ',', " hunter", '."']
+    guard, events, action, line = run_guard(pieces)
+    assert "".join(v for k, v in events if k == "reasoning") == "Garlic burns."
+    assert [v for k, v in events if k == "content"] == ["ACTION: recoil\n", 'SAY: "Back, hunter."']
+    assert (action, line) == ("recoil", "Back, hunter.")

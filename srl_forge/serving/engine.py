@@ -103,11 +103,22 @@ class AdapterPool:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        class CountingStreamer(TextIteratorStreamer):
+        class TokenStreamer(TextIteratorStreamer):
+            """Releases text token by token (the stock streamer waits for a space: a word later)."""
+
             def put(self, value):
-                if not (self.skip_prompt and self.next_tokens_are_prompt):
-                    stats.tokens += int(value.numel())
-                super().put(value)
+                if len(value.shape) > 1:
+                    value = value[0]
+                if self.skip_prompt and self.next_tokens_are_prompt:
+                    self.next_tokens_are_prompt = False
+                    return
+                stats.tokens += int(value.numel())
+                self.token_cache.extend(value.tolist())
+                text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+                new = text[self.print_len:]
+                if new and not new.endswith("\ufffd"):  # not half a multi-byte character
+                    self.print_len += len(new)
+                    self.on_finalized_text(new)
 
         class StopWhenAsked(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
@@ -120,7 +131,7 @@ class AdapterPool:
         with self._lock:
             if name is not None and name not in self.adapters:
                 raise KeyError(name)
-            streamer = CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            streamer = TokenStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
             kwargs = dict(**encoded, max_new_tokens=max_new_tokens, streamer=streamer,
                           stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),

@@ -107,11 +107,29 @@ class AnswerGuard:
     released a whole line at a time; the first guardrail violation anywhere stops the answer, and a
     violating or unreadable answer ends with the safe one instead."""
 
+    OPEN, CLOSE = "<think>", "</think>"
+
     def __init__(self):
-        self.text, self.released, self.pending = "", "", ""
+        self.text, self.released, self.pending, self.reasoning = "", "", "", ""
         self.in_thinking = True
         self.replaced: tuple[str, ...] = ()
         self.decision: tuple[str, str] | None = None
+
+    def _thinking_so_far(self) -> str:
+        """The thought without its tags, less a trailing piece that may be the start of `</think>`
+        (tokens arrive one by one: "<", "/", "think", ">")."""
+        body = self.text.lstrip()
+        if self.OPEN.startswith(body):
+            return ""
+        if body.startswith(self.OPEN):
+            body = body[len(self.OPEN):]
+        end = body.find(self.CLOSE)
+        if end >= 0:
+            return body[:end]
+        for k in range(len(self.CLOSE) - 1, 0, -1):
+            if body.endswith(self.CLOSE[:k]):
+                return body[:-k]
+        return body
 
     def feed(self, piece: str) -> list[tuple[str, str]]:
         self.text += piece
@@ -121,13 +139,14 @@ class AnswerGuard:
             return []
         events = []
         if self.in_thinking:
-            if "</think>" not in self.text:
-                return [("reasoning", piece.replace("<think>", ""))] if piece.replace("<think>", "") else []
+            thought = self._thinking_so_far()
+            if thought.startswith(self.reasoning) and len(thought) > len(self.reasoning):
+                events.append(("reasoning", thought[len(self.reasoning):]))
+                self.reasoning = thought
+            if self.CLOSE not in self.text:
+                return events
             self.in_thinking = False
-            tail, _, after = piece.partition("</think>")
-            if tail.replace("<think>", "").strip():
-                events.append(("reasoning", tail.replace("<think>", "")))
-            self.pending += after
+            self.pending = self.text.split(self.CLOSE, 1)[1]
         else:
             self.pending += piece
         while "\n" in self.pending:
