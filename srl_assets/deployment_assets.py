@@ -110,7 +110,7 @@ def deployed_adapter(context: AssetExecutionContext, lore: dict, rules: dict, en
         "encounters_version": encounters["version"], "srl_dataset_version": srl_dataset["version"],
         "rlvr_dataset_version": rlvr_dataset["version"], "rlvr_dataset_uri": rlvr_dataset["uri"],
         "encounters_uri": encounters["uri"], "evaluation_version": evaluation["version"],
-        "evaluation_uri": evaluation["uri"], "budget": report.get("budget"), "lora_rank": 16,
+        "evaluation_uri": evaluation["uri"], "budget": report.get("budget"), "lora_rank": training.rlvr_config().lora_r,
     }
     registry = deployment.open()
     registry.register(AdapterVersion(

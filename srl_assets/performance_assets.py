@@ -52,7 +52,11 @@ def adapter_performance(context: AssetExecutionContext, config: PerformanceConfi
             engines[uri] = RulesEngine(load_compiled_rules(artifacts, {"uri": uri})[0]) if uri else None
         return engines[uri]
 
-    rows = served_performance(served, engine_for, lambda v: (registry.get(v).metrics if v and registry.get(v) else {}),
+    def evaluated_metrics(version):
+        adapter = registry.get(version) if version else None
+        return adapter.metrics if adapter else {}
+
+    rows = served_performance(served, engine_for, evaluated_metrics,
                               config.accuracy_drop_margin, config.min_answers)
     stale = [r for r in rows if r["stale"]]
     summary = {"species": species, "served_answers": len(served), "unreadable_records": len(problems),

@@ -126,10 +126,12 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
     model_path = resolve_model(config.model, training.model_cache_path)
     tokenizer = load_tokenizer(model_path)
     results = {}
+    base = load_base_model(model_path)  # loaded once; each adapter is put on and taken off again
     for name, uri in (("species_adapter", parent.adapter_uri), ("persona_adapter", manifest["adapter_uri"])):
         context.log.info(f"evaluating {name} on {len(cases)} held-out encounters with {persona.key}'s rules")
-        model = PeftModel.from_pretrained(load_base_model(model_path), str(store.path_for(uri)))
+        model = PeftModel.from_pretrained(base, str(store.path_for(uri)))
         results[name] = evaluate_variant(model, tokenizer, "direct", cases, [], log=context.log.info)
+        base = model.unload()
     metrics = results["persona_adapter"]["metrics"]
     address_share = sum(any(a.lower() in (line or "").lower() for a in persona.header.address)
                         for line in results["persona_adapter"]["lines"]) / max(1, len(cases))
@@ -172,7 +174,8 @@ def deployed_persona(context: AssetExecutionContext, persona_adapter: dict, proj
                  "persona_dataset_version": persona_adapter["dataset_version"], "rules_uri": persona_adapter["rules_uri"],
                  "species_adapter": persona_adapter["parent_version"],
                  "species_lore_version": parent.lineage.get("lore_version") if parent else None,
-                 "species_rules_version": parent.lineage.get("rules_version") if parent else None, "lora_rank": 16},
+                 "species_rules_version": parent.lineage.get("rules_version") if parent else None,
+                 "lora_rank": training.rlvr_config().lora_r},
         metrics=persona_adapter["metrics"])
     rulebook, _ = load_compiled_rules(artifacts, {"uri": persona_adapter["rules_uri"]})
     encounter_set = artifacts.load(parent.lineage["encounters_uri"], EncounterSet)

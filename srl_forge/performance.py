@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from srl_forge.grading import top_actions
 from srl_forge.player_logs import PlayerLogRecord
+from srl_forge.serving.latency import percentile
 
 
 def _interval(hits: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict:
@@ -17,11 +18,6 @@ def _interval(hits: Sequence[float], resamples: int = 1000, seed: int = 0) -> di
     n = len(hits)
     means = sorted(sum(hits[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
     return {"value": sum(hits) / n, "low": means[int(0.025 * (resamples - 1))], "high": means[int(0.975 * (resamples - 1))]}
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 def served_performance(records: Sequence[PlayerLogRecord], engine_for: Callable, evaluated_metrics: Callable,
@@ -45,5 +41,5 @@ def served_performance(records: Sequence[PlayerLogRecord], engine_for: Callable,
                      "evaluated_accuracy": evaluated,
                      "guardrail_replaced": sum(bool(r.served.guardrail_categories) for r in group),
                      "format_failures": sum(not r.served.format_ok for r in group),
-                     "ttft_p50_ms": _percentile(ttfts, 0.5), "ttft_p95_ms": _percentile(ttfts, 0.95), "stale": stale})
+                     "ttft_p50_ms": percentile(ttfts, 0.5), "ttft_p95_ms": percentile(ttfts, 0.95), "stale": stale})
     return rows
