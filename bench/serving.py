@@ -89,24 +89,28 @@ def _load_test(client, model: str, encounters: list[dict], concurrency: int, req
 
 
 def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict]], max_new_tokens: int) -> list[dict]:
-    """One stream at a time: peft adapter beside the base vs the adapter merged into the weights."""
+    """One stream at a time, in process: what the server runs (peft adapter beside the base, system
+    prompt cached) against the same without the prefix cache, the adapter merged, and the bare base."""
+    from peft import PeftModel
+
     from srl_forge.serving.engine import AdapterPool, ServedAdapter
     from srl_forge.serving.latency import ttft_summary
 
+    adapter = [ServedAdapter(name="a", target="a", tier="tier1", version="a" * 16, path=adapter_dir)]
     rows = []
-    pool = AdapterPool(model_path)
-    pool.sync([ServedAdapter(name="a", target="a", tier="tier1", version="a" * 16, path=adapter_dir)])
-    rows.append({"engine": "transformers + peft (adapter unmerged, switchable)",
-                 **ttft_summary(pool, "a", prompts, max_new_tokens=max_new_tokens)})
-    merged = AdapterPool(model_path)
-    from peft import PeftModel
-
+    for label, cache_size in (("system prompt cached (the server)", 64), ("no prefix cache", 0)):
+        pool = AdapterPool(model_path, prefix_cache_size=cache_size)
+        pool.sync(adapter)
+        rows.append({"engine": f"transformers + peft, adapter unmerged, {label}",
+                     **ttft_summary(pool, "a", prompts, max_new_tokens=max_new_tokens)})
+    merged = AdapterPool(model_path, prefix_cache_size=0)
     merged.base = PeftModel.from_pretrained(merged.base, adapter_dir).merge_and_unload()
     merged.model = merged.base
-    rows.append({"engine": "transformers (adapter merged, one model per adapter)",
+    rows.append({"engine": "transformers, adapter merged (one model per adapter), no prefix cache",
                  **ttft_summary(merged, None, prompts, max_new_tokens=max_new_tokens)})
-    rows.append({"engine": "transformers, base model only (no adapter)",
-                 **ttft_summary(merged, None, prompts, max_new_tokens=max_new_tokens)})
+    bare = AdapterPool(model_path, prefix_cache_size=0)
+    rows.append({"engine": "transformers, base model only (no adapter), no prefix cache",
+                 **ttft_summary(bare, None, prompts, max_new_tokens=max_new_tokens)})
     return rows
 
 

@@ -25,6 +25,7 @@ class ServedInfo(BaseModel):
     ttft_ms: float | None = None
     total_ms: float | None = None
     tokens_per_second: float | None = None
+    cached_prompt_tokens: int = 0  # prompt tokens served from the system-prompt cache
     format_ok: bool = True
     guardrail_categories: tuple[str, ...] = ()
 

@@ -201,6 +201,7 @@ def test_streaming_chat_through_the_openai_client_is_logged_for_training(served)
     assert record.player_id == "player-7" and record.encounter.player.utterance == "Good evening, stranger."
     assert record.encounter.player.items == ("garlic",) and record.served.model == "vampire"
     assert record.served.adapter_version == "a" * 64 and record.served.ttft_ms is not None
+    assert record.served.cached_prompt_tokens > 0  # the system prompt came from the prefix cache
     assert f"ACTION: {record.npc_action}" in content and record.npc_line in content
 
     # a named NPC, no encounter given: the live game state and a talking player are assumed
@@ -219,6 +220,30 @@ def test_streaming_chat_through_the_openai_client_is_logged_for_training(served)
     with pytest.raises(openai.BadRequestError, match="player.action"):
         client.chat.completions.create(model="vampire", messages=[{"role": "user", "content": "hi"}],
                                        extra_body={"encounter": {**encounter, "player": {"action": "dance"}}})
+
+
+def test_the_prefix_cache_changes_speed_not_answers(tmp_path, tiny_policy):
+    """Greedy answers with the system prompt's keys and values cached are the answers without the cache,
+    for each adapter (LoRA changes keys and values, so each adapter has its own cache)."""
+    from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats
+
+    adapters = [ServedAdapter(name=n, target="vampire", tier="tier1", version=n * 16,
+                              path=str(_make_adapter(tiny_policy, tmp_path / n, seed))) for n, seed in (("a", 1), ("b", 2))]
+    cached, uncached = AdapterPool(tiny_policy, threads=1), AdapterPool(tiny_policy, threads=1, prefix_cache_size=0)
+    for pool in (cached, uncached):
+        pool.sync(adapters)
+    chats = [[{"role": "system", "content": "You are a vampire of the old chapel. Answer ACTION then SAY."},
+              {"role": "user", "content": f"A hunter with {item} walks in at night."}] for item in ("garlic", "silver")]
+    assert cached.warm("a", chats[0]) > 10
+    for name in ("a", "b", None):
+        for chat in chats:
+            stats = StreamStats()
+            answer = "".join(cached.stream(name, chat, max_new_tokens=12, stats=stats))
+            assert stats.cached_prompt_tokens > 10
+            assert answer == "".join(uncached.stream(name, chat, max_new_tokens=12))
+    assert len(cached._prefixes) == 3 and not uncached._prefixes  # one per adapter and one for the bare base
+    cached.sync(adapters[:1])  # a retired adapter's cache goes with it
+    assert {key[0] for key in cached._prefixes} == {"", cached._peft_name("a" * 16)}
 
 
 def test_server_hot_reloads_promotions_and_rollbacks(served):

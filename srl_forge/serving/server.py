@@ -54,6 +54,7 @@ class ServingConfig(BaseModel):
     reload_seconds: float = 2.0
     max_new_tokens: int = 96
     threads: int | None = None
+    prefix_cache_size: int = 64  # system-prompt KV caches kept (one per served model); 0 turns caching off
 
 
 class ChatRequest(BaseModel):
@@ -187,7 +188,8 @@ class ForgeServer:
             raise InputError(config.tiers_file, "tiers.*.base_model",
                              f"the local server serves one base model; these tiers use {sorted(bases)}")
         self.base_model = bases.pop()
-        self.pool = pool or AdapterPool(resolve_model(self.base_model, Path(config.model_cache)), config.threads)
+        self.pool = pool or AdapterPool(resolve_model(self.base_model, Path(config.model_cache)), config.threads,
+                                        config.prefix_cache_size)
         self.monsters: dict[str, Monster] = {}
         self.log_position = -1
         self._stop = threading.Event()
@@ -213,6 +215,9 @@ class ForgeServer:
         self.monsters = {a.name: self.monsters[a.name] if a.name in self.monsters and
                          self.monsters[a.name].adapter == a else Monster(self.config, a) for a in wanted}
         self.log_position = position
+        for name in changes["added"]:  # the first request to a new adapter should not pay for its system prompt
+            monster = self.monsters[name]
+            self.pool.warm(name, self.prompt_for(monster, self.idle_encounter(monster)))
         if changes["added"] or changes["removed"]:
             log.info(f"serving {sorted(self.monsters)}; loaded {changes['added']}, dropped {changes['removed']}")
         return changes
@@ -234,6 +239,12 @@ class ForgeServer:
 
     # --- requests -----------------------------------------------------------------------------
 
+    def idle_encounter(self, monster: Monster) -> Encounter:
+        """A player walking up to talk, in the game's current state: for requests that bring no encounter."""
+        return Encounter(game=self.game_state.current(),
+                         npc=NPCState(species=monster.species, tier=TIER_NUMBER[monster.adapter.tier]),
+                         player=Player(action="talk"), location=Location())
+
     def encounter_for(self, monster: Monster, request: ChatRequest) -> Encounter:
         said = next((m.get("content") or "" for m in reversed(request.messages) if m.get("role") == "user"), "")
         if isinstance(said, list):  # content parts
@@ -245,9 +256,7 @@ class ForgeServer:
                 raise ValueError(f"encounter.npc.species is {encounter.species!r}, the model {request.model!r} "
                                  f"is a {monster.species}")
         else:
-            encounter = Encounter(game=self.game_state.current(),
-                                  npc=NPCState(species=monster.species, tier=TIER_NUMBER[monster.adapter.tier]),
-                                  player=Player(action="talk"), location=Location())
+            encounter = self.idle_encounter(monster)
         return encounter.model_copy(update={"player": encounter.player.model_copy(update={"utterance": said})})
 
     def prompt_for(self, monster: Monster, encounter: Encounter) -> list[dict]:
@@ -280,7 +289,7 @@ class ForgeServer:
             encounter=encounter, npc_action=action, npc_line=line, npc=monster.npc,
             served=ServedInfo(model=request.model, tier=monster.adapter.tier, adapter_version=monster.adapter.version,
                               ttft_ms=stats.ttft_ms, total_ms=stats.total_ms, tokens_per_second=stats.tokens_per_second,
-                              format_ok=decision is not None, guardrail_categories=replaced))
+                              cached_prompt_tokens=stats.cached_prompt_tokens, format_ok=decision is not None, guardrail_categories=replaced))
         append_player_log(Path(self.config.player_logs_root), record)
         yield "done", record
 
