@@ -11,6 +11,11 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 STAMP := $(VENV)/.installed
+# llama-cpp-python compiles llama.cpp on first install: the library only (no tools, server, tests or
+# multimodal), for this CPU, on every core. About 30 minutes on 2 cores; pip caches the wheel.
+export CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	-DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: env demo test dev serve bench bench-learning bench-serving constraints browser
 
@@ -54,7 +59,7 @@ bench-learning: $(STAMP)
 	$(PY) -m bench.learning --species $(SPECIES) --budget standard
 
 # Time to first token and tokens/s through the server at 1, 4 and 16 streams per tier, and the engine
-# comparison: bench/results/serving-<date>.{json,md}
+# comparison: bench/results/serving-<date>T<time>.{json,md}
 bench-serving: $(STAMP)
 	$(PY) -m bench.serving
 

@@ -1,15 +1,16 @@
 """The serving benchmark: `make bench-serving` (or `python -m bench.serving`).
 
-1. Engine comparison on this CPU for the default model with a rank-16 LoRA: transformers + peft with
-   the adapter kept beside the base (what the server does: one base, many adapters, switched per
-   request) against the same adapter merged into the weights (one model copy per adapter).
+1. Engine comparison on this CPU for the default model with a rank-16 LoRA, one stream in process:
+   llama.cpp (the shipped GGUF de-quantized to float32, as served, and the shipped Q4_1 itself, with the
+   adapter converted to a GGUF LoRA) and transformers + peft (the adapter beside the base), each with
+   and without reusing the prompt prefix already read; transformers merged, and the bare base model.
 2. Through the real server over HTTP with the `openai` client and streaming: time to first token
    (first streamed delta) and tokens/s, p50/p95 at 1, 4 and 16 concurrent streams, at the encounter
    prompt length, per tier (Tier 3 prompts carry the persona's introduction, so they are longer).
 
 Latency does not depend on what an adapter learned, only on its shape: the benchmark serves the
 registry's blue adapters when there are any, else a fresh rank-16 adapter on the tier's base model.
-Results: `bench/results/serving-<date>.{json,md}`, with the tiers' budgets next to the numbers.
+Results: `bench/results/serving-<date>T<time>.{json,md}`, with the tiers' budgets next to the numbers.
 """
 
 from __future__ import annotations
@@ -89,16 +90,37 @@ def _load_test(client, model: str, encounters: list[dict], concurrency: int, req
 
 
 def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict]], max_new_tokens: int) -> list[dict]:
-    """One stream at a time, in process: what the server runs (peft adapter beside the base, system
-    prompt cached) against the same without the prefix cache, the adapter merged, and the bare base."""
+    """One stream at a time, in process, the same rank-16 adapter: llama.cpp (the server's engine for the
+    default policy when llama-cpp-python is installed) and transformers + peft, each with and without
+    reusing the keys and values of the prompt they already read; transformers also merged and bare."""
     from peft import PeftModel
 
-    from srl_forge.serving.engine import AdapterPool, ServedAdapter
+    from srl_forge.serving.engine import AdapterPool, ServedAdapter, llama_cpp_available
     from srl_forge.serving.latency import ttft_summary
+    from training.model_loading import default_policy_gguf
 
-    adapter = [ServedAdapter(name="a", target="a", tier="tier1", version="a" * 16, path=adapter_dir)]
+    adapter = [ServedAdapter(name="a", target="a", tier="tier1", version="a" * 64, path=adapter_dir)]
     rows = []
-    for label, cache_size in (("system prompt cached (the server)", 64), ("no prefix cache", 0)):
+    if llama_cpp_available():
+        from srl_forge.serving.gguf_lora import dequantized_gguf
+        from srl_forge.serving.llama_engine import LlamaCppPool
+
+        gguf_cache = Path(tempfile.mkdtemp(prefix="srl-bench-gguf-"))
+        float32 = dequantized_gguf(default_policy_gguf(), gguf_cache / "base-f32.gguf")
+        for weights, path, label, reuse in (
+                ("float32 GGUF", float32, "shared prompt prefix reused (the server)", True),
+                ("float32 GGUF", float32, "no prefix reuse", False),
+                ("shipped Q4_1 GGUF", default_policy_gguf(), "shared prompt prefix reused", True),
+                ("shipped Q4_1 GGUF", default_policy_gguf(), "no prefix reuse", False)):
+            pool = LlamaCppPool(path, model_path, gguf_cache / weights.split()[0], reuse_prefix=reuse)
+            pool.sync(adapter)
+            rows.append({"engine": f"llama.cpp (llama-cpp-python), {weights} + GGUF LoRA, {label}",
+                         **ttft_summary(pool, "a", prompts, max_new_tokens=max_new_tokens)})
+            pool.sync([])
+    else:
+        rows.append({"engine": "llama.cpp: llama-cpp-python is not installed", "streams": 0,
+                     "ttft_p50_ms": None, "ttft_p95_ms": None, "tokens_per_s_p50": None})
+    for label, cache_size in (("system prompt cached", 64), ("no prefix cache", 0)):
         pool = AdapterPool(model_path, prefix_cache_size=cache_size)
         pool.sync(adapter)
         rows.append({"engine": f"transformers + peft, adapter unmerged, {label}",
@@ -182,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
                               **result})
     uv.should_exit = True
 
-    prompts = [rlvr_prompt(Encounter.model_validate(e), server.monsters[args.species].engine.vocabulary) for e in encounters[:6]]
+    prompts = [rlvr_prompt(Encounter.model_validate(e), server.monsters[args.species].engine.vocabulary) for e in encounters[:8]]
     engines = engine_comparison(model_path, str(adapter_dir), prompts, args.max_tokens)
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
            "torch_threads": torch.get_num_threads(), "max_tokens": args.max_tokens, "base_model": base,
+           "server_engine": type(server.pool).__name__,
            "tiers": tier_rows, "engines": engines}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"serving-{out['date'][:10]}"
+    stem = RESULTS / f"serving-{out['date'][:10]}T{out['date'][11:13]}{out['date'][14:16]}"  # one file per run
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     stem.with_suffix(".md").write_text(to_markdown(out))
     print(to_markdown(out))
@@ -203,7 +226,9 @@ def to_markdown(out: dict) -> str:
     m = out["machine"]
     lines = [f"# Serving benchmark ({out['date']})", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({out['torch_threads']} threads). "
-             f"Base model `{out['base_model']}`, rank-16 LoRA, greedy, up to {out['max_tokens']} new tokens.", "",
+             f"Base model `{out['base_model']}`, rank-16 LoRA, greedy, up to {out['max_tokens']} new tokens. "
+             f"Server engine: `{out.get('server_engine', 'AdapterPool')}`. Encounters are drawn at random, so "
+             "consecutive prompts share only the system prompt (a live game shares the world line too).", "",
              "## Through the server (HTTP, `openai` client, streaming)", "",
              "TTFT = time from sending the request to the first streamed delta (thinking or content).", "",
              "| tier | model | prompt tokens | streams | requests | TTFT p50 / p95 ms | budget ms | p50 within budget | "
@@ -217,7 +242,8 @@ def to_markdown(out: dict) -> str:
               "| engine | TTFT p50 ms | TTFT p95 ms | tokens/s p50 |", "|---|---|---|---|"]
     for e in out["engines"]:
         rate = "" if e["tokens_per_s_p50"] is None else f"{e['tokens_per_s_p50']:.1f}"
-        lines.append(f"| {e['engine']} | {e['ttft_p50_ms']:.0f} | {e['ttft_p95_ms']:.0f} | {rate} |")
+        ttft = ("", "") if e["ttft_p50_ms"] is None else (f"{e['ttft_p50_ms']:.0f}", f"{e['ttft_p95_ms']:.0f}")
+        lines.append(f"| {e['engine']} | {ttft[0]} | {ttft[1]} | {rate} |")
     return "\n".join(lines) + "\n"
 
 

@@ -265,3 +265,131 @@ def test_token_by_token_thinking_streams_without_its_tags():
     assert "".join(v for k, v in events if k == "reasoning") == "Garlic burns."
     assert [v for k, v in events if k == "content"] == ["ACTION: recoil\n", 'SAY: "Back, hunter."']
     assert (action, line) == ("recoil", "Back, hunter.")
+
+
+# --- the llama.cpp engine (the default policy's GGUF) ----------------------------------------------
+
+
+def _lora(path: str, folder: Path, modules: list[str], scale: float) -> Path:
+    """A random LoRA on the real default policy, strong enough to move its logits."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from training.model_loading import load_base_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(load_base_model(path), LoraConfig(r=8, lora_alpha=16, init_lora_weights=False,
+                                                             target_modules=modules))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.mul_(scale)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def smollm2_loras(model_cache, tmp_path_factory):
+    pytest.importorskip("llama_cpp")
+    from training.model_loading import DEFAULT_POLICY, resolve_model
+
+    path = resolve_model(DEFAULT_POLICY, model_cache)
+    root = tmp_path_factory.mktemp("loras")
+    every = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    return path, {"every projection": _lora(path, root / "every", every, 0.3),
+                  "query and key only": _lora(path, root / "qk", ["q_proj", "k_proj"], 1.0)}
+
+
+CHATS = [[{"role": "system", "content": "You are a vampire in a dark-fantasy game. Answer with ACTION: and SAY:."},
+          {"role": "user", "content": f"World: night, full moon. Player: 2 hunters carrying {item}; they {act}."}]
+         for item, act in (("garlic", "attack"), ("silver", "talk"), ("a torch", "threaten"), ("gold", "offer"))]
+
+
+def f32_base(hf_path: str) -> Path:
+    """The float32 GGUF the llama.cpp engine serves, made once beside the converted HF model."""
+    from srl_forge.serving.gguf_lora import dequantized_gguf
+    from training.model_loading import default_policy_gguf
+
+    return dequantized_gguf(default_policy_gguf(), Path(hf_path).parent / "smollm2-f32.gguf")
+
+
+def _adapter_effect_agreement(path: str, adapter: Path, gguf_adapter: Path) -> float:
+    """Correlation between what the adapter does to the next-token logits under peft and under llama.cpp
+    (each compared with its own base model, so the engines' small numeric differences cancel)."""
+    import numpy as np
+    import torch
+    from llama_cpp import Llama
+    from peft import PeftModel
+
+    from training.model_loading import load_base_model, load_tokenizer
+
+    tokenizer = load_tokenizer(path)
+    ids = tokenizer(tokenizer.apply_chat_template(CHATS[0], tokenize=False, add_generation_prompt=True),
+                    add_special_tokens=False)["input_ids"]
+    model = PeftModel.from_pretrained(load_base_model(path), str(adapter)).eval()
+    with torch.no_grad():
+        tuned = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+        with model.disable_adapter():
+            base = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+
+    def llama_logits(lora):
+        llm = Llama(str(f32_base(path)), lora_path=str(lora) if lora else None, n_ctx=512, n_threads=2,
+                    verbose=False, logits_all=True)
+        llm.eval(ids)
+        return np.array(llm.scores[len(ids) - 1])
+
+    return float(np.corrcoef(llama_logits(gguf_adapter) - llama_logits(None), tuned - base)[0, 1])
+
+
+def test_a_lora_adapter_converted_to_gguf_does_in_llama_cpp_what_it_does_in_peft(smollm2_loras, tmp_path, monkeypatch):
+    from srl_forge.serving import gguf_lora
+
+    path, adapters = smollm2_loras
+    shape = gguf_lora.base_gguf_shape(f32_base(path))
+    assert shape == {"architecture": "llama", "heads": 9, "kv_heads": 3}
+    for label, adapter in adapters.items():
+        converted = gguf_lora.convert_lora(adapter, tmp_path / f"{adapter.name}.gguf", shape)
+        assert _adapter_effect_agreement(path, adapter, converted) > 0.999, label  # float32: the same weights
+    # the check can fail: without llama.cpp's row order for the query and key projections it does
+    monkeypatch.setattr(gguf_lora, "_permute", lambda weights, heads: weights)
+    unpermuted = gguf_lora.convert_lora(adapters["query and key only"], tmp_path / "unpermuted.gguf", shape)
+    assert _adapter_effect_agreement(path, adapters["query and key only"], unpermuted) < 0.6
+
+
+def test_the_llama_cpp_engine_streams_and_reuses_what_it_already_read(smollm2_loras, tmp_path):
+    from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats
+    from srl_forge.serving.llama_engine import LlamaCppPool
+
+    path, adapters = smollm2_loras
+    served = [ServedAdapter(name="vampire", target="vampire", tier="tier1", version="r" * 64,
+                            path=str(adapters["every projection"]))]
+    llama = LlamaCppPool(f32_base(path), path, tmp_path / "gguf", threads=2)
+    assert llama.sync(served) == {"added": ["vampire"], "removed": []}
+    assert (tmp_path / "gguf" / f"{'r' * 64}.gguf").exists()  # converted once per version
+    first = StreamStats()
+    answer = "".join(llama.stream("vampire", CHATS[0], max_new_tokens=8, stats=first))
+    assert answer and first.tokens == 8 and first.first_token is not None
+    reference = AdapterPool(path, threads=2)
+    reference.sync(served)
+    assert answer == "".join(reference.stream("vampire", CHATS[0], max_new_tokens=8))  # peft's greedy answer
+    assert answer == "".join(llama.stream("vampire", CHATS[0], max_new_tokens=8))  # greedy: the same again
+    assert answer != "".join(llama.stream(None, CHATS[0], max_new_tokens=8))  # the base model says otherwise
+    system_tokens = llama.warm("vampire", CHATS[0])
+    assert system_tokens > 10
+    stats = StreamStats()
+    assert "".join(llama.stream("vampire", CHATS[1], max_new_tokens=4, stats=stats))
+    assert stats.cached_prompt_tokens >= system_tokens  # the system prompt (and the shared world line) reused
+    assert llama.sync([]) == {"added": [], "removed": ["vampire"]}
+    with pytest.raises(KeyError):
+        next(llama.stream("vampire", CHATS[0]))
+
+
+def test_the_serving_engine_is_configuration(smollm2_loras, model_cache):
+    from srl_forge.serving.engine import AdapterPool, open_engine
+    from srl_forge.serving.llama_engine import LlamaCppPool
+
+    assert isinstance(open_engine("auto", "smollm2-135m-instruct", model_cache), LlamaCppPool)
+    assert isinstance(open_engine("transformers", "smollm2-135m-instruct", model_cache), AdapterPool)
+    with pytest.raises(ValueError, match="one of auto"):
+        open_engine("onnx", "smollm2-135m-instruct", model_cache)
+    with pytest.raises(ValueError, match="default policy's GGUF"):
+        open_engine("llama.cpp", smollm2_loras[0], model_cache)

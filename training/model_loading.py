@@ -33,6 +33,11 @@ def _smollm2_wheel_dir() -> Path:
     return folder
 
 
+def default_policy_gguf() -> Path:
+    """The GGUF file the default policy ships as (llama.cpp serves it directly)."""
+    return _smollm2_wheel_dir() / SMOLLM2_GGUF
+
+
 def convert_smollm2(target: Path) -> Path:
     """De-quantize the shipped GGUF into a trainable HF folder at `target` (atomically, once)."""
     if (target / "config.json").exists():
