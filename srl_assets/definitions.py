@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, FilesystemIOManager, define_asset_job
+from dagster import AssetSelection, Definitions, define_asset_job
 
 from asset_checks import CHECKS
 from srl_assets import (
@@ -21,7 +21,7 @@ from srl_assets import (
     trajectory_assets,
 )
 from srl_assets.partitions import npc_partitions, species_partitions
-from srl_assets.resources import embedded_resources, forge_home
+from srl_assets.resources import embedded_resources, forge_home, io_manager
 from srl_assets.sensors import SENSORS
 
 ASSETS = [
@@ -66,7 +66,7 @@ persona_pipeline = define_asset_job(
 def build_definitions(home: Path | None = None, **paths) -> Definitions:
     home = Path(home) if home else forge_home()
     resources = embedded_resources(home, **paths)
-    resources["io_manager"] = FilesystemIOManager(base_dir=str(home / "dagster_io"))
+    resources["io_manager"] = io_manager(home)
     return Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[species_pipeline, persona_pipeline], sensors=SENSORS,
                        resources=resources)
 

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_status(registry, args.species)
             return 0
         if args.command == "vllm-config":
-            config = vllm_config(registry, tiers, lambda uri: str(store.path_for(uri)))
+            config = vllm_config(registry, tiers, lambda uri: str(store.local_path(uri)))
             text = json.dumps(config, indent=2)
             if args.out:
                 Path(args.out).write_text(text + "\n", encoding="utf-8")

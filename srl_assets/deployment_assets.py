@@ -13,6 +13,7 @@ from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, DeploymentResource, TrainingResource
 from srl_assets.rules_assets import load_compiled_rules
+from srl_forge.databases import redact
 from srl_forge.deployment import deploy_candidate, served_name
 from srl_forge.encounters import EncounterSet
 from srl_forge.hashing import content_hash
@@ -22,18 +23,17 @@ from srl_forge.registry import AdapterVersion, deployment_target
 def measure_candidate_latency(store, training: TrainingResource, deployment: DeploymentResource, adapter_uri: str,
                               encounter_set: EncounterSet, vocabulary, persona_intro: str | None = None) -> dict:
     """Time to first streamed token of the candidate on held-out encounter prompts, one stream at a time,
-    through the serving engine."""
-    from srl_forge.serving.engine import AdapterPool, ServedAdapter
+    through the engine that will serve it."""
+    from srl_forge.serving.engine import ServedAdapter, open_engine
     from srl_forge.serving.latency import ttft_summary
-    from training.model_loading import resolve_model
     from training.prompts import rlvr_prompt
 
     held_out = encounter_set.by_split("test") or encounter_set.by_split("validation")
     picked = random.Random("latency").sample(held_out, min(len(held_out), deployment.latency_prompts))
     prompts = [rlvr_prompt(e.encounter, vocabulary, persona_intro) for e in picked]
-    pool = AdapterPool(resolve_model(training.model, training.model_cache_path))
+    pool = open_engine(deployment.serving_engine, training.model, training.model_cache_path)
     pool.sync([ServedAdapter(name="candidate", target="candidate", tier="tier1", version=content_hash(adapter_uri),
-                             path=str(store.path_for(adapter_uri)))])
+                             path=str(store.local_path(adapter_uri)))])
     return ttft_summary(pool, "candidate", prompts)
 
 
@@ -77,7 +77,7 @@ def register_and_deploy(context, deployment: DeploymentResource, adapter: Adapte
                   (e.previous_blue or "")[:12], e.reason[:160], e.triggered_by] for e in events[-15:]]),
             "lineage": MetadataValue.json(adapter.lineage),
             "how_to_talk_to_it": MetadataValue.md(talk or "nothing is promoted: blue keeps serving (see the gates)"),
-            "registry": deployment.registry if "://" not in deployment.registry else deployment.registry.split("@")[-1],
+            "registry": redact(deployment.registry),
         },
     )
 

@@ -78,7 +78,7 @@ def evaluation(context: AssetExecutionContext, encounters: dict, expert_trajecto
     }
     for name, (checkpoint, mode) in variants.items():
         context.log.info(f"evaluating {name} ({mode}) on {len(cases)} held-out encounters")
-        model = PeftModel.from_pretrained(base, str(store.path_for(checkpoint["adapter_uri"]))) if checkpoint else base
+        model = PeftModel.from_pretrained(base, str(store.local_path(checkpoint["adapter_uri"]))) if checkpoint else base
         results[name] = evaluate_variant(model, tokenizer, mode, cases, steps, log=context.log.info)
         results[name]["adapter_version"] = checkpoint["version"] if checkpoint else None
         if checkpoint:

@@ -69,6 +69,7 @@ def _species_parent(deployment: DeploymentResource, species: str):
 @asset(
     partitions_def=npc_partitions,
     group_name="personas",
+    pool="training",
     code_version="persona-adapter-1",
     kinds={"pytorch", "python"},
     deps=[persona_sources],
@@ -129,7 +130,7 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
     base = load_base_model(model_path)  # loaded once; each adapter is put on and taken off again
     for name, uri in (("species_adapter", parent.adapter_uri), ("persona_adapter", manifest["adapter_uri"])):
         context.log.info(f"evaluating {name} on {len(cases)} held-out encounters with {persona.key}'s rules")
-        model = PeftModel.from_pretrained(base, str(store.path_for(uri)))
+        model = PeftModel.from_pretrained(base, str(store.local_path(uri)))
         results[name] = evaluate_variant(model, tokenizer, "direct", cases, [], log=context.log.info)
         base = model.unload()
     metrics = results["persona_adapter"]["metrics"]

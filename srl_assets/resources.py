@@ -1,4 +1,13 @@
-"""Resources: where lore, rules, game state, memory and artifacts live. Configuration, not code."""
+"""Resources: where lore, rules, game state, memory and artifacts live. Configuration, not code.
+
+`SRL_FORGE_PROFILE` switches every backend at once:
+
+- `embedded` (default): DuckDB files and a local artifact folder under `SRL_FORGE_HOME`.
+- `aws`: game state, semantic memory (pgvector) and the adapter registry in the PostgreSQL database
+  of `SRL_FORGE_DATABASE_URL`; artifacts in S3 under `SRL_FORGE_ARTIFACTS_URL` (`s3://bucket/prefix`,
+  boto3's usual credentials; `AWS_ENDPOINT_URL` for an S3-compatible store). The database URL holds a
+  password, so resources take it as an `EnvVar`: Dagster resolves it in the run and never shows it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +15,12 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
-from srl_forge.artifacts import LocalArtifactStore
+from srl_forge.artifacts import open_artifact_store
+from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
-from srl_forge.memory import DuckDBLoreStore, SemanticMemory, SentenceEmbedder
+from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,12 +41,15 @@ class ProjectFiles(ConfigurableResource):
 
 
 class ArtifactStoreResource(ConfigurableResource):
-    """Content-addressed bulk artifacts (datasets, adapters). Embedded default: a local folder."""
+    """Content-addressed bulk artifacts (datasets, adapters). Embedded default: a local folder;
+    production: `s3://bucket/prefix`, with a local cache for files handed to libraries (peft)."""
 
     root: str
+    cache_dir: str | None = None  # for s3: where downloaded artifacts are kept (content-addressed)
+    endpoint_url: str | None = None  # an S3-compatible endpoint; None: AWS_ENDPOINT_URL or AWS
 
-    def store(self) -> LocalArtifactStore:
-        return LocalArtifactStore(self.root)
+    def store(self):
+        return open_artifact_store(self.root, self.cache_dir, self.endpoint_url)
 
     def load(self, uri: str, model):
         """A pydantic model stored as JSON at `uri`."""
@@ -44,13 +57,14 @@ class ArtifactStoreResource(ConfigurableResource):
 
 
 class GameStateResource(ConfigurableResource):
-    """The live game state. Embedded default: DuckDB, seeded from a YAML file on first use."""
+    """The live game state, seeded from a YAML file on first use. Embedded default: a DuckDB file;
+    production: a `postgresql://` URL."""
 
-    duckdb_path: str
+    location: str
     seed_path: str
 
     def store(self) -> GameStateStore:
-        store = GameStateStore(self.duckdb_path)
+        store = GameStateStore(self.location)
         store.load_seed(Path(self.seed_path))
         return store
 
@@ -62,13 +76,14 @@ def _embedder(model_path: str | None) -> SentenceEmbedder:
 
 
 class SemanticMemoryResource(ConfigurableResource):
-    """Lore embeddings with cosine search. Embedded default: DuckDB + all-MiniLM-L6-v2."""
+    """Lore embeddings with cosine search over all-MiniLM-L6-v2 vectors. Embedded default: a DuckDB
+    file; production: a `postgresql://` URL (pgvector, HNSW index)."""
 
-    duckdb_path: str
+    location: str
     embedding_model: str | None = None  # a local sentence-transformers folder; None: the bundled MiniLM
 
     def memory(self) -> SemanticMemory:
-        return SemanticMemory(DuckDBLoreStore(self.duckdb_path), _embedder(self.embedding_model))
+        return SemanticMemory(open_lore_store(self.location), _embedder(self.embedding_model))
 
 
 class DeploymentResource(ConfigurableResource):
@@ -79,6 +94,7 @@ class DeploymentResource(ConfigurableResource):
     tiers_file: str
     triggered_by: str = "dagster"
     latency_prompts: int = 5  # held-out encounter prompts streamed to measure time to first token
+    serving_engine: str = "auto"  # the engine `make serve` uses, so the latency gate measures what serves
 
     def open(self):
         from srl_forge.registry import open_registry
@@ -95,26 +111,75 @@ def forge_home() -> Path:
     return Path(os.environ.get("SRL_FORGE_HOME", REPO_ROOT / ".forge")).resolve()
 
 
+PROFILES = ("embedded", "aws")
+
+
+def _required_env(name: str, profile: str, must_start: str | None = None) -> EnvVar:
+    value = os.environ.get(name)
+    if not value:
+        raise InputError(f"SRL_FORGE_PROFILE={profile}", name, "must be set for this profile")
+    if must_start and not value.startswith(must_start):
+        raise InputError(f"SRL_FORGE_PROFILE={profile}", name, f"must start with {must_start}")
+    return EnvVar(name)
+
+
+def backend_locations(home: Path, profile: str | None = None) -> dict:
+    """Where the game state, memory, registry and artifacts live under a profile."""
+    profile = profile or os.environ.get("SRL_FORGE_PROFILE") or "embedded"
+    if profile == "embedded":
+        return {"game_state": str(home / "game_state.duckdb"), "memory": str(home / "memory.duckdb"),
+                "registry": os.environ.get("SRL_FORGE_REGISTRY_URL") or str(home / "registry.duckdb"),
+                "artifacts": str(home / "artifacts")}
+    if profile == "aws":
+        database = _required_env("SRL_FORGE_DATABASE_URL", profile, "postgres")
+        return {"game_state": database, "memory": database, "registry": database,
+                "artifacts": _required_env("SRL_FORGE_ARTIFACTS_URL", profile, "s3://").get_value()}
+    raise InputError("SRL_FORGE_PROFILE", "value", f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+
+
+def io_manager(home: Path, profile: str | None = None):
+    """Where Dagster keeps asset outputs (small manifests) between steps and runs: a local folder, or
+    S3 beside the artifacts when run workers are separate machines."""
+    from dagster import FilesystemIOManager
+
+    profile = profile or os.environ.get("SRL_FORGE_PROFILE") or "embedded"
+    if profile != "aws":
+        return FilesystemIOManager(base_dir=str(home / "dagster_io"))
+    from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
+    bucket, _, prefix = backend_locations(home, profile)["artifacts"][len("s3://"):].partition("/")
+    return S3PickleIOManager(s3_resource=S3Resource(endpoint_url=os.environ.get("AWS_ENDPOINT_URL")),
+                             s3_bucket=bucket, s3_prefix="/".join(p for p in (prefix.strip("/"), "dagster_io") if p))
+
+
+def resolved(value: str) -> str:
+    """A resource field's value outside a run (CLIs): an `EnvVar` read from the environment."""
+    return value.get_value() if isinstance(value, EnvVar) else value
+
+
 def embedded_resources(home: Path | None = None, lore_root: Path | None = None, rules_root: Path | None = None,
-                       game_state_seed: Path | None = None) -> dict:
-    """The embedded defaults: everything under one home folder, no network, no GPU."""
+                       game_state_seed: Path | None = None, profile: str | None = None) -> dict:
+    """The resources of a profile (`SRL_FORGE_PROFILE`; default: the embedded one, everything under
+    one home folder, no network, no GPU)."""
     home = Path(home) if home else forge_home()
+    where = backend_locations(home, profile)
     return {
         "project_files": ProjectFiles(
             lore_root=str(lore_root or os.environ.get("SRL_FORGE_LORE_ROOT", REPO_ROOT / "lore")),
             rules_root=str(rules_root or os.environ.get("SRL_FORGE_RULES_ROOT", REPO_ROOT / "rules")),
         ),
-        "artifacts": ArtifactStoreResource(root=str(home / "artifacts")),
+        "artifacts": ArtifactStoreResource(root=where["artifacts"], cache_dir=str(home / "artifact_cache")),
         "game_state_db": GameStateResource(
-            duckdb_path=str(home / "game_state.duckdb"),
+            location=where["game_state"],
             seed_path=str(game_state_seed or os.environ.get("SRL_FORGE_GAME_STATE_SEED",
                                                              REPO_ROOT / "game_state" / "seed.yaml")),
         ),
-        "memory": SemanticMemoryResource(duckdb_path=str(home / "memory.duckdb")),
+        "memory": SemanticMemoryResource(location=where["memory"]),
         "player_logs": PlayerLogsResource(root=str(home / "player_logs")),
         "deployment": DeploymentResource(
-            registry=os.environ.get("SRL_FORGE_REGISTRY_URL") or str(home / "registry.duckdb"),
+            registry=where["registry"],
             tiers_file=os.environ.get("SRL_FORGE_TIERS_FILE", str(REPO_ROOT / "config" / "tiers.yaml")),
+            serving_engine=os.environ.get("SRL_FORGE_SERVING_ENGINE", "auto"),
         ),
         "teachers": TeachersResource(
             config_file=os.environ.get("SRL_FORGE_TEACHERS_CONFIG"),
@@ -129,6 +194,12 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
             rlvr_overrides_json=os.environ.get("SRL_FORGE_RLVR_OVERRIDES"),
             work_root=str(home / "training"),
             model_cache=str(home),
+            launcher=os.environ.get("SRL_FORGE_TRAINING_LAUNCHER", "auto"),
+            sagemaker_role_arn=os.environ.get("SRL_FORGE_SAGEMAKER_ROLE_ARN"),
+            sagemaker_image_uri=os.environ.get("SRL_FORGE_SAGEMAKER_IMAGE_URI"),
+            sagemaker_s3_root=os.environ.get("SRL_FORGE_SAGEMAKER_S3_ROOT") or (
+                where["artifacts"] if where["artifacts"].startswith("s3://") else None),
+            sagemaker_instance_type=os.environ.get("SRL_FORGE_SAGEMAKER_INSTANCE_TYPE", "ml.g5.2xlarge"),
         ),
     }
 
@@ -204,6 +275,35 @@ class TrainingResource(ConfigurableResource):
     evaluation_step_rows: int = 8  # held-out expert steps scored for step similarity
     work_root: str
     model_cache: str
+    # Where training runs: "in_process", "sagemaker", or "auto" (quick: in process; other budgets:
+    # SageMaker when a role and an image are configured, else in process).
+    launcher: str = "auto"
+    sagemaker_role_arn: str | None = None
+    sagemaker_image_uri: str | None = None
+    sagemaker_s3_root: str | None = None  # s3://bucket/prefix for job inputs, outputs and checkpoints
+    sagemaker_instance_type: str = "ml.g5.2xlarge"
+    sagemaker_instance_count: int = 1
+    sagemaker_use_spot: bool = True
+    sagemaker_poll_seconds: float = 30.0
+    sagemaker_endpoint_url: str | None = None
+
+    def sagemaker_launcher(self):
+        """The SageMaker launcher when this budget trains there, else None (in process)."""
+        if self.launcher not in ("auto", "in_process", "sagemaker"):
+            raise InputError("training resource", "launcher", f"{self.launcher!r} is not auto, in_process or sagemaker")
+        configured = bool(self.sagemaker_role_arn and self.sagemaker_image_uri and self.sagemaker_s3_root)
+        if self.launcher == "in_process" or (self.launcher == "auto" and (self.budget == "quick" or not configured)):
+            return None
+        if not configured:
+            raise InputError("training resource", "sagemaker_role_arn",
+                             "launcher sagemaker needs sagemaker_role_arn, sagemaker_image_uri and sagemaker_s3_root")
+        from training.sagemaker_launcher import SageMakerLauncher, SageMakerSettings
+
+        return SageMakerLauncher(SageMakerSettings(
+            role_arn=self.sagemaker_role_arn, image_uri=self.sagemaker_image_uri, s3_root=self.sagemaker_s3_root,
+            instance_type=self.sagemaker_instance_type, instance_count=self.sagemaker_instance_count,
+            use_spot=self.sagemaker_use_spot, poll_seconds=self.sagemaker_poll_seconds,
+            endpoint_url=self.sagemaker_endpoint_url))
 
     @property
     def held_out_limit(self) -> int | None:

@@ -8,6 +8,7 @@ from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, GameStateResource, ProjectFiles
+from srl_forge.databases import redact
 from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
 from srl_forge.rulebook import load_rulebook
@@ -44,7 +45,7 @@ def rules(
         state = game_state_db.store().current()
         unknown = [e for e in state.live_events if e not in rulebook.known_events]
         if unknown:
-            raise InputError(game_state_db.duckdb_path, "live_events", f"unknown live events {unknown}; "
+            raise InputError(redact(game_state_db.location), "live_events", f"unknown live events {unknown}; "
                              f"declare them under 'events' in {project_files.rules_path / 'global.yaml'}")
     active = rulebook.active_rules(state.live_events)
     active_ids = {r.id for r in active}

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from srl_assets.resources import REPO_ROOT, embedded_resources
+from srl_assets.resources import REPO_ROOT, embedded_resources, resolved
 
 
 def serving_config(**overrides):
@@ -20,11 +20,12 @@ def serving_config(**overrides):
 
     r = embedded_resources()
     return ServingConfig(
-        registry=r["deployment"].registry, tiers_file=r["deployment"].tiers_file,
-        artifacts_root=r["artifacts"].root, player_logs_root=r["player_logs"].root,
-        game_state_db=r["game_state_db"].duckdb_path, lore_root=r["project_files"].lore_root,
+        registry=resolved(r["deployment"].registry), tiers_file=r["deployment"].tiers_file,
+        artifacts_root=r["artifacts"].root, artifacts_cache=r["artifacts"].cache_dir,
+        player_logs_root=r["player_logs"].root,
+        game_state_db=resolved(r["game_state_db"].location), lore_root=r["project_files"].lore_root,
         rules_root=r["project_files"].rules_root, voices_root=str(REPO_ROOT / "voices"),
-        model_cache=r["training"].model_cache, **overrides)
+        model_cache=r["training"].model_cache, engine=r["deployment"].serving_engine, **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,11 +100,16 @@ def train_adapter(
         validation_data=_write(validation_rows, data / "validation.parquet"),
         replay_data=_write(replay_rows, data / "replay.parquet"),
         warmup_data=_write(warmup_rows or [], data / "warmup.parquet"),
-        parent_adapter=str(store.path_for(parent_adapter_uri)) if parent_adapter_uri else None,
+        parent_adapter=str(store.local_path(parent_adapter_uri)) if parent_adapter_uri else None,
         work_dir=str(job_dir / "work"), output_dir=str(job_dir / "output"), model_cache=training.model_cache,
     )
     (job_dir / "job.json").write_text(job.model_dump_json(indent=2))
-    metrics = run(job, log=context.log.info)
+    launcher = training.sagemaker_launcher()
+    if launcher is None:
+        metrics, launched_on = run(job, log=context.log.info), "in process"
+    else:  # the same entry point (`python -m training.srl|rlvr --job`) on a SageMaker instance
+        metrics = launcher.run(job, job_cls.__module__, fingerprint, log=context.log.info)
+        launched_on = f"SageMaker {launcher.settings.instance_type} x{launcher.settings.instance_count}"
 
     output = Path(job.output_dir)
     digest = directory_digest(output / "adapter")
@@ -131,6 +136,7 @@ def train_adapter(
             "final_reward_mean": MetadataValue.float(float(steps[-1]["reward_mean"]) if steps else 0.0),
             "mean_kept_fraction": MetadataValue.float(sum(kept) / len(kept) if kept else 1.0),
             "grpo_steps": metrics["grpo_steps"],
+            "launched_on": launched_on,
             "format_warmup": "ran" if metrics["warmup"]["ran"] else "skipped",
             "train_rows": metrics["train_rows"], "replayed_rows": metrics["replayed_rows"],
             "parent_version": parent_version or "none",
@@ -158,6 +164,7 @@ def _usable_parent(context, store, manifest: dict | None) -> dict | None:
 @asset(
     partitions_def=species_partitions,
     group_name="training",
+    pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
     code_version="srl-checkpoint-2",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
@@ -188,6 +195,7 @@ def _warmup_rows(store, rlvr_dataset: dict, expert_trajectories: dict) -> list[d
 @asset(
     partitions_def=species_partitions,
     group_name="training",
+    pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
     code_version="rlvr-checkpoint-1",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
@@ -211,6 +219,7 @@ def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: dict, srl_chec
 @asset(
     partitions_def=species_partitions,
     group_name="training",
+    pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
     code_version="rlvr-only-checkpoint-1",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,

@@ -1,7 +1,10 @@
 """Content-addressed artifact store for bulk data (JSON, parquet, adapters).
 
-A version is written completely (to a temporary name, then renamed) before anything refers to
-it, and a written version is never overwritten: its path is its content hash.
+A version is written completely before anything refers to it, and a written version is never
+overwritten: its name is its content hash. Two backends, chosen by the root's form
+(`open_artifact_store`): a local folder (embedded default: temporary name, then rename) and S3
+(production: single objects are atomic; a folder such as an adapter is published by uploading its
+files first and its manifest last, and a folder without a manifest does not exist).
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ class ArtifactStore(Protocol):
     def put_bytes(self, kind: str, species: str, data: bytes, suffix: str) -> str: ...
     def get_bytes(self, uri: str) -> bytes: ...
     def exists(self, uri: str) -> bool: ...
+    def put_json(self, kind: str, species: str, value: Any) -> str: ...
+    def get_json(self, uri: str) -> Any: ...
+    def put_directory(self, kind: str, species: str, source: Path, digest: str) -> str: ...
+    def local_path(self, uri: str) -> Path: ...
+
+
+class _JsonArtifacts:
+    def put_json(self, kind: str, species: str, value: Any) -> str:
+        return self.put_bytes(kind, species, canonical_json(value).encode("utf-8"), ".json")
+
+    def get_json(self, uri: str) -> Any:
+        return json.loads(self.get_bytes(uri))
 
 
 def _check_kind(kind: str) -> str:
@@ -29,7 +44,7 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
-class LocalArtifactStore:
+class LocalArtifactStore(_JsonArtifacts):
     """Artifacts under a local folder: `<root>/<kind>/<species>/<sha256><suffix>`."""
 
     scheme = "file://"
@@ -64,14 +79,12 @@ class LocalArtifactStore:
             raise
         return self.scheme + str(target)
 
-    def put_json(self, kind: str, species: str, value: Any) -> str:
-        return self.put_bytes(kind, species, canonical_json(value).encode("utf-8"), ".json")
-
     def get_bytes(self, uri: str) -> bytes:
         return self.path_for(uri).read_bytes()
 
-    def get_json(self, uri: str) -> Any:
-        return json.loads(self.get_bytes(uri))
+    def local_path(self, uri: str) -> Path:
+        """Where the artifact can be read as a file or folder (here: where it is stored)."""
+        return self.path_for(uri)
 
     def exists(self, uri: str) -> bool:
         return self.path_for(uri).exists()
@@ -90,3 +103,125 @@ class LocalArtifactStore:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return self.scheme + str(target)
+
+
+MANIFEST = "_manifest.json"  # the last object of a published folder
+
+
+class S3ArtifactStore(_JsonArtifacts):
+    """Artifacts in S3 under `s3://<bucket>/<prefix>/<kind>/<species>/<sha256><suffix>`; folders as
+    `<digest>/` with a manifest (file names, sizes, sha256) written after every file. `local_path`
+    downloads into a local cache (verified, then renamed into place) for the libraries that read
+    files: peft, the model server, vLLM."""
+
+    scheme = "s3://"
+
+    def __init__(self, root: str, cache_dir: str | Path, endpoint_url: str | None = None, client=None):
+        if not root.startswith(self.scheme) or not root[len(self.scheme):].split("/", 1)[0]:
+            raise ValueError(f"not an s3 root: {root!r} (expected s3://bucket/prefix)")
+        self.bucket, _, prefix = root[len(self.scheme):].partition("/")
+        self.prefix = prefix.strip("/")
+        self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.cache_dir = Path(cache_dir).resolve()
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=endpoint_url)  # None: AWS_ENDPOINT_URL or AWS itself
+        self.client = client
+
+    def _key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def _key_of(self, uri: str) -> str:
+        head = f"s3://{self.bucket}/"
+        if not uri.startswith(head):
+            raise ValueError(f"artifact uri {uri} is outside the store at {self.root}")
+        key = uri[len(head):]
+        if (self.prefix and not key.startswith(self.prefix + "/")) or any(p in ("..", ".") for p in key.split("/")):
+            raise ValueError(f"artifact uri {uri} is outside the store at {self.root}")
+        return key
+
+    def _has(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def put_bytes(self, kind: str, species: str, data: bytes, suffix: str) -> str:
+        key = self._key(_check_kind(kind), validate_species_id(species), f"{content_hash(data)}{suffix}")
+        if not self._has(key):  # same hash, same content: a stored version stays as it is
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return f"s3://{self.bucket}/{key}"
+
+    def get_bytes(self, uri: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key_of(uri))["Body"].read()
+
+    def exists(self, uri: str) -> bool:
+        key = self._key_of(uri)
+        return self._has(key.rstrip("/") + "/" + MANIFEST if uri.endswith("/") else key)
+
+    def put_directory(self, kind: str, species: str, source: Path, digest: str) -> str:
+        folder = self._key(_check_kind(kind), validate_species_id(species), _check_kind(digest))
+        uri = f"s3://{self.bucket}/{folder}/"
+        if self._has(f"{folder}/{MANIFEST}"):
+            return uri
+        files = []
+        for path in sorted(p for p in Path(source).rglob("*") if p.is_file()):
+            name = path.relative_to(source).as_posix()
+            data = path.read_bytes()
+            self.client.put_object(Bucket=self.bucket, Key=f"{folder}/{name}", Body=data)
+            files.append({"name": name, "size": len(data), "sha256": content_hash(data)})
+        self.client.put_object(Bucket=self.bucket, Key=f"{folder}/{MANIFEST}",
+                               Body=canonical_json({"files": files}).encode("utf-8"))
+        return uri
+
+    def local_path(self, uri: str) -> Path:
+        key = self._key_of(uri)
+        target = (self.cache_dir / key).resolve()
+        if self.cache_dir not in target.parents:
+            raise ValueError(f"artifact uri {uri} is outside the store at {self.root}")
+        if target.exists():  # content-addressed: a cached copy never goes stale
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not uri.endswith("/"):
+            data = self.get_bytes(uri)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return target
+        manifest = json.loads(self.get_bytes(uri.rstrip("/") + "/" + MANIFEST))
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".incoming-"))
+        try:
+            for entry in manifest["files"]:
+                data = self.get_bytes(uri + entry["name"])
+                if content_hash(data) != entry["sha256"]:
+                    raise ValueError(f"{uri}{entry['name']}: content does not match its manifest")
+                path = staging / entry["name"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+
+def open_artifact_store(root: str | Path, cache_dir: str | Path | None = None,
+                        endpoint_url: str | None = None) -> LocalArtifactStore | S3ArtifactStore:
+    """`s3://bucket/prefix` (production) or a local folder (embedded default)."""
+    text = str(root)
+    if text.startswith(S3ArtifactStore.scheme):
+        if cache_dir is None:
+            raise ValueError("an s3 artifact store needs a local cache folder for the files it hands out")
+        return S3ArtifactStore(text, cache_dir, endpoint_url)
+    return LocalArtifactStore(text)

@@ -1,4 +1,5 @@
-"""The live game state (world flags and live events) in DuckDB, seeded from a YAML file.
+"""The live game state (world flags and live events), seeded from a YAML file: in a DuckDB file
+(embedded default) or in PostgreSQL (`postgresql://` URL, production); the same SQL runs on both.
 
 Seed file format:
     world: {time_of_day: night, moon_phase: full, weather: fog}
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from srl_forge.encounter import GameState
 from srl_forge.errors import InputError
-from srl_forge.duckdb_files import connect
+from srl_forge.databases import open_database
 from srl_forge.hashing import content_hash
 
 
@@ -45,21 +46,25 @@ def read_seed(path: Path, known_events: tuple[str, ...] | None = None) -> tuple[
 
 
 class GameStateStore:
-    """World flags and live events in a DuckDB file."""
+    """World flags and live events in a database: a DuckDB file path or a `postgresql://` URL."""
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, location: str | Path):
+        self.database = open_database(location)
         with self._connect() as con:
             con.execute("CREATE TABLE IF NOT EXISTS world_flags (key VARCHAR PRIMARY KEY, value VARCHAR)")
             con.execute("CREATE TABLE IF NOT EXISTS live_events (name VARCHAR PRIMARY KEY, active BOOLEAN)")
 
     def _connect(self):
-        return connect(self.path)
+        return self.database.transaction()
+
+    def _upsert(self, con, table: str, key: str, column: str, rows: list[tuple]) -> None:
+        con.executemany(self.database.sql(f"INSERT INTO {table} VALUES (?, ?) "
+                                          f"ON CONFLICT ({key}) DO UPDATE SET {column} = excluded.{column}"), rows)
 
     def is_empty(self) -> bool:
         with self._connect() as con:
-            return con.execute("SELECT count(*) FROM world_flags").fetchone()[0] == 0
+            con.execute("SELECT count(*) FROM world_flags")
+            return con.fetchone()[0] == 0
 
     def load_seed(self, path: Path, known_events: tuple[str, ...] | None = None, replace: bool = False) -> None:
         """Load the seed (validated first) unless the store already holds a state (or `replace`)."""
@@ -67,26 +72,26 @@ class GameStateStore:
         if not replace and not self.is_empty():
             return
         with self._connect() as con:
-            con.execute("BEGIN")
             con.execute("DELETE FROM world_flags")
             con.execute("DELETE FROM live_events")
-            con.executemany("INSERT INTO world_flags VALUES (?, ?)", [(k, str(v)) for k, v in world.items()])
-            con.executemany("INSERT INTO live_events VALUES (?, ?)", [(e["name"], bool(e.get("active", True))) for e in events])
-            con.execute("COMMIT")
+            self._upsert(con, "world_flags", "key", "value", [(k, str(v)) for k, v in world.items()])
+            self._upsert(con, "live_events", "name", "active", [(e["name"], bool(e.get("active", True))) for e in events])
 
     def set_flag(self, key: str, value: str) -> None:
         GameState(**{**self.current().model_dump(exclude={"live_events"}), key: value})
         with self._connect() as con:
-            con.execute("INSERT OR REPLACE INTO world_flags VALUES (?, ?)", [key, value])
+            self._upsert(con, "world_flags", "key", "value", [(key, value)])
 
     def set_event(self, name: str, active: bool) -> None:
         with self._connect() as con:
-            con.execute("INSERT OR REPLACE INTO live_events VALUES (?, ?)", [name, active])
+            self._upsert(con, "live_events", "name", "active", [(name, active)])
 
     def current(self) -> GameState:
         with self._connect() as con:
-            flags = dict(con.execute("SELECT key, value FROM world_flags").fetchall())
-            events = [r[0] for r in con.execute("SELECT name FROM live_events WHERE active ORDER BY name").fetchall()]
+            con.execute("SELECT key, value FROM world_flags")
+            flags = dict(con.fetchall())
+            con.execute("SELECT name FROM live_events WHERE active ORDER BY name")
+            events = [r[0] for r in con.fetchall()]
         return GameState(**flags, live_events=tuple(events))
 
     def version(self) -> str:

@@ -19,14 +19,13 @@ PostgreSQL (production: `postgresql://` URL, psycopg2); only the placeholder sty
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from srl_forge.databases import Database, open_database
 from srl_forge.species import validate_species_id
 
 Tier = Literal["tier1", "tier2", "tier3"]
@@ -95,23 +94,20 @@ def _now() -> datetime:
 
 
 class AdapterRegistry:
-    """The registry over a DB-API connection factory. Use `open_registry(url_or_path)`."""
+    """The registry in a database. Use `open_registry(url_or_path)`."""
 
-    def __init__(self, connect, placeholder: str, label: str):
-        self._connect_fn = connect
-        self._ph = placeholder
-        self.label = label  # where it lives, for messages (never a password)
+    def __init__(self, database: Database):
+        self.database = database
+        self.label = f"registry {database.label}"  # where it lives, for messages (never a password)
         with self._connect() as cur:
             for statement in _SCHEMA:
                 cur.execute(statement)
 
-    @contextmanager
-    def _connect(self) -> Iterator[Any]:
-        with self._connect_fn() as cursor:
-            yield cursor
+    def _connect(self):
+        return self.database.transaction()
 
     def _sql(self, text: str) -> str:
-        return text.replace("?", self._ph)
+        return self.database.sql(text)
 
     # --- adapter versions ---------------------------------------------------------------------
 
@@ -249,57 +245,6 @@ class AdapterRegistry:
                                            previous_blue=current, reason=reason, triggered_by=triggered_by))
 
 
-def _duckdb_factory(path: Path):
-    import duckdb
-    from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    # A DuckDB file has one writer process at a time; the server's watcher, a sensor and a run take
-    # turns with short connections, so a lock held by another process is waited out, not an error.
-    @retry(retry=retry_if_exception(lambda e: isinstance(e, duckdb.IOException) and "lock" in str(e).lower()),
-           wait=wait_random_exponential(multiplier=0.05, max=1.0), stop=stop_after_delay(30), reraise=True)
-    def open_connection():
-        return duckdb.connect(str(path))
-
-    @contextmanager
-    def connect():
-        con = open_connection()
-        try:
-            con.execute("BEGIN")
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
-
-    return connect
-
-
-def _postgres_factory(url: str):
-    import psycopg2
-
-    dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
-
-    @contextmanager
-    def connect():
-        con = psycopg2.connect(dsn)
-        try:
-            with con:  # commits on success, rolls back on error
-                with con.cursor() as cur:
-                    yield cur
-        finally:
-            con.close()
-
-    return connect
-
-
 def open_registry(location: str | Path) -> AdapterRegistry:
     """`postgresql://…` (production) or a DuckDB file path (embedded)."""
-    text = str(location)
-    if text.startswith(("postgresql://", "postgresql+psycopg2://", "postgres://")):
-        host = text.split("@")[-1]
-        return AdapterRegistry(_postgres_factory(text), "%s", f"postgresql registry at {host}")
-    return AdapterRegistry(_duckdb_factory(Path(text)), "?", f"registry {text}")
+    return AdapterRegistry(open_database(location))

@@ -79,6 +79,54 @@ def postgres_server(tmp_path_factory):
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API (moto's server) on 127.0.0.1, with throwaway credentials."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    patch = pytest.MonkeyPatch()
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        patch.setenv(name, value)
+    patch.delenv("AWS_PROFILE", raising=False)
+    yield f"http://{host}:{port}"
+    patch.undo()
+    server.stop()
+
+
+@pytest.fixture
+def s3_root(s3_endpoint, request):
+    """A fresh bucket per test: `s3://<bucket>/forge`."""
+    import re
+    import boto3
+
+    bucket = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/forge"
+
+
+@pytest.fixture(params=["local", "s3"])
+def artifact_store(request, tmp_path):
+    """The same artifact tests on the local folder and on S3."""
+    from srl_forge.artifacts import open_artifact_store
+
+    if request.param == "local":
+        return open_artifact_store(tmp_path / "artifacts")
+    return open_artifact_store(request.getfixturevalue("s3_root"), tmp_path / "s3-cache",
+                               request.getfixturevalue("s3_endpoint"))
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def database_location(request, tmp_path):
+    """The same store tests on the embedded DuckDB file and on a real PostgreSQL (with pgvector)."""
+    if request.param == "duckdb":
+        return str(tmp_path / "store.duckdb")
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
 def postgres_url(postgres_server, request):
     """A fresh database per test on the shared server."""

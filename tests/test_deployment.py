@@ -28,12 +28,10 @@ def deploy(registry, a, ttft=200.0, serves="species"):
     return {o.tier: o for o in deploy_candidate(registry, TIERS, registry.get(a.version), serves, ttft, "test")}
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
-def registry(request, tmp_path):
+@pytest.fixture
+def registry(database_location):
     """The same tests on the embedded registry and on a real PostgreSQL."""
-    if request.param == "duckdb":
-        return open_registry(tmp_path / "registry.duckdb")
-    return open_registry(request.getfixturevalue("postgres_url"))
+    return open_registry(database_location)
 
 
 def test_first_adapter_is_promoted_where_its_base_model_is_served(registry):

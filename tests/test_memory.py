@@ -1,11 +1,12 @@
-"""Semantic memory: cosine top-k ranking, embedding reuse, versions kept apart."""
+"""Semantic memory: cosine top-k ranking, embedding reuse, versions kept apart: on DuckDB and on
+PostgreSQL + pgvector alike."""
 
 import math
 
 import pytest
 
 from srl_forge.lore import load_species_lore
-from srl_forge.memory import DuckDBLoreStore, SemanticMemory, SentenceEmbedder
+from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
 from tests.conftest import LORE_ROOT
 
 
@@ -29,8 +30,8 @@ class AxisEmbedder:
         return out
 
 
-def test_cosine_ranking_is_exact(tmp_path):
-    store = DuckDBLoreStore(tmp_path / "m.duckdb")
+def test_cosine_ranking_is_exact(database_location):
+    store = open_lore_store(database_location)
     from srl_forge.lore import LoreChunk
 
     chunks = [LoreChunk(chunk_id=f"c{i}", doc_id="w/d", text=t) for i, t in enumerate(
@@ -44,8 +45,8 @@ def test_cosine_ranking_is_exact(tmp_path):
     assert hits[0].score == pytest.approx(expected, rel=1e-5)
 
 
-def test_index_reuses_embeddings_and_keeps_versions_apart(tmp_path):
-    store = DuckDBLoreStore(tmp_path / "m.duckdb")
+def test_index_reuses_embeddings_and_keeps_versions_apart(database_location):
+    store = open_lore_store(database_location)
     embedder = AxisEmbedder()
     memory = SemanticMemory(store, embedder)
     lore = load_species_lore(LORE_ROOT, "werewolf")
@@ -57,13 +58,43 @@ def test_index_reuses_embeddings_and_keeps_versions_apart(tmp_path):
     assert store.has_version("werewolf", lore.version) and store.has_version("werewolf", "older-version")
 
 
+def test_search_finds_k_chunks_of_its_version_when_other_versions_are_nearer(database_location):
+    """Many near chunks of another version must not crowd out the asked version's (on PostgreSQL the
+    HNSW index scan is filtered: iterative scanning keeps going until k rows match)."""
+    from srl_forge.lore import LoreChunk
+
+    store = open_lore_store(database_location)
+    embedder = AxisEmbedder()
+    crowd = [LoreChunk(chunk_id=f"n{i:03d}", doc_id="w/d", text="silver " * (1 + i % 3)) for i in range(300)]
+    store.store("werewolf", "crowd", crowd, embedder([c.text for c in crowd]))
+    mine = [LoreChunk(chunk_id=f"m{i}", doc_id="w/d", text=t) for i, t in enumerate(["moon", "pack", "corpse moon"])]
+    store.store("werewolf", "mine", mine, embedder([c.text for c in mine]))
+    hits = store.search("werewolf", "mine", embedder(["silver"])[0], k=3)
+    assert sorted(h.chunk_id for h in hits) == ["m0", "m1", "m2"]
+    with pytest.raises(ValueError, match="384 dimensions"):
+        store.search("werewolf", "mine", [1.0, 0.0], k=1)
+
+
+def test_a_failed_store_keeps_the_version_that_was_there(database_location):
+    from srl_forge.lore import LoreChunk
+
+    store = open_lore_store(database_location)
+    embedder = AxisEmbedder()
+    kept = [LoreChunk(chunk_id="c0", doc_id="w/d", text="moon")]
+    store.store("werewolf", "v1", kept, embedder(["moon"]))
+    broken = [LoreChunk(chunk_id="c0", doc_id="w/d", text="moon"), LoreChunk(chunk_id="c1", doc_id="w/d", text="x")]
+    with pytest.raises(ValueError):
+        store.store("werewolf", "v1", broken, embedder(["moon"]) + [[0.0] * 3])
+    assert [h.chunk_id for h in store.search("werewolf", "v1", embedder(["moon"])[0], k=5)] == ["c0"]
+
+
 @pytest.fixture(scope="module")
 def minilm():
     return SentenceEmbedder()
 
 
-def test_real_minilm_recalls_the_relevant_lore(tmp_path, minilm):
-    memory = SemanticMemory(DuckDBLoreStore(tmp_path / "m.duckdb"), minilm)
+def test_real_minilm_recalls_the_relevant_lore(database_location, minilm):
+    memory = SemanticMemory(open_lore_store(database_location), minilm)
     lore = load_species_lore(LORE_ROOT, "werewolf")
     memory.index(lore)
     hits = memory.recall("werewolf", lore.version, "what does a werewolf fear about silver blades", k=3)

@@ -1,4 +1,5 @@
-"""Artifacts are content-addressed and atomic; the game state is seeded and validated."""
+"""Artifacts are content-addressed and atomic (on a local folder and on S3); the game state is seeded
+and validated (on DuckDB and on PostgreSQL)."""
 
 import os
 
@@ -19,6 +20,58 @@ def test_artifact_is_addressed_by_content_and_never_overwritten(tmp_path):
     mtime = os.stat(store.path_for(first)).st_mtime_ns
     assert store.put_json("lore", "vampire", {"a": 1}) == first
     assert os.stat(store.path_for(first)).st_mtime_ns == mtime
+
+
+def test_artifacts_round_trip_and_keep_their_first_version(artifact_store):
+    store = artifact_store
+    first = store.put_json("lore", "vampire", {"a": 1})
+    assert store.put_json("lore", "vampire", {"a": 2}) != first
+    assert store.get_json(first) == {"a": 1} and store.exists(first)
+    assert store.put_json("lore", "vampire", {"a": 1}) == first
+    parquet = store.put_bytes("datasets", "vampire", b"PAR1 rows", ".parquet")
+    assert store.get_bytes(parquet) == b"PAR1 rows" and store.local_path(parquet).read_bytes() == b"PAR1 rows"
+    with pytest.raises(InputError):
+        store.put_json("lore", "../escape", {})
+    with pytest.raises(ValueError, match="outside the store"):
+        store.get_bytes(first.rsplit("/", 3)[0] + "/../../elsewhere.json")
+
+
+def test_an_adapter_folder_is_published_whole(artifact_store, tmp_path, monkeypatch):
+    adapter = tmp_path / "adapter"
+    (adapter / "nested").mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"r": 16}')
+    (adapter / "nested" / "weights.bin").write_bytes(b"\x00\x01" * 1000)
+    uri = artifact_store.put_directory("adapters", "vampire", adapter, "v1")
+    assert artifact_store.exists(uri) and artifact_store.put_directory("adapters", "vampire", adapter, "v1") == uri
+    local = artifact_store.local_path(uri)
+    assert (local / "adapter_config.json").read_text() == '{"r": 16}'
+    assert (local / "nested" / "weights.bin").read_bytes() == b"\x00\x01" * 1000
+
+    # a publish that dies half way leaves no version behind, and the next attempt completes it
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    writes = {"n": 0}
+    if hasattr(artifact_store, "client"):
+        real_put = artifact_store.client.put_object
+
+        def dying_put(**kwargs):
+            writes["n"] += 1
+            if writes["n"] == 2:
+                raise ConnectionError("network gone")
+            return real_put(**kwargs)
+
+        monkeypatch.setattr(artifact_store.client, "put_object", dying_put)
+    else:
+        def dying_replace(*args):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(os, "replace", dying_replace)
+    with pytest.raises((ConnectionError, OSError)):
+        artifact_store.put_directory("adapters", "vampire", adapter, "v2")
+    monkeypatch.undo()
+    assert not artifact_store.exists(uri.replace("/v1", "/v2"))
+    again = artifact_store.put_directory("adapters", "vampire", adapter, "v2")
+    assert (artifact_store.local_path(again) / "adapter_config.json").read_text() == '{"r": 8}'
+    assert (artifact_store.local_path(uri) / "adapter_config.json").read_text() == '{"r": 16}'
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -43,8 +96,8 @@ def test_artifact_paths_reject_traversal(tmp_path):
         store.get_bytes(f"file://{tmp_path}/elsewhere.json")
 
 
-def test_game_state_seed_and_live_events(tmp_path):
-    store = GameStateStore(tmp_path / "gs.duckdb")
+def test_game_state_seed_and_live_events(database_location):
+    store = GameStateStore(database_location)
     store.load_seed(SEED)
     state = store.current()
     assert state.time_of_day == "night" and state.live_events == ()
@@ -54,6 +107,12 @@ def test_game_state_seed_and_live_events(tmp_path):
     assert store.version() != version
     store.load_seed(SEED)  # an existing state is kept, not re-seeded
     assert store.current().live_events == ("blood_moon",)
+    store.set_flag("time_of_day", "dawn")
+    store.set_event("blood_moon", False)
+    assert store.current().time_of_day == "dawn" and store.current().live_events == ()
+    with pytest.raises(ValueError):
+        store.set_flag("time_of_day", "teatime")  # validated before it is written
+    assert GameStateStore(database_location).current().time_of_day == "dawn"  # another process sees it
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.player_logs import PlayerLogRecord, ServedInfo, append_player_log
-from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats
+from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats, open_engine
 
 log = logging.getLogger("srl_forge.serving")
 TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
@@ -43,7 +43,8 @@ TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
 class ServingConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
     registry: str  # DuckDB file or postgresql:// URL
-    artifacts_root: str
+    artifacts_root: str  # a local folder or s3://bucket/prefix
+    artifacts_cache: str | None = None  # where adapters from S3 are downloaded
     player_logs_root: str
     game_state_db: str
     lore_root: str
@@ -55,6 +56,7 @@ class ServingConfig(BaseModel):
     max_new_tokens: int = 96
     threads: int | None = None
     prefix_cache_size: int = 64  # system-prompt KV caches kept (one per served model); 0 turns caching off
+    engine: str = "auto"  # auto | llama.cpp | transformers (see srl_forge/serving/engine.py)
 
 
 class ChatRequest(BaseModel):
@@ -172,14 +174,13 @@ class AnswerGuard:
 
 class ForgeServer:
     def __init__(self, config: ServingConfig, pool: AdapterPool | None = None):
-        from srl_forge.artifacts import LocalArtifactStore
+        from srl_forge.artifacts import open_artifact_store
         from srl_forge.game_state import GameStateStore
         from srl_forge.registry import open_registry
-        from training.model_loading import resolve_model
 
         self.config = config
         self.tiers = load_tiers(Path(config.tiers_file))
-        self.store = LocalArtifactStore(config.artifacts_root)
+        self.store = open_artifact_store(config.artifacts_root, config.artifacts_cache)
         self.registry = open_registry(config.registry)
         self.game_state = GameStateStore(config.game_state_db)
         bases = {t.base_model for t in self.tiers.values()}
@@ -188,7 +189,7 @@ class ForgeServer:
             raise InputError(config.tiers_file, "tiers.*.base_model",
                              f"the local server serves one base model; these tiers use {sorted(bases)}")
         self.base_model = bases.pop()
-        self.pool = pool or AdapterPool(resolve_model(self.base_model, Path(config.model_cache)), config.threads,
+        self.pool = pool or open_engine(config.engine, self.base_model, config.model_cache, config.threads,
                                         config.prefix_cache_size)
         self.monsters: dict[str, Monster] = {}
         self.log_position = -1
@@ -203,7 +204,7 @@ class ForgeServer:
             if tier not in self.tiers or adapter.base_model != self.base_model:
                 continue
             out.append(ServedAdapter(name=served_name(target, tier), target=target, tier=tier, version=adapter.version,
-                                     path=str(self.store.path_for(adapter.adapter_uri))))
+                                     path=str(self.store.local_path(adapter.adapter_uri))))
         return out
 
     def reload(self) -> dict | None:
