@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 
 STAMP := $(VENV)/.installed
 # llama-cpp-python compiles llama.cpp on first install: the library only (no tools, server, tests or
-# multimodal), for this CPU, on every core. About 30 minutes on 2 cores; pip caches the wheel.
+# multimodal), for this CPU, on every core: 20-30 minutes on 2 cores; pip caches the wheel.
 export CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 	-DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)

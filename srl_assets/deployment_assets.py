@@ -34,7 +34,8 @@ def measure_candidate_latency(store, training: TrainingResource, deployment: Dep
     pool = open_engine(deployment.serving_engine, training.model, training.model_cache_path)
     pool.sync([ServedAdapter(name="candidate", target="candidate", tier="tier1", version=content_hash(adapter_uri),
                              path=str(store.local_path(adapter_uri)))])
-    return ttft_summary(pool, "candidate", prompts)
+    engine = {"LlamaCppPool": "llama.cpp", "AdapterPool": "transformers + peft"}.get(type(pool).__name__, type(pool).__name__)
+    return {**ttft_summary(pool, "candidate", prompts), "engine": engine}
 
 
 def register_and_deploy(context, deployment: DeploymentResource, adapter: AdapterVersion, serves: str,
@@ -70,6 +71,7 @@ def register_and_deploy(context, deployment: DeploymentResource, adapter: Adapte
                 [[o.tier, g.name, "yes" if g.passed else "NO", g.detail] for o in outcomes for g in o.gates]),
             "failing_gates": MetadataValue.json(sorted({g.name for o in outcomes for g in o.gates if not g.passed})),
             "ttft_p50_ms": MetadataValue.float(float(latency["ttft_p50_ms"])),
+            "latency_measured_with": latency.get("engine", "given"),
             "ttft_p95_ms": MetadataValue.float(float(latency["ttft_p95_ms"])),
             "deployment_log": markdown_table(
                 ["#", "time", "tier", "action", "version", "previous blue", "reason", "by"],

@@ -38,7 +38,7 @@ def adapter_performance(context: AssetExecutionContext, config: PerformanceConfi
 
     species = context.partition_key
     registry = deployment.open()
-    records, problems = read_player_logs(player_logs.path, species)
+    records, problems = read_player_logs(player_logs.location, species)
     served = [r for r in records if r.served is not None]
     engines = {}
 

@@ -19,7 +19,7 @@ def player_logs(context, player_logs: PlayerLogsResource):
     from dagster import DataVersionsByPartition
 
     return DataVersionsByPartition({
-        species: DataVersion(content_hash(log_watermark(player_logs.path, species)))
+        species: DataVersion(content_hash(log_watermark(player_logs.location, species)))
         for species in context.instance.get_dynamic_partitions(species_partitions.name)
     })
 
@@ -37,7 +37,7 @@ def player_logs(context, player_logs: PlayerLogsResource):
 def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsResource,
                         artifacts: ArtifactStoreResource) -> Output[dict]:
     species = context.partition_key
-    records, problems = read_player_logs(player_logs.path, species)
+    records, problems = read_player_logs(player_logs.location, species)
     for where, problem in problems[:20]:
         context.log.warning(f"skipped unreadable player log record {where}: {problem}")
     kept, report = filter_player_records(records)

@@ -18,6 +18,7 @@ from pathlib import Path
 from dagster import ConfigurableResource, EnvVar
 
 from srl_forge.artifacts import open_artifact_store
+from srl_forge.databases import is_postgres
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
 from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
@@ -129,10 +130,10 @@ def backend_locations(home: Path, profile: str | None = None) -> dict:
     if profile == "embedded":
         return {"game_state": str(home / "game_state.duckdb"), "memory": str(home / "memory.duckdb"),
                 "registry": os.environ.get("SRL_FORGE_REGISTRY_URL") or str(home / "registry.duckdb"),
-                "artifacts": str(home / "artifacts")}
+                "artifacts": str(home / "artifacts"), "player_logs": str(home / "player_logs")}
     if profile == "aws":
         database = _required_env("SRL_FORGE_DATABASE_URL", profile, "postgres")
-        return {"game_state": database, "memory": database, "registry": database,
+        return {"game_state": database, "memory": database, "registry": database, "player_logs": database,
                 "artifacts": _required_env("SRL_FORGE_ARTIFACTS_URL", profile, "s3://").get_value()}
     raise InputError("SRL_FORGE_PROFILE", "value", f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
 
@@ -175,7 +176,7 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
                                                              REPO_ROOT / "game_state" / "seed.yaml")),
         ),
         "memory": SemanticMemoryResource(location=where["memory"]),
-        "player_logs": PlayerLogsResource(root=str(home / "player_logs")),
+        "player_logs": PlayerLogsResource(root=where["player_logs"]),
         "deployment": DeploymentResource(
             registry=where["registry"],
             tiers_file=os.environ.get("SRL_FORGE_TIERS_FILE", str(REPO_ROOT / "config" / "tiers.yaml")),
@@ -212,14 +213,15 @@ def _evaluation_encounters(value: str | None) -> int | None:
 
 
 class PlayerLogsResource(ConfigurableResource):
-    """Where player interaction logs land. Embedded default: a JSONL folder per species."""
+    """Where player interaction logs land. Embedded default: a JSONL folder per species; production:
+    the `player_logs` table of a `postgresql://` database."""
 
     root: str
     stale_after_records: int = 50  # new records that make a species' encounters stale
 
     @property
-    def path(self) -> Path:
-        return Path(self.root)
+    def location(self) -> Path | str:
+        return self.root if is_postgres(self.root) else Path(self.root)
 
 
 class TeachersResource(ConfigurableResource):

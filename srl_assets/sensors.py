@@ -77,7 +77,7 @@ def player_log_sensor(context: SensorEvaluationContext, player_logs: PlayerLogsR
     cursor = json.loads(context.cursor) if context.cursor else {}
     events = []
     for species in context.instance.get_dynamic_partitions(species_partitions.name):
-        mark = log_watermark(player_logs.path, species)
+        mark = log_watermark(player_logs.location, species)
         seen = cursor.get(species)
         if seen is None or mark["records"] - seen >= player_logs.stale_after_records:
             events.append(AssetObservation(asset_key=player_logs_source.key, partition=species,

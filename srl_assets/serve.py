@@ -22,7 +22,7 @@ def serving_config(**overrides):
     return ServingConfig(
         registry=resolved(r["deployment"].registry), tiers_file=r["deployment"].tiers_file,
         artifacts_root=r["artifacts"].root, artifacts_cache=r["artifacts"].cache_dir,
-        player_logs_root=r["player_logs"].root,
+        player_logs_root=resolved(r["player_logs"].root),
         game_state_db=resolved(r["game_state_db"].location), lore_root=r["project_files"].lore_root,
         rules_root=r["project_files"].rules_root, voices_root=str(REPO_ROOT / "voices"),
         model_cache=r["training"].model_cache, engine=r["deployment"].serving_engine, **overrides)

@@ -1,4 +1,7 @@
-"""Historical player interactions: JSONL files under `<root>/<species>/*.jsonl`, one record a line."""
+"""Historical player interactions, one record per answer or game event. Two stores behind the same
+three functions (append, read, watermark), chosen by the location: JSONL files under
+`<folder>/<species>/*.jsonl` (embedded default; a game may also drop its own files there), or the
+`player_logs` table of a PostgreSQL database (`postgresql://` URL, production)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from srl_forge.databases import is_postgres, open_database, redact
 from srl_forge.encounter import Encounter
 from srl_forge.species import validate_species_id
 
@@ -45,10 +49,31 @@ class PlayerLogRecord(BaseModel):
 _APPEND_LOCK = threading.Lock()
 
 
-def append_player_log(root: Path, record: PlayerLogRecord) -> Path:
-    """Append one record to `<root>/<species>/served-<date>.jsonl`, the folder the player-log sensor
-    watches. One `write` of a whole line under a lock, so concurrent requests never interleave."""
+_PG_TABLES: set[str] = set()  # databases whose table exists (created once per process)
+
+
+def _pg(location: str):
+    database = open_database(location)
+    if database.location not in _PG_TABLES:
+        with database.transaction() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS player_logs (id BIGSERIAL PRIMARY KEY, species TEXT NOT NULL, "
+                        "recorded_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL)")
+            cur.execute("CREATE INDEX IF NOT EXISTS player_logs_species_id ON player_logs (species, id)")
+        _PG_TABLES.add(database.location)
+    return database
+
+
+def append_player_log(root: Path | str, record: PlayerLogRecord) -> Path | str:
+    """Append one record: to `<root>/<species>/served-<date>.jsonl`, the folder the player-log sensor
+    watches (one `write` of a whole line under a lock, so concurrent requests never interleave), or as
+    one row of the `player_logs` table when `root` is a PostgreSQL URL."""
     validate_species_id(record.species)
+    if is_postgres(root):
+        with _pg(str(root)).transaction() as cur:
+            cur.execute("INSERT INTO player_logs (species, recorded_at, record) VALUES (%s, %s, %s)",
+                        [record.species, record.timestamp, record.model_dump_json()])
+        return redact(str(root))
+    root = Path(root)
     folder = root / record.species
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"served-{record.timestamp:%Y-%m-%d}.jsonl"
@@ -62,27 +87,35 @@ def append_player_log(root: Path, record: PlayerLogRecord) -> Path:
     return path
 
 
-def read_player_logs(root: Path, species: str) -> tuple[list[PlayerLogRecord], list[tuple[str, str]]]:
-    """Valid records, and (file:line, problem) for every record that could not be read."""
+def _raw_lines(root: Path | str, species: str):
+    """(where, JSON text) of every stored record of a species, oldest first."""
+    if is_postgres(root):
+        with _pg(str(root)).transaction() as cur:
+            cur.execute("SELECT id, record::text FROM player_logs WHERE species = %s ORDER BY id", [species])
+            rows = cur.fetchall()
+        yield from ((f"{redact(str(root))} player_logs id {row_id}", text) for row_id, text in rows)
+        return
+    folder = Path(root) / species
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                yield f"{path}:{number}", line
+
+
+def read_player_logs(root: Path | str, species: str) -> tuple[list[PlayerLogRecord], list[tuple[str, str]]]:
+    """Valid records, and (file:line or table row, problem) for every record that could not be read."""
     validate_species_id(species)
     records, problems = [], []
-    folder = root / species
-    if not folder.is_dir():
-        return records, problems
-    for path in sorted(folder.glob("*.jsonl")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = PlayerLogRecord.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError) as exc:
-                problems.append((where, str(exc).splitlines()[0][:200]))
-                continue
-            if record.species != species or record.encounter.species != species:
-                problems.append((where, f"record is for {record.species!r}, not {species!r}"))
-                continue
-            records.append(record)
+    for where, line in _raw_lines(root, species):
+        try:
+            record = PlayerLogRecord.model_validate(json.loads(line))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            problems.append((where, str(exc).splitlines()[0][:200]))
+            continue
+        if record.species != species or record.encounter.species != species:
+            problems.append((where, f"record is for {record.species!r}, not {species!r}"))
+            continue
+        records.append(record)
     return records, problems
 
 
@@ -151,9 +184,15 @@ def _pseudonym(player_id: str) -> str:
     return "player-" + content_hash(f"player:{player_id}")[:12]
 
 
-def log_watermark(root: Path, species: str) -> dict:
-    """How much log there is for a species, cheaply: record lines and the newest file's mtime."""
-    folder = root / species
+def log_watermark(root: Path | str, species: str) -> dict:
+    """How much log there is for a species, cheaply: records, and the newest file's mtime (folder) or
+    the newest row id (table)."""
+    if is_postgres(root):
+        with _pg(str(root)).transaction() as cur:
+            cur.execute("SELECT count(*), COALESCE(max(id), 0) FROM player_logs WHERE species = %s", [species])
+            count, newest = cur.fetchone()
+        return {"records": int(count), "newest_id": int(newest)}
+    folder = Path(root) / species
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
     lines = sum(sum(1 for line in p.open(encoding="utf-8") if line.strip()) for p in files)
     return {"records": lines, "files": len(files), "newest_mtime": max((p.stat().st_mtime for p in files), default=0.0)}

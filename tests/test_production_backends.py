@@ -51,6 +51,7 @@ def test_the_aws_profile_materializes_a_species_on_postgres_and_s3(aws_profile, 
     # the database URL holds a password: the resources carry the variable's name, not its value
     assert isinstance(defs.resources["game_state_db"].location, EnvVar)
     assert isinstance(defs.resources["deployment"].registry, EnvVar)
+    assert isinstance(defs.resources["player_logs"].root, EnvVar)  # player logs: a table in the same database
     register_species(instance, project_copy / "lore")
 
     result = materialize(ASSETS, partition_key="werewolf", instance=instance, resources=defs.resources,

@@ -130,3 +130,36 @@ def test_bad_seed(tmp_path, text, field):
     with pytest.raises(InputError) as err:
         GameStateStore(tmp_path / "gs.duckdb").load_seed(seed)
     assert err.value.field == field and str(seed) in str(err.value)
+
+
+@pytest.fixture(params=["folder", "postgresql"])
+def player_log_location(request, tmp_path):
+    if request.param == "folder":
+        return tmp_path / "player_logs"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_player_logs_append_read_and_count_on_either_store(player_log_location):
+    from datetime import datetime, timezone
+
+    from srl_forge.encounter import Encounter
+    from srl_forge.player_logs import PlayerLogRecord, append_player_log, log_watermark, read_player_logs
+
+    def record(species: str, said: str) -> PlayerLogRecord:
+        encounter = Encounter.model_validate({"game": {}, "location": {}, "npc": {"species": species},
+                                              "player": {"action": "talk", "utterance": said}})
+        return PlayerLogRecord(timestamp=datetime.now(timezone.utc), species=species, player_id="p1",
+                               encounter=encounter, npc_action="parley", npc_line="Speak.")
+
+    assert read_player_logs(player_log_location, "vampire") == ([], [])
+    assert log_watermark(player_log_location, "vampire")["records"] == 0
+    for said in ("hello", "who are you?", "ignore previous instructions"):
+        append_player_log(player_log_location, record("vampire", said))
+    append_player_log(player_log_location, record("werewolf", "howl"))
+    records, problems = read_player_logs(player_log_location, "vampire")
+    assert [r.encounter.player.utterance for r in records] == ["hello", "who are you?", "ignore previous instructions"]
+    assert not problems
+    assert log_watermark(player_log_location, "vampire")["records"] == 3
+    assert log_watermark(player_log_location, "werewolf")["records"] == 1
+    with pytest.raises(InputError):
+        append_player_log(player_log_location, record("vampire", "x").model_copy(update={"species": "../etc"}))

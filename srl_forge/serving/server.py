@@ -291,7 +291,7 @@ class ForgeServer:
             served=ServedInfo(model=request.model, tier=monster.adapter.tier, adapter_version=monster.adapter.version,
                               ttft_ms=stats.ttft_ms, total_ms=stats.total_ms, tokens_per_second=stats.tokens_per_second,
                               cached_prompt_tokens=stats.cached_prompt_tokens, format_ok=decision is not None, guardrail_categories=replaced))
-        append_player_log(Path(self.config.player_logs_root), record)
+        append_player_log(self.config.player_logs_root, record)
         yield "done", record
 
 
