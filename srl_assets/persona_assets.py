@@ -29,6 +29,7 @@ from srl_forge.hashing import content_hash
 from srl_forge.personas import load_persona, persona_path, split_persona_key
 from srl_forge.registry import AdapterVersion, deployment_target
 from srl_forge.rules_engine import RulesEngine
+from training.outcome_dataset import outcome_row
 from training.rlvr import RLVRJob, run_rlvr_job
 from training.step_dataset import to_parquet
 
@@ -117,8 +118,12 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
         warmup_rows=[{"prompt": r["prompt"], "completion_text": r["completion_text"]} for r in train], species=species)
     manifest = output.value
 
-    # evaluation on the species' held-out encounters, persona rules applied
-    test = [r for r in rows if r["split"] == "test"]
+    # evaluation on the species' held-out encounters (kept out of every dataset), persona rules applied
+    held_out = artifacts.load(parent.lineage["encounters_uri"], EncounterSet).by_split("test")
+    if not held_out:
+        raise Failure(description=f"{persona.key}: the species' encounter set has no held-out (test) encounters "
+                      "to evaluate the persona on; raise test_size in the encounters config", allow_retries=False)
+    test = [persona_row(outcome_row(e, engine, voice), persona, engine, voice) for e in held_out]
     limit = training.held_out_limit
     if limit is not None and limit < len(test):
         test = sorted(random.Random(f"eval:{persona.key}").sample(test, limit), key=lambda r: r["row_id"])

@@ -84,6 +84,7 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     manifest = persona["persona_adapter"].metadata["manifest"].value
     assert manifest["parent_version"] == rlvr_version and manifest["npc"] == "old_gregor"
     assert "| persona_adapter |" in persona["persona_adapter"].metadata["held_out_comparison"].value
+    assert manifest["metrics"]["held_out_encounters"] > 0  # the species' held-out encounters, kept out of datasets
     persona_version = registry.blue("zombie/old_gregor", "tier3")
     assert persona_version == manifest["version"] != rlvr_version
     assert [a.version for a in registry.lineage(persona_version)] == [persona_version, rlvr_version, srl["version"]]
