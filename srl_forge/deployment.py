@@ -65,8 +65,13 @@ class Gate(BaseModel):
     numbers: dict[str, float | int | None] = Field(default_factory=dict)
 
 
-def accuracy_gate(candidate: dict, blue: dict | None) -> Gate:
-    """`candidate`/`blue`: {value, low, high} of decision accuracy on the held-out set."""
+def accuracy_gate(candidate: dict, blue: dict | None, held_out: int | None = None) -> Gate:
+    """`candidate`/`blue`: {value, low, high} of decision accuracy on the held-out set of `held_out`
+    encounters (None: not recorded). An evaluation on no encounter shows nothing: blocked."""
+    if held_out == 0:
+        return Gate(name="not_worse_than_blue", passed=False,
+                    detail="the candidate was evaluated on 0 held-out encounters: nothing shows it works",
+                    numbers={"held_out_encounters": 0})
     if blue is None:
         return Gate(name="not_worse_than_blue", passed=True, detail="no blue adapter yet",
                     numbers={"candidate": candidate["value"], "candidate_high": candidate["high"]})
@@ -180,7 +185,8 @@ def deploy_candidate(registry: AdapterRegistry, tiers: dict[str, TierSpec], adap
         blue_adapter = registry.get(blue) if blue else None
         gates = [
             accuracy_gate(adapter.metrics["decision_accuracy"],
-                          blue_adapter.metrics.get("decision_accuracy") if blue_adapter else None),
+                          blue_adapter.metrics.get("decision_accuracy") if blue_adapter else None,
+                          adapter.metrics.get("held_out_encounters")),
             guardrail_gate(int(adapter.metrics.get("guardrail_violations", 0))),
             latency_gate(ttft_p50_ms, spec.ttft_budget_ms, tier),
         ]

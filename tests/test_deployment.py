@@ -54,6 +54,14 @@ def test_promotion_blocked_by_a_worse_evaluation(registry):
     assert deploy(registry, adapter("v3", accuracy=(0.74, 0.62, 0.85)))["tier1"].result == "promoted"
 
 
+def test_an_adapter_evaluated_on_no_encounter_is_not_promoted(registry):
+    empty = adapter("v0")
+    empty = empty.model_copy(update={"metrics": {**empty.metrics, "held_out_encounters": 0}})
+    outcome = deploy(registry, empty)["tier1"]
+    assert outcome.result == "held" and "evaluated on 0 held-out encounters" in outcome.reason
+    assert registry.blue("vampire", "tier1") is None
+
+
 def test_promotion_blocked_by_guardrail_violations(registry):
     deploy(registry, adapter("v1"))
     outcome = deploy(registry, adapter("v2", accuracy=(0.9, 0.8, 1.0), violations=1))["tier1"]
