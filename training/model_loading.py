@@ -13,8 +13,13 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Literal
+
+# TRL 1.16 and peft 0.21 call the transformers 5.23 names that transformers itself deprecates (a
+# FutureWarning per model load): nothing of ours to change.
+warnings.filterwarnings("ignore", message=r".*gradient_checkpointing. is deprecated", category=FutureWarning)
 
 DEFAULT_POLICY = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
