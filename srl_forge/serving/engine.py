@@ -105,6 +105,9 @@ class AdapterPool:
                 added.append(adapter.name)
             keep = {self._peft_name(a.version) for a in wanted}
             for peft_name in sorted(self._loaded - keep):
+                staying = sorted(self._loaded - {peft_name})
+                if self.model.active_adapter == peft_name and staying:
+                    self.model.set_adapter(staying[0])  # peft warns when the active adapter is deleted
                 self.model.delete_adapter(peft_name)
                 self._loaded.discard(peft_name)
                 for key in [k for k in self._prefixes if k[0] == peft_name]:
