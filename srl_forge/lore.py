@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
-from srl_forge.species import SHARED_LORE_FOLDER, require_known_species
+from srl_forge.species import SHARED_LORE_FOLDER, check_inside, require_known_species
 
 Topic = Literal["behaviour", "dialogue", "decisions", "weaknesses", "relations"]
 TOPICS: tuple[str, ...] = ("behaviour", "dialogue", "decisions", "weaknesses", "relations")
@@ -127,6 +127,35 @@ class SpeciesLore(BaseModel):
         return chunks
 
 
+def max_lore_file_bytes() -> int:
+    """The largest lore document accepted (SRL_FORGE_MAX_LORE_FILE_BYTES; default 1 MB — the shipped
+    documents are a few kB; a larger one is almost surely a mistake, and it costs memory and hours)."""
+    import os
+
+    return int(os.environ.get("SRL_FORGE_MAX_LORE_FILE_BYTES", 1_000_000))
+
+
+def lore_files(lore_root: Path, folder: str) -> list[Path]:
+    """The `*.md` documents of one lore folder, each checked before anything reads it: inside the lore
+    root (no symlink leaving it), a regular file, within the size limit. InputError names the file."""
+    directory = lore_root / folder
+    if not directory.exists():
+        return []
+    check_inside(directory, lore_root)
+    files = []
+    limit = max_lore_file_bytes()
+    for path in sorted(directory.glob("*.md")):
+        check_inside(path, lore_root)
+        if not path.is_file():
+            raise InputError(path, "path", "not a regular file (a folder or a broken link named *.md)")
+        size = path.stat().st_size
+        if size > limit:
+            raise InputError(path, "size", f"{size} bytes, over the {limit}-byte limit for a lore document "
+                             "(SRL_FORGE_MAX_LORE_FILE_BYTES); split it")
+        files.append(path)
+    return files
+
+
 def parse_lore_file(path: Path, folder: str) -> LoreDocument:
     """Parse one lore document; InputError names the file and the field on bad input."""
     try:
@@ -186,9 +215,7 @@ def load_species_lore(lore_root: Path, species: str) -> SpeciesLore:
     require_known_species(species, lore_root)
     documents: list[LoreDocument] = []
     for folder in (SHARED_LORE_FOLDER, species):
-        directory = lore_root / folder
-        if directory.is_dir():
-            documents.extend(parse_lore_file(p, folder) for p in sorted(directory.glob("*.md")))
+        documents.extend(parse_lore_file(p, folder) for p in lore_files(lore_root, folder))
     own = [d for d in documents if d.doc_id.startswith(f"{species}/")]
     if not own:
         raise InputError(lore_root / species, "documents", "no lore documents (*.md) for this species")
@@ -219,6 +246,11 @@ def lore_source_version(lore_root: Path, species: str) -> str:
     """
     digests = []
     for folder in (SHARED_LORE_FOLDER, species):
-        for path in sorted((lore_root / folder).glob("*.md")):
-            digests.append((f"{folder}/{path.name}", content_hash(path.read_bytes())))
+        try:
+            for path in lore_files(lore_root, folder):
+                digests.append((f"{folder}/{path.name}", content_hash(path.read_bytes())))
+        except (InputError, OSError) as exc:
+            # a refused or unreadable file is part of the version (so the asset runs and names it),
+            # never a crash of the sensor that watches every species
+            digests.append((folder, f"refused: {exc}"))
     return content_hash(digests)

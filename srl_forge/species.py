@@ -27,6 +27,17 @@ def validate_species_id(name: str, source: str | Path = "species") -> str:
     return name
 
 
+def check_inside(path: Path, root: Path) -> Path:
+    """`path` itself, refused when it (or the symlink it is) leads outside `root`: lore and rules come
+    from their folder only, so a link cannot pull another file of the machine into training data."""
+    resolved = path.resolve()
+    base = root.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise InputError(path, "path", f"a symlink to {resolved}, outside {base}: links leaving the folder are "
+                         "refused (copy the file in instead)")
+    return path
+
+
 def discover_species(lore_root: Path, on_invalid: Callable[[InputError], None] | None = None) -> list[str]:
     """Species with a lore folder under `lore_root`, sorted.
 
@@ -40,6 +51,7 @@ def discover_species(lore_root: Path, on_invalid: Callable[[InputError], None] |
         if not child.is_dir() or child.name == SHARED_LORE_FOLDER or child.name.startswith("."):
             continue
         try:
+            check_inside(child, lore_root)
             names.append(validate_species_id(child.name, child))
         except InputError as exc:
             if on_invalid is None:

@@ -119,3 +119,52 @@ def test_invalid_folder_can_be_reported_and_skipped(tmp_path):
     reported = []
     assert discover_species(tmp_path, on_invalid=reported.append) == ["imp"]
     assert "Bad Name" in str(reported[0])
+
+
+def test_a_lore_file_linked_from_outside_the_lore_root_is_refused(tmp_path):
+    root = tmp_path / "lore"
+    write(root / "imp", "pranks.md", GOOD)
+    secret = write(tmp_path / "elsewhere", "secrets.md", GOOD.replace("Sneaky.", "The database password is hunter2."))
+    (root / "imp" / "leak.md").symlink_to(secret)
+    with pytest.raises(InputError) as err:
+        load_species_lore(root, "imp")
+    assert err.value.field == "path" and "leak.md" in str(err.value) and "outside" in str(err.value)
+    before = lore_source_version(root, "imp")  # the sensor's hash does not crash; the asset names the file
+    (root / "imp" / "leak.md").unlink()
+    assert lore_source_version(root, "imp") != before
+    assert [d.doc_id for d in load_species_lore(root, "imp").documents] == ["imp/pranks"]
+    # a link that stays inside the lore root is an ordinary document
+    (root / "imp" / "again.md").symlink_to(root / "imp" / "pranks.md")
+    assert len(load_species_lore(root, "imp").documents) == 2
+
+
+def test_a_species_folder_linked_from_outside_is_not_a_species(tmp_path):
+    root = tmp_path / "lore"
+    write(root / "imp", "pranks.md", GOOD)
+    write(tmp_path / "stolen", "pranks.md", GOOD)
+    (root / "ghost").symlink_to(tmp_path / "stolen", target_is_directory=True)
+    reported = []
+    assert discover_species(root, on_invalid=reported.append) == ["imp"]
+    assert reported and reported[0].field == "path" and "ghost" in str(reported[0])
+    with pytest.raises(InputError, match="outside"):
+        load_species_lore(root, "ghost")
+
+
+def test_oversized_and_odd_lore_paths_are_refused_by_name(tmp_path, monkeypatch):
+    root = tmp_path / "lore"
+    write(root / "imp", "pranks.md", GOOD)
+    big = write(root / "imp", "tome.md", GOOD + "- More.\n" * 5000)
+    monkeypatch.setenv("SRL_FORGE_MAX_LORE_FILE_BYTES", "20000")
+    with pytest.raises(InputError) as err:
+        load_species_lore(root, "imp")
+    assert err.value.field == "size" and "tome.md" in str(err.value)
+    big.unlink()
+    (root / "imp" / "folder.md").mkdir()
+    with pytest.raises(InputError, match="not a regular file") as err:
+        load_species_lore(root, "imp")
+    assert "folder.md" in str(err.value)
+    (root / "imp" / "folder.md").rmdir()
+    (root / "imp" / "dangling.md").symlink_to(root / "imp" / "gone.md")
+    with pytest.raises(InputError, match="not a regular file"):
+        load_species_lore(root, "imp")
+    lore_source_version(root, "imp")  # never a crash for the sensor
