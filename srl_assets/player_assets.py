@@ -40,7 +40,7 @@ def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsR
     records, problems = read_player_logs(player_logs.location, species)
     for where, problem in problems[:20]:
         context.log.warning(f"skipped unreadable player log record {where}: {problem}")
-    kept, report = filter_player_records(records)
+    kept, report = filter_player_records(records, player_logs.max_utterance_chars)
     version = content_hash([r.model_dump(mode="json") for r in kept])
     uri = artifacts.store().put_json("player_interactions", species, kept)
     return Output(

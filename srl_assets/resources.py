@@ -218,6 +218,7 @@ class PlayerLogsResource(ConfigurableResource):
 
     root: str
     stale_after_records: int = 50  # new records that make a species' encounters stale
+    max_utterance_chars: int = 2000  # longer player utterances are dropped (and counted) before training
 
     @property
     def location(self) -> Path | str:

@@ -153,9 +153,13 @@ def redact_personal_data(text: str, counts: dict[str, int] | None = None) -> str
     return text
 
 
-def filter_player_records(records: list[PlayerLogRecord]) -> tuple[list[PlayerLogRecord], FilterReport]:
-    """Keep records fit to learn from: no prompt-injection attempts, nothing against the guardrails,
-    personal data removed from what the player said."""
+MAX_UTTERANCE_CHARS = 2000  # what a player says to an NPC in one turn; longer is pasted text, not play
+
+
+def filter_player_records(records: list[PlayerLogRecord], max_utterance_chars: int = MAX_UTTERANCE_CHARS,
+                          ) -> tuple[list[PlayerLogRecord], FilterReport]:
+    """Keep records fit to learn from: utterances within the size limit, no prompt-injection attempts,
+    nothing against the guardrails, personal data removed from what the player said."""
     from srl_forge.guardrails import check as guardrail_violations
 
     kept: list[PlayerLogRecord] = []
@@ -163,6 +167,9 @@ def filter_player_records(records: list[PlayerLogRecord]) -> tuple[list[PlayerLo
     redactions: dict[str, int] = {}
     for record in records:
         said = record.encounter.player.utterance
+        if len(said) > max_utterance_chars:  # checked first: the other screens need not scan it
+            dropped["utterance_too_long"] = dropped.get("utterance_too_long", 0) + 1
+            continue
         if INJECTION.search(said):
             dropped["prompt_injection"] = dropped.get("prompt_injection", 0) + 1
             continue

@@ -168,13 +168,15 @@ def test_player_interactions_filter():
         _record("Mail me at jane.doe@example.com or call +1 555 123 4567"),
         _record("Hello there", npc_line="Go kill yourself"),
         _record("Who are you?", player="real-name-123"),
+        _record("A" * 200_000),  # a pasted book is not play, and would fill every training prompt
     ]]
     kept, report = filter_player_records(records)
-    assert report.dropped == {"prompt_injection": 2, "guardrail:self_harm": 1}
+    assert report.dropped == {"prompt_injection": 2, "guardrail:self_harm": 1, "utterance_too_long": 1}
     assert report.redactions == {"email": 1, "phone": 1}
     assert [r.encounter.player.utterance for r in kept] == [
         "Mail me at [email removed] or call [phone removed]", "Who are you?"]
     assert all(r.player_id.startswith("player-") and "real-name" not in r.player_id for r in kept)
+    assert filter_player_records(records, max_utterance_chars=10)[1].dropped == {"utterance_too_long": 6}  # configurable
 
 
 def test_player_interactions_feed_encounters(forge):
