@@ -88,25 +88,38 @@ def append_player_log(root: Path | str, record: PlayerLogRecord) -> Path | str:
 
 
 def _raw_lines(root: Path | str, species: str):
-    """(where, JSON text) of every stored record of a species, oldest first."""
+    """(where, JSON text, problem) of every stored record of a species, oldest first; `problem` is set
+    (and the text empty) for what cannot be read as text."""
     if is_postgres(root):
         with _pg(str(root)).transaction() as cur:
             cur.execute("SELECT id, record::text FROM player_logs WHERE species = %s ORDER BY id", [species])
             rows = cur.fetchall()
-        yield from ((f"{redact(str(root))} player_logs id {row_id}", text) for row_id, text in rows)
+        yield from ((f"{redact(str(root))} player_logs id {row_id}", text, None) for row_id, text in rows)
         return
     folder = Path(root) / species
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                yield f"{path}:{number}", line
+        try:
+            data = path.read_bytes()
+        except OSError as exc:  # a folder or a broken link named *.jsonl: reported, the rest is read
+            yield f"{path}", "", f"unreadable: {exc.strerror or exc}"
+            continue
+        for number, raw in enumerate(data.splitlines(), start=1):
+            if raw.strip():
+                # a line that is not UTF-8 becomes a reported problem, not a crash of every species' read
+                try:
+                    yield f"{path}:{number}", raw.decode("utf-8"), None
+                except UnicodeDecodeError:
+                    yield f"{path}:{number}", "", "not UTF-8 text"
 
 
 def read_player_logs(root: Path | str, species: str) -> tuple[list[PlayerLogRecord], list[tuple[str, str]]]:
     """Valid records, and (file:line or table row, problem) for every record that could not be read."""
     validate_species_id(species)
     records, problems = [], []
-    for where, line in _raw_lines(root, species):
+    for where, line, problem in _raw_lines(root, species):
+        if problem:
+            problems.append((where, problem))
+            continue
         try:
             record = PlayerLogRecord.model_validate(json.loads(line))
         except (json.JSONDecodeError, ValidationError) as exc:
@@ -200,6 +213,6 @@ def log_watermark(root: Path | str, species: str) -> dict:
             count, newest = cur.fetchone()
         return {"records": int(count), "newest_id": int(newest)}
     folder = Path(root) / species
-    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
-    lines = sum(sum(1 for line in p.open(encoding="utf-8") if line.strip()) for p in files)
+    files = [p for p in sorted(folder.glob("*.jsonl")) if p.is_file()] if folder.is_dir() else []
+    lines = sum(sum(1 for line in p.read_bytes().splitlines() if line.strip()) for p in files)
     return {"records": lines, "files": len(files), "newest_mtime": max((p.stat().st_mtime for p in files), default=0.0)}

@@ -2,6 +2,7 @@
 and validated (on DuckDB and on PostgreSQL)."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,23 @@ def test_player_logs_append_read_and_count_on_either_store(player_log_location):
     assert log_watermark(player_log_location, "werewolf")["records"] == 1
     with pytest.raises(InputError):
         append_player_log(player_log_location, record("vampire", "x").model_copy(update={"species": "../etc"}))
+
+
+def test_an_unreadable_player_log_is_reported_not_fatal(tmp_path):
+    from datetime import datetime, timezone
+
+    from srl_forge.encounter import Encounter
+    from srl_forge.player_logs import PlayerLogRecord, append_player_log, log_watermark, read_player_logs
+
+    root = tmp_path / "player_logs"
+    encounter = Encounter.model_validate({"game": {}, "location": {}, "npc": {"species": "vampire"},
+                                          "player": {"action": "talk", "utterance": "hello"}})
+    append_player_log(root, PlayerLogRecord(timestamp=datetime.now(timezone.utc), species="vampire", player_id="p",
+                                            encounter=encounter, npc_action="parley", npc_line="Speak."))
+    (root / "vampire" / "latin1.jsonl").write_bytes(b'{"species": "vampire", "said": "caf\xe9"}\n')
+    (root / "vampire" / "folder.jsonl").mkdir()
+    records, problems = read_player_logs(root, "vampire")
+    assert len(records) == 1
+    assert sorted(Path(where.split(":")[0]).name for where, _ in problems) == ["folder.jsonl", "latin1.jsonl"]
+    assert any("not UTF-8" in problem for _, problem in problems)
+    assert log_watermark(root, "vampire")["records"] == 2  # the sensor counts without decoding
