@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     engines = engine_comparison(model_path, str(adapter_dir), prompts, args.max_tokens)
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
            "torch_threads": torch.get_num_threads(), "max_tokens": args.max_tokens, "base_model": base,
-           "server_engine": type(server.pool).__name__,
+           "server_engine": server.pool.name,
            "tiers": tier_rows, "engines": engines}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"serving-{out['date'][:10]}T{out['date'][11:13]}{out['date'][14:16]}"  # one file per run
@@ -227,7 +227,7 @@ def to_markdown(out: dict) -> str:
     lines = [f"# Serving benchmark ({out['date']})", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({out['torch_threads']} threads). "
              f"Base model `{out['base_model']}`, rank-16 LoRA, greedy, up to {out['max_tokens']} new tokens. "
-             f"Server engine: `{out.get('server_engine', 'AdapterPool')}`. Encounters are drawn at random, so "
+             f"Server engine: `{out.get('server_engine', 'transformers + peft')}`. Encounters are drawn at random, so "
              "consecutive prompts share only the system prompt (a live game shares the world line too).", "",
              "## Through the server (HTTP, `openai` client, streaming)", "",
              "TTFT = time from sending the request to the first streamed delta (thinking or content).", "",

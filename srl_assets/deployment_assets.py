@@ -34,8 +34,7 @@ def measure_candidate_latency(store, training: TrainingResource, deployment: Dep
     pool = open_engine(deployment.serving_engine, training.model, training.model_cache_path)
     pool.sync([ServedAdapter(name="candidate", target="candidate", tier="tier1", version=content_hash(adapter_uri),
                              path=str(store.local_path(adapter_uri)))])
-    engine = {"LlamaCppPool": "llama.cpp", "AdapterPool": "transformers + peft"}.get(type(pool).__name__, type(pool).__name__)
-    return {**ttft_summary(pool, "candidate", prompts), "engine": engine}
+    return {**ttft_summary(pool, "candidate", prompts), "engine": pool.name}
 
 
 def register_and_deploy(context, deployment: DeploymentResource, adapter: AdapterVersion, serves: str,

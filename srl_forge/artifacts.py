@@ -30,6 +30,21 @@ class ArtifactStore(Protocol):
     def local_path(self, uri: str) -> Path: ...
 
 
+def write_atomically(target: Path, data: bytes) -> None:
+    """`data` at `target`, complete or not at all: a temporary file beside it, synced, then renamed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class _JsonArtifacts:
     def put_json(self, kind: str, species: str, value: Any) -> str:
         return self.put_bytes(kind, species, canonical_json(value).encode("utf-8"), ".json")
@@ -66,17 +81,7 @@ class LocalArtifactStore(_JsonArtifacts):
         if target.exists():
             # Same hash, same content: the version is already stored and stays as it is.
             return self.scheme + str(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, data)
         return self.scheme + str(target)
 
     def get_bytes(self, uri: str) -> bytes:
@@ -187,22 +192,16 @@ class S3ArtifactStore(_JsonArtifacts):
             raise ValueError(f"artifact uri {uri} is outside the store at {self.root}")
         if target.exists():  # content-addressed: a cached copy never goes stale
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
         if not uri.endswith("/"):
-            data = self.get_bytes(uri)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(target, self.get_bytes(uri))
             return target
+        target.parent.mkdir(parents=True, exist_ok=True)
         manifest = json.loads(self.get_bytes(uri.rstrip("/") + "/" + MANIFEST))
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".incoming-"))
         try:
             for entry in manifest["files"]:
+                if entry["name"].startswith("/") or ".." in entry["name"].split("/"):
+                    raise ValueError(f"{uri}{MANIFEST}: file name {entry['name']!r} leaves the folder")
                 data = self.get_bytes(uri + entry["name"])
                 if content_hash(data) != entry["sha256"]:
                     raise ValueError(f"{uri}{entry['name']}: content does not match its manifest")

@@ -64,10 +64,14 @@ class DuckDBLoreStore:
             return {}
         with self._connect() as con:
             con.execute(self._distinct_embeddings_sql(), [list(text_hashes)])
-            return {h: [float(x) for x in (e.to_list() if hasattr(e, "to_list") else e)] for h, e in con.fetchall()}
+            return {h: self._as_floats(e) for h, e in con.fetchall()}
 
     def _distinct_embeddings_sql(self) -> str:
         return "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM lore_chunks WHERE list_contains(?, text_hash)"
+
+    @staticmethod
+    def _as_floats(stored) -> list[float]:
+        return [float(x) for x in stored]
 
     def store(self, species: str, version: str, chunks: Sequence[LoreChunk], embeddings: Sequence[list[float]]) -> None:
         if len(chunks) != len(embeddings):
@@ -135,6 +139,10 @@ class PostgresLoreStore(DuckDBLoreStore):
 
     def _distinct_embeddings_sql(self) -> str:
         return "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM lore_chunks WHERE text_hash = ANY(%s)"
+
+    @staticmethod
+    def _as_floats(stored) -> list[float]:
+        return [float(x) for x in stored.to_list()]  # pgvector's Vector
 
     @staticmethod
     def _vector(values: Sequence[float]):

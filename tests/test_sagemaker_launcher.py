@@ -81,7 +81,11 @@ def test_a_training_job_runs_on_sagemaker_and_its_adapter_comes_back(job, s3_end
     assert remote_job["parent_adapter"] == "/opt/ml/input/data/parent" and remote_job["output_dir"] == "/opt/ml/model"
     assert remote_job["work_dir"] == "/opt/ml/checkpoints"  # synced to the checkpoint S3 URI: spot resumes
 
-    # running the step again attaches to the completed job instead of training twice
+    # running the step again attaches to the completed job instead of training (or uploading) twice
+    def no_upload(*args, **kwargs):
+        raise AssertionError("inputs uploaded twice")
+
+    launcher.s3.upload_file = no_upload
     assert launcher.run(job, "training.srl", "f" * 16, log=lines.append)["grpo_steps"] == 7
     assert len(sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
 

@@ -108,30 +108,35 @@ class SageMakerLauncher:
                                 "failed; see the log lines above for each failure reason")
 
     def _upload_inputs(self, job, fingerprint: str) -> dict[str, str]:
-        """Inputs go up once per fingerprint; returns channel name -> S3 prefix."""
-        channels: dict[str, str] = {}
-        remote: dict[str, str | None] = {}
+        """Inputs go up once per fingerprint (the job file last: it marks a complete upload); returns
+        channel name -> S3 prefix."""
+        from botocore.exceptions import ClientError
+
         data_key = self._key(fingerprint, "input", "data")
-        for field in ("train_data", "validation_data", "replay_data", "warmup_data"):
-            local = getattr(job, field)
-            if not local:
-                remote[field] = None
-                continue
-            self.s3.upload_file(local, self.bucket, f"{data_key}/{Path(local).name}")
-            remote[field] = f"{CONTAINER_INPUT}/data/{Path(local).name}"
-        channels["data"] = self._uri(data_key + "/")
+        parent_key = self._key(fingerprint, "input", "parent")
+        job_key = self._key(fingerprint, "input", "job")
+        data_files = {f: getattr(job, f) for f in ("train_data", "validation_data", "replay_data", "warmup_data")}
+        channels = {"data": self._uri(data_key + "/"), "job": self._uri(job_key + "/")}
         if job.parent_adapter:
-            parent_key = self._key(fingerprint, "input", "parent")
+            channels["parent"] = self._uri(parent_key + "/")
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=f"{job_key}/job.json")
+            return channels  # a re-run of the same step: uploaded already
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        for local in data_files.values():
+            if local:
+                self.s3.upload_file(local, self.bucket, f"{data_key}/{Path(local).name}")
+        if job.parent_adapter:
             for path in sorted(p for p in Path(job.parent_adapter).rglob("*") if p.is_file()):
                 self.s3.upload_file(str(path), self.bucket, f"{parent_key}/{path.relative_to(job.parent_adapter).as_posix()}")
-            channels["parent"] = self._uri(parent_key + "/")
         container_job = job.model_copy(update={
-            **remote, "parent_adapter": f"{CONTAINER_INPUT}/parent" if job.parent_adapter else None,
+            **{f: f"{CONTAINER_INPUT}/data/{Path(local).name}" if local else None for f, local in data_files.items()},
+            "parent_adapter": f"{CONTAINER_INPUT}/parent" if job.parent_adapter else None,
             "work_dir": CONTAINER_CHECKPOINTS, "output_dir": CONTAINER_OUTPUT,
             "model_cache": self.settings.container_model_cache})
-        job_key = self._key(fingerprint, "input", "job")
         self.s3.put_object(Bucket=self.bucket, Key=f"{job_key}/job.json", Body=container_job.model_dump_json(indent=2).encode())
-        channels["job"] = self._uri(job_key + "/")
         return channels
 
     def _status(self, name: str) -> str | None:

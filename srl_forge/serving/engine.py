@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,23 @@ class StreamStats:
         return (self.tokens - 1) / max(1e-6, self.finished - self.first_token)
 
 
+class ServingEngine(Protocol):
+    """What the server, the latency gate and the benchmark need of an engine (`AdapterPool`, `LlamaCppPool`)."""
+
+    name: str  # for reports: which engine measured or served
+    tokenizer: object
+    adapters: dict[str, ServedAdapter]
+
+    def sync(self, wanted: list[ServedAdapter]) -> dict[str, list[str]]: ...
+    def warm(self, name: str | None, messages: list[dict]) -> int: ...
+    def stream(self, name: str | None, messages: list[dict], max_new_tokens: int = 96, temperature: float = 0.0,
+               stats: StreamStats | None = None) -> Iterator[str]: ...
+
+
 class AdapterPool:
     """A base model with named LoRA adapters. `sync` adds new blue adapters and drops retired ones."""
+
+    name = "transformers + peft"
 
     def __init__(self, model_path: str, threads: int | None = None, prefix_cache_size: int = 64):
         import torch
@@ -258,7 +274,7 @@ def llama_cpp_available() -> bool:
 
 
 def open_engine(engine: str, base_model: str, model_cache: str | Path, threads: int | None = None,
-                prefix_cache_size: int = 64):
+                prefix_cache_size: int = 64) -> ServingEngine:
     """The serving engine for a base model. `auto`: llama.cpp for the default policy (it ships as GGUF)
     when llama-cpp-python is installed, else transformers + peft. Production serves with vLLM."""
     from training.model_loading import DEFAULT_POLICY, default_policy_gguf, resolve_model

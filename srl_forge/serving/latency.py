@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from srl_forge.serving.engine import AdapterPool, StreamStats
+from srl_forge.serving.engine import ServingEngine, StreamStats
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -16,14 +16,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def measure_stream(pool: AdapterPool, name: str | None, prompt: list[dict], max_new_tokens: int) -> StreamStats:
+def measure_stream(pool: ServingEngine, name: str | None, prompt: list[dict], max_new_tokens: int) -> StreamStats:
     stats = StreamStats()
     for _ in pool.stream(name, prompt, max_new_tokens=max_new_tokens, stats=stats):
         pass
     return stats
 
 
-def ttft_summary(pool: AdapterPool, name: str | None, prompts: Sequence[list[dict]], max_new_tokens: int = 8,
+def ttft_summary(pool: ServingEngine, name: str | None, prompts: Sequence[list[dict]], max_new_tokens: int = 8,
                  warmup: int = 1) -> dict:
     """One stream at a time over `prompts` (after `warmup` unmeasured ones): p50/p95 time to first token."""
     for prompt in prompts[:warmup]:

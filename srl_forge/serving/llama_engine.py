@@ -23,7 +23,9 @@ from srl_forge.serving.gguf_lora import base_gguf_shape, convert_lora
 
 
 class LlamaCppPool:
-    """Same interface as `AdapterPool`: `sync`, `stream`, `warm`, `tokenizer`, `adapters`."""
+    """Same interface as `AdapterPool` (`ServingEngine`)."""
+
+    name = "llama.cpp"
 
     def __init__(self, gguf_path: str | Path, tokenizer_path: str, cache_dir: str | Path, threads: int | None = None,
                  n_ctx: int = 2048, reuse_prefix: bool = True):

@@ -34,7 +34,7 @@ from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.player_logs import PlayerLogRecord, ServedInfo, append_player_log
-from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats, open_engine
+from srl_forge.serving.engine import ServedAdapter, ServingEngine, StreamStats, open_engine
 
 log = logging.getLogger("srl_forge.serving")
 TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
@@ -173,7 +173,7 @@ class AnswerGuard:
 
 
 class ForgeServer:
-    def __init__(self, config: ServingConfig, pool: AdapterPool | None = None):
+    def __init__(self, config: ServingConfig, pool: ServingEngine | None = None):
         from srl_forge.artifacts import open_artifact_store
         from srl_forge.game_state import GameStateStore
         from srl_forge.registry import open_registry
