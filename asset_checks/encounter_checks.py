@@ -13,10 +13,8 @@ from dagster import (
 from srl_assets.encounter_assets import encounters
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource
-from srl_assets.rules_assets import load_compiled_rules
-from srl_forge.encounters import SPLITS, EncounterSet
-from srl_forge.grading import action_scores, best_constant_action, reference_scores, task_profile
+from srl_forge.encounters import EncounterSet, task_difficulty_report
+from srl_forge.rulebook import CompiledRules
 from srl_forge.rules_engine import RulesEngine
 
 
@@ -28,30 +26,13 @@ class TaskDifficultyConfig(Config):
     min_test: int = 60
 
 
-def task_difficulty_report(encounter_set: EncounterSet, engine: RulesEngine) -> dict[str, dict]:
-    """Per split: size, shares, and the best constant and random-acceptable policies' scores."""
-    report = {}
-    for split in SPLITS:
-        items = [e for e in encounter_set.by_split(split) if e.label is not None]
-        labels = [e.label for e in items]
-        scores = [action_scores(engine.decide(e.encounter), engine.vocabulary) for e in items]
-        refs = reference_scores(labels, scores, engine.vocabulary,
-                                constant=best_constant_action(labels, engine.vocabulary) if labels else None)
-        report[split] = {**task_profile(labels),
-                         "near_miss_share": sum(e.near_miss_of is not None for e in items) * 2 / max(1, len(items)),
-                         "best_constant": refs["best_constant"].model_dump(),
-                         "random_acceptable": refs["random_acceptable"].model_dump()}
-    return report
-
-
 @asset_check(asset=encounters, blocking=True, partitions_def=species_partitions,
              additional_ins={"rules": AssetIn("rules")},
              description="The task is not too easy: on every split the best constant action and a random acceptable "
              "action rarely hit the rules engine's top choice, and every split has its minimum size.")
-def task_difficulty(context: AssetCheckExecutionContext, config: TaskDifficultyConfig, encounters: dict, rules: dict,
-                    artifacts: ArtifactStoreResource) -> AssetCheckResult:
-    rulebook, _ = load_compiled_rules(artifacts, rules)
-    report = task_difficulty_report(artifacts.load(encounters["uri"], EncounterSet), RulesEngine(rulebook))
+def task_difficulty(context: AssetCheckExecutionContext, config: TaskDifficultyConfig, encounters: EncounterSet,
+                    rules: CompiledRules) -> AssetCheckResult:
+    report = task_difficulty_report(encounters, RulesEngine(rules.rulebook))
     minimum = {"train": config.min_train, "validation": config.min_validation, "test": config.min_test}
     failures = []
     for split, r in report.items():

@@ -12,7 +12,7 @@ from dagster import (
 
 from srl_assets.evaluation_assets import evaluation
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource
+from training.evaluation import CANDIDATE, EvaluationReport
 
 MAX_VIOLATION_RATE = 0.0
 
@@ -22,9 +22,9 @@ MAX_VIOLATION_RATE = 0.0
              "evaluation of this species) beyond the noise of the held-out set: the incumbent's accuracy must not lie "
              "above the new adapter's 95% interval. A warning: the blocking version of this gate is deployment's "
              "`not_worse_than_blue`, which holds the adapter back in green and names the numbers.")
-def not_worse_than_incumbent(context: AssetCheckExecutionContext, evaluation: dict) -> AssetCheckResult:
+def not_worse_than_incumbent(context: AssetCheckExecutionContext, evaluation: EvaluationReport) -> AssetCheckResult:
     records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("evaluation"), asset_partitions=[evaluation["species"]]), limit=2,
+        AssetRecordsFilter(asset_key=AssetKey("evaluation"), asset_partitions=[evaluation.species]), limit=2,
     ).records
     current = _metric(records[0], "srl_rlvr_decision_accuracy") if records else None
     current_high = _metric(records[0], "srl_rlvr_decision_accuracy_high") if records else None
@@ -43,23 +43,12 @@ def _metric(record, key: str) -> float | None:
     return float(entry.value) if entry is not None else None
 
 
-CANDIDATE = "srl_rlvr"  # the adapter a deployment would ship; the other variants are diagnostics
-
-
-def violation_rates(report: dict) -> dict[str, float]:
-    """Guardrail violations per evaluated output, per variant."""
-    return {name: r["metrics"]["guardrail_violations"]["value"] / max(1, r["encounters"])
-            for name, r in report["results"].items()}
-
-
 @asset_check(asset=evaluation, blocking=True, partitions_def=species_partitions,
              description="No guardrail violation in the deployment candidate's (SRL→RLVR) evaluated outputs; "
              "the other variants' rates and every flagged output are reported.")
-def guardrail_violation_rate(context: AssetCheckExecutionContext, evaluation: dict,
-                             artifacts: ArtifactStoreResource) -> AssetCheckResult:
-    report = artifacts.store().get_json(evaluation["uri"])
-    rates = violation_rates(report)
-    flagged = [{"variant": name, **f} for name, r in report["results"].items() for f in r.get("flagged_outputs", [])]
+def guardrail_violation_rate(context: AssetCheckExecutionContext, evaluation: EvaluationReport) -> AssetCheckResult:
+    rates = evaluation.violation_rates()
+    flagged = [{"variant": name, **f} for name, r in evaluation.results.items() for f in r.get("flagged_outputs", [])]
     return AssetCheckResult(passed=rates[CANDIDATE] <= MAX_VIOLATION_RATE, severity=AssetCheckSeverity.ERROR,
                             metadata={"candidate_violation_rate": MetadataValue.float(rates[CANDIDATE]),
                                       "violation_rates": MetadataValue.json(rates),

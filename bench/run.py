@@ -51,11 +51,7 @@ def run(species: str, home: Path) -> dict:
         mat = event.event_specific_data.materialization
         metadata[mat.asset_key.to_user_string()] = {
             k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
-    evaluation_report = None
-    if result.success:
-        from srl_forge.artifacts import LocalArtifactStore
-
-        evaluation_report = LocalArtifactStore(home / "artifacts").get_json(result.output_for_node("evaluation")["uri"])
+    evaluation_report = result.output_for_node("evaluation").model_dump(mode="json") if result.success else None
     return {"species": species, "success": result.success, "total_seconds": round(total, 1),
             "evaluation_report": evaluation_report,
             "target_seconds": TARGET_SECONDS, "within_target": total <= TARGET_SECONDS,

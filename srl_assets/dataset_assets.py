@@ -2,60 +2,48 @@
 
 from collections import Counter
 
-from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from srl_assets.automation import FRESH
-from srl_assets.metadata import markdown_table
+from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.failures import input_errors_as_failures
-from srl_assets.resources import ArtifactStoreResource, TeachersResource
-from srl_assets.rules_assets import load_compiled_rules
+from srl_assets.resources import TeachersResource
 from srl_forge.encounters import EncounterSet
-from srl_forge.hashing import content_hash
+from srl_forge.rulebook import CompiledRules
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.teachers.collaboration import AcceptedTrajectory
+from srl_forge.teachers.collaboration import TrajectoryBatch
 from training.outcome_dataset import outcome_row
-from training.step_dataset import TRAINING_SPLITS, step_rows, to_parquet
+from training.step_dataset import TRAINING_SPLITS, RowDataset, step_rows
 
 
-def _store_rows(context, artifacts, kind: str, rows: list[dict], extra: dict, preview: tuple) -> Output[dict]:
-    species = context.partition_key
-    version = content_hash(rows)
-    uri = artifacts.store().put_bytes(kind, species, to_parquet(rows), ".parquet")
+def _dataset(rows: list[dict], extra: dict, preview: tuple) -> Output[RowDataset]:
     splits = Counter(r["split"] for r in rows)
     headers, pick = preview
-    return Output(
-        {"species": species, "version": version, "uri": uri, "rows": len(rows)},
-        data_version=DataVersion(version),
-        metadata={
-            "rows": len(rows), "train_rows": splits["train"], "validation_rows": splits["validation"],
-            **extra,
-            "preview": markdown_table(headers, [pick(r) for r in rows[:8]]),
-            "content_hash": version,
-            "artifact_uri": MetadataValue.path(uri),
-        },
-    )
+    return versioned(RowDataset(rows=rows), {
+        "rows": len(rows), "train_rows": splits["train"], "validation_rows": splits["validation"],
+        **extra,
+        "preview": markdown_table(headers, [pick(r) for r in rows[:8]]),
+    })
 
 
 @asset(
     partitions_def=species_partitions,
     group_name="datasets",
-    code_version="srl-dataset-2",
+    code_version="srl-dataset-3",
     kinds={"python", "parquet"},
     automation_condition=FRESH,
     description="SRL step-wise rows: context = system prompt, encounter, expert steps 1..k-1 and the next "
     "step's title; target = expert step k. Train and validation splits only.",
 )
-def srl_dataset(context: AssetExecutionContext, expert_trajectories: dict, encounters: dict,
-                artifacts: ArtifactStoreResource) -> Output[dict]:
-    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
-    by_id = {e.encounter_id: e for e in encounter_set.encounters}
-    accepted = [AcceptedTrajectory.model_validate(a) for a in artifacts.store().get_json(expert_trajectories["uri"])]
-    rows = [row for a in accepted if a.split in TRAINING_SPLITS
+def srl_dataset(context: AssetExecutionContext, expert_trajectories: TrajectoryBatch,
+                encounters: EncounterSet) -> Output[RowDataset]:
+    by_id = {e.encounter_id: e for e in encounters.encounters}
+    rows = [row for a in expert_trajectories.accepted if a.split in TRAINING_SPLITS
             for row in step_rows(a.trajectory, by_id[a.encounter_id].encounter, a.split)]
     titles = Counter(r["expert_title"] for r in rows)
-    return _store_rows(
-        context, artifacts, "srl_dataset", rows,
+    return _dataset(
+        rows,
         {"trajectories": len({r["encounter_id"] for r in rows}),
          "target_titles": MetadataValue.json(dict(titles))},
         (["row", "step", "target"], lambda r: (r["row_id"], r["expert_title"], r["expert_action"][:90])),
@@ -65,23 +53,21 @@ def srl_dataset(context: AssetExecutionContext, expert_trajectories: dict, encou
 @asset(
     partitions_def=species_partitions,
     group_name="datasets",
-    code_version="rlvr-dataset-2",
+    code_version="rlvr-dataset-3",
     kinds={"python", "parquet"},
     automation_condition=FRESH,
     description="RLVR rows: the encounter and the verifier's ground truth (the graded score of every action, "
     "dialogue constraints, grounding terms, stock phrases), no expert text. Train and validation splits only.",
 )
-def rlvr_dataset(context: AssetExecutionContext, encounters: dict, rules: dict,
-                 artifacts: ArtifactStoreResource, teachers: TeachersResource) -> Output[dict]:
-    rulebook, _ = load_compiled_rules(artifacts, rules)
-    engine = RulesEngine(rulebook)
-    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
+def rlvr_dataset(context: AssetExecutionContext, encounters: EncounterSet, rules: CompiledRules,
+                 teachers: TeachersResource) -> Output[RowDataset]:
+    engine = RulesEngine(rules.rulebook)
     with input_errors_as_failures():
-        voice = teachers.voice(rulebook)
-    rows = [outcome_row(e, engine, voice) for e in encounter_set.encounters if e.split in TRAINING_SPLITS]
+        voice = teachers.voice(rules.rulebook)
+    rows = [outcome_row(e, engine, voice) for e in encounters.encounters if e.split in TRAINING_SPLITS]
     best = Counter(" | ".join(r["top_actions"]) or "(conflict)" for r in rows)
-    return _store_rows(
-        context, artifacts, "rlvr_dataset", rows,
+    return _dataset(
+        rows,
         {"rule_conflicts": sum(r["has_conflict"] for r in rows),
          "contested_rows": sum(r["contested"] for r in rows),
          "near_miss_rows": sum(r["near_miss_of"] is not None for r in rows),

@@ -21,7 +21,8 @@ from srl_assets import (
     trajectory_assets,
 )
 from srl_assets.partitions import npc_partitions, species_partitions
-from srl_assets.resources import embedded_resources, forge_home, io_manager
+from srl_assets.io_manager import ArtifactIOManager
+from srl_assets.resources import embedded_resources, forge_home
 from srl_assets.sensors import SENSORS
 
 ASSETS = [
@@ -66,7 +67,8 @@ persona_pipeline = define_asset_job(
 def build_definitions(home: Path | None = None, **paths) -> Definitions:
     home = Path(home) if home else forge_home()
     resources = embedded_resources(home, **paths)
-    resources["io_manager"] = io_manager(home)
+    # asset values are artifacts: typed, content-addressed, on the same local folder or S3
+    resources["io_manager"] = ArtifactIOManager.for_store(resources["artifacts"])
     return Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[species_pipeline, persona_pipeline], sensors=SENSORS,
                        resources=resources)
 

@@ -12,12 +12,16 @@ from srl_assets.failures import input_errors_as_failures
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, DeploymentResource, TrainingResource
-from srl_assets.rules_assets import load_compiled_rules
 from srl_forge.databases import redact
 from srl_forge.deployment import deploy_candidate, served_name
 from srl_forge.encounters import EncounterSet
 from srl_forge.hashing import content_hash
+from srl_forge.lore import SpeciesLore
 from srl_forge.registry import AdapterVersion, deployment_target
+from srl_forge.rulebook import CompiledRules
+from training.evaluation import CANDIDATE, EvaluationReport
+from training.grpo_runner import AdapterArtifact
+from training.step_dataset import RowDataset
 
 
 def measure_candidate_latency(store, training: TrainingResource, deployment: DeploymentResource, adapter_uri: str,
@@ -93,42 +97,42 @@ def register_and_deploy(context, deployment: DeploymentResource, adapter: Adapte
     "(1 and 2): promoted when it is not worse than blue beyond the held-out noise, has no guardrail violations "
     "and meets the tier's time-to-first-token budget; otherwise blue keeps serving and the failing gate is named.",
 )
-def deployed_adapter(context: AssetExecutionContext, lore: dict, rules: dict, encounters: dict, srl_dataset: dict,
-                     rlvr_dataset: dict, srl_checkpoint: dict, rlvr_checkpoint: dict, evaluation: dict,
+def deployed_adapter(context: AssetExecutionContext, lore: SpeciesLore, rules: CompiledRules,
+                     encounters: EncounterSet, srl_dataset: RowDataset, rlvr_dataset: RowDataset,
+                     srl_checkpoint: AdapterArtifact, rlvr_checkpoint: AdapterArtifact, evaluation: EvaluationReport,
                      artifacts: ArtifactStoreResource, training: TrainingResource,
                      deployment: DeploymentResource) -> Output[dict]:
     species = context.partition_key
     store = artifacts.store()
-    report = store.get_json(evaluation["uri"])
-    candidate = report["results"]["srl_rlvr"]["metrics"]
-    rulebook, state = load_compiled_rules(artifacts, rules)
+    candidate = evaluation.results[CANDIDATE]["metrics"]
+    rulebook, state = rules.rulebook, rules.game_state
     lineage = {
-        "lore_version": lore["version"], "lore_documents": lore["document_ids"],
-        "rules_version": rules["version"], "rules_uri": rules["uri"],
+        "lore_version": lore.artifact_version, "lore_documents": lore.document_ids,
+        "rules_version": rules.artifact_version, "rules_uri": rules.artifact_uri,
         "rules": sorted(f"{r.id} ({r.source})" for r in rulebook.rules),
-        "active_rules": sorted(r.id for r in rulebook.active_rules(state.live_events)),
+        "active_rules": list(rules.active_rule_ids),
         "game_state": state.model_dump(mode="json"),
-        "encounters_version": encounters["version"], "srl_dataset_version": srl_dataset["version"],
-        "rlvr_dataset_version": rlvr_dataset["version"], "rlvr_dataset_uri": rlvr_dataset["uri"],
-        "encounters_uri": encounters["uri"], "evaluation_version": evaluation["version"],
-        "evaluation_uri": evaluation["uri"], "budget": report.get("budget"), "lora_rank": training.rlvr_config().lora_r,
+        "encounters_version": encounters.artifact_version, "srl_dataset_version": srl_dataset.artifact_version,
+        "rlvr_dataset_version": rlvr_dataset.artifact_version, "rlvr_dataset_uri": rlvr_dataset.artifact_uri,
+        "encounters_uri": encounters.artifact_uri, "evaluation_version": evaluation.artifact_version,
+        "evaluation_uri": evaluation.artifact_uri, "budget": evaluation.budget,
+        "lora_rank": training.rlvr_config().lora_r,
     }
     registry = deployment.open()
     registry.register(AdapterVersion(
-        version=srl_checkpoint["version"], target=deployment_target(species), kind="srl",
-        base_model=srl_checkpoint["base_model"], adapter_uri=srl_checkpoint["adapter_uri"],
+        version=srl_checkpoint.version, target=deployment_target(species), kind="srl",
+        base_model=srl_checkpoint.base_model, adapter_uri=srl_checkpoint.adapter_uri,
         lineage={k: lineage[k] for k in ("lore_version", "lore_documents", "rules_version", "rules",
                                          "encounters_version", "srl_dataset_version")}))
     adapter = AdapterVersion(
-        version=rlvr_checkpoint["version"], target=deployment_target(species), kind="srl_rlvr",
-        base_model=rlvr_checkpoint["base_model"], adapter_uri=rlvr_checkpoint["adapter_uri"],
-        parent_version=srl_checkpoint["version"], lineage=lineage,
+        version=rlvr_checkpoint.version, target=deployment_target(species), kind="srl_rlvr",
+        base_model=rlvr_checkpoint.base_model, adapter_uri=rlvr_checkpoint.adapter_uri,
+        parent_version=srl_checkpoint.version, lineage=lineage,
         metrics={"decision_accuracy": candidate["decision_accuracy"],
                  "graded_reward": candidate["graded_reward"], "format_rate": candidate["format_rate"],
                  "guardrail_violations": int(candidate["guardrail_violations"]["value"]),
-                 "held_out_encounters": report["held_out_encounters"]})
-    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
+                 "held_out_encounters": evaluation.held_out_encounters})
     context.log.info("measuring time to first token of the candidate")
-    latency = measure_candidate_latency(store, training, deployment, adapter.adapter_uri, encounter_set,
+    latency = measure_candidate_latency(store, training, deployment, adapter.adapter_uri, encounters,
                                         rulebook.actions)
     return register_and_deploy(context, deployment, adapter, "species", latency)

@@ -2,18 +2,17 @@
 
 from collections import Counter
 
-from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
 from srl_assets.failures import input_errors_as_failures
-from srl_assets.metadata import markdown_table
+from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.automation import FRESH
-from srl_assets.resources import ArtifactStoreResource, TeachersResource
-from srl_assets.rules_assets import load_compiled_rules
-from srl_forge.encounters import DesignSpec
+from srl_assets.resources import TeachersResource
+from srl_forge.encounters import DesignSpec, EncounterSet
 from srl_forge.grading import task_profile
-from srl_forge.hashing import content_hash
-from srl_forge.player_logs import PlayerLogRecord
+from srl_forge.player_logs import PlayerInteractions
+from srl_forge.rulebook import CompiledRules
 
 
 class EncounterDesignConfig(Config):
@@ -31,7 +30,7 @@ class EncounterDesignConfig(Config):
 @asset(
     partitions_def=species_partitions,
     group_name="encounters",
-    code_version="encounters-4",
+    code_version="encounters-5",
     kinds={"python"},
     automation_condition=FRESH,
     description="Encounters where the decision matters (designer role): stratified so no action is the engine's "
@@ -41,32 +40,27 @@ class EncounterDesignConfig(Config):
 def encounters(
     context: AssetExecutionContext,
     config: EncounterDesignConfig,
-    rules: dict,
-    player_interactions: dict,
-    artifacts: ArtifactStoreResource,
+    rules: CompiledRules,
+    player_interactions: PlayerInteractions,
     teachers: TeachersResource,
-) -> Output[dict]:
-    species = context.partition_key
-    rulebook, live_state = load_compiled_rules(artifacts, rules)
-    records = [PlayerLogRecord.model_validate(r) for r in artifacts.store().get_json(player_interactions["uri"])]
+) -> Output[EncounterSet]:
+    rulebook, live_state = rules.rulebook, rules.game_state
+    records = player_interactions.records
     with input_errors_as_failures():
         designer = teachers.build(rulebook).designer
     spec = DesignSpec(**config.model_dump())
     encounter_set = designer.design(rulebook, live_state, spec, [r.encounter for r in records])
     if encounter_set.uncovered:
         context.log.warning(f"rules below {config.min_per_rule} encounters: {encounter_set.uncovered}")
-    version = content_hash(encounter_set)
-    uri = artifacts.store().put_json("encounters", species, encounter_set)
     splits = Counter(e.split for e in encounter_set.encounters)
     origins = Counter(e.origin for e in encounter_set.encounters)
     covered = sum(1 for n in encounter_set.coverage.values() if n >= config.min_per_rule)
     profiles = {split: task_profile(e.label for e in encounter_set.by_split(split) if e.label)
                 for split in ("train", "validation", "test")}
     near_misses = sum(e.near_miss_of is not None for e in encounter_set.encounters)
-    return Output(
-        {"species": species, "version": version, "uri": uri, "rules_version": rules["version"]},
-        data_version=DataVersion(version),
-        metadata={
+    return versioned(
+        encounter_set,
+        {
             "encounters": len(encounter_set.encounters),
             "train": splits["train"], "validation": splits["validation"], "test": splits["test"],
             "mined_from_player_logs": origins["player_log"],
@@ -83,7 +77,5 @@ def encounters(
             "rule_coverage": MetadataValue.float(covered / max(1, len(encounter_set.coverage))),
             "uncovered_rules": MetadataValue.json(encounter_set.uncovered),
             "coverage_table": markdown_table(["rule", "encounters firing it"], sorted(encounter_set.coverage.items())),
-            "content_hash": version,
-            "artifact_uri": MetadataValue.path(uri),
         },
     )

@@ -6,7 +6,6 @@ from dagster import (
     DataVersion,
     DataVersionsByPartition,
     MetadataValue,
-    ObserveResult,
     Output,
     asset,
     observable_source_asset,
@@ -14,10 +13,10 @@ from dagster import (
 
 from srl_assets.failures import input_errors_as_failures
 from srl_assets.automation import FRESH
-from srl_assets.metadata import markdown_table
+from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource, ProjectFiles, SemanticMemoryResource
-from srl_forge.lore import load_species_lore, lore_source_version
+from srl_assets.resources import ProjectFiles, SemanticMemoryResource
+from srl_forge.lore import SpeciesLore, load_species_lore, lore_source_version
 from srl_forge.species import discover_species
 
 
@@ -38,7 +37,7 @@ def lore_sources(context, project_files: ProjectFiles):
 @asset(
     partitions_def=species_partitions,
     group_name="lore",
-    code_version="lore-1",
+    code_version="lore-2",
     kinds={"python", "duckdb"},
     automation_condition=FRESH,
     deps=[lore_sources],
@@ -48,14 +47,10 @@ def lore_sources(context, project_files: ProjectFiles):
 def lore(
     context: AssetExecutionContext,
     project_files: ProjectFiles,
-    artifacts: ArtifactStoreResource,
     memory: SemanticMemoryResource,
-) -> Output[dict]:
-    species = context.partition_key
+) -> Output[SpeciesLore]:
     with input_errors_as_failures():
-        species_lore = load_species_lore(project_files.lore_path, species)
-    store = artifacts.store()
-    uri = store.put_json("lore", species, species_lore)
+        species_lore = load_species_lore(project_files.lore_path, context.partition_key)
 
     def progress(done: int, total: int) -> None:
         context.log.info(f"embedded {done}/{total} new lore chunks")
@@ -63,22 +58,12 @@ def lore(
     indexed = memory.memory().index(species_lore, progress=progress)
     dossier = species_lore.dossier
     words = sum(d.words for d in species_lore.documents)
-    manifest = {
-        "species": species,
-        "version": species_lore.version,
-        "uri": uri,
-        "document_ids": species_lore.document_ids,
-        "memory_chunks": indexed["chunks"],
-    }
     preview = "\n".join(f"- **{section}**: {entry.text} _({entry.source})_" for section, entry in dossier.entries()[:12])
-    return Output(
-        manifest,
-        data_version=DataVersion(species_lore.version),
-        metadata={
+    return versioned(
+        species_lore,
+        {
             "documents": len(species_lore.documents),
             "words": words,
-            "content_hash": species_lore.version,
-            "artifact_uri": MetadataValue.path(uri),
             "dossier_entries": len(dossier.entries()),
             "memory_chunks": indexed["chunks"],
             "chunks_embedded": indexed["embedded"],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from dagster import MetadataValue
+from dagster import DataVersion, MetadataValue, Output
+
+from srl_forge.artifacts import artifact_version
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> MetadataValue:
@@ -14,3 +16,8 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return MetadataValue.md("\n".join(lines))
+
+
+def versioned(value, metadata: dict) -> Output:
+    """An asset's value with its data version: the content hash of what the IO manager stores."""
+    return Output(value, data_version=DataVersion(artifact_version(value)), metadata=metadata)

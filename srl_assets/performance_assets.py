@@ -10,10 +10,10 @@ from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.player_assets import player_logs as player_logs_source
 from srl_assets.resources import ArtifactStoreResource, DeploymentResource, PlayerLogsResource
-from srl_assets.rules_assets import load_compiled_rules
 from srl_forge.hashing import content_hash
 from srl_forge.performance import served_performance
 from srl_forge.player_logs import read_player_logs
+from srl_forge.rulebook import CompiledRules
 
 
 class PerformanceConfig(Config):
@@ -49,7 +49,7 @@ def adapter_performance(context: AssetExecutionContext, config: PerformanceConfi
             parent = registry.get(adapter.parent_version) if adapter and adapter.parent_version else None
             uri = parent.lineage.get("rules_uri") if parent else None
         if uri not in engines:
-            engines[uri] = RulesEngine(load_compiled_rules(artifacts, {"uri": uri})[0]) if uri else None
+            engines[uri] = RulesEngine(artifacts.load(uri, CompiledRules).rulebook) if uri else None
         return engines[uri]
 
     def evaluated_metrics(version):

@@ -21,17 +21,17 @@ from srl_assets.partitions import npc_partitions
 from srl_assets.resources import (
     ArtifactStoreResource, DeploymentResource, ProjectFiles, TeachersResource, TrainingResource,
 )
-from srl_assets.rules_assets import load_compiled_rules
-from srl_assets.training_assets import dataset_rows, train_adapter
+from srl_assets.training_assets import train_adapter
 from srl_forge.encounter import Encounter
 from srl_forge.encounters import EncounterSet
 from srl_forge.hashing import content_hash
 from srl_forge.personas import load_persona, persona_path, split_persona_key
+from srl_forge.rulebook import CompiledRules
 from srl_forge.registry import AdapterVersion, deployment_target
 from srl_forge.rules_engine import RulesEngine
 from training.outcome_dataset import outcome_row
 from training.rlvr import RLVRJob, run_rlvr_job
-from training.step_dataset import to_parquet
+from training.step_dataset import RowDataset
 
 SPECIES_TIER = "tier1"  # the species adapter a persona starts from: the one serving generic monsters
 
@@ -92,20 +92,19 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
         species, npc = split_persona_key(context.partition_key)
     parent = _species_parent(deployment, species)
     store = artifacts.store()
-    rulebook, _ = load_compiled_rules(artifacts, {"uri": parent.lineage["rules_uri"]})
+    rulebook = artifacts.load(parent.lineage["rules_uri"], CompiledRules).rulebook
     engine = RulesEngine(rulebook)
     with input_errors_as_failures():
         persona = load_persona(project_files.lore_path, species, npc, rulebook.actions)
         voice = teachers.voice(rulebook)
-    species_rows = dataset_rows(store, parent.lineage["rlvr_dataset_uri"], ("train", "validation", "test"))
+    species_rows = artifacts.load(parent.lineage["rlvr_dataset_uri"], RowDataset).rows
     rows = [persona_row(r, persona, engine, voice) for r in species_rows]
     budget_rows = {"quick": 48, "standard": 160}.get(training.budget)  # the voice needs few rows; `full`: all
     train = [r for r in rows if r["split"] == "train"]
     train = random.Random(persona.key).sample(train, min(len(train), budget_rows or len(train)))
     kept = train + [r for r in rows if r["split"] != "train"]
-    dataset = {"uri": store.put_bytes("persona_datasets", species, to_parquet(kept), ".parquet"),
-               "version": content_hash({"persona": persona.version, "parent": parent.version,
-                                        "rows": [r["row_id"] for r in kept]})}
+    dataset = RowDataset(rows=kept)
+    dataset.stored_at(store.put_bytes("persona_datasets", species, dataset.to_bytes(), dataset.suffix))
     # Always teach the voice first (the species adapter already has the format), then a little GRPO.
     steps = {"quick": (8, 1), "standard": (24, 4)}.get(training.budget, (None, None))
     overrides = {"format_rate_threshold": 1.01}
@@ -116,7 +115,7 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
         context, artifacts, training, kind="persona", config=config, job_cls=RLVRJob, run=run_rlvr_job,
         dataset=dataset, parent_adapter_uri=parent.adapter_uri, parent_version=parent.version, replay_rows=[],
         warmup_rows=[{"prompt": r["prompt"], "completion_text": r["completion_text"]} for r in train], species=species)
-    manifest = output.value
+    manifest = output.value.model_dump(mode="json")
 
     # evaluation on the species' held-out encounters (kept out of every dataset), persona rules applied
     held_out = artifacts.load(parent.lineage["encounters_uri"], EncounterSet).by_split("test")
@@ -183,7 +182,7 @@ def deployed_persona(context: AssetExecutionContext, persona_adapter: dict, proj
                  "species_rules_version": parent.lineage.get("rules_version") if parent else None,
                  "lora_rank": training.rlvr_config().lora_r},
         metrics=persona_adapter["metrics"])
-    rulebook, _ = load_compiled_rules(artifacts, {"uri": persona_adapter["rules_uri"]})
+    rulebook = artifacts.load(persona_adapter["rules_uri"], CompiledRules).rulebook
     encounter_set = artifacts.load(parent.lineage["encounters_uri"], EncounterSet)
     with input_errors_as_failures():
         persona = load_persona(project_files.lore_path, species, npc, rulebook.actions)

@@ -4,9 +4,10 @@ from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, a
 
 from srl_assets.automation import FRESH
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource, PlayerLogsResource
+from srl_assets.metadata import versioned
+from srl_assets.resources import PlayerLogsResource
 from srl_forge.hashing import content_hash
-from srl_forge.player_logs import filter_player_records, log_watermark, read_player_logs
+from srl_forge.player_logs import PlayerInteractions, filter_player_records, log_watermark, read_player_logs
 
 
 @observable_source_asset(
@@ -27,28 +28,23 @@ def player_logs(context, player_logs: PlayerLogsResource):
 @asset(
     partitions_def=species_partitions,
     group_name="player_history",
-    code_version="player-interactions-1",
+    code_version="player-interactions-2",
     kinds={"python"},
     deps=[player_logs],
     automation_condition=FRESH,
     description="Player interactions fit to learn from: prompt-injection attempts and guardrail violations "
     "dropped, personal data removed, players pseudonymised.",
 )
-def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsResource,
-                        artifacts: ArtifactStoreResource) -> Output[dict]:
+def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsResource) -> Output[PlayerInteractions]:
     species = context.partition_key
     records, problems = read_player_logs(player_logs.location, species)
     for where, problem in problems[:20]:
         context.log.warning(f"skipped unreadable player log record {where}: {problem}")
     kept, report = filter_player_records(records, player_logs.max_utterance_chars)
-    version = content_hash([r.model_dump(mode="json") for r in kept])
-    uri = artifacts.store().put_json("player_interactions", species, kept)
-    return Output(
-        {"species": species, "version": version, "uri": uri, "records": len(kept)},
-        data_version=DataVersion(version),
-        metadata={
+    return versioned(
+        PlayerInteractions(species=species, records=tuple(kept)),
+        {
             "records_read": report.read, "records_kept": report.kept, "unreadable_records": len(problems),
             "dropped": MetadataValue.json(report.dropped), "personal_data_removed": MetadataValue.json(report.redactions),
-            "artifact_uri": MetadataValue.path(uri), "content_hash": version,
         },
     )

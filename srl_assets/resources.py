@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar
 
-from srl_forge.artifacts import open_artifact_store
+from srl_forge.artifacts import StoredArtifact, decode_artifact, open_artifact_store
 from srl_forge.databases import is_postgres
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
@@ -52,9 +52,9 @@ class ArtifactStoreResource(ConfigurableResource):
     def store(self):
         return open_artifact_store(self.root, self.cache_dir, self.endpoint_url)
 
-    def load(self, uri: str, model):
-        """A pydantic model stored as JSON at `uri`."""
-        return model.model_validate(self.store().get_json(uri))
+    def load(self, uri: str, model: type[StoredArtifact]):
+        """The artifact stored at `uri` (e.g. one named in an adapter's lineage), as `model`."""
+        return decode_artifact(self.store().get_bytes(uri), model).stored_at(uri)
 
 
 class GameStateResource(ConfigurableResource):
@@ -138,21 +138,6 @@ def backend_locations(home: Path, profile: str | None = None) -> dict:
     raise InputError("SRL_FORGE_PROFILE", "value", f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
 
 
-def io_manager(home: Path, profile: str | None = None):
-    """Where Dagster keeps asset outputs (small manifests) between steps and runs: a local folder, or
-    S3 beside the artifacts when run workers are separate machines."""
-    from dagster import FilesystemIOManager
-
-    profile = profile or os.environ.get("SRL_FORGE_PROFILE") or "embedded"
-    if profile != "aws":
-        return FilesystemIOManager(base_dir=str(home / "dagster_io"))
-    from dagster_aws.s3 import S3PickleIOManager, S3Resource
-
-    bucket, _, prefix = backend_locations(home, profile)["artifacts"][len("s3://"):].partition("/")
-    return S3PickleIOManager(s3_resource=S3Resource(endpoint_url=os.environ.get("AWS_ENDPOINT_URL")),
-                             s3_bucket=bucket, s3_prefix="/".join(p for p in (prefix.strip("/"), "dagster_io") if p))
-
-
 def resolved(value: str) -> str:
     """A resource field's value outside a run (CLIs): an `EnvVar` read from the environment."""
     return value.get_value() if isinstance(value, EnvVar) else value
@@ -201,6 +186,8 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
             sagemaker_s3_root=os.environ.get("SRL_FORGE_SAGEMAKER_S3_ROOT") or (
                 where["artifacts"] if where["artifacts"].startswith("s3://") else None),
             sagemaker_instance_type=os.environ.get("SRL_FORGE_SAGEMAKER_INSTANCE_TYPE", "ml.g5.2xlarge"),
+            sagemaker_instance_count=int(os.environ.get("SRL_FORGE_SAGEMAKER_INSTANCE_COUNT", "1")),
+            sagemaker_processes_per_host=os.environ.get("SRL_FORGE_SAGEMAKER_PROCESSES_PER_HOST", "1"),
         ),
     }
 
@@ -286,6 +273,7 @@ class TrainingResource(ConfigurableResource):
     sagemaker_s3_root: str | None = None  # s3://bucket/prefix for job inputs, outputs and checkpoints
     sagemaker_instance_type: str = "ml.g5.2xlarge"
     sagemaker_instance_count: int = 1
+    sagemaker_processes_per_host: str = "1"  # "auto": one per GPU (torchrun); multi-GPU instance types
     sagemaker_use_spot: bool = True
     sagemaker_poll_seconds: float = 30.0
     sagemaker_endpoint_url: str | None = None
@@ -305,7 +293,7 @@ class TrainingResource(ConfigurableResource):
         return SageMakerLauncher(SageMakerSettings(
             role_arn=self.sagemaker_role_arn, image_uri=self.sagemaker_image_uri, s3_root=self.sagemaker_s3_root,
             instance_type=self.sagemaker_instance_type, instance_count=self.sagemaker_instance_count,
-            use_spot=self.sagemaker_use_spot, poll_seconds=self.sagemaker_poll_seconds,
+            processes_per_host=self.sagemaker_processes_per_host, use_spot=self.sagemaker_use_spot, poll_seconds=self.sagemaker_poll_seconds,
             endpoint_url=self.sagemaker_endpoint_url))
 
     @property

@@ -5,13 +5,13 @@ from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, a
 
 from srl_assets.failures import input_errors_as_failures
 from srl_assets.automation import FRESH
-from srl_assets.metadata import markdown_table
+from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource, GameStateResource, ProjectFiles
+from srl_assets.resources import GameStateResource, ProjectFiles
 from srl_forge.databases import redact
 from srl_forge.errors import InputError
-from srl_forge.hashing import content_hash
-from srl_forge.rulebook import load_rulebook
+from srl_forge.lore import SpeciesLore
+from srl_forge.rulebook import CompiledRules, load_rulebook
 
 
 @observable_source_asset(
@@ -25,7 +25,7 @@ def game_state(game_state_db: GameStateResource) -> DataVersion:
 @asset(
     partitions_def=species_partitions,
     group_name="rules",
-    code_version="rules-1",
+    code_version="rules-2",
     kinds={"python", "yaml"},
     automation_condition=FRESH,
     deps=[game_state],
@@ -34,36 +34,27 @@ def game_state(game_state_db: GameStateResource) -> DataVersion:
 )
 def rules(
     context: AssetExecutionContext,
-    lore: dict,
+    lore: SpeciesLore,
     project_files: ProjectFiles,
     game_state_db: GameStateResource,
-    artifacts: ArtifactStoreResource,
-) -> Output[dict]:
-    species = context.partition_key
+) -> Output[CompiledRules]:
     with input_errors_as_failures():
-        rulebook = load_rulebook(project_files.rules_path, species, lore["document_ids"])
+        rulebook = load_rulebook(project_files.rules_path, context.partition_key, lore.document_ids)
         state = game_state_db.store().current()
         unknown = [e for e in state.live_events if e not in rulebook.known_events]
         if unknown:
             raise InputError(redact(game_state_db.location), "live_events", f"unknown live events {unknown}; "
                              f"declare them under 'events' in {project_files.rules_path / 'global.yaml'}")
-    active = rulebook.active_rules(state.live_events)
-    active_ids = {r.id for r in active}
-    compiled = {"rulebook": rulebook, "game_state": state, "active_rule_ids": sorted(active_ids)}
-    version = content_hash(compiled)
-    uri = artifacts.store().put_json("rules", species, compiled)
-    manifest = {"species": species, "version": version, "uri": uri, "lore_version": lore["version"]}
-    return Output(
-        manifest,
-        data_version=DataVersion(version),
-        metadata={
+    compiled = CompiledRules.compile(rulebook, state)
+    active_ids = set(compiled.active_rule_ids)
+    return versioned(
+        compiled,
+        {
             "rules": len(rulebook.rules),
-            "active_rules": len(active),
+            "active_rules": len(active_ids),
             "switched_off_by_events": MetadataValue.json(sorted(r.id for r in rulebook.rules if r.id not in active_ids)),
             "actions": MetadataValue.json(list(rulebook.actions)),
             "game_state": MetadataValue.json(state.model_dump(mode="json")),
-            "content_hash": version,
-            "artifact_uri": MetadataValue.path(uri),
             "rules_table": markdown_table(
                 ["rule", "priority", "effects", "source", "active"],
                 [(r.id, r.priority, _effects(r), r.source, "yes" if r.id in active_ids else "no") for r in rulebook.rules],
@@ -78,11 +69,3 @@ def _effects(rule) -> str:
         parts.append("dialogue")
     return "; ".join(parts)
 
-
-def load_compiled_rules(artifacts: ArtifactStoreResource, manifest: dict):
-    """(Rulebook, GameState) from a `rules` manifest."""
-    from srl_forge.encounter import GameState
-    from srl_forge.rulebook import Rulebook
-
-    compiled = artifacts.store().get_json(manifest["uri"])
-    return Rulebook.model_validate(compiled["rulebook"]), GameState.model_validate(compiled["game_state"])

@@ -7,24 +7,24 @@ previous version or the base model.
 """
 
 import base64
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AssetRecordsFilter, DataVersion, Failure, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetRecordsFilter, Failure, MetadataValue, Output, asset
 
 from srl_assets.automation import FRESH
-from srl_assets.metadata import markdown_table
+from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, TrainingResource
 from srl_forge.hashing import content_hash
-from srl_forge.teachers.collaboration import AcceptedTrajectory
-from training.grpo_runner import GRPOJob, GRPOTrainingConfig
+from srl_forge.teachers.collaboration import TrajectoryBatch
+from training.grpo_runner import AdapterArtifact, GRPOJob, GRPOTrainingConfig
 from training.rlvr import RLVRJob, decision_text, run_rlvr_job
 from training.srl import SRLJob, run_srl_job
+from training.step_dataset import RowDataset
 
 
 def previous_manifest(context: AssetExecutionContext) -> dict | None:
@@ -41,11 +41,6 @@ def previous_manifest(context: AssetExecutionContext) -> dict | None:
 def directory_digest(folder: Path) -> str:
     return content_hash([(str(p.relative_to(folder)), content_hash(p.read_bytes()))
                          for p in sorted(folder.rglob("*")) if p.is_file()])
-
-
-def dataset_rows(store, uri: str, splits: tuple[str, ...]) -> list[dict]:
-    rows = pq.read_table(io.BytesIO(store.get_bytes(uri))).to_pylist()
-    return [r for r in rows if r["split"] in splits]
 
 
 def _write(rows: list[dict], path: Path) -> str | None:
@@ -73,25 +68,25 @@ def train_adapter(
     config: GRPOTrainingConfig,
     job_cls: type[GRPOJob],
     run: Callable,
-    dataset: dict,
+    dataset: RowDataset,
     parent_adapter_uri: str | None,
     parent_version: str | None,
     replay_rows: list[dict],
     warmup_rows: list[dict] | None = None,
     species: str | None = None,
-) -> Output[dict]:
+) -> Output[AdapterArtifact]:
     """Write the job, run it, store the adapter content-addressed, and describe it for the UI.
     `species`: whose artifacts these are (default: the partition; a persona partition passes its species)."""
     species = species or context.partition_key
     store = artifacts.store()
-    fingerprint = content_hash({"config": config, "data": dataset["version"], "parent": parent_version,
+    fingerprint = content_hash({"config": config, "data": dataset.artifact_version, "parent": parent_version,
                                 "kind": kind})[:16]
     job_dir = Path(training.work_root) / kind / species / fingerprint
     data = job_dir / "data"
-    train_rows = dataset_rows(store, dataset["uri"], ("train",))
-    validation_rows = dataset_rows(store, dataset["uri"], ("validation",))
+    train_rows = dataset.split("train")
+    validation_rows = dataset.split("validation")
     if not train_rows or not validation_rows:
-        raise Failure(description=f"{kind}: the dataset {dataset['uri']} has {len(train_rows)} train and "
+        raise Failure(description=f"{kind}: the dataset {dataset.artifact_uri} has {len(train_rows)} train and "
                       f"{len(validation_rows)} validation rows; both are needed (add encounters or raise "
                       "validation_fraction in the encounters config)", allow_retries=False)
     job = job_cls(
@@ -118,17 +113,16 @@ def train_adapter(
     curve_uri = store.put_bytes("plots", species, curve, ".png")
     metrics_uri = store.put_json(f"{kind}_metrics", species, metrics)
     before, after, steps = metrics["validation_before"], metrics["validation_after"], metrics["steps"]
-    manifest = {
-        "species": species, "version": digest, "adapter_uri": adapter_uri, "metrics_uri": metrics_uri,
-        "parent_version": parent_version, "base_model": config.model,
-        "dataset_uri": dataset["uri"], "dataset_version": dataset["version"],
-    }
+    adapter = AdapterArtifact(
+        species=species, version=digest, adapter_uri=adapter_uri, metrics_uri=metrics_uri,
+        parent_version=parent_version, base_model=config.model,
+        dataset_uri=dataset.artifact_uri, dataset_version=dataset.artifact_version,
+    )
     kept = [s["kept_fraction"] for s in steps if s["kept_fraction"] is not None]
-    return Output(
-        manifest,
-        data_version=DataVersion(digest),
-        metadata={
-            "manifest": MetadataValue.json(manifest),
+    return versioned(
+        adapter,
+        {
+            "manifest": MetadataValue.json(adapter.model_dump(mode="json")),
             "validation_score_before": MetadataValue.float(float(before["score"])),
             "validation_score_after": MetadataValue.float(float(after["score"])),
             "validation_format_rate_before": MetadataValue.float(float(before["format_rate"])),
@@ -165,54 +159,57 @@ def _usable_parent(context, store, manifest: dict | None) -> dict | None:
     partitions_def=species_partitions,
     group_name="training",
     pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
-    code_version="srl-checkpoint-2",
+    code_version="srl-checkpoint-3",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
     description="SRL LoRA adapter: step-wise GRPO with the difflib step-similarity reward and dynamic "
     "sampling, after a format warm-up when needed; warm-starts from the species' previous adapter with "
     "a replay of earlier rows.",
 )
-def srl_checkpoint(context: AssetExecutionContext, srl_dataset: dict, artifacts: ArtifactStoreResource,
-                   training: TrainingResource) -> Output[dict]:
+def srl_checkpoint(context: AssetExecutionContext, srl_dataset: RowDataset, artifacts: ArtifactStoreResource,
+                   training: TrainingResource) -> Output[AdapterArtifact]:
     store = artifacts.store()
     parent = _usable_parent(context, store, previous_manifest(context))
     return train_adapter(
         context, artifacts, training, kind="srl", config=training.srl_config(), job_cls=SRLJob, run=run_srl_job,
         dataset=srl_dataset, parent_adapter_uri=parent["adapter_uri"] if parent else None,
         parent_version=parent["version"] if parent else None,
-        replay_rows=dataset_rows(store, parent["dataset_uri"], ("train",)) if parent else [],
+        replay_rows=_replay_rows(artifacts, parent),
     )
 
 
-def _warmup_rows(store, rlvr_dataset: dict, expert_trajectories: dict) -> list[dict]:
+def _replay_rows(artifacts: ArtifactStoreResource, parent: dict | None) -> list[dict]:
+    """The train rows the previous adapter learned from (replayed so it does not forget them)."""
+    return artifacts.load(parent["dataset_uri"], RowDataset).split("train") if parent else []
+
+
+def _warmup_rows(rlvr_dataset: RowDataset, expert_trajectories: TrajectoryBatch) -> list[dict]:
     """The expert's final answers for the train encounters, in the RLVR format (format warm-up only)."""
-    prompts = {r["encounter_id"]: r["prompt"] for r in dataset_rows(store, rlvr_dataset["uri"], ("train",))}
-    accepted = [AcceptedTrajectory.model_validate(a) for a in store.get_json(expert_trajectories["uri"])]
+    prompts = {r["encounter_id"]: r["prompt"] for r in rlvr_dataset.split("train")}
     return [{"prompt": prompts[a.encounter_id], "completion_text": decision_text(a.trajectory)}
-            for a in accepted if a.encounter_id in prompts]
+            for a in expert_trajectories.accepted if a.encounter_id in prompts]
 
 
 @asset(
     partitions_def=species_partitions,
     group_name="training",
     pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
-    code_version="rlvr-checkpoint-1",
+    code_version="rlvr-checkpoint-2",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
     description="SRL→RLVR: GRPO from the SRL adapter with the outcome reward the rules engine verifies "
     "(acceptable action, in-character line, guardrails, format).",
 )
-def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: dict, srl_checkpoint: dict,
-                    expert_trajectories: dict, artifacts: ArtifactStoreResource,
-                    training: TrainingResource) -> Output[dict]:
-    store = artifacts.store()
-    previous = _usable_parent(context, store, previous_manifest(context))
+def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset, srl_checkpoint: AdapterArtifact,
+                    expert_trajectories: TrajectoryBatch, artifacts: ArtifactStoreResource,
+                    training: TrainingResource) -> Output[AdapterArtifact]:
+    previous = _usable_parent(context, artifacts.store(), previous_manifest(context))
     return train_adapter(
         context, artifacts, training, kind="rlvr", config=training.rlvr_config(), job_cls=RLVRJob, run=run_rlvr_job,
-        dataset=rlvr_dataset, parent_adapter_uri=srl_checkpoint["adapter_uri"],
-        parent_version=srl_checkpoint["version"],
-        replay_rows=dataset_rows(store, previous["dataset_uri"], ("train",)) if previous else [],
-        warmup_rows=_warmup_rows(store, rlvr_dataset, expert_trajectories),
+        dataset=rlvr_dataset, parent_adapter_uri=srl_checkpoint.adapter_uri,
+        parent_version=srl_checkpoint.version,
+        replay_rows=_replay_rows(artifacts, previous),
+        warmup_rows=_warmup_rows(rlvr_dataset, expert_trajectories),
     )
 
 
@@ -220,20 +217,20 @@ def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: dict, srl_chec
     partitions_def=species_partitions,
     group_name="training",
     pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
-    code_version="rlvr-only-checkpoint-1",
+    code_version="rlvr-only-checkpoint-2",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
     description="The RLVR-only ablation: the same RLVR training without SRL, from the base model (or its own "
     "previous version).",
 )
-def rlvr_only_checkpoint(context: AssetExecutionContext, rlvr_dataset: dict, expert_trajectories: dict,
-                         artifacts: ArtifactStoreResource, training: TrainingResource) -> Output[dict]:
-    store = artifacts.store()
-    parent = _usable_parent(context, store, previous_manifest(context))
+def rlvr_only_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset,
+                         expert_trajectories: TrajectoryBatch, artifacts: ArtifactStoreResource,
+                         training: TrainingResource) -> Output[AdapterArtifact]:
+    parent = _usable_parent(context, artifacts.store(), previous_manifest(context))
     return train_adapter(
         context, artifacts, training, kind="rlvr_only", config=training.rlvr_config(), job_cls=RLVRJob,
         run=run_rlvr_job, dataset=rlvr_dataset, parent_adapter_uri=parent["adapter_uri"] if parent else None,
         parent_version=parent["version"] if parent else None,
-        replay_rows=dataset_rows(store, parent["dataset_uri"], ("train",)) if parent else [],
-        warmup_rows=_warmup_rows(store, rlvr_dataset, expert_trajectories),
+        replay_rows=_replay_rows(artifacts, parent),
+        warmup_rows=_warmup_rows(rlvr_dataset, expert_trajectories),
     )

@@ -2,26 +2,25 @@
 
 from collections import Counter
 
-from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from srl_assets.failures import input_errors_as_failures
 from srl_assets.automation import FRESH
-from srl_assets.metadata import markdown_table
+from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, SemanticMemoryResource, TeachersResource
-from srl_assets.rules_assets import load_compiled_rules
 from srl_forge.encounters import EncounterSet
-from srl_forge.hashing import content_hash
 from srl_forge.lore import SpeciesLore
+from srl_forge.rulebook import CompiledRules
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.teachers.collaboration import memory_recall, produce_trajectories
+from srl_forge.teachers.collaboration import TrajectoryBatch, memory_recall, produce_trajectories
 from training.step_dataset import to_parquet
 
 
 @asset(
     partitions_def=species_partitions,
     group_name="trajectories",
-    code_version="trajectories-2",
+    code_version="trajectories-3",
     kinds={"python", "openai", "parquet"},
     automation_condition=FRESH,
     description="Step-by-step expert trajectories (assess, recall lore, apply rule, decide, speak) written by "
@@ -29,44 +28,38 @@ from training.step_dataset import to_parquet
 )
 def expert_trajectories(
     context: AssetExecutionContext,
-    lore: dict,
-    rules: dict,
-    encounters: dict,
+    lore: SpeciesLore,
+    rules: CompiledRules,
+    encounters: EncounterSet,
     artifacts: ArtifactStoreResource,
     teachers: TeachersResource,
     memory: SemanticMemoryResource,
-) -> Output[dict]:
+) -> Output[TrajectoryBatch]:
     species = context.partition_key
-    rulebook, _ = load_compiled_rules(artifacts, rules)
-    species_lore = artifacts.load(lore["uri"], SpeciesLore)
-    encounter_set = artifacts.load(encounters["uri"], EncounterSet)
     with input_errors_as_failures():
-        team = teachers.build(rulebook)
-    dossier = team.loremaster.consolidate(species_lore)
-    engine = RulesEngine(rulebook)
-    recall = memory_recall(memory.memory(), species, lore["version"], dossier, engine)
+        team = teachers.build(rules.rulebook)
+    dossier = team.loremaster.consolidate(lore)
+    engine = RulesEngine(rules.rulebook)
+    recall = memory_recall(memory.memory(), species, lore.version, dossier, engine)
     batch = produce_trajectories(
-        encounter_set.encounters, engine, dossier, team.team,
+        encounters.encounters, engine, dossier, team.team,
         progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"), recall=recall,
     )
-    store = artifacts.store()
-    accepted_uri = store.put_json("trajectories", species, batch.accepted)
     reject_rows = [
         {"encounter_id": r.encounter_id, "split": r.split, "teacher": r.teacher, "check": check, "reason": reason,
          "trajectory": r.rendered}
         for r in batch.rejected for check, reason in r.reasons
     ]
-    rejects_uri = store.put_bytes("trajectory_rejects", species, to_parquet(reject_rows), ".parquet") if reject_rows else None
-    version = content_hash({"accepted": batch.accepted, "rejected": batch.rejected})
+    # the rejects also as a table, for reading them in a notebook or a spreadsheet
+    rejects_uri = (artifacts.store().put_bytes("trajectory_rejects", species, to_parquet(reject_rows), ".parquet")
+                   if reject_rows else None)
     total = len(batch.accepted) + len(batch.rejected)
     usage = team.ledger.totals()
     example = batch.accepted[0].trajectory.render() if batch.accepted else "(none)"
     splits = Counter(a.split for a in batch.accepted)
-    return Output(
-        {"species": species, "version": version, "uri": accepted_uri, "rejects_uri": rejects_uri,
-         "encounters_version": encounters["version"]},
-        data_version=DataVersion(version),
-        metadata={
+    return versioned(
+        batch,
+        {
             "accepted": len(batch.accepted),
             "rejected": len(batch.rejected),
             "acceptance_rate": MetadataValue.float(len(batch.accepted) / max(1, total)),
@@ -84,7 +77,6 @@ def expert_trajectories(
             "prompt_tokens": int(usage["prompt_tokens"]), "completion_tokens": int(usage["completion_tokens"]),
             "cost_usd": MetadataValue.float(float(usage["cost_usd"])),
             "example_trajectory": MetadataValue.md(f"```\n{example}\n```"),
-            "content_hash": version,
-            "artifact_uri": MetadataValue.path(accepted_uri),
+            "rejects_uri": MetadataValue.path(rejects_uri or "(no rejects)"),
         },
     )

@@ -14,7 +14,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+from urllib.parse import quote
+
+from pydantic import BaseModel, PrivateAttr
 
 from srl_forge.hashing import canonical_json, content_hash
 from srl_forge.species import validate_species_id
@@ -28,6 +31,68 @@ class ArtifactStore(Protocol):
     def get_json(self, uri: str) -> Any: ...
     def put_directory(self, kind: str, species: str, source: Path, digest: str) -> str: ...
     def local_path(self, uri: str) -> Path: ...
+    def put_pointer(self, name: str, partition: str, record: dict) -> None: ...
+    def get_pointer(self, name: str, partition: str) -> dict | None: ...
+
+
+class StoredArtifact(BaseModel):
+    """A domain object the pipeline stores content-addressed (lore, compiled rules, encounter set,
+    trajectories, datasets, adapters, evaluation reports). JSON unless a subclass picks another form;
+    a loaded object knows the URI it came from, for lineage."""
+
+    suffix: ClassVar[str] = ".json"
+    _artifact_uri: str | None = PrivateAttr(default=None)
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes):
+        return cls.model_validate_json(data)
+
+    @property
+    def artifact_version(self) -> str:
+        """The content hash of the stored form: the asset's data version and the artifact's name."""
+        return content_hash(self.to_bytes())
+
+    @property
+    def artifact_uri(self) -> str:
+        if self._artifact_uri is None:
+            raise ValueError(f"this {type(self).__name__} has not been stored yet")
+        return self._artifact_uri
+
+    def stored_at(self, uri: str):
+        self._artifact_uri = uri
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        # where a value is stored is not part of it
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = BaseModel.__hash__
+
+
+def encode_artifact(value: Any) -> tuple[bytes, str]:
+    """The stored form of an asset value and its file suffix: a `StoredArtifact`'s own, else JSON."""
+    if isinstance(value, StoredArtifact):
+        return value.to_bytes(), value.suffix
+    return canonical_json(value).encode("utf-8"), ".json"
+
+
+def decode_artifact(data: bytes, expected: Any) -> Any:
+    """An asset value from its stored form, as the type the reader declared (plain JSON otherwise)."""
+    if isinstance(expected, type) and issubclass(expected, StoredArtifact):
+        return expected.from_bytes(data)
+    return json.loads(data)
+
+
+def artifact_version(value: Any) -> str:
+    return content_hash(encode_artifact(value)[0])
+
+
+def _pointer_name(name: str, partition: str) -> tuple[str, str]:
+    # a partition key may hold '/' (an NPC is `species/npc`): quoted into one file name
+    return _check_kind(name), quote(partition, safe="") + ".json"
 
 
 def write_atomically(target: Path, data: bytes) -> None:
@@ -93,6 +158,16 @@ class LocalArtifactStore(_JsonArtifacts):
 
     def exists(self, uri: str) -> bool:
         return self.path_for(uri).exists()
+
+    def put_pointer(self, name: str, partition: str, record: dict) -> None:
+        """Which version of an asset partition is current: written after the version it points to."""
+        folder, file = _pointer_name(name, partition)
+        write_atomically(self.root / "_pointers" / folder / file, canonical_json(record).encode("utf-8"))
+
+    def get_pointer(self, name: str, partition: str) -> dict | None:
+        folder, file = _pointer_name(name, partition)
+        path = self.root / "_pointers" / folder / file
+        return json.loads(path.read_bytes()) if path.exists() else None
 
     def put_directory(self, kind: str, species: str, source: Path, digest: str) -> str:
         """Store a folder (e.g. a LoRA adapter) under `<kind>/<species>/<digest>/`, atomically."""
@@ -165,6 +240,15 @@ class S3ArtifactStore(_JsonArtifacts):
 
     def get_bytes(self, uri: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key_of(uri))["Body"].read()
+
+    def put_pointer(self, name: str, partition: str, record: dict) -> None:
+        """Which version of an asset partition is current: one object, put after the version it names."""
+        self.client.put_object(Bucket=self.bucket, Key=self._key("_pointers", *_pointer_name(name, partition)),
+                               Body=canonical_json(record).encode("utf-8"))
+
+    def get_pointer(self, name: str, partition: str) -> dict | None:
+        key = self._key("_pointers", *_pointer_name(name, partition))
+        return json.loads(self.get_bytes(f"s3://{self.bucket}/{key}")) if self._has(key) else None
 
     def exists(self, uri: str) -> bool:
         key = self._key_of(uri)

@@ -23,8 +23,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import FACTIONS, PLAYER_ITEMS, Encounter, GameState, encounter_field_paths
-from srl_forge.grading import DecisionLabel, label_decision
+from srl_forge.grading import (
+    DecisionLabel, action_scores, best_constant_action, label_decision, reference_scores, task_profile,
+)
 from srl_forge.hashing import content_hash
 from srl_forge.rulebook import Rule, Rulebook
 from srl_forge.rules_engine import RulesEngine
@@ -94,7 +97,7 @@ class SampledEncounter(BaseModel):
     label: DecisionLabel | None = None
 
 
-class EncounterSet(BaseModel):
+class EncounterSet(StoredArtifact):
     model_config = ConfigDict(frozen=True)
     species: str
     encounters: tuple[SampledEncounter, ...]
@@ -444,3 +447,40 @@ def _show(value: Any) -> str:
 
 def _holds(op: str, value: float, bound: float) -> bool:
     return {"gt": value > bound, "gte": value >= bound, "lt": value < bound, "lte": value <= bound}[op]
+
+
+# --- checks on a rulebook and an encounter set ------------------------------------------------
+
+
+def rule_conflicts(rulebook: Rulebook, samples_per_rule: int = 20, seed: int = 0) -> list[dict]:
+    """Unresolved conflicts found by deciding encounters built to fire each rule (under every event)."""
+    engine = RulesEngine(rulebook)
+    found: dict[tuple, dict] = {}
+    for events in [()] + [(e,) for e in rulebook.known_events]:
+        designer = EncounterDesigner(rulebook, GameState(live_events=events), seed=seed)
+        for rule in rulebook.rules:
+            for _ in range(samples_per_rule):
+                encounter = designer.targeted(rule)
+                if encounter is None:
+                    continue
+                for conflict in engine.decide(encounter).conflicts:
+                    key = (conflict.action, conflict.rule_ids)
+                    found.setdefault(key, {"rules": list(conflict.rule_ids), "action": conflict.action,
+                                           "reason": conflict.reason, "example": encounter.model_dump(mode="json")})
+    return list(found.values())
+
+
+def task_difficulty_report(encounter_set: EncounterSet, engine: RulesEngine) -> dict[str, dict]:
+    """Per split: size, shares, and the best constant and random-acceptable policies' scores."""
+    report = {}
+    for split in SPLITS:
+        items = [e for e in encounter_set.by_split(split) if e.label is not None]
+        labels = [e.label for e in items]
+        scores = [action_scores(engine.decide(e.encounter), engine.vocabulary) for e in items]
+        refs = reference_scores(labels, scores, engine.vocabulary,
+                                constant=best_constant_action(labels, engine.vocabulary) if labels else None)
+        report[split] = {**task_profile(labels),
+                         "near_miss_share": sum(e.near_miss_of is not None for e in items) * 2 / max(1, len(items)),
+                         "best_constant": refs["best_constant"].model_dump(),
+                         "random_acceptable": refs["random_acceptable"].model_dump()}
+    return report

@@ -24,6 +24,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from srl_forge.artifacts import StoredArtifact
 from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
 from srl_forge.species import SHARED_LORE_FOLDER, check_inside, require_known_species
@@ -93,7 +94,7 @@ class LoreChunk(BaseModel):
     text: str
 
 
-class SpeciesLore(BaseModel):
+class SpeciesLore(StoredArtifact):
     model_config = ConfigDict(frozen=True)
     species: str
     documents: tuple[LoreDocument, ...]
@@ -254,3 +255,24 @@ def lore_source_version(lore_root: Path, species: str) -> str:
             # never a crash of the sensor that watches every species
             digests.append((folder, f"refused: {exc}"))
     return content_hash(digests)
+
+
+# --- what a usable lore folder has (the `lore_schema_and_coverage` check) ---------------------
+
+MIN_DOCUMENTS = 4
+REQUIRED_SECTIONS = ("traits", "weaknesses", "speech_style", "facts")
+
+
+def lore_problems(species_lore: SpeciesLore) -> list[str]:
+    """Why a species' lore is too thin to train on: too few documents, a topic or dossier section missing."""
+    own = [d for d in species_lore.documents if d.doc_id.startswith(f"{species_lore.species}/")]
+    problems = []
+    if len(own) < MIN_DOCUMENTS:
+        problems.append(f"{len(own)} documents, at least {MIN_DOCUMENTS} needed")
+    missing = sorted(set(TOPICS) - {d.topic for d in own})
+    if missing:
+        problems.append(f"no document on: {', '.join(missing)}")
+    empty = [s for s in REQUIRED_SECTIONS if not getattr(species_lore.dossier, s)]
+    if empty:
+        problems.append(f"dossier sections without entries: {', '.join(empty)}")
+    return problems

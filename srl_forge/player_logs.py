@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from srl_forge.artifacts import StoredArtifact
 from srl_forge.databases import is_postgres, open_database, redact
 from srl_forge.encounter import Encounter
 from srl_forge.species import validate_species_id
@@ -44,6 +45,14 @@ class PlayerLogRecord(BaseModel):
     npc_line: str | None = None
     npc: str | None = None  # the named NPC (tier 3), if any
     served: ServedInfo | None = None  # set for answers of the serving layer
+
+
+class PlayerInteractions(StoredArtifact):
+    """Player log records fit to learn from (what `player_interactions` produces)."""
+
+    model_config = ConfigDict(frozen=True)
+    species: str
+    records: tuple[PlayerLogRecord, ...]
 
 
 _APPEND_LOCK = threading.Lock()

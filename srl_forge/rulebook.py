@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from srl_forge.encounter import Encounter, encounter_field_paths
+from srl_forge.artifacts import StoredArtifact
+from srl_forge.encounter import Encounter, GameState, encounter_field_paths
 from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
 from srl_forge.species import validate_species_id
@@ -102,6 +103,21 @@ class Rulebook(BaseModel):
     def active_rules(self, live_events: typing.Iterable[str]) -> list[Rule]:
         live = tuple(live_events)
         return [rule for rule in self.rules if rule.is_on(live)]
+
+
+
+class CompiledRules(StoredArtifact):
+    """A species' rulebook under one game state: what the `rules` asset produces."""
+
+    model_config = ConfigDict(frozen=True)
+    rulebook: Rulebook
+    game_state: GameState
+    active_rule_ids: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, rulebook: Rulebook, game_state: GameState) -> CompiledRules:
+        return cls(rulebook=rulebook, game_state=game_state,
+                   active_rule_ids=tuple(sorted(r.id for r in rulebook.active_rules(game_state.live_events))))
 
 
 # --- conditions ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
 from srl_forge.artifacts import LocalArtifactStore
 from srl_forge.game_state import GameStateStore
+from srl_forge.rulebook import CompiledRules
 
 
 @pytest.fixture
@@ -45,10 +46,12 @@ def test_materialize_lore_and_rules(forge):
     assert lore.metadata["memory_chunks"].value > 20
     assert rules.metadata["rules"].value == 14
     assert lore.tags["dagster/data_version"] == lore.metadata["content_hash"].value
-    store = LocalArtifactStore(home / "artifacts")
-    compiled = store.get_json(result.output_for_node("rules")["uri"])
-    assert compiled["rulebook"]["species"] == "werewolf"
-    assert compiled["game_state"]["time_of_day"] == "night"
+    # downstream steps receive the typed value, read back from the stored version
+    compiled = result.output_for_node("rules")
+    assert isinstance(compiled, CompiledRules)
+    assert compiled.rulebook.species == "werewolf" and compiled.game_state.time_of_day == "night"
+    stored = CompiledRules.model_validate(LocalArtifactStore(home / "artifacts").get_json(rules.metadata["artifact_uri"].value))
+    assert stored == compiled and rules.metadata["content_hash"].value == compiled.artifact_version
 
 
 def test_live_event_changes_rules_version(forge):

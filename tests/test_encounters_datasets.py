@@ -161,6 +161,11 @@ def run_chain(defs, instance, species):
     return result
 
 
+def latest_uri(instance, asset: str) -> str:
+    event = instance.get_latest_materialization_event(AssetKey(asset))
+    return event.asset_materialization.metadata["artifact_uri"].value
+
+
 def read_parquet(home, uri):
     return pq.read_table(io.BytesIO(LocalArtifactStore(home / "artifacts").get_bytes(uri))).to_pylist()
 
@@ -168,11 +173,10 @@ def read_parquet(home, uri):
 def test_chain_materializes_and_never_leaks_held_out_encounters(forge):
     defs, instance, home = forge
     result = run_chain(defs, instance, "vampire")
-    encounters = LocalArtifactStore(home / "artifacts").get_json(result.output_for_node("encounters")["uri"])
-    test_ids = {e["encounter_id"] for e in encounters["encounters"] if e["split"] == "test"}
+    test_ids = {e.encounter_id for e in result.output_for_node("encounters").by_split("test")}
     assert test_ids
-    srl = read_parquet(home, result.output_for_node("srl_dataset")["uri"])
-    rlvr = read_parquet(home, result.output_for_node("rlvr_dataset")["uri"])
+    srl = read_parquet(home, latest_uri(instance, "srl_dataset"))
+    rlvr = read_parquet(home, latest_uri(instance, "rlvr_dataset"))
     assert srl and rlvr
     assert {r["split"] for r in srl} <= {"train", "validation"} and {r["split"] for r in rlvr} <= {"train", "validation"}
     assert not test_ids & {r["encounter_id"] for r in srl}

@@ -17,9 +17,10 @@ from dagster import (
 )
 
 from asset_checks import CHECKS
-from asset_checks.dataset_checks import reward_spread, size_and_leakage
-from asset_checks.lore_checks import lore_problems
-from asset_checks.rules_checks import rule_conflicts
+from srl_forge.encounters import rule_conflicts
+from srl_forge.lore import lore_problems
+from training.rewards import reward_spread
+from training.step_dataset import size_and_leakage
 from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.sensors import lore_sensor, player_log_sensor
 from srl_forge.encounters import EncounterSet, SampledEncounter
@@ -221,8 +222,9 @@ def test_shipped_rules_are_consistent(species):
 
 def test_leakage_is_detected():
     encounter = make_encounter("ghoul")
-    held_out = EncounterSet(species="ghoul", min_per_rule=1, coverage={}, encounters=(
-        SampledEncounter(encounter_id=encounter.encounter_id, split="test", origin="designer", encounter=encounter),))
+    held_out = {e.encounter_id for e in EncounterSet(species="ghoul", min_per_rule=1, coverage={}, encounters=(
+        SampledEncounter(encounter_id=encounter.encounter_id, split="test", origin="designer",
+                         encounter=encounter),)).by_split("test")}
     rows = [{"encounter_id": encounter.encounter_id, "split": "train"}] * 30
     assert size_and_leakage(rows, held_out, 20)["leaked_encounters"] == [encounter.encounter_id]
     assert size_and_leakage([], held_out, 20)["passed"] is False
@@ -236,10 +238,13 @@ def test_reward_spread_is_zero_only_when_outputs_cannot_be_told_apart():
 
 
 def test_guardrail_gate_judges_the_candidate_and_reports_the_rest():
-    from asset_checks.evaluation_checks import CANDIDATE, violation_rates
+    from training.evaluation import CANDIDATE, EvaluationReport
 
     def result(violations):
         return {"encounters": 8, "metrics": {"guardrail_violations": {"value": violations, "low": 0, "high": 0}}}
 
-    rates = violation_rates({"results": {"rlvr_only": result(1.0), CANDIDATE: result(0.0)}})
+    report = EvaluationReport(species="ghoul", held_out_encounters=8, held_out_total=8, step_rows=0,
+                              constant_action="feed", results={"rlvr_only": result(1.0), CANDIDATE: result(0.0)},
+                              table="", scope="")
+    rates = report.violation_rates()
     assert rates[CANDIDATE] == 0.0 and rates["rlvr_only"] == pytest.approx(1 / 8)

@@ -58,12 +58,16 @@ def test_the_aws_profile_materializes_a_species_on_postgres_and_s3(aws_profile, 
                          selection=["lore", "rules"])
     assert result.success
 
-    rules_uri = result.output_for_node("rules")["uri"]
+    # step outputs are typed artifacts in S3: content-addressed objects, then the version pointer
+    rules_event = instance.get_latest_materialization_event(AssetKey("rules")).asset_materialization
+    rules_uri = rules_event.metadata["artifact_uri"].value
     assert rules_uri.startswith(aws_profile["s3_root"] + "/rules/werewolf/")
     store = S3ArtifactStore(aws_profile["s3_root"], tmp_path / "cache", aws_profile["s3_endpoint"])
     assert store.get_json(rules_uri)["rulebook"]["species"] == "werewolf"
+    assert store.get_pointer("rules", "werewolf")["uri"] == rules_uri
+    assert result.output_for_node("rules").rulebook.species == "werewolf"
     lore = result.output_for_node("lore")
-    assert open_lore_store(aws_profile["forge_url"]).has_version("werewolf", lore["version"])
+    assert open_lore_store(aws_profile["forge_url"]).has_version("werewolf", lore.version)
     assert GameStateStore(aws_profile["forge_url"]).current().time_of_day == "night"
     open_registry(aws_profile["forge_url"]).log_position()  # the registry's tables are there too
 

@@ -98,3 +98,17 @@ def test_the_budget_picks_the_launcher(tmp_path):
     assert TrainingResource(budget="full", **base, **configured, sagemaker_endpoint_url="http://127.0.0.1:1").sagemaker_launcher() is not None
     with pytest.raises(ValueError, match="sagemaker_role_arn"):
         TrainingResource(budget="quick", launcher="sagemaker", **base).sagemaker_launcher()
+
+
+def test_more_than_one_process_runs_the_job_under_torchrun():
+    def command(**settings):
+        launcher = SageMakerLauncher(SageMakerSettings(role_arn="arn:aws:iam::1:role/r", image_uri="img",
+                                                       s3_root="s3://b/p", region="us-east-1", **settings))
+        spec = launcher.entry_point("training.rlvr")
+        return spec["ContainerEntrypoint"] + spec["ContainerArguments"]
+
+    assert command() == ["python", "-m", "training.rlvr", "--job", "/opt/ml/input/data/job/job.json"]
+    assert command(instance_type="ml.g5.12xlarge", processes_per_host="auto") == [
+        "python", "-m", "training.distributed", "--processes-per-host", "auto", "training.rlvr",
+        "--job", "/opt/ml/input/data/job/job.json"]
+    assert command(instance_count=2)[:3] == ["python", "-m", "training.distributed"]

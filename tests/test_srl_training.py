@@ -1,6 +1,7 @@
 """SRL training on tiny budgets: the dynamic-sampling filter, warm-start lineage and resume."""
 
 import json
+import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -160,3 +161,28 @@ def test_job_entry_point_runs_a_job_file(tiny_policy, model_cache, tmp_path, cap
     assert main(["--job", str(path)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["grpo_steps"] == 1
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_torchrun_trains_data_parallel_and_one_process_writes(tiny_policy, model_cache, tmp_path):
+    """`training.distributed` (what a multi-GPU SageMaker job runs): two CPU processes, gloo, one adapter."""
+    import subprocess
+    import sys
+
+    job = job_for(tmp_path, tiny_policy, model_cache, max_steps=1)
+    path = tmp_path / "job.json"
+    path.write_text(job.model_dump_json())
+    done = subprocess.run([sys.executable, "-m", "training.distributed", "--processes-per-host", "2", "training.srl",
+                           "--job", str(path)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["grpo_steps"] == 1
+
+
+def test_distributed_placement_follows_the_sagemaker_hosts():
+    from training.distributed import torchrun_arguments
+
+    assert torchrun_arguments("training.rlvr", ["--job", "j"], 4)[:3] == ["--standalone", "--nnodes=1", "--nproc_per_node=4"]
+    multi = torchrun_arguments("training.srl", ["--job", "j"], 8, {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]})
+    assert multi == ["--nnodes=2", "--node_rank=1", "--master_addr=algo-1", "--master_port=29500",
+                     "--nproc_per_node=8", "-m", "training.srl", "--job", "j"]

@@ -4,7 +4,7 @@ import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from asset_checks import CHECKS
-from asset_checks.encounter_checks import task_difficulty_report
+from srl_forge.encounters import task_difficulty_report
 from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
 from srl_forge.encounter import GameState

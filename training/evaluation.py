@@ -26,6 +26,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pydantic import ConfigDict
+
+from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import Encounter
 from srl_forge.grounding import grounding_score, is_stock, words
 from srl_forge.guardrails import check as guardrail_violations
@@ -40,6 +43,29 @@ REFERENCES = ("best_constant", "random_acceptable", "rules_engine")
 ROLLOUT_TITLES = ("RECALL LORE", "APPLY RULE", "DECIDE", "SPEAK")
 METRICS = ("decision_accuracy", "acceptable_rate", "graded_reward", "format_rate", "line_grounding",
            "in_character_rate", "distinct_2", "duplicate_line_share", "guardrail_violations")
+
+
+CANDIDATE = "srl_rlvr"  # the variant a deployment would ship; the others are diagnostics
+
+
+class EvaluationReport(StoredArtifact):
+    """The held-out comparison of a species' adapters, the references and the ceiling."""
+
+    model_config = ConfigDict(frozen=True)
+    species: str
+    held_out_encounters: int
+    held_out_total: int
+    step_rows: int
+    constant_action: str
+    budget: str | None = None
+    results: dict[str, dict]
+    table: str
+    scope: str
+
+    def violation_rates(self) -> dict[str, float]:
+        """Guardrail violations per evaluated output, per variant."""
+        return {name: r["metrics"]["guardrail_violations"]["value"] / max(1, r["encounters"])
+                for name, r in self.results.items()}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from srl_forge.artifacts import StoredArtifact
 from training.model_loading import DEFAULT_POLICY, Quantization
 
 DEFAULT_EPSILON = 1e-4  # dynamic sampling: rewards in a group this close are "all alike"
@@ -83,6 +85,20 @@ class GRPOJob(BaseModel):
     model_cache: str
 
 
+class AdapterArtifact(StoredArtifact):
+    """A trained LoRA adapter in the artifact store, with what it was trained from."""
+
+    model_config = ConfigDict(frozen=True)
+    species: str
+    version: str  # the content hash of the adapter folder
+    adapter_uri: str
+    metrics_uri: str
+    parent_version: str | None
+    base_model: str
+    dataset_uri: str
+    dataset_version: str
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -109,6 +125,11 @@ def mix_replay(new_rows: list[dict], old_rows: list[dict], ratio: float, seed: i
     candidates = [r for r in old_rows if r["row_id"] not in new_ids]
     take = min(len(candidates), int(round(ratio * len(new_rows))))
     return new_rows + random.Random(seed).sample(candidates, take)
+
+
+def is_main_process() -> bool:
+    """The process that writes outputs: rank 0 of a torchrun launch (`training.distributed`), or the only one."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, callbacks: Sequence = ()) -> dict:
@@ -173,7 +194,8 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
         )
         sft.train()
         policy = sft.model
-        policy.save_pretrained(str(sft_adapter))  # a finished warm-up is not redone on resume
+        if is_main_process():
+            policy.save_pretrained(str(sft_adapter))  # a finished warm-up is not redone on resume
         warmup.update(ran=True, steps=config.warmup_sft_steps,
                       final_loss=next((h["loss"] for h in reversed(sft.state.log_history) if "loss" in h), None))
 
@@ -228,6 +250,8 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
         "warmup": warmup, "grpo_steps": trainer.state.global_step, "resumed_from": resume,
         "num_generations": num_generations, "steps": steps, "config": config.model_dump(),
     }
+    if not is_main_process():  # under torchrun every process trained the same adapter; one writes it
+        return metrics
     adapter_dir = output / "adapter"
     policy.save_pretrained(str(adapter_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(adapter_dir))

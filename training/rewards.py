@@ -15,6 +15,7 @@ cydifflib computes exactly difflib's value, faster; the standard library is the 
 from __future__ import annotations
 
 import json
+import random
 import re
 
 try:
@@ -166,3 +167,21 @@ def decision_format_reward(prompts, completions, **kwargs) -> list[float]:
 RLVR_REWARD_FUNCS = (graded_decision_reward, line_in_character_reward, line_grounding_reward,
                      line_originality_reward, decision_format_reward)
 RLVR_REWARD_WEIGHTS = tuple(REWARD_WEIGHTS.get(f.__name__, 0.0) for f in RLVR_REWARD_FUNCS)
+
+
+def reward_spread(rows: list[dict], sample: int = 32, group: int = 4, seed: int = 0) -> float:
+    """Mean within-group std of the SRL reward when each sampled row is scored against its own expert
+    step and other rows' steps of the same kind: zero means GRPO would see no signal."""
+    rng = random.Random(seed)
+    by_title: dict[str, list[dict]] = {}
+    for row in rows:
+        by_title.setdefault(row["expert_title"], []).append(row)
+    spreads = []
+    for row in rng.sample(rows, min(sample, len(rows))):
+        peers = [r for r in by_title[row["expert_title"]] if r["row_id"] != row["row_id"]]
+        candidates = [row] + rng.sample(peers, min(group - 1, len(peers)))
+        outputs = [f"<think>.</think>\n{c['expert_step']}" for c in candidates]
+        rewards = step_similarity_reward(None, outputs, [row["expert_action"]] * len(outputs))
+        mean = sum(rewards) / len(rewards)
+        spreads.append((sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5)
+    return sum(spreads) / max(1, len(spreads))

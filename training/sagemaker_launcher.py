@@ -39,7 +39,8 @@ class SageMakerSettings(BaseModel):
     image_uri: str  # an image with this project installed and the base model cached (model_cache below)
     s3_root: str  # s3://bucket/prefix: job inputs, outputs and checkpoints go under it
     instance_type: str = "ml.g5.2xlarge"
-    instance_count: int = 1  # > 1: the image's entry point runs the job under torchrun / accelerate
+    instance_count: int = 1  # > 1: data-parallel over instances (torchrun, `training.distributed`)
+    processes_per_host: str = "1"  # "auto": one process per GPU of the instance type (torchrun), or a number
     volume_gb: int = 100
     max_runtime_s: int = 24 * 3600
     use_spot: bool = True
@@ -149,6 +150,15 @@ class SageMakerLauncher:
                 return None
             raise
 
+    def entry_point(self, module: str) -> dict:
+        """The container's command: the job module itself, or under torchrun for more than one process."""
+        job_args = ["--job", f"{CONTAINER_INPUT}/job/job.json"]
+        s = self.settings
+        if s.instance_count == 1 and s.processes_per_host == "1":
+            return {"ContainerEntrypoint": ["python", "-m", module], "ContainerArguments": job_args}
+        return {"ContainerEntrypoint": ["python", "-m", "training.distributed"],
+                "ContainerArguments": ["--processes-per-host", s.processes_per_host, module, *job_args]}
+
     def _create(self, name: str, module: str, fingerprint: str, channels: dict[str, str]) -> None:
         s = self.settings
         request = {
@@ -156,8 +166,7 @@ class SageMakerLauncher:
             "RoleArn": s.role_arn,
             "AlgorithmSpecification": {
                 "TrainingImage": s.image_uri, "TrainingInputMode": "File",
-                "ContainerEntrypoint": ["python", "-m", module],
-                "ContainerArguments": ["--job", f"{CONTAINER_INPUT}/job/job.json"],
+                **self.entry_point(module),
             },
             "InputDataConfig": [{"ChannelName": channel, "DataSource": {"S3DataSource": {
                 "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}

@@ -4,10 +4,12 @@ steps 1..k-1 as context (optionally the next step's title) and expert step k as 
 from __future__ import annotations
 
 import io
+from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import Encounter
 from srl_forge.trajectory import Trajectory
 from training.prompts import srl_prompt
@@ -46,3 +48,27 @@ def to_parquet(rows: list[dict]) -> bytes:
 
 def from_parquet(data: bytes) -> list[dict]:
     return pq.read_table(io.BytesIO(data)).to_pylist()
+
+
+class RowDataset(StoredArtifact):
+    """Training rows (SRL steps, RLVR verifier rows, persona rows), stored as parquet."""
+
+    suffix: ClassVar[str] = ".parquet"
+    rows: list[dict]
+
+    def to_bytes(self) -> bytes:
+        return to_parquet(self.rows)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RowDataset:
+        return cls(rows=from_parquet(data))
+
+    def split(self, *splits: str) -> list[dict]:
+        return [r for r in self.rows if r["split"] in splits]
+
+
+def size_and_leakage(rows: list[dict], held_out_encounter_ids: set[str], minimum: int) -> dict:
+    """Enough rows, and none from a held-out encounter (the `*_size_and_leakage` checks)."""
+    leaked = sorted({r["encounter_id"] for r in rows if r["encounter_id"] in held_out_encounter_ids or r["split"] == "test"})
+    return {"rows": len(rows), "minimum": minimum, "leaked_encounters": leaked,
+            "passed": len(rows) >= minimum and not leaked}

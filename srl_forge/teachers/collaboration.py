@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
+from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounters import SampledEncounter
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.lore import CitedEntry, Dossier
@@ -35,7 +36,7 @@ class RejectedTrajectory(BaseModel):
     rendered: str | None = None
 
 
-class TrajectoryBatch(BaseModel):
+class TrajectoryBatch(StoredArtifact):
     model_config = ConfigDict(frozen=True)
     accepted: list[AcceptedTrajectory]
     rejected: list[RejectedTrajectory]
@@ -149,3 +150,14 @@ def produce_trajectories(
         accepted=[r for r in results if isinstance(r, AcceptedTrajectory)],
         rejected=[r for r in results if isinstance(r, RejectedTrajectory)],
     )
+
+
+def acceptance_and_coverage(batch: TrajectoryBatch, encounters: Sequence[SampledEncounter],
+                            engine: RulesEngine) -> dict:
+    """Share of encounters with an accepted trajectory, and share of rules that fire in one of them."""
+    by_id = {e.encounter_id: e.encounter for e in encounters}
+    fired = {rule_id for a in batch.accepted for rule_id in engine.decide(by_id[a.encounter_id]).fired_rule_ids}
+    rules = engine.rulebook.rules
+    return {"acceptance_rate": len(batch.accepted) / max(1, len(by_id)),
+            "rule_coverage": len(fired) / max(1, len(rules)),
+            "rules_never_exercised": sorted(r.id for r in rules if r.id not in fired)}
