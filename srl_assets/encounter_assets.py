@@ -49,7 +49,8 @@ def encounters(
     with input_errors_as_failures():
         designer = teachers.build(rulebook).designer
     spec = DesignSpec(**config.model_dump())
-    encounter_set = designer.design(rulebook, live_state, spec, [r.encounter for r in records])
+    with teachers.outages_retried(context):
+        encounter_set = designer.design(rulebook, live_state, spec, [r.encounter for r in records])
     if encounter_set.uncovered:
         context.log.warning(f"rules below {config.min_per_rule} encounters: {encounter_set.uncovered}")
     splits = Counter(e.split for e in encounter_set.encounters)

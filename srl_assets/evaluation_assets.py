@@ -84,9 +84,10 @@ def evaluation(context: AssetExecutionContext, encounters: EncounterSet, expert_
             base = model.unload()  # back to the plain base model for the next variant
     results["rules_engine"] = evaluate_reference("rules_engine", cases, constant)
     if judge is not None:
-        for name, result in results.items():
-            context.log.info(f"judging {name}'s lines")
-            result["metrics"].update(judge_policy(judge, species, cases, result["lines"]))
+        with teachers.outages_retried(context):
+            for name, result in results.items():
+                context.log.info(f"judging {name}'s lines")
+                result["metrics"].update(judge_policy(judge, species, cases, result["lines"]))
     table = comparison_table(results)
     scope = (f"{len(cases)} of {total_held_out} held-out encounters"
              + (" (a fixed, seeded subset)" if len(cases) < total_held_out else "")

@@ -222,6 +222,8 @@ class TeachersResource(ConfigurableResource):
     config_file: str | None = None
     voices_root: str
     cache_dir: str
+    outage_retries: int = 2  # a step whose teacher endpoint stays unavailable is retried this often ...
+    outage_wait_s: float = 120.0  # ... after this wait; finished calls come from the cache
 
     def config(self):
         import yaml
@@ -238,6 +240,12 @@ class TeachersResource(ConfigurableResource):
             raise InputError(path, "file", "teachers config file not found") from exc
         except ValueError as exc:
             raise InputError(path, "teachers", str(exc).splitlines()[0] if str(exc) else "invalid") from exc
+
+    def outages_retried(self, context):
+        """Around teacher calls in an asset: an endpoint outage retries the step, then fails it clearly."""
+        from srl_assets.failures import teacher_outages_retried
+
+        return teacher_outages_retried(self.outage_retries, self.outage_wait_s, context.retry_number)
 
     def voice(self, rulebook):
         """The species' voice file: the expert's intents and the species' stock phrases."""

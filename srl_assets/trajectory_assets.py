@@ -38,13 +38,14 @@ def expert_trajectories(
     species = context.partition_key
     with input_errors_as_failures():
         team = teachers.build(rules.rulebook)
-    dossier = team.loremaster.consolidate(lore)
     engine = RulesEngine(rules.rulebook)
-    recall = memory_recall(memory.memory(), species, lore.version, dossier, engine)
-    batch = produce_trajectories(
-        encounters.encounters, engine, dossier, team.team,
-        progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"), recall=recall,
-    )
+    with teachers.outages_retried(context):
+        dossier = team.loremaster.consolidate(lore)
+        recall = memory_recall(memory.memory(), species, lore.version, dossier, engine)
+        batch = produce_trajectories(
+            encounters.encounters, engine, dossier, team.team,
+            progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"), recall=recall,
+        )
     reject_rows = [
         {"encounter_id": r.encounter_id, "split": r.split, "teacher": r.teacher, "check": check, "reason": reason,
          "trajectory": r.rendered}

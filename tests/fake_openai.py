@@ -1,7 +1,9 @@
 """A real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions protocol, for tests only.
 
 `responder(request) -> str` gives the assistant message content; `faults` is a queue of failures
-served before normal answers: ("status", 429|500), ("sleep", seconds), ("malformed", text).
+served before normal answers: ("status", 429|500[, headers]), ("sleep", seconds), ("malformed", text),
+("drop",) (the connection is closed without an answer), ("ok",) (a normal answer: to schedule faults
+after some successes).
 """
 
 import json
@@ -30,7 +32,11 @@ class FakeOpenAI:
                     server.headers.append(dict(self.headers))
                     fault = server.faults.pop(0) if server.faults else None
                 if fault and fault[0] == "status":
-                    self._send(fault[1], {"error": {"message": "scripted failure", "type": "server_error"}})
+                    self._send(fault[1], {"error": {"message": "scripted failure", "type": "server_error"}},
+                               fault[2] if len(fault) > 2 else {})
+                    return
+                if fault and fault[0] == "drop":
+                    self.close_connection = True
                     return
                 if fault and fault[0] == "sleep":
                     time.sleep(fault[1])
@@ -43,10 +49,12 @@ class FakeOpenAI:
                     "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140},
                 })
 
-            def _send(self, status, payload):
+            def _send(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()

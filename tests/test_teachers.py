@@ -13,7 +13,10 @@ from srl_forge.grounding import grounding_score, grounding_terms, is_stock
 from srl_forge.lore import load_species_lore
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.teachers.collaboration import build_brief, produce_trajectories, verification_failures
+from srl_forge.errors import InputError
+from srl_forge.teachers.collaboration import (
+    TrajectoriesIncomplete, build_brief, produce_trajectories, verification_failures,
+)
 from srl_forge.teachers.openai_compatible import RoleEndpoint
 from srl_forge.teachers.lines import load_voice
 from srl_forge.teachers.team import Teachers, TeachersConfig
@@ -257,22 +260,46 @@ def test_malformed_json_is_asked_again(tmp_path, api_key):
     assert len(server.requests) == 7  # one extra request: instructor re-asked once
 
 
-def test_persistent_failure_is_a_reject_not_a_crash(tmp_path, api_key):
+def test_an_outage_outlasting_the_retries_is_not_a_reject_and_names_role_and_endpoint(tmp_path, api_key):
     with FakeOpenAI(Script()) as server:
         server.faults = [("status", 500)] * 10
-        batch = run_llm(llm_teachers(server, tmp_path, transport_retries=1))
-    assert not batch.accepted
-    check, reason = batch.rejected[0].reasons[0]
-    assert check == "teacher_error" and "Error code: 500" in reason
+        with pytest.raises(TrajectoriesIncomplete) as err:
+            run_llm(llm_teachers(server, tmp_path, transport_retries=1))
+    assert err.value.role == "writer" and err.value.base_url == server.base_url
+    assert "1 of 1 encounters unfinished" in str(err.value) and "Error code: 500" in str(err.value)
+    assert server.base_url in str(err.value) and SECRET not in str(err.value)
     assert len(server.requests) == 2  # the first try and one transport retry
+    assert not list((tmp_path / "cache").glob("*.json"))  # an outage is never cached as an answer
 
 
-def test_missing_api_key_names_the_variable_not_the_key(tmp_path, monkeypatch):
+def test_a_429_waits_as_long_as_retry_after_says(tmp_path, api_key):
+    import time
+
+    with FakeOpenAI(Script()) as server:
+        server.faults = [("status", 429, {"Retry-After": "1"})]
+        teachers = llm_teachers(server, tmp_path, backoff_initial_s=0.0)
+        started = time.monotonic()
+        batch = run_llm(teachers)
+        waited = time.monotonic() - started
+    assert len(batch.accepted) == 1 and teachers.ledger.totals()["retries"] == 1
+    assert waited >= 1.0  # the server's Retry-After, not the 0 s backoff
+
+
+def test_a_dropped_connection_is_retried(tmp_path, api_key):
+    with FakeOpenAI(Script()) as server:
+        server.faults = [("ok",), ("drop",)]
+        teachers = llm_teachers(server, tmp_path)
+        batch = run_llm(teachers)
+    assert len(batch.accepted) == 1 and teachers.ledger.totals()["retries"] == 1
+
+
+def test_missing_api_key_fails_at_once_naming_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("SRL_TEST_KEY", raising=False)
     with FakeOpenAI(Script()) as server:
-        batch = run_llm(llm_teachers(server, tmp_path))
+        with pytest.raises(InputError, match="environment variable SRL_TEST_KEY is not set") as err:
+            llm_teachers(server, tmp_path)
         assert not server.requests
-    assert "SRL_TEST_KEY is not set" in batch.rejected[0].reasons[0][1]
+    assert err.value.field == "api_key_env"
 
 
 def test_openai_role_without_endpoint_is_a_config_error():

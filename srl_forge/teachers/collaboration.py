@@ -15,6 +15,7 @@ from srl_forge.encounters import SampledEncounter
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.lore import CitedEntry, Dossier
 from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.openai_compatible import TeacherUnavailable
 from srl_forge.teachers.roles import Brief, Director, Review, Reviewer, TrajectoryWriter
 from srl_forge.trajectory import Trajectory
 
@@ -44,6 +45,16 @@ class TrajectoryBatch(StoredArtifact):
     def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
         counts = Counter(f"{check}: {reason}" for r in self.rejected for check, reason in r.reasons)
         return counts.most_common(n)
+
+
+class TrajectoriesIncomplete(TeacherUnavailable):
+    """Some encounters could not be written because a teacher endpoint stayed unavailable."""
+
+    def __init__(self, outages: Sequence[TeacherUnavailable], total: int):
+        first = outages[0]
+        self.role, self.base_url, self.unfinished = first.role, first.base_url, len(outages)
+        RuntimeError.__init__(self, f"{len(outages)} of {total} encounters unfinished: {first} — the finished "
+                              "calls are cached; materialize again to continue where this stopped")
 
 
 @dataclass
@@ -119,24 +130,30 @@ def produce_trajectories(
     progress: Callable[[int, int], None] | None = None,
     recall: Recall | None = None,
 ) -> TrajectoryBatch:
+    """Every encounter through the team: accepted, or rejected with reasons. An encounter whose teacher
+    endpoint stayed unavailable is neither: the batch finishes what it can (those calls are cached) and
+    then raises `TeacherUnavailable` for the rest, so no partial version is ever written and the next
+    run retries exactly what is missing."""
     recalled = recall(encounters) if recall else {}
 
-    def one(sampled: SampledEncounter) -> AcceptedTrajectory | RejectedTrajectory:
+    def one(sampled: SampledEncounter) -> AcceptedTrajectory | RejectedTrajectory | TeacherUnavailable:
         brief = build_brief(sampled.encounter, engine, dossier, recalled.get(sampled.encounter_id, ()))
         try:
             proposals = [writer.write(sampled.encounter, brief, variant)
                          for writer in team.writers for variant in range(team.proposals_per_writer)]
             reviews = [[rev.review(p, sampled.encounter, brief) for rev in team.reviewers] for p in proposals]
             final = team.director.direct(sampled.encounter, brief, proposals, reviews)
+            failures = verification_failures(final, sampled, engine)
+            final_reviews = [] if failures else [rev.review(final, sampled.encounter, brief) for rev in team.reviewers]
+        except TeacherUnavailable as outage:  # transient: not an answer, not a reject
+            return outage
         except Exception as exc:  # a teacher failing on one encounter must not sink the batch
             return RejectedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
                                       teacher=team.labels.get("writer", "?"),
                                       reasons=[("teacher_error", f"{type(exc).__name__}: {exc}"[:300])])
-        failures = verification_failures(final, sampled, engine)
         if failures:
             return RejectedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
                                       teacher=final.teacher, reasons=failures, rendered=final.render())
-        final_reviews = [rev.review(final, sampled.encounter, brief) for rev in team.reviewers]
         return AcceptedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
                                   trajectory=final, reviews=final_reviews)
 
@@ -146,6 +163,9 @@ def produce_trajectories(
             results.append(result)
             if progress and (done % 10 == 0 or done == len(encounters)):
                 progress(done, len(encounters))
+    outages = [r for r in results if isinstance(r, TeacherUnavailable)]
+    if outages:
+        raise TrajectoriesIncomplete(outages, len(encounters))
     return TrajectoryBatch(
         accepted=[r for r in results if isinstance(r, AcceptedTrajectory)],
         rejected=[r for r in results if isinstance(r, RejectedTrajectory)],

@@ -3,7 +3,10 @@
 - Each role has its own model, base URL and API-key environment variable; keys are read from the
   environment at call time and never stored or logged.
 - Transport failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff
-  by tenacity; malformed JSON is re-asked by instructor (`validation_retries`).
+  by tenacity (a 429's Retry-After is honoured); malformed JSON is re-asked by instructor
+  (`validation_retries`). When the retries run out the call raises `TeacherUnavailable` (role,
+  endpoint, cause): an outage is never mistaken for a teacher's answer.
+- A role's API key must be in its environment variable when the teachers are built (`require_api_key`).
 - Responses are cached by a hash of role, model, prompt and response schema: re-running with
   unchanged inputs makes no calls.
 - Token use and cost are accounted per role.
@@ -25,6 +28,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from srl_forge.encounter import Encounter, GameState
 from srl_forge.encounters import DesignSpec, EncounterDesigner, EncounterSet
+from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
 from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
 from srl_forge.rulebook import Rulebook
@@ -114,6 +118,35 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+MAX_RETRY_AFTER_S = 60.0
+
+
+def retry_after_seconds(exc: BaseException | None) -> float | None:
+    """The Retry-After a server sent with a 429 / 503 (seconds), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        response = getattr(exc, "response", None)
+        value = response.headers.get("retry-after") if response is not None else None
+        if value:
+            try:
+                return min(MAX_RETRY_AFTER_S, max(0.0, float(value)))
+            except ValueError:
+                return None
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class TeacherUnavailable(RuntimeError):
+    """A teacher's endpoint kept failing transiently (429, 5xx, timeouts, dropped connections) after
+    every retry. Not an answer: nothing is cached or recorded for the call, a later run tries again."""
+
+    def __init__(self, role: str, endpoint: RoleEndpoint, attempts: int, cause: BaseException):
+        self.role, self.base_url = role, endpoint.base_url
+        super().__init__(f"teacher role {role!r} at {endpoint.base_url} (model {endpoint.model}) unavailable after "
+                         f"{attempts} attempts: {type(cause).__name__}: {str(cause)[:200]}")
+
+
 class RoleClient:
     """One role's structured-output client with retries, cache and accounting."""
 
@@ -126,12 +159,18 @@ class RoleClient:
         self._limit = threading.Semaphore(concurrency)
         self._client = None
 
+    def require_api_key(self) -> str:
+        """The role's API key from its environment variable; a clear error naming the variable (never
+        the key) when it is missing, so a run fails at once instead of writing an empty version."""
+        api_key = os.environ.get(self.endpoint.api_key_env)
+        if not api_key:
+            raise InputError(f"teachers ({self.role})", "api_key_env",
+                             f"environment variable {self.endpoint.api_key_env} is not set")
+        return api_key
+
     def _instructor(self):
         if self._client is None:
-            api_key = os.environ.get(self.endpoint.api_key_env)
-            if not api_key:
-                raise RuntimeError(f"teacher role {self.role!r}: environment variable "
-                                   f"{self.endpoint.api_key_env} is not set")
+            api_key = self.require_api_key()
             raw = openai.OpenAI(base_url=self.endpoint.base_url, api_key=api_key,
                                 timeout=self.endpoint.timeout_s, max_retries=0)
             self._client = instructor.from_openai(raw, mode=instructor.Mode.JSON)
@@ -151,23 +190,35 @@ class RoleClient:
         def before_retry(state) -> None:
             self.ledger.count(self.role, "retries")
 
+        backoff = wait_exponential_jitter(initial=self.endpoint.backoff_initial_s, max=20)
+
+        def wait(state) -> float:
+            after = retry_after_seconds(state.outcome.exception() if state.outcome else None)
+            return after if after is not None else backoff(state)
+
+        attempts = self.endpoint.transport_retries + 1
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=self.endpoint.backoff_initial_s, max=20),
-            stop=stop_after_attempt(self.endpoint.transport_retries + 1),
+            wait=wait,
+            stop=stop_after_attempt(attempts),
             before_sleep=before_retry,
             reraise=True,
         )
         with self._limit:
-            result, completion = retrying(
-                self._instructor().chat.completions.create_with_completion,
-                model=self.endpoint.model,
-                messages=messages,
-                response_model=response_model,
-                max_retries=self.endpoint.validation_retries,
-                temperature=self.endpoint.temperature,
-                max_tokens=self.endpoint.max_tokens,
-            )
+            try:
+                result, completion = retrying(
+                    self._instructor().chat.completions.create_with_completion,
+                    model=self.endpoint.model,
+                    messages=messages,
+                    response_model=response_model,
+                    max_retries=self.endpoint.validation_retries,
+                    temperature=self.endpoint.temperature,
+                    max_tokens=self.endpoint.max_tokens,
+                )
+            except Exception as exc:
+                if is_transient(exc):
+                    raise TeacherUnavailable(self.role, self.endpoint, attempts, exc) from exc
+                raise
         self.ledger.record(self.role, self.endpoint, getattr(completion, "usage", None))
         self.cache.put(key, result.model_dump(mode="json"))
         return result

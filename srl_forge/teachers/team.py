@@ -61,11 +61,15 @@ class Teachers:
         cache = ResponseCache(cache_root)
 
         def client(role: str) -> RoleClient:
-            return RoleClient(role, config.endpoints[role], cache, self.ledger, config.concurrency)
+            made = RoleClient(role, config.endpoints[role], cache, self.ledger, config.concurrency)
+            made.require_api_key()  # a missing key fails the build, before any encounter is tried
+            return made
 
-        self.judge: LineJudge | None = LineJudge(
-            RoleClient("judge", config.judge, cache, self.ledger, config.concurrency), config.concurrency
-        ) if config.judge else None
+        self.judge: LineJudge | None = None
+        if config.judge:
+            judge_client = RoleClient("judge", config.judge, cache, self.ledger, config.concurrency)
+            judge_client.require_api_key()
+            self.judge = LineJudge(judge_client, config.concurrency)
 
         use = config.provider
         self.loremaster: Loremaster = LLMLoremaster(client("loremaster")) if use("loremaster") == "openai" \
