@@ -144,7 +144,8 @@ def resolved(value: str) -> str:
 
 
 def embedded_resources(home: Path | None = None, lore_root: Path | None = None, rules_root: Path | None = None,
-                       game_state_seed: Path | None = None, profile: str | None = None) -> dict:
+                       game_state_seed: Path | None = None, profile: str | None = None,
+                       voices_root: Path | None = None) -> dict:
     """The resources of a profile (`SRL_FORGE_PROFILE`; default: the embedded one, everything under
     one home folder, no network, no GPU)."""
     home = Path(home) if home else forge_home()
@@ -169,7 +170,7 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
         ),
         "teachers": TeachersResource(
             config_file=os.environ.get("SRL_FORGE_TEACHERS_CONFIG"),
-            voices_root=str(REPO_ROOT / "voices"),
+            voices_root=str(voices_root or os.environ.get("SRL_FORGE_VOICES_ROOT", REPO_ROOT / "voices")),
             cache_dir=str(home / "teacher_cache"),
         ),
         "training": TrainingResource(

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from srl_assets.resources import REPO_ROOT, embedded_resources, resolved
+from srl_assets.resources import embedded_resources, resolved
 
 
 def serving_config(**overrides):
@@ -24,7 +24,7 @@ def serving_config(**overrides):
         artifacts_root=r["artifacts"].root, artifacts_cache=r["artifacts"].cache_dir,
         player_logs_root=resolved(r["player_logs"].root),
         game_state_db=resolved(r["game_state_db"].location), lore_root=r["project_files"].lore_root,
-        rules_root=r["project_files"].rules_root, voices_root=str(REPO_ROOT / "voices"),
+        rules_root=r["project_files"].rules_root, voices_root=r["teachers"].voices_root,
         model_cache=r["training"].model_cache, engine=r["deployment"].serving_engine, **overrides)
 
 

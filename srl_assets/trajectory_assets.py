@@ -38,12 +38,13 @@ def expert_trajectories(
     species = context.partition_key
     with input_errors_as_failures():
         team = teachers.build(rules.rulebook)
+        trajectory_team = team.team  # the writer's voice file is read here
     engine = RulesEngine(rules.rulebook)
     with teachers.outages_retried(context):
         dossier = team.loremaster.consolidate(lore)
         recall = memory_recall(memory.memory(), species, lore.version, dossier, engine)
         batch = produce_trajectories(
-            encounters.encounters, engine, dossier, team.team,
+            encounters.encounters, engine, dossier, trajectory_team,
             progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"), recall=recall,
         )
     reject_rows = [
@@ -72,7 +73,7 @@ def expert_trajectories(
             "mean_steps": MetadataValue.float(
                 sum(len(a.trajectory.steps) for a in batch.accepted) / max(1, len(batch.accepted))),
             "top_reject_reasons": markdown_table(["reason", "count"], batch.top_reasons()),
-            "teachers": MetadataValue.json(team.team.labels),
+            "teachers": MetadataValue.json(trajectory_team.labels),
             "llm_calls": int(usage["calls"]), "llm_cache_hits": int(usage["cache_hits"]),
             "llm_retries": int(usage["retries"]),
             "prompt_tokens": int(usage["prompt_tokens"]), "completion_tokens": int(usage["completion_tokens"]),

@@ -17,3 +17,21 @@ class InputError(ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{self.source}: field '{field}': {problem}")
+
+
+class InputErrors(InputError):
+    """Several input problems found in one pass, all reported, so a writer fixes them in one go."""
+
+    def __init__(self, errors: list[InputError]):
+        self.errors = list(errors)
+        first = self.errors[0]
+        self.source, self.field, self.problem = first.source, first.field, first.problem
+        ValueError.__init__(self, f"{len(self.errors)} problems:\n" + "\n".join(f"- {e}" for e in self.errors))
+
+
+def raise_all(errors: list[InputError]) -> None:
+    """Nothing if there is no problem; the problem itself if one; all of them if several."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise InputErrors(errors)

@@ -86,3 +86,32 @@ def check(text: str, extra_slur_hashes: frozenset[str] = frozenset()) -> list[Gu
 
 def is_safe(text: str) -> bool:
     return not check(text)
+
+
+# --- prompt injection: text that talks to a model instead of describing the game ------------------
+# Screened wherever outside text becomes training data: player utterances (dropped and counted), and
+# lore documents, rule texts and persona files (refused, naming the file and line).
+
+PROMPT_INJECTION = re.compile(
+    r"ignore (all |any |the )?(previous|prior|above|earlier) (instructions|prompts?|rules)"
+    r"|disregard (all |any |the )?(previous|prior|above|your) (instructions|prompts?|rules)"
+    r"|system prompt|developer mode|jailbreak|you are now (a|an|the) |pretend (you are|to be) (an? )?(ai|assistant|chatgpt)"
+    r"|</?(system|think)>|\bACTION:\s*[a-z_]+|\bSAY:\s*\"",
+    re.IGNORECASE,
+)
+
+
+def injection_evidence(text: str) -> str | None:
+    """The words that read as instructions to a model (prompt injection), or None."""
+    match = PROMPT_INJECTION.search(text)
+    return match.group(0) if match else None
+
+
+def injected_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, evidence) for every line of a document that reads as instructions to a model."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        evidence = injection_evidence(line)
+        if evidence:
+            found.append((number, evidence))
+    return found

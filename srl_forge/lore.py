@@ -25,7 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
-from srl_forge.errors import InputError
+from srl_forge.errors import InputError, raise_all
+from srl_forge.guardrails import injected_lines
 from srl_forge.hashing import content_hash
 from srl_forge.species import SHARED_LORE_FOLDER, check_inside, require_known_species
 
@@ -136,25 +137,48 @@ def max_lore_file_bytes() -> int:
     return int(os.environ.get("SRL_FORGE_MAX_LORE_FILE_BYTES", 1_000_000))
 
 
-def lore_files(lore_root: Path, folder: str) -> list[Path]:
-    """The `*.md` documents of one lore folder, each checked before anything reads it: inside the lore
-    root (no symlink leaving it), a regular file, within the size limit. InputError names the file."""
+def check_document_file(path: Path, lore_root: Path) -> None:
+    """A document may be read: inside the lore root (no symlink leaving it), a regular file, within
+    the size limit. InputError names the file."""
+    check_inside(path, lore_root)
+    if not path.is_file():
+        raise InputError(path, "path", "not a regular file (a folder or a broken link named *.md)")
+    size, limit = path.stat().st_size, max_lore_file_bytes()
+    if size > limit:
+        raise InputError(path, "size", f"{size} bytes, over the {limit}-byte limit for a lore document "
+                         "(SRL_FORGE_MAX_LORE_FILE_BYTES); split it")
+
+
+def lore_files(lore_root: Path, folder: str, problems: list[InputError] | None = None) -> list[Path]:
+    """The `*.md` documents of one lore folder that may be read (`check_document_file`). A refused file
+    raises its InputError, or, given `problems`, is added to it and skipped."""
     directory = lore_root / folder
     if not directory.exists():
         return []
     check_inside(directory, lore_root)
     files = []
-    limit = max_lore_file_bytes()
     for path in sorted(directory.glob("*.md")):
-        check_inside(path, lore_root)
-        if not path.is_file():
-            raise InputError(path, "path", "not a regular file (a folder or a broken link named *.md)")
-        size = path.stat().st_size
-        if size > limit:
-            raise InputError(path, "size", f"{size} bytes, over the {limit}-byte limit for a lore document "
-                             "(SRL_FORGE_MAX_LORE_FILE_BYTES); split it")
+        try:
+            check_document_file(path, lore_root)
+        except InputError as exc:
+            if problems is None:
+                raise
+            problems.append(exc)
+            continue
         files.append(path)
     return files
+
+
+def screen_for_injection(path: Path, text: str, kind: str) -> None:
+    """Refuse a document with lines that read as instructions to a model: what lore, rules and
+    personas say is read by the teachers and trained on, so it must describe the game, not talk to
+    the model. InputError names the file and the line (all of them)."""
+    found = injected_lines(text)
+    if found:
+        number, evidence = found[0]
+        others = f" (also lines {', '.join(str(n) for n, _ in found[1:])})" if len(found) > 1 else ""
+        raise InputError(path, f"line {number}", f"reads as instructions to a model ({evidence!r}){others}: "
+                         f"{kind} is read by the teachers and trained on; describe the game instead")
 
 
 def parse_lore_file(path: Path, folder: str) -> LoreDocument:
@@ -163,6 +187,7 @@ def parse_lore_file(path: Path, folder: str) -> LoreDocument:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(path, "encoding", "lore files must be UTF-8") from exc
+    screen_for_injection(path, text, "lore")
     match = FRONT_MATTER.match(text)
     if not match:
         raise InputError(path, "front_matter", "missing front matter: the file must start with '---' ... '---'")
@@ -215,8 +240,19 @@ def load_species_lore(lore_root: Path, species: str) -> SpeciesLore:
     """All lore documents of a species (plus shared world lore), and the consolidated dossier."""
     require_known_species(species, lore_root)
     documents: list[LoreDocument] = []
+    problems: list[InputError] = []  # every problem of every file, reported together
     for folder in (SHARED_LORE_FOLDER, species):
-        documents.extend(parse_lore_file(p, folder) for p in lore_files(lore_root, folder))
+        try:
+            paths = lore_files(lore_root, folder, problems)
+        except InputError as exc:
+            problems.append(exc)
+            continue
+        for path in paths:
+            try:
+                documents.append(parse_lore_file(path, folder))
+            except InputError as exc:
+                problems.append(exc)
+    raise_all(problems)
     own = [d for d in documents if d.doc_id.startswith(f"{species}/")]
     if not own:
         raise InputError(lore_root / species, "documents", "no lore documents (*.md) for this species")

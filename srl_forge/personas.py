@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
+from srl_forge.lore import check_document_file, screen_for_injection
 from srl_forge.species import discover_species, validate_species_id
 
 PERSONA_FOLDER = "npcs"
@@ -66,10 +67,14 @@ def load_persona(lore_root: Path, species: str, npc: str, actions: tuple[str, ..
     validate_species_id(species)
     path = persona_path(lore_root, species, npc)
     validate_species_id(npc, path)
+    if not path.exists() and not path.is_symlink():
+        raise InputError(path, "file", f"no persona file for {species}/{npc}")
+    check_document_file(path, lore_root)  # inside the lore root, a regular file, within the size limit
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError(path, "file", f"no persona file for {species}/{npc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(path, "encoding", "persona files must be UTF-8") from exc
+    screen_for_injection(path, text, "a persona")
     match = FRONT_MATTER.match(text.replace("\r\n", "\n"))
     if not match:
         raise InputError(path, "front matter", "a persona file starts with '---', YAML fields, then '---'")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.databases import is_postgres, open_database, redact
+from srl_forge.guardrails import injection_evidence
 from srl_forge.encounter import Encounter
 from srl_forge.species import validate_species_id
 
@@ -149,13 +150,7 @@ PII_PATTERNS = {
     "phone": re.compile(r"(?<!\w)\+?\d[\d ().-]{7,}\d\b"),
     "ip": re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
 }
-INJECTION = re.compile(
-    r"ignore (all |any |the )?(previous|prior|above|earlier) (instructions|prompts?|rules)"
-    r"|disregard (all |any |the )?(previous|prior|above|your) (instructions|prompts?|rules)"
-    r"|system prompt|developer mode|jailbreak|you are now (a|an|the) |pretend (you are|to be) (an? )?(ai|assistant|chatgpt)"
-    r"|</?(system|think)>|\bACTION:\s*[a-z_]+|\bSAY:\s*\"",
-    re.IGNORECASE,
-)
+
 
 
 class FilterReport(BaseModel):
@@ -192,7 +187,7 @@ def filter_player_records(records: list[PlayerLogRecord], max_utterance_chars: i
         if len(said) > max_utterance_chars:  # checked first: the other screens need not scan it
             dropped["utterance_too_long"] = dropped.get("utterance_too_long", 0) + 1
             continue
-        if INJECTION.search(said):
+        if injection_evidence(said):
             dropped["prompt_injection"] = dropped.get("prompt_injection", 0) + 1
             continue
         violations = guardrail_violations(f"{said}\n{record.npc_line or ''}")

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import Encounter, GameState, encounter_field_paths
 from srl_forge.errors import InputError
+from srl_forge.guardrails import injection_evidence
 from srl_forge.hashing import content_hash
 from srl_forge.species import validate_species_id
 
@@ -262,6 +263,10 @@ def load_rulebook(rules_root: Path, species: str, lore_document_ids: typing.Iter
             if rule.id in seen:
                 raise InputError(path, f"{field}.id", f"duplicate rule id (also in {seen[rule.id]})")
             seen[rule.id] = path
+            evidence = injection_evidence(rule.description)
+            if evidence:
+                raise InputError(path, f"{field}.description", f"reads as instructions to a model ({evidence!r}): "
+                                 "rule texts reach the teachers' prompts; describe the rule instead")
             for effect in ("forbid", "require", "prefer"):
                 for action in getattr(rule, effect):
                     if action not in vocabulary:

@@ -330,3 +330,17 @@ def test_optional_judge_scores_lines_through_the_endpoint_and_caches(tmp_path, a
     assert first["judge_character"]["value"] == pytest.approx((4 + 4 + 1) / 3)
     assert "Species: vampire" in server.requests[0]["messages"][1]["content"]
     assert Teachers(TeachersConfig(), tmp_path / "c2", VOICES, setup("vampire")[1]).judge is None  # off by default
+
+
+def test_voices_are_configurable_and_only_the_writer_needs_one(tmp_path, monkeypatch):
+    from srl_assets.resources import embedded_resources
+
+    rulebook = setup("vampire")[1]
+    teachers = Teachers(TeachersConfig(), tmp_path / "cache", tmp_path / "no-voices", rulebook)
+    designed = teachers.designer.design(rulebook, GameState(), DesignSpec(train_size=20, validation_size=5,
+                                                                          test_size=5, min_per_rule=1), [])
+    assert designed.encounters  # the designer needs no voice file
+    with pytest.raises(InputError, match=r"no-voices/vampire.yaml: field 'file'"):
+        teachers.team  # noqa: B018 - the writer does
+    monkeypatch.setenv("SRL_FORGE_VOICES_ROOT", str(tmp_path / "studio-voices"))
+    assert embedded_resources(tmp_path / "home")["teachers"].voices_root == str(tmp_path / "studio-voices")

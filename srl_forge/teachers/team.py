@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -61,30 +62,38 @@ class Teachers:
         cache = ResponseCache(cache_root)
 
         def client(role: str) -> RoleClient:
-            made = RoleClient(role, config.endpoints[role], cache, self.ledger, config.concurrency)
-            made.require_api_key()  # a missing key fails the build, before any encounter is tried
-            return made
+            return RoleClient(role, config.endpoints[role], cache, self.ledger, config.concurrency)
 
+        use = config.provider
+        for role in ROLES:  # a missing API key fails the build, before any call is made
+            if use(role) == "openai":
+                client(role).require_api_key()
         self.judge: LineJudge | None = None
         if config.judge:
             judge_client = RoleClient("judge", config.judge, cache, self.ledger, config.concurrency)
             judge_client.require_api_key()
             self.judge = LineJudge(judge_client, config.concurrency)
 
-        use = config.provider
         self.loremaster: Loremaster = LLMLoremaster(client("loremaster")) if use("loremaster") == "openai" \
             else ProgrammaticLoremaster()
         self.designer: Designer = LLMDesigner(client("designer"), seed=config.seed) if use("designer") == "openai" \
             else ProgrammaticDesigner(seed=config.seed)
+        self._client, self._voices_root, self._rulebook = client, voices_root, rulebook
+
+    @cached_property
+    def team(self) -> TeacherTeam:
+        """The trajectory team, built when a stage needs it: only the programmatic writer reads the
+        species' voice file, so encounters (the designer) never need one."""
+        config, client, use = self.config, self._client, self.config.provider
         writer = LLMWriter(client("writer")) if use("writer") == "openai" \
-            else ProgrammaticWriter(load_voice(voices_root, rulebook), seed=config.seed)
+            else ProgrammaticWriter(load_voice(self._voices_root, self._rulebook), seed=config.seed)
         if use("reviewer") == "openai":
             reviewer_client = client("reviewer")
             reviewers = [LLMReviewer(reviewer_client, aspect) for aspect in ("lore", "character", "rules")]
         else:
             reviewers = [LoreReviewer(), CharacterReviewer(), RulesReviewer()]
         director = LLMDirector(client("director")) if use("director") == "openai" else ProgrammaticDirector()
-        self.team = TeacherTeam(
+        return TeacherTeam(
             writers=[writer], reviewers=reviewers, director=director,
             proposals_per_writer=config.proposals_per_writer, concurrency=config.concurrency,
             labels={role: config.label(role) for role in ROLES},
