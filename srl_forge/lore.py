@@ -137,6 +137,23 @@ def max_lore_file_bytes() -> int:
     return int(os.environ.get("SRL_FORGE_MAX_LORE_FILE_BYTES", 1_000_000))
 
 
+def max_lore_section_chars() -> int:
+    """The longest section (text under one `## ` heading) of a lore document (SRL_FORGE_MAX_LORE_SECTION_CHARS;
+    default 20,000 characters): sections become prompts and dossier entries, which must stay short."""
+    import os
+
+    return int(os.environ.get("SRL_FORGE_MAX_LORE_SECTION_CHARS", 20_000))
+
+
+def check_section_sizes(path: Path, body: str) -> None:
+    limit = max_lore_section_chars()
+    for block in re.split(r"(?m)^(?=## )", body):
+        if len(block) > limit:
+            heading = block.splitlines()[0][3:].strip() if block.startswith("## ") else "(before the first heading)"
+            raise InputError(path, f"section '{heading}'", f"{len(block)} characters, over the {limit}-character "
+                             "limit for a section (SRL_FORGE_MAX_LORE_SECTION_CHARS); split it")
+
+
 def check_document_file(path: Path, lore_root: Path) -> None:
     """A document may be read: inside the lore root (no symlink leaving it), a regular file, within
     the size limit. InputError names the file."""
@@ -211,6 +228,7 @@ def parse_lore_file(path: Path, folder: str) -> LoreDocument:
     body = text[match.end():].strip()
     if not body:
         raise InputError(path, "body", "document has no text after the front matter")
+    check_section_sizes(path, body)
     return LoreDocument(
         doc_id=f"{folder}/{path.stem}",
         path=str(path),

@@ -201,3 +201,14 @@ def test_every_problem_of_every_lore_file_is_reported_in_one_pass(tmp_path):
     for name, field in (("broken.md", "'topic'"), ("latin1.md", "'encoding'"), ("tricks.md", "'line 11'"),
                         ("world.md", "'front_matter'")):
         assert name in message and field in message.split(name, 1)[1].splitlines()[0]
+
+
+def test_an_overlong_section_is_refused_naming_it(tmp_path, monkeypatch):
+    root = tmp_path / "lore"
+    write(root / "imp", "pranks.md", GOOD + "\n## Facts\n" + "- A very long fact indeed.\n" * 100)
+    monkeypatch.setenv("SRL_FORGE_MAX_LORE_SECTION_CHARS", "1000")
+    with pytest.raises(InputError) as err:
+        load_species_lore(root, "imp")
+    assert "pranks.md" in err.value.source and err.value.field == "section 'Facts'" and "over the 1000-character limit" in str(err.value)
+    monkeypatch.setenv("SRL_FORGE_MAX_LORE_SECTION_CHARS", "5000")
+    assert load_species_lore(root, "imp").dossier.facts
