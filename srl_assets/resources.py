@@ -231,14 +231,17 @@ class TeachersResource(ConfigurableResource):
 
         from srl_forge.errors import InputError
         from srl_forge.teachers.team import TeachersConfig
+        from srl_forge.yaml_files import load_yaml
 
         if not self.config_file:
             return TeachersConfig()
         path = Path(self.config_file)
         try:
-            return TeachersConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+            return TeachersConfig.model_validate(load_yaml(path.read_text(encoding="utf-8")) or {})
         except FileNotFoundError as exc:
             raise InputError(path, "file", "teachers config file not found") from exc
+        except yaml.YAMLError as exc:
+            raise InputError(path, "yaml", f"not valid YAML: {exc}") from exc
         except ValueError as exc:
             raise InputError(path, "teachers", str(exc).splitlines()[0] if str(exc) else "invalid") from exc
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.errors import InputError
 from srl_forge.registry import TIERS, AdapterRegistry
+from srl_forge.yaml_files import load_yaml
 
 
 class TierSpec(BaseModel):
@@ -37,7 +38,7 @@ class TierSpec(BaseModel):
 
 def load_tiers(path: Path) -> dict[str, TierSpec]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise InputError(path, "file", "tiers config not found") from exc
     except yaml.YAMLError as exc:

@@ -18,11 +18,12 @@ from srl_forge.encounter import GameState
 from srl_forge.errors import InputError
 from srl_forge.databases import open_database
 from srl_forge.hashing import content_hash
+from srl_forge.yaml_files import load_yaml
 
 
 def read_seed(path: Path, known_events: tuple[str, ...] | None = None) -> tuple[dict, list[dict]]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InputError(path, "file", "game-state seed file not found") from exc
     except yaml.YAMLError as exc:

@@ -29,6 +29,7 @@ from srl_forge.errors import InputError, raise_all
 from srl_forge.guardrails import injected_lines
 from srl_forge.hashing import content_hash
 from srl_forge.species import SHARED_LORE_FOLDER, check_inside, require_known_species
+from srl_forge.yaml_files import load_yaml
 
 Topic = Literal["behaviour", "dialogue", "decisions", "weaknesses", "relations"]
 TOPICS: tuple[str, ...] = ("behaviour", "dialogue", "decisions", "weaknesses", "relations")
@@ -209,7 +210,7 @@ def parse_lore_file(path: Path, folder: str) -> LoreDocument:
     if not match:
         raise InputError(path, "front_matter", "missing front matter: the file must start with '---' ... '---'")
     try:
-        raw = yaml.safe_load(match.group(1))
+        raw = load_yaml(match.group(1))
     except yaml.YAMLError as exc:
         raise InputError(path, "front_matter", f"not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

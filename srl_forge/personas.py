@@ -28,6 +28,7 @@ from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
 from srl_forge.lore import check_document_file, screen_for_injection
 from srl_forge.species import discover_species, validate_species_id
+from srl_forge.yaml_files import load_yaml
 
 PERSONA_FOLDER = "npcs"
 FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n?(.*)\Z", re.DOTALL)
@@ -79,7 +80,7 @@ def load_persona(lore_root: Path, species: str, npc: str, actions: tuple[str, ..
     if not match:
         raise InputError(path, "front matter", "a persona file starts with '---', YAML fields, then '---'")
     try:
-        raw = yaml.safe_load(match.group(1)) or {}
+        raw = load_yaml(match.group(1)) or {}
     except yaml.YAMLError as exc:
         raise InputError(path, "front matter", str(exc).splitlines()[0]) from exc
     try:

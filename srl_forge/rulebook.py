@@ -27,6 +27,7 @@ from srl_forge.errors import InputError
 from srl_forge.guardrails import injection_evidence
 from srl_forge.hashing import content_hash
 from srl_forge.species import validate_species_id
+from srl_forge.yaml_files import load_yaml
 
 COMPARE_OPS = {"gt", "gte", "lt", "lte"}
 MEMBER_OPS = {"in", "not_in"}
@@ -221,7 +222,7 @@ def validate_condition(condition: Any, where: str, source: Path) -> None:
 
 def _read_rule_file(path: Path) -> RuleFile:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InputError(path, "yaml", f"not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

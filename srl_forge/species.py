@@ -9,7 +9,7 @@ from pathlib import Path
 from srl_forge.errors import InputError
 
 # Species names become partition keys, folder names and artifact paths: keep them boring.
-SPECIES_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+SPECIES_ID = re.compile(r"[a-z][a-z0-9_]{0,31}")  # fullmatch: "$" would let a trailing newline through
 
 # Folders under the lore root that hold shared lore rather than a species.
 SHARED_LORE_FOLDER = "_world"
@@ -17,7 +17,7 @@ SHARED_LORE_FOLDER = "_world"
 
 def validate_species_id(name: str, source: str | Path = "species") -> str:
     """Return `name` if it is a safe species id, else raise InputError naming `source`."""
-    if not isinstance(name, str) or not SPECIES_ID.match(name):
+    if not isinstance(name, str) or not SPECIES_ID.fullmatch(name):
         raise InputError(
             source,
             "species",

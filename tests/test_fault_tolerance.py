@@ -105,3 +105,19 @@ def test_an_outage_outlasting_the_retries_fails_clearly_and_keeps_the_previous_v
     server.requests.clear()
     assert trajectories(instance, resources).success
     assert len(server.requests) == calls_first_run - kept
+
+
+def test_the_api_key_never_reaches_logs_metadata_artifacts_or_caches(forge):
+    server, instance, resources, home = forge
+    server.faults = [("status", 429)] * 2  # retries are logged too
+    result = trajectories(instance, resources)
+    assert result.success
+    assert all({k.lower(): v for k, v in h.items()}["authorization"] == f"Bearer {SECRET}" for h in server.headers)
+    # everything Dagster keeps of the runs: event messages, metadata, errors, tags, config (what the UI shows)
+    assert instance.get_runs()
+    for run in instance.get_runs():
+        assert SECRET not in repr(run) and SECRET not in repr(instance.all_logs(run.run_id))
+    # every file written under the forge home: artifacts, pointers, the teacher cache, the databases
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path

@@ -20,6 +20,7 @@ from srl_forge.errors import InputError
 from srl_forge.grounding import ITEM_TERMS, NUMBER_WORDS, PLACE_TERMS, grounding_score, grounding_terms, is_stock
 from srl_forge.rulebook import Rulebook
 from srl_forge.rules_engine import DialogueConstraints
+from srl_forge.yaml_files import load_yaml
 
 FOE_NAMES = {
     "villagers": "villager", "hunters": "hunter", "church": "priest", "necromancers": "necromancer",
@@ -59,7 +60,7 @@ def foe_name(faction: str) -> str:
 def load_voice(voices_root: Path, rulebook: Rulebook) -> Voice:
     path = voices_root / f"{rulebook.species}.yaml"
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InputError(path, "file", f"no voice file for {rulebook.species}") from exc
     except yaml.YAMLError as exc:
