@@ -18,6 +18,7 @@ class FakeOpenAI:
         self.faults: list[tuple] = []
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.latency_s = 0.0  # added to every answer (the throughput benchmark's model latency)
         self._lock = threading.Lock()
         server = self
 
@@ -40,6 +41,8 @@ class FakeOpenAI:
                     return
                 if fault and fault[0] == "sleep":
                     time.sleep(fault[1])
+                if server.latency_s:
+                    time.sleep(server.latency_s)
                 content = fault[1] if fault and fault[0] == "malformed" else server.responder(body)
                 self._send(200, {
                     "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": 0,

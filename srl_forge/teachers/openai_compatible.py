@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -147,6 +148,13 @@ class TeacherUnavailable(RuntimeError):
                          f"{attempts} attempts: {type(cause).__name__}: {str(cause)[:200]}")
 
 
+@functools.lru_cache(maxsize=64)
+def _json_schema(response_model: type[BaseModel]) -> dict:
+    # building a JSON schema costs milliseconds of CPU: once per response model, not once per call
+    # (read only: the cache key hashes it; the same dict as before, so stored answers keep their keys)
+    return response_model.model_json_schema()
+
+
 class RoleClient:
     """One role's structured-output client with retries, cache and accounting."""
 
@@ -178,7 +186,7 @@ class RoleClient:
 
     def cache_key(self, messages: list[dict], response_model: type[BaseModel]) -> str:
         return content_hash({"role": self.role, "model": self.endpoint.model, "messages": messages,
-                             "schema": response_model.model_json_schema()})
+                             "schema": _json_schema(response_model)})
 
     def complete(self, messages: list[dict], response_model: type[T]) -> T:
         key = self.cache_key(messages, response_model)

@@ -1,0 +1,28 @@
+"""Where benchmark results go: `bench/results/<name>-<date>T<HHMM>.{json,md}`, machine included."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_report(name: str, out: dict, markdown) -> Path:
+    """Adds the date and the machine to `out`, writes both files, prints the markdown; returns the stem."""
+    from bench.learning import machine
+
+    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **out}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"{name}-{out['date'][:10]}T{out['date'][11:13]}{out['date'][14:16]}"
+    stem.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    text = markdown(out)
+    stem.with_suffix(".md").write_text(text)
+    print(text)
+    return stem
+
+
+def machine_line(out: dict) -> str:
+    m = out["machine"]
+    return f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}; {out['date']}."
