@@ -50,7 +50,13 @@ dev: $(STAMP)
 serve: $(STAMP)
 	$(PY) -m srl_assets.serve --port $(or $(PORT),8000)
 
+# The studio's questions, each written to bench/results/<name>-<date>T<time>.{json,md} (the one-species
+# run to bench/results/<species>.{json,md}): incremental refresh, teacher throughput, reward and step
+# cost, the whole one-species job. About 40 minutes on 2 cores.
 bench: $(STAMP)
+	$(PY) -m bench.incremental
+	$(PY) -m bench.teachers
+	$(PY) -m bench.rewards
 	$(PY) -m bench.run
 
 # Trains the `standard` budget (about an hour per species on 2 CPU cores) and writes the held-out
