@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         for event in result.all_events:
             if event.is_step_failure:
                 print(f"failed: {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+        print(f"where to look: `make dev`, then http://127.0.0.1:3000/runs/{result.run_id} (every step's log "
+              "and the failure in full)", file=sys.stderr)
         return 1
     by_asset = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
                 for e in result.get_asset_materialization_events()}
