@@ -4,7 +4,9 @@ A version is written completely before anything refers to it, and a written vers
 overwritten: its name is its content hash. Two backends, chosen by the root's form
 (`open_artifact_store`): a local folder (embedded default: temporary name, then rename) and S3
 (production: single objects are atomic; a folder such as an adapter is published by uploading its
-files first and its manifest last, and a folder without a manifest does not exist).
+files first and its manifest last, and a folder without a manifest does not exist). Which version of
+an asset partition is current is a small pointer object (`put_pointer`), written after the version it
+names; `StoredArtifact` is the base of the domain objects stored this way.
 """
 
 from __future__ import annotations
