@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
-
-from dagster import BetaWarning, DagsterInstance, PreviewWarning
+from dagster import DagsterInstance
 
 from srl_assets.definitions import defs
 from srl_assets.partitions import npc_partitions, register_personas, register_species
@@ -24,9 +22,6 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--npc", help="a named NPC (Tier 3) to train and deploy, e.g. vampire/count_orlok; its "
                         "species must have a blue adapter")
     args = parser.parse_args(argv)
-    for category in (BetaWarning, PreviewWarning):
-        warnings.filterwarnings("ignore", category=category)
-
     lore_root = defs.resources["project_files"].lore_path
     instance = DagsterInstance.get()
     try:

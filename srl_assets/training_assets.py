@@ -11,20 +11,19 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetRecordsFilter, Failure, MetadataValue, Output, asset
 
 from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ArtifactStoreResource, TrainingResource
+from srl_forge.artifacts import write_atomically
 from srl_forge.hashing import content_hash
 from srl_forge.teachers.collaboration import TrajectoryBatch
 from training.grpo_runner import AdapterArtifact, GRPOJob, GRPOTrainingConfig
 from training.rlvr import RLVRJob, decision_text, run_rlvr_job
 from training.srl import SRLJob, run_srl_job
-from training.step_dataset import RowDataset
+from training.step_dataset import RowDataset, to_parquet
 
 
 def previous_manifest(context: AssetExecutionContext) -> dict | None:
@@ -46,8 +45,7 @@ def directory_digest(folder: Path) -> str:
 def _write(rows: list[dict], path: Path) -> str | None:
     if not rows:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
+    write_atomically(path, to_parquet(rows))
     return str(path)
 
 
