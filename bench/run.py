@@ -2,7 +2,7 @@
 
 Runs the whole one-species pipeline on the embedded defaults in a fresh home folder and writes
 `bench/results/<species>.json` and `bench/results/<species>.md`: wall time per asset and in total,
-and the training results (validation step similarity before and after SRL). Targets live here, not
+and the held-out evaluation table (base, SRL, RLVR-only, SRL→RLVR, references, ceiling). Targets live here, not
 in tests.
 """
 
@@ -46,16 +46,19 @@ def run(species: str, home: Path) -> dict:
             starts[event.step_key] = record.timestamp
         elif event.event_type == DagsterEventType.STEP_SUCCESS:
             seconds[event.step_key] = round(record.timestamp - starts[event.step_key], 2)
-    metadata = {}
+    metadata, phases = {}, {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        metadata[mat.asset_key.to_user_string()] = {
+        key = mat.asset_key.to_user_string()
+        metadata[key] = {
             k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
+        if "phase_seconds" in mat.metadata:
+            phases[key] = mat.metadata["phase_seconds"].value
     evaluation_report = result.output_for_node("evaluation").model_dump(mode="json") if result.success else None
     return {"species": species, "success": result.success, "total_seconds": round(total, 1),
             "evaluation_report": evaluation_report,
             "target_seconds": TARGET_SECONDS, "within_target": total <= TARGET_SECONDS,
-            "asset_seconds": seconds, "metrics": metadata}
+            "asset_seconds": seconds, "training_phase_seconds": phases, "metrics": metadata}
 
 
 def to_markdown(report: dict) -> str:
@@ -64,13 +67,16 @@ def to_markdown(report: dict) -> str:
              f"Total: {report['total_seconds']} s (target {report['target_seconds']} s: "
              f"{'met' if report['within_target'] else 'missed'})", "", "| asset | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in report["asset_seconds"].items()]
-    srl = report["metrics"].get("srl_checkpoint", {})
-    if srl:
-        lines += ["", "| SRL validation | step similarity | format rate |", "|---|---|---|",
-                  f"| base (before) | {srl.get('validation_score_before', float('nan')):.3f} | "
-                  f"{srl.get('validation_format_rate_before', float('nan')):.2f} |",
-                  f"| SRL (after) | {srl.get('validation_score_after', float('nan')):.3f} | "
-                  f"{srl.get('validation_format_rate_after', float('nan')):.2f} |"]
+    phases = report.get("training_phase_seconds") or {}
+    if phases:
+        names = list(dict.fromkeys(name for p in phases.values() for name in p))
+        lines += ["", "Training jobs, seconds per phase:", "", "| asset | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
+        lines += [f"| {asset} | " + " | ".join(str(p.get(n, "")) for n in names) + " |" for asset, p in phases.items()]
+    if report.get("evaluation_table"):
+        lines += ["", f"Held-out evaluation ({report['held_out_encounters']} encounters, 95% intervals; the budget's "
+                  "adapters next to the base model, the trivial references and the rules-engine ceiling):", "",
+                  report["evaluation_table"]]
     return "\n".join(lines) + "\n"
 
 
@@ -85,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         report = run(species, home)
         report.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-        report.pop("evaluation_report", None)
+        evaluation = report.pop("evaluation_report", None) or {}
+        report.update(evaluation_table=evaluation.get("table"), held_out_encounters=evaluation.get("held_out_encounters"))
         (RESULTS / f"{species}.json").write_text(json.dumps(report, indent=2))
         (RESULTS / f"{species}.md").write_text(to_markdown(report))
         print(to_markdown(report))

@@ -161,3 +161,51 @@ def test_a_right_decision_always_outweighs_a_well_spoken_wrong_one():
     best_line = weights["in_character"] + weights["grounding"] + weights["originality"]
     assert weights["format"] == 0.0
     assert 0.5 * weights["decision"] + best_line < 1.0 * weights["decision"]  # runner-up + perfect line < top, silent
+
+
+# --- stopping generation once the score is settled ---------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from training.rewards import (  # noqa: E402
+    decision_format_settled_broken, parse_decision, step_format_settled_broken,
+)
+
+# Text built from the format's own pieces, so that valid, nearly valid and broken outputs all occur.
+PIECES = st.sampled_from(["<think>", "</think>", "<thi", "nk>", "\n", " ", "4. **DECIDE** ", "ACTION: feed", "ACTION: ",
+                          'SAY: "Come closer."', 'SAY: "', "flee", "x", "\n\n", "5. **SPEAK** "])
+TEXTS = st.lists(PIECES, max_size=12).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(TEXTS, st.integers(min_value=0, max_value=200))
+def test_a_settled_broken_prefix_never_becomes_a_valid_step(text, cut):
+    """Stopping at a settled prefix cannot change a score: every continuation stays broken."""
+    if step_format_settled_broken(text[:cut]):
+        assert generated_action(text) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(TEXTS, st.integers(min_value=0, max_value=200))
+def test_a_settled_broken_prefix_never_becomes_a_valid_decision(text, cut):
+    if decision_format_settled_broken(text[:cut]):
+        assert parse_decision(text) is None
+
+
+@pytest.mark.parametrize("text, settled", [
+    ("The vampire", True),  # an untrained policy's prose: broken from the first word
+    ("  <thi", False),
+    ("<think>x</think>\n4. **DECIDE** ACTION: feed", False),
+    ("<think>x</think>\n4. **DECIDE** ACTION: feed\n", False),
+    ("<think>x</think>\n4. **DECIDE** ACTION: feed\n5.", True),  # a second step has begun
+    ("<think>x</think> <think>", True),
+])
+def test_step_format_settles_where_it_breaks(text, settled):
+    assert step_format_settled_broken(text) is settled
+
+
+def test_decision_format_settles_on_a_second_finished_action_line():
+    answer = '<think>x</think>\nACTION: feed\nSAY: "Come closer."\n'
+    assert not decision_format_settled_broken(answer + "And then")
+    assert not decision_format_settled_broken(answer + "ACTION: flee")  # the line may still grow into prose
+    assert decision_format_settled_broken(answer + "ACTION: flee\n")

@@ -113,9 +113,13 @@ def test_warm_start_from_parent_with_replay(tiny_policy, model_cache, tmp_path):
     second = tmp_path / "second"
     metrics = run_srl_job(
         job_for(second, tiny_policy, model_cache, train=rows(4, prefix="n"), parent=str(first / "out" / "adapter"),
-                replay=old_rows, replay_ratio=0.5), log=lambda _: None)
+                replay=old_rows, replay_ratio=0.5, validation_rows=0), log=lambda _: None)
     assert metrics["parent_adapter"] == str(first / "out" / "adapter")
     assert metrics["new_rows"] == 4 and metrics["replayed_rows"] == 2
+    # Without a validation sample there is no probe: the warm-up runs, and the card says what was not measured.
+    assert metrics["validation_before"] is None and metrics["warmup"] == {"ran": True, "format_rate_probe": None,
+                                                                          "steps": 1, "final_loss": metrics["warmup"]["final_loss"]}
+    assert "not measured in the job" in (second / "out" / "adapter" / "README.md").read_text()
 
 
 def test_mix_replay_is_seeded_and_skips_rows_already_present():
@@ -186,3 +190,15 @@ def test_distributed_placement_follows_the_sagemaker_hosts():
     multi = torchrun_arguments("training.srl", ["--job", "j"], 8, {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]})
     assert multi == ["--nnodes=2", "--node_rank=1", "--master_addr=algo-1", "--master_port=29500",
                      "--nproc_per_node=8", "-m", "training.srl", "--job", "j"]
+
+
+def test_generation_stops_each_sequence_once_its_predicate_holds(tiny_policy):
+    from training.model_loading import load_base_model, load_tokenizer
+    from training.policy_eval import generate
+
+    tokenizer, model = load_tokenizer(tiny_policy), load_base_model(tiny_policy)
+    prompts = [r["prompt"] for r in rows(3)]
+    full = [o[0] for o in generate(model, tokenizer, prompts, max_new_tokens=24)]
+    cut = [o[0] for o in generate(model, tokenizer, prompts, max_new_tokens=24, stop_when=lambda text: len(text) >= 2)]
+    for whole, stopped in zip(full, cut):  # greedy: the stopped text is where the whole one met the predicate
+        assert len(whole) > len(stopped) >= 2 and whole.startswith(stopped)

@@ -249,7 +249,7 @@ def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens
         if not index:
             break
         prompts = [srl_prompt(cases[i].encounter, rollouts[i], offset, title) for i in index]
-        outs = generate(model, tokenizer, prompts, max_new_tokens)
+        outs = generate(model, tokenizer, prompts, max_new_tokens, stop_when=step_format_settled_broken)
         for i, out in zip(index, outs):
             raw[i] += out[0] + "\n"
             parts = split_thinking(out[0])
@@ -262,7 +262,8 @@ def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens
 
 
 def direct_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens: int) -> list[str]:
-    return [g[0] for g in generate(model, tokenizer, [c.row["prompt"] for c in cases], max_new_tokens)]
+    return [g[0] for g in generate(model, tokenizer, [c.row["prompt"] for c in cases], max_new_tokens,
+                                   stop_when=decision_format_settled_broken)]
 
 
 def evaluate_variant(model, tokenizer, mode: str, cases: Sequence[EvalCase], step_rows: Sequence[dict],

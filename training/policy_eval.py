@@ -4,13 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from training.rewards import generated_action, step_similarity_reward
+from training.rewards import (
+    decision_format_settled_broken, generated_action, step_format_settled_broken, step_similarity_reward,
+)
+
+
+def _stop_when(tokenizer, prompt_length: int, settled: Callable[[str], bool]):
+    """A per-sequence stopping criterion: a sequence stops once `settled(its text so far)` holds."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopWhenSettled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, prompt_length:], skip_special_tokens=True)
+            return torch.tensor([settled(t) for t in texts], dtype=torch.bool, device=input_ids.device)
+
+    return StopWhenSettled()
 
 
 def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: int = 64, batch_size: int = 16,
              do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1,
-             progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
-    """Completions per prompt (num_return_sequences each), decoding left-padded batches."""
+             progress: Callable[[int, int], None] | None = None,
+             stop_when: Callable[[str], bool] | None = None) -> list[list[str]]:
+    """Completions per prompt (num_return_sequences each), decoding left-padded batches.
+
+    `stop_when(text)`: stop a sequence as soon as its score can no longer change (a format already broken
+    beyond repair, `training.rewards.*_settled_broken`); its text then ends where it broke. On CPU most of
+    an untrained policy's generation time is such rambling."""
     import torch
 
     was_training = model.training
@@ -22,11 +42,13 @@ def generate(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: in
             batch = prompts[start:start + batch_size]
             texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in batch]
             encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            stopping = [_stop_when(tokenizer, encoded["input_ids"].shape[1], stop_when)] if stop_when else None
             with torch.no_grad():
                 generated = model.generate(
                     **encoded, max_new_tokens=max_new_tokens, do_sample=do_sample,
                     temperature=temperature if do_sample else None, top_p=None, top_k=None,
-                    num_return_sequences=num_return_sequences, pad_token_id=tokenizer.pad_token_id)
+                    num_return_sequences=num_return_sequences, pad_token_id=tokenizer.pad_token_id,
+                    stopping_criteria=stopping)
             new_tokens = generated[:, encoded["input_ids"].shape[1]:]
             decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             for i in range(len(batch)):
@@ -45,7 +67,7 @@ def srl_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: int =
     if not rows:
         return {"step_similarity": 0.0, "format_rate": 0.0, "rows": 0, "samples": []}
     completions = [c[0] for c in generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens,
-                                          batch_size, progress=progress)]
+                                          batch_size, progress=progress, stop_when=step_format_settled_broken)]
     rewards = step_similarity_reward(None, completions, [r["expert_action"] for r in rows])
     formatted = [generated_action(c) is not None for c in completions]
     return {
@@ -66,7 +88,7 @@ def outcome_validation(model, tokenizer, rows: Sequence[dict], max_new_tokens: i
     if not rows:
         return {"mean_reward": 0.0, "decision_accuracy": 0.0, "format_rate": 0.0, "rows": 0, "samples": []}
     completions = [c[0] for c in generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens,
-                                          batch_size, progress=progress)]
+                                          batch_size, progress=progress, stop_when=decision_format_settled_broken)]
     scores = [decision_score(c, json.loads(r["action_scores_json"])) for c, r in zip(completions, rows)]
     decisions = [parse_decision(c) for c in completions]
     return {

@@ -44,6 +44,25 @@ def split_thinking(text: str) -> tuple[str, str] | None:
     return match.group(1).strip(), match.group(2)
 
 
+def think_format_settled_broken(text: str) -> bool:
+    """True once no continuation of `text` can be `<think>...</think>` then an answer: it does not open
+    with <think>, or a think tag follows the first </think>. Generation may stop there (the score is final)."""
+    opened = text.lstrip()
+    if not (opened.startswith("<think>") or "<think>".startswith(opened)):
+        return True
+    close = opened.find("</think>")
+    answer = opened[close + len("</think>"):] if close >= 0 else ""
+    return "<think>" in answer or "</think>" in answer
+
+
+def step_format_settled_broken(text: str) -> bool:
+    """True once `text` can no longer be a single SRL step after the thinking: a second line has begun."""
+    if think_format_settled_broken(text):
+        return True
+    close = text.find("</think>")
+    return close >= 0 and "\n" in text[close + len("</think>"):].strip()
+
+
 def generated_action(text: str) -> str | None:
     """The action of the single step after the thinking, or None when the format is broken."""
     parts = split_thinking(text)
@@ -105,6 +124,18 @@ def parse_decision(text: str) -> tuple[str, str] | None:
     if len(actions) != 1 or len(lines) != 1:
         return None
     return actions[0], lines[0]
+
+
+def decision_format_settled_broken(text: str) -> bool:
+    """True once `text` can no longer parse as one decision: a second finished ACTION or SAY line."""
+    if think_format_settled_broken(text):
+        return True
+    close = text.find("</think>")
+    if close < 0:
+        return False
+    answer = text[close + len("</think>"):]
+    finished = answer[:answer.rfind("\n") + 1]  # lines already ended stay matches whatever follows
+    return len(ACTION_LINE.findall(finished)) > 1 or len(SAY_LINE.findall(finished)) > 1
 
 
 def decision_score(text: str, action_scores: dict[str, float]) -> float:
