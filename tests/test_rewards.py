@@ -167,9 +167,7 @@ def test_a_right_decision_always_outweighs_a_well_spoken_wrong_one():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from training.rewards import (  # noqa: E402
-    decision_format_settled_broken, parse_decision, step_format_settled_broken,
-)
+from training.rewards import decision_format_settled_broken, step_format_settled_broken  # noqa: E402
 
 # Text built from the format's own pieces, so that valid, nearly valid and broken outputs all occur.
 PIECES = st.sampled_from(["<think>", "</think>", "<thi", "nk>", "\n", " ", "4. **DECIDE** ", "ACTION: feed", "ACTION: ",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from srl_forge.errors import InputError
-from srl_forge.personas import Persona, PersonaHeader, load_persona, persona_action_scores
+from srl_forge.personas import load_persona, persona_action_scores
 from srl_forge.serving.server import AnswerGuard
 
 LORE = Path(__file__).resolve().parent.parent / "lore"
@@ -151,7 +151,7 @@ def served(tmp_path, tiny_policy, model_cache):
     import uvicorn
 
     from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.deployment import TierSpec, deploy_candidate
+    from srl_forge.deployment import deploy_candidate
     from srl_forge.registry import AdapterVersion, open_registry
     from srl_forge.serving.server import ForgeServer, ServingConfig, build_app
 

@@ -36,7 +36,9 @@ from srl_forge.rules_engine import DialogueConstraints
 from srl_forge.trajectory import assess_text, parse_step
 from training.policy_eval import generate, srl_validation
 from training.prompts import srl_prompt
-from training.rewards import decision_score, parse_decision, split_thinking
+from training.rewards import (
+    decision_format_settled_broken, decision_score, parse_decision, split_thinking, step_format_settled_broken,
+)
 
 VARIANTS = ("base", "srl", "rlvr_only", "srl_rlvr")
 REFERENCES = ("best_constant", "random_acceptable", "rules_engine")

@@ -140,13 +140,13 @@ def is_main_process() -> bool:
 def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, callbacks: Sequence = ()) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig, SFTConfig, SFTTrainer
 
     from training.dynamic_sampling import DynamicSamplingGRPOTrainer
     from training.model_loading import load_policy, load_tokenizer, lora_config, resolve_model
     from training.plots import reward_curve_png
+    from training.trainer_progress import show_progress
 
     config = job.config
     torch.manual_seed(config.seed)
@@ -214,27 +214,13 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
                            gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
                            max_length=1024, seed=config.seed, completion_only_loss=True),
         )
-        sft.train()
+        show_progress(sft, f"{task.name} format warm-up", log).train()
         phase_done("format_warmup")
         policy = sft.model
         if is_main_process():
             policy.save_pretrained(str(sft_adapter))  # a finished warm-up is not redone on resume
         warmup.update(ran=True, steps=config.warmup_sft_steps,
                       final_loss=next((h["loss"] for h in reversed(sft.state.log_history) if "loss" in h), None))
-
-    class StepLog(TrainerCallback):
-        def __init__(self):
-            self.started = time.perf_counter()
-            self.tokens = 0.0
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "reward" in logs:
-                elapsed = time.perf_counter() - self.started
-                tokens = logs.get("num_tokens", 0.0)
-                logs["tokens_per_s"] = (tokens - self.tokens) / elapsed if elapsed > 0 else 0.0
-                self.started, self.tokens = time.perf_counter(), tokens
-                log(f"GRPO step {state.global_step}/{state.max_steps}: reward {logs['reward']:.3f}, "
-                    f"kept {logs.get('dynamic_sampling/kept_fraction', 1.0):.2f}")
 
     args = GRPOConfig(
         output_dir=str(work / "grpo"), max_steps=config.max_steps,
@@ -248,14 +234,14 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
     trainer = DynamicSamplingGRPOTrainer(
         model=policy, reward_funcs=list(task.reward_funcs), args=args,
         train_dataset=Dataset.from_list([task.grpo_columns(r) for r in train_rows]),
-        processing_class=tokenizer, callbacks=[StepLog(), *callbacks],
+        processing_class=tokenizer, callbacks=list(callbacks),
         dynamic_sampling_epsilon=config.dynamic_sampling_epsilon,
     )
     resume = get_last_checkpoint(str(work / "grpo")) if (work / "grpo").exists() else None
     if resume:
         log(f"resuming GRPO from {resume}")
     phase_done("grpo_setup")
-    trainer.train(resume_from_checkpoint=resume)
+    show_progress(trainer, f"{task.name} GRPO", log).train(resume_from_checkpoint=resume)
     phase_done("grpo")
     policy = trainer.model
 

@@ -21,6 +21,16 @@ from typing import Literal
 # FutureWarning per model load): nothing of ours to change.
 warnings.filterwarnings("ignore", message=r".*gradient_checkpointing. is deprecated", category=FutureWarning)
 
+
+def quiet_loading_bars() -> None:
+    """One progress bar per long stage: a model load takes a second or two, and its per-tensor bar ("Loading
+    weights") and the datasets' per-map bars only bury the training and generation bars."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
 DEFAULT_POLICY = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 Quantization = Literal["none", "8bit", "4bit"]
@@ -105,6 +115,8 @@ def load_tokenizer(model_path: str):
 def load_base_model(model_path: str, quantization: Quantization = "none"):
     import torch
     from transformers import AutoModelForCausalLM
+
+    quiet_loading_bars()
 
     quant = quantization_config(quantization)
     kwargs = {"quantization_config": quant} if quant else {}
