@@ -99,7 +99,8 @@ def train_adapter(
     (job_dir / "job.json").write_text(job.model_dump_json(indent=2))
     launcher = training.sagemaker_launcher()
     if launcher is None:
-        metrics, launched_on = run(job, log=context.log.info), "in process"
+        # Step lines at debug level: in the run's log in the UI, not between the terminal's step bar redraws.
+        metrics, launched_on = run(job, log=context.log.info, step_log=context.log.debug), "in process"
     else:  # the same entry point (`python -m training.srl|rlvr --job`) on a SageMaker instance
         metrics = launcher.run(job, job_cls.__module__, fingerprint, log=context.log.info)
         launched_on = f"SageMaker {launcher.settings.instance_type} x{launcher.settings.instance_count}"

@@ -95,8 +95,13 @@ def test_zero_variance_group_contributes_no_gradient(tiny_policy, model_cache, t
 
 
 def test_srl_job_trains_saves_and_records(tiny_policy, model_cache, tmp_path):
-    metrics = run_srl_job(job_for(tmp_path, tiny_policy, model_cache), log=lambda _: None)
+    step_lines = []
+    metrics = run_srl_job(job_for(tmp_path, tiny_policy, model_cache), log=lambda _: None, step_log=step_lines.append)
     out = tmp_path / "out"
+    assert any(line.startswith("SRL format warm-up step 1/1: loss ") for line in step_lines)
+    assert [line.split(":")[0] for line in step_lines if "GRPO" in line] == ["SRL GRPO step 1/2", "SRL GRPO step 2/2"]
+    assert all(s["tokens_per_s"] is not None and s["tokens_per_s"] > 0 for s in metrics["steps"])
+    assert set(metrics["phase_seconds"]) >= {"model_load", "validation", "format_warmup", "grpo"}
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     assert "base_model: " in (out / "adapter" / "README.md").read_text()
     assert (out / "reward_curve.png").read_bytes()[:4] == b"\x89PNG"

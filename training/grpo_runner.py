@@ -137,7 +137,9 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, callbacks: Sequence = ()) -> dict:
+def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, callbacks: Sequence = (),
+                 step_log: Callable[[str], None] | None = None) -> dict:
+    """Run the job; `log` gets the milestones, `step_log` (default: `log`) a line per training step."""
     import torch
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
@@ -214,7 +216,7 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
                            gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
                            max_length=1024, seed=config.seed, completion_only_loss=True),
         )
-        show_progress(sft, f"{task.name} format warm-up", log).train()
+        show_progress(sft, f"{task.name} format warm-up", step_log or log).train()
         phase_done("format_warmup")
         policy = sft.model
         if is_main_process():
@@ -241,7 +243,7 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
     if resume:
         log(f"resuming GRPO from {resume}")
     phase_done("grpo_setup")
-    show_progress(trainer, f"{task.name} GRPO", log).train(resume_from_checkpoint=resume)
+    show_progress(trainer, f"{task.name} GRPO", step_log or log).train(resume_from_checkpoint=resume)
     phase_done("grpo")
     policy = trainer.model
 

@@ -65,8 +65,9 @@ RLVR_TASK = Task(
 )
 
 
-def run_rlvr_job(job: RLVRJob, log: Callable[[str], None] = print, callbacks: Sequence = ()) -> dict:
-    return run_grpo_job(RLVR_TASK, job, log=log, callbacks=callbacks)
+def run_rlvr_job(job: RLVRJob, log: Callable[[str], None] = print, callbacks: Sequence = (),
+                step_log: Callable[[str], None] | None = None) -> dict:
+    return run_grpo_job(RLVR_TASK, job, log=log, callbacks=callbacks, step_log=step_log)
 
 
 def main(argv: list[str] | None = None) -> int:

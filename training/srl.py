@@ -48,8 +48,9 @@ SRL_TASK = Task(
 )
 
 
-def run_srl_job(job: SRLJob, log: Callable[[str], None] = print, callbacks: Sequence = ()) -> dict:
-    return run_grpo_job(SRL_TASK, job, log=log, callbacks=callbacks)
+def run_srl_job(job: SRLJob, log: Callable[[str], None] = print, callbacks: Sequence = (),
+                step_log: Callable[[str], None] | None = None) -> dict:
+    return run_grpo_job(SRL_TASK, job, log=log, callbacks=callbacks, step_log=step_log)
 
 
 def main(argv: list[str] | None = None) -> int:
