@@ -188,6 +188,9 @@ class SentenceEmbedder:
             model_path = str(get_model_path())
         self.model_path = model_path
         self.batch_size = batch_size
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a one-second load; its per-tensor bar is noise in a run
         self._model = SentenceTransformer(model_path, device="cpu")
 
     def __call__(self, texts: Sequence[str]) -> list[list[float]]:

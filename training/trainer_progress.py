@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from tqdm.auto import tqdm
 from transformers import ProgressCallback, Trainer, TrainerCallback
 
 
@@ -17,9 +18,9 @@ class StageBar(ProgressCallback):
         self.stage = stage
 
     def on_train_begin(self, args, state, control, **kwargs):
-        super().on_train_begin(args, state, control, **kwargs)
-        if self.training_bar is not None:
-            self.training_bar.set_description(self.stage)
+        if state.is_world_process_zero:  # ProgressCallback's bar, named from its first draw
+            self.training_bar = tqdm(total=state.max_steps, dynamic_ncols=True, desc=self.stage)
+        self.current_step = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass

@@ -158,10 +158,11 @@ def produce_trajectories(
                                   trajectory=final, reviews=final_reviews)
 
     results: list[AcceptedTrajectory | RejectedTrajectory] = []
+    every = max(1, len(encounters) // 10)  # about ten progress lines a batch, whatever its size
     with ThreadPoolExecutor(max_workers=max(1, team.concurrency)) as pool:
         for done, result in enumerate(pool.map(one, encounters), start=1):
             results.append(result)
-            if progress and (done % 10 == 0 or done == len(encounters)):
+            if progress and (done % every == 0 or done == len(encounters)):
                 progress(done, len(encounters))
     outages = [r for r in results if isinstance(r, TeacherUnavailable)]
     if outages:
