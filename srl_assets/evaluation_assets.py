@@ -76,6 +76,8 @@ def evaluation(context: AssetExecutionContext, encounters: EncounterSet, expert_
     }
     for name, (checkpoint, mode) in variants.items():
         context.log.info(f"evaluating {name} ({mode}) on {len(cases)} held-out encounters")
+        # A fresh base per variant (a second's load): merging an adapter changes the weights in place, and
+        # unmerging again would leave float rounding in the next variant's base.
         model = load_base_model(model_path, training.quantization)
         if checkpoint:
             model = PeftModel.from_pretrained(model, str(store.local_path(checkpoint.adapter_uri)))
@@ -83,7 +85,7 @@ def evaluation(context: AssetExecutionContext, encounters: EncounterSet, expert_
                 model = model.merge_and_unload()
         results[name] = evaluate_variant(model, tokenizer, mode, cases, steps, log=context.log.info)
         results[name]["adapter_version"] = checkpoint.version if checkpoint else None
-        del model
+        del model  # one model in memory at a time
     results["rules_engine"] = evaluate_reference("rules_engine", cases, constant)
     if judge is not None:
         with teachers.outages_retried(context):

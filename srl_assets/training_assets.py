@@ -129,7 +129,7 @@ def train_adapter(
                 "validation_format_rate_after": MetadataValue.float(float(after["format_rate"])),
                 "validation_samples": MetadataValue.json(after["samples"][:3]),
             } if before and after else {"validation": "not measured in the job (see the evaluation asset)"}),
-            "final_format_rate": MetadataValue.float(float(steps[-1]["format_rate"]) if steps and steps[-1]["format_rate"] is not None else 0.0),
+            "final_format_rate": MetadataValue.float(float((steps[-1]["format_rate"] if steps else None) or 0.0)),
             "final_reward_mean": MetadataValue.float(float(steps[-1]["reward_mean"]) if steps else 0.0),
             "mean_kept_fraction": MetadataValue.float(sum(kept) / len(kept) if kept else 1.0),
             "grpo_steps": metrics["grpo_steps"],

@@ -18,6 +18,7 @@ from typing import Protocol
 from srl_forge.databases import is_postgres, open_database
 from srl_forge.hashing import content_hash
 from srl_forge.lore import LoreChunk, SpeciesLore
+from srl_forge.progress import quiet_loading_bars
 
 EMBEDDING_DIM = 384
 
@@ -188,9 +189,7 @@ class SentenceEmbedder:
             model_path = str(get_model_path())
         self.model_path = model_path
         self.batch_size = batch_size
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # a one-second load; its per-tensor bar is noise in a run
+        quiet_loading_bars()
         self._model = SentenceTransformer(model_path, device="cpu")
 
     def __call__(self, texts: Sequence[str]) -> list[list[float]]:

@@ -17,19 +17,12 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+from srl_forge.progress import quiet_loading_bars
+
 # TRL 1.16 and peft 0.21 call the transformers 5.23 names that transformers itself deprecates (a
 # FutureWarning per model load): nothing of ours to change.
 warnings.filterwarnings("ignore", message=r".*gradient_checkpointing. is deprecated", category=FutureWarning)
 
-
-def quiet_loading_bars() -> None:
-    """One progress bar per long stage: a model load takes a second or two, and its per-tensor bar ("Loading
-    weights") and the datasets' per-map bars only bury the training and generation bars."""
-    import datasets
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
-    datasets.disable_progress_bars()
 
 DEFAULT_POLICY = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

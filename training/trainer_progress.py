@@ -27,12 +27,14 @@ class StageBar(ProgressCallback):
 
 
 class StepLog(TrainerCallback):
-    """A log line per logged step; GRPO steps also get tokens/s (added to the logged values and the history)."""
+    """A log line per logged step; GRPO steps also get tokens/s in the trainer's log history."""
 
     def __init__(self, stage: str, log: Callable[[str], None]):
         self.stage, self.log = stage, log
-        self.started = time.perf_counter()
-        self.tokens = 0.0
+        self.started, self.tokens = time.perf_counter(), 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()  # not the trainer's set-up time
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:
@@ -40,10 +42,8 @@ class StepLog(TrainerCallback):
         if "reward" in logs:
             elapsed = time.perf_counter() - self.started
             tokens = logs.get("num_tokens", 0.0)
-            tokens_per_s = (tokens - self.tokens) / elapsed if elapsed > 0 else 0.0
-            logs["tokens_per_s"] = tokens_per_s
             if state.log_history:  # the trainer stored a copy of `logs` before calling back
-                state.log_history[-1]["tokens_per_s"] = tokens_per_s
+                state.log_history[-1]["tokens_per_s"] = (tokens - self.tokens) / elapsed if elapsed > 0 else 0.0
             self.started, self.tokens = time.perf_counter(), tokens
             self.log(f"{self.stage} step {state.global_step}/{state.max_steps}: reward {logs['reward']:.3f}, "
                      f"kept {logs.get('dynamic_sampling/kept_fraction', 1.0):.2f}")
