@@ -17,7 +17,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 	-DLLAMA_BUILD_SERVER=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: env demo test dev serve bench bench-learning bench-serving constraints browser instance
+.PHONY: env demo test dev serve bench bench-learning bench-sweep bench-serving constraints browser instance
 
 env: $(STAMP)
 
@@ -66,6 +66,11 @@ bench: $(STAMP)
 # comparison with intervals to bench/results/learning-<species>-standard.{json,md}.
 bench-learning: $(STAMP)
 	$(PY) -m bench.learning --species $(SPECIES) --budget standard
+
+# One training sweep on the validation split (the evidence behind each kept training setting):
+# bench/results/sweep-<name>-<species>.{json,md}. Names: `python -m bench.sweep --help`.
+bench-sweep: $(STAMP)
+	$(PY) -m bench.sweep $(SWEEP) --species $(SPECIES)
 
 # Time to first token and tokens/s through the server at 1, 4 and 16 streams per tier, and the engine
 # comparison: bench/results/serving-<date>T<time>.{json,md}

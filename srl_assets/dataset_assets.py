@@ -30,7 +30,7 @@ def _dataset(rows: list[dict], extra: dict, preview: tuple) -> Output[RowDataset
 @asset(
     partitions_def=species_partitions,
     group_name="datasets",
-    code_version="srl-dataset-3",
+    code_version="srl-dataset-4",
     kinds={"python", "parquet"},
     automation_condition=FRESH,
     description="SRL step-wise rows: context = system prompt, encounter, expert steps 1..k-1 and the next "
@@ -40,7 +40,8 @@ def srl_dataset(context: AssetExecutionContext, expert_trajectories: TrajectoryB
                 encounters: EncounterSet) -> Output[RowDataset]:
     by_id = {e.encounter_id: e for e in encounters.encounters}
     rows = [row for a in expert_trajectories.accepted if a.split in TRAINING_SPLITS
-            for row in step_rows(a.trajectory, by_id[a.encounter_id].encounter, a.split)]
+            for row in step_rows(a.trajectory, by_id[a.encounter_id].encounter, a.split,
+                                 top_actions=by_id[a.encounter_id].label.top_actions if by_id[a.encounter_id].label else ())]
     titles = Counter(r["expert_title"] for r in rows)
     return _dataset(
         rows,
@@ -53,7 +54,7 @@ def srl_dataset(context: AssetExecutionContext, expert_trajectories: TrajectoryB
 @asset(
     partitions_def=species_partitions,
     group_name="datasets",
-    code_version="rlvr-dataset-3",
+    code_version="rlvr-dataset-4",
     kinds={"python", "parquet"},
     automation_condition=FRESH,
     description="RLVR rows: the encounter and the verifier's ground truth (the graded score of every action, "

@@ -39,7 +39,9 @@ ASSETS = [
     training_assets.srl_checkpoint,
     training_assets.rlvr_checkpoint,
     training_assets.rlvr_only_checkpoint,
+    training_assets.sft_only_checkpoint,
     evaluation_assets.evaluation,
+    evaluation_assets.ablation_evaluation,
     deployment_assets.deployed_adapter,
     performance_assets.adapter_performance,
     persona_assets.persona_sources,
@@ -50,9 +52,18 @@ ASSETS = [
 # The main job: the whole pipeline for one species partition (sources are observed, not run).
 species_pipeline = define_asset_job(
     "species_pipeline",
-    selection=AssetSelection.all() - AssetSelection.groups("personas") - AssetSelection.assets("adapter_performance"),
+    selection=AssetSelection.all() - AssetSelection.groups("personas", "ablations")
+    - AssetSelection.assets("adapter_performance"),
     partitions_def=species_partitions,
     description="Everything from lore to the deployed adapter, for one species.",
+)
+
+# What `make bench-learning` runs: the main job plus the ablations (SFT-only, RLVR-only) and their evaluation.
+learning_pipeline = define_asset_job(
+    "learning_pipeline",
+    selection=AssetSelection.all() - AssetSelection.groups("personas") - AssetSelection.assets("adapter_performance"),
+    partitions_def=species_partitions,
+    description="The species pipeline plus the ablations and the full held-out comparison (the learning benchmark).",
 )
 
 # A named NPC (Tier 3): its persona adapter on top of the species' blue adapter, then its deployment.
@@ -69,7 +80,7 @@ def build_definitions(home: Path | None = None, **paths) -> Definitions:
     resources = embedded_resources(home, **paths)
     # asset values are artifacts: typed, content-addressed, on the same local folder or S3
     resources["io_manager"] = ArtifactIOManager.for_store(resources["artifacts"])
-    return Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[species_pipeline, persona_pipeline], sensors=SENSORS,
+    return Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[species_pipeline, learning_pipeline, persona_pipeline], sensors=SENSORS,
                        resources=resources)
 
 

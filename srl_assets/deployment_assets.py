@@ -90,12 +90,13 @@ def register_and_deploy(context, deployment: DeploymentResource, adapter: Adapte
 @asset(
     partitions_def=species_partitions,
     group_name="deployment",
-    code_version="deployed-adapter-1",
+    code_version="deployed-adapter-2",
     kinds={"duckdb", "python"},
     automation_condition=FRESH,
     description="The SRL→RLVR adapter registered with its lineage and deployed blue-green on the species tiers "
-    "(1 and 2): promoted when it is not worse than blue beyond the held-out noise, has no guardrail violations "
-    "and meets the tier's time-to-first-token budget; otherwise blue keeps serving and the failing gate is named.",
+    "(1 and 2): promoted when it beats always answering the best constant action beyond the held-out interval, is "
+    "not worse than blue beyond the noise, has no guardrail violations and meets the tier's time-to-first-token "
+    "budget; otherwise it stays in green, blue keeps serving and the failing gate is named with its numbers.",
 )
 def deployed_adapter(context: AssetExecutionContext, lore: SpeciesLore, rules: CompiledRules,
                      encounters: EncounterSet, srl_dataset: RowDataset, rlvr_dataset: RowDataset,
@@ -129,6 +130,9 @@ def deployed_adapter(context: AssetExecutionContext, lore: SpeciesLore, rules: C
         base_model=rlvr_checkpoint.base_model, adapter_uri=rlvr_checkpoint.adapter_uri,
         parent_version=srl_checkpoint.version, lineage=lineage,
         metrics={"decision_accuracy": candidate["decision_accuracy"],
+                 "best_constant_accuracy": evaluation.results["best_constant"]["metrics"]["decision_accuracy"]["value"],
+                 "random_acceptable_accuracy":
+                     evaluation.results["random_acceptable"]["metrics"]["decision_accuracy"]["value"],
                  "graded_reward": candidate["graded_reward"], "format_rate": candidate["format_rate"],
                  "guardrail_violations": int(candidate["guardrail_violations"]["value"]),
                  "held_out_encounters": evaluation.held_out_encounters})

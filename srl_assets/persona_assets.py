@@ -8,6 +8,7 @@ adapter is promoted, and adding one NPC touches no other.
 
 import json
 import random
+from collections import Counter
 
 from dagster import (
     AssetExecutionContext, DataVersion, DataVersionsByPartition, Failure, MetadataValue, Output, asset,
@@ -71,7 +72,7 @@ def _species_parent(deployment: DeploymentResource, species: str):
     partitions_def=npc_partitions,
     group_name="personas",
     pool="training",
-    code_version="persona-adapter-1",
+    code_version="persona-adapter-2",
     kinds={"pytorch", "python"},
     deps=[persona_sources],
     automation_condition=FRESH,
@@ -84,7 +85,7 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
                     teachers: TeachersResource) -> Output[dict]:
     from peft import PeftModel
 
-    from training.evaluation import EvalCase, comparison_table, evaluate_variant
+    from training.evaluation import EvalCase, comparison_table, evaluate_reference, evaluate_variant
     from training.model_loading import load_base_model, load_tokenizer, resolve_model
     from training.persona_dataset import persona_row
 
@@ -105,16 +106,12 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
     kept = train + [r for r in rows if r["split"] != "train"]
     dataset = RowDataset(rows=kept)
     dataset.stored_at(store.put_bytes("persona_datasets", species, dataset.to_bytes(), dataset.suffix))
-    # Always teach the voice first (the species adapter already has the format), then a little GRPO.
-    steps = {"quick": (8, 1), "standard": (24, 4)}.get(training.budget, (None, None))
-    overrides = {"format_rate_threshold": 1.01}
-    if steps[0] is not None:
-        overrides.update(warmup_sft_steps=steps[0], max_steps=steps[1])
-    config = training.rlvr_config().model_copy(update=overrides)
+    # The voice first (the persona's answers), then a little GRPO: the recipe's `persona` stage.
+    config = training.config("persona")
     output = train_adapter(
         context, artifacts, training, kind="persona", config=config, job_cls=RLVRJob, run=run_rlvr_job,
         dataset=dataset, parent_adapter_uri=parent.adapter_uri, parent_version=parent.version, replay_rows=[],
-        warmup_rows=[{"prompt": r["prompt"], "completion_text": r["completion_text"]} for r in train], species=species)
+        sft_rows=[{"prompt": r["prompt"], "completion_text": r["completion_text"]} for r in train], species=species)
     manifest = output.value.model_dump(mode="json")
 
     # evaluation on the species' held-out encounters (kept out of every dataset), persona rules applied
@@ -130,7 +127,8 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
              for r in test]
     model_path = resolve_model(config.model, training.model_cache_path)
     tokenizer = load_tokenizer(model_path)
-    results = {}
+    constant = Counter(a for r in train for a in r["top_actions"][:1]).most_common(1)[0][0] if train else rulebook.actions[0]
+    results = {name: evaluate_reference(name, cases, constant) for name in ("best_constant", "random_acceptable")}
     base = load_base_model(model_path)  # loaded once; each adapter is put on and taken off again
     for name, uri in (("species_adapter", parent.adapter_uri), ("persona_adapter", manifest["adapter_uri"])):
         context.log.info(f"evaluating {name} on {len(cases)} held-out encounters with {persona.key}'s rules")
@@ -144,6 +142,8 @@ def persona_adapter(context: AssetExecutionContext, project_files: ProjectFiles,
         persona_path(project_files.lore_path, species, npc)), "parent_target": parent.target,
         "rules_uri": parent.lineage["rules_uri"],
         "metrics": {"decision_accuracy": metrics["decision_accuracy"], "graded_reward": metrics["graded_reward"],
+                    "best_constant_accuracy": results["best_constant"]["metrics"]["decision_accuracy"]["value"],
+                    "random_acceptable_accuracy": results["random_acceptable"]["metrics"]["decision_accuracy"]["value"],
                     "format_rate": metrics["format_rate"],
                     "guardrail_violations": int(metrics["guardrail_violations"]["value"]),
                     "held_out_encounters": len(cases), "persona_address_share": address_share}}

@@ -273,7 +273,8 @@ class TrainingResource(ConfigurableResource):
     quantization: str = "none"
     config_overrides_json: str | None = None  # JSON object of SRLConfig fields
     rlvr_overrides_json: str | None = None  # JSON object of RLVRConfig fields
-    evaluation_encounters: int | None = None  # held-out encounters scored; 0: all; None: 12 (seeded) on quick, all otherwise
+    evaluation_encounters: int | None = None  # held-out encounters scored; 0 or None: all of them
+    stepwise_encounters: int | None = None  # of those, rolled out step by step (SRL); None: 12 on quick, all otherwise
     evaluation_step_rows: int = 8  # held-out expert steps scored for step similarity
     work_root: str
     model_cache: str
@@ -311,26 +312,36 @@ class TrainingResource(ConfigurableResource):
     @property
     def held_out_limit(self) -> int | None:
         """How many held-out encounters evaluation scores (None: all of them)."""
-        if self.evaluation_encounters is not None:
-            return self.evaluation_encounters or None
+        return self.evaluation_encounters or None
+
+    @property
+    def stepwise_limit(self) -> int | None:
+        """How many of them the SRL adapter is rolled out on step by step (a generation round per step)."""
+        if self.stepwise_encounters is not None:
+            return self.stepwise_encounters or None
         return 12 if self.budget == "quick" else None
 
     @property
     def model_cache_path(self) -> Path:
         return Path(self.model_cache)
 
-    def _config(self, cls, overrides_json: str | None):
+    def config(self, stage: str):
+        """The training config of a stage (srl, rlvr, rlvr_only, sft_only, persona) under this budget's recipe
+        (`training/recipes/<budget>.yaml`); the overrides JSON (SRL's for `srl`, RLVR's for the others) wins."""
         import json
 
-        overrides = json.loads(overrides_json) if overrides_json else {}
-        return cls.for_budget(self.budget, model=self.model, quantization=self.quantization, **overrides)
-
-    def srl_config(self):
+        from training.rlvr import RLVRConfig
         from training.srl import SRLConfig
 
-        return self._config(SRLConfig, self.config_overrides_json)
+        cls, overrides_json = (SRLConfig, self.config_overrides_json) if stage == "srl" else \
+            (RLVRConfig, self.rlvr_overrides_json)
+        overrides = json.loads(overrides_json) if overrides_json else {}
+        if stage == "sft_only":  # what makes the ablation: no reinforcement, whatever the RLVR overrides say
+            overrides["max_steps"] = 0
+        return cls.for_budget(self.budget, stage, **{"model": self.model, "quantization": self.quantization, **overrides})
+
+    def srl_config(self):
+        return self.config("srl")
 
     def rlvr_config(self):
-        from training.rlvr import RLVRConfig
-
-        return self._config(RLVRConfig, self.rlvr_overrides_json)
+        return self.config("rlvr")

@@ -70,7 +70,7 @@ def train_adapter(
     parent_adapter_uri: str | None,
     parent_version: str | None,
     replay_rows: list[dict],
-    warmup_rows: list[dict] | None = None,
+    sft_rows: list[dict] | None = None,
     species: str | None = None,
 ) -> Output[AdapterArtifact]:
     """Write the job, run it, store the adapter content-addressed, and describe it for the UI.
@@ -92,7 +92,7 @@ def train_adapter(
         train_data=_write(train_rows, data / "train.parquet"),
         validation_data=_write(validation_rows, data / "validation.parquet"),
         replay_data=_write(replay_rows, data / "replay.parquet"),
-        warmup_data=_write(warmup_rows or [], data / "warmup.parquet"),
+        sft_data=_write(sft_rows or [], data / "sft.parquet"),
         parent_adapter=str(store.local_path(parent_adapter_uri)) if parent_adapter_uri else None,
         work_dir=str(job_dir / "work"), output_dir=str(job_dir / "output"), model_cache=training.model_cache,
     )
@@ -110,45 +110,62 @@ def train_adapter(
     adapter_uri = store.put_directory(f"{kind}_adapters", species, output / "adapter", digest)
     curve = (output / "reward_curve.png").read_bytes()
     curve_uri = store.put_bytes("plots", species, curve, ".png")
+    learning = (output / "learning_curve.png").read_bytes()
+    learning_uri = store.put_bytes("plots", species, learning, ".png")
     metrics_uri = store.put_json(f"{kind}_metrics", species, metrics)
-    before, after, steps = metrics["validation_before"], metrics["validation_after"], metrics["steps"]
+    points, steps, sft = metrics["learning_curve"], metrics["steps"], metrics["sft"]
     adapter = AdapterArtifact(
         species=species, version=digest, adapter_uri=adapter_uri, metrics_uri=metrics_uri,
         parent_version=parent_version, base_model=config.model,
         dataset_uri=dataset.artifact_uri, dataset_version=dataset.artifact_version,
+        training_seconds=metrics["training_seconds"],
     )
     kept = [s["kept_fraction"] for s in steps if s["kept_fraction"] is not None]
+    zero = [s["zero_std_share"] for s in steps if s["zero_std_share"] is not None]
+    last = points[-1] if points else None
     return versioned(
         adapter,
         {
             "manifest": MetadataValue.json(adapter.model_dump(mode="json")),
-            **({
-                "validation_score_before": MetadataValue.float(float(before["score"])),
-                "validation_score_after": MetadataValue.float(float(after["score"])),
-                "validation_format_rate_before": MetadataValue.float(float(before["format_rate"])),
-                "validation_format_rate_after": MetadataValue.float(float(after["format_rate"])),
-                "validation_samples": MetadataValue.json(after["samples"][:3]),
-            } if before and after else {"validation": "not measured in the job (see the evaluation asset)"}),
+            **({"validation_decision_accuracy": MetadataValue.float(float(last["decision_accuracy"])),
+                "validation_format_rate": MetadataValue.float(float(last["format_rate"])),
+                "validation_rows_probed": last["rows"]} if last else {}),
+            "learning_curve": png_markdown(learning, "validation decision accuracy and format through training"),
+            "learning_curve_table": markdown_table(
+                ["phase", "step", "seconds", "decision acc.", "format", "most chosen"],
+                [(p["phase"], p["step"], f"{p['seconds']:.0f}", f"{p['decision_accuracy']:.2f}", f"{p['format_rate']:.2f}",
+                  _most_chosen(p)) for p in points]),
+            "learning_curve_uri": MetadataValue.path(learning_uri),
+            "sft_steps": sft["steps"], "sft_rows": sft["rows"], "sft_epochs": MetadataValue.float(float(sft["epochs"])),
             "final_format_rate": MetadataValue.float(float((steps[-1]["format_rate"] if steps else None) or 0.0)),
             "final_reward_mean": MetadataValue.float(float(steps[-1]["reward_mean"]) if steps else 0.0),
             "mean_kept_fraction": MetadataValue.float(sum(kept) / len(kept) if kept else 1.0),
+            "mean_zero_variance_share": MetadataValue.float(sum(zero) / len(zero) if zero else 0.0),
             "grpo_steps": metrics["grpo_steps"],
+            "training_seconds": MetadataValue.float(float(metrics["training_seconds"])),
             "phase_seconds": MetadataValue.json(metrics.get("phase_seconds", {})),
+            "precision": metrics["precision"],
             "launched_on": launched_on,
-            "format_warmup": "ran" if metrics["warmup"]["ran"] else "skipped",
             "train_rows": metrics["train_rows"], "replayed_rows": metrics["replayed_rows"],
             "parent_version": parent_version or "none",
             "resumed_from_checkpoint": metrics["resumed_from"] or "no",
             "steps_table": markdown_table(
-                ["step", "reward", "std", "format", "kept", "loss", "tok/s"],
+                ["step", "reward", "std", "format", "kept", "zero-std groups", "loss", "tok/s"],
                 [(s["step"], _f(s["reward_mean"]), _f(s["reward_std"]), _f(s["format_rate"]), _f(s["kept_fraction"]),
-                  _f(s["loss"]), _f(s["tokens_per_s"])) for s in steps]),
+                  _f(s["zero_std_share"]), _f(s["loss"]), _f(s["tokens_per_s"])) for s in steps]),
             "reward_curve": png_markdown(curve, "reward curve"),
             "reward_curve_uri": MetadataValue.path(curve_uri),
             "adapter_uri": MetadataValue.path(adapter_uri),
             "config": MetadataValue.json(json.loads(config.model_dump_json())),
         },
     )
+
+
+def _most_chosen(point: dict) -> str:
+    if not point["predictions"]:
+        return ""
+    action, count = max(point["predictions"].items(), key=lambda kv: kv[1])
+    return f"{action} ({count}/{point['rows']})"
 
 
 def _usable_parent(context, store, manifest: dict | None) -> dict | None:
@@ -162,12 +179,12 @@ def _usable_parent(context, store, manifest: dict | None) -> dict | None:
     partitions_def=species_partitions,
     group_name="training",
     pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
-    code_version="srl-checkpoint-3",
+    code_version="srl-checkpoint-4",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
-    description="SRL LoRA adapter: step-wise GRPO with the difflib step-similarity reward and dynamic "
-    "sampling, after a format warm-up when needed; warm-starts from the species' previous adapter with "
-    "a replay of earlier rows.",
+    description="SRL LoRA adapter: a supervised phase on the expert's steps, then step-wise GRPO with the difflib "
+    "step-similarity reward and dynamic sampling; warm-starts from the species' previous adapter with a replay "
+    "of earlier rows. Metadata: the validation learning curve through both phases.",
 )
 def srl_checkpoint(context: AssetExecutionContext, srl_dataset: RowDataset, artifacts: ArtifactStoreResource,
                    training: TrainingResource) -> Output[AdapterArtifact]:
@@ -186,8 +203,8 @@ def _replay_rows(artifacts: ArtifactStoreResource, parent: dict | None) -> list[
     return artifacts.load(parent["dataset_uri"], RowDataset).split("train") if parent else []
 
 
-def _warmup_rows(rlvr_dataset: RowDataset, expert_trajectories: TrajectoryBatch) -> list[dict]:
-    """The expert's final answers for the train encounters, in the RLVR format (format warm-up only)."""
+def expert_answers(rlvr_dataset: RowDataset, expert_trajectories: TrajectoryBatch) -> list[dict]:
+    """The expert's final answers for the train encounters in the policy's format (the supervised phase)."""
     prompts = {r["encounter_id"]: r["prompt"] for r in rlvr_dataset.split("train")}
     return [{"prompt": prompts[a.encounter_id], "completion_text": decision_text(a.trajectory)}
             for a in expert_trajectories.accepted if a.encounter_id in prompts]
@@ -197,11 +214,12 @@ def _warmup_rows(rlvr_dataset: RowDataset, expert_trajectories: TrajectoryBatch)
     partitions_def=species_partitions,
     group_name="training",
     pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
-    code_version="rlvr-checkpoint-2",
+    code_version="rlvr-checkpoint-3",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
-    description="SRL→RLVR: GRPO from the SRL adapter with the outcome reward the rules engine verifies "
-    "(acceptable action, in-character line, guardrails, format).",
+    description="SRL→RLVR: from the SRL adapter, a supervised phase on the expert's answers (the rules that "
+    "apply, the action, the line), then GRPO with the outcome reward the rules engine verifies (graded decision, "
+    "in-character and grounded line, guardrails, format). Metadata: the validation learning curve.",
 )
 def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset, srl_checkpoint: AdapterArtifact,
                     expert_trajectories: TrajectoryBatch, artifacts: ArtifactStoreResource,
@@ -212,28 +230,52 @@ def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset, sr
         dataset=rlvr_dataset, parent_adapter_uri=srl_checkpoint.adapter_uri,
         parent_version=srl_checkpoint.version,
         replay_rows=_replay_rows(artifacts, previous),
-        warmup_rows=_warmup_rows(rlvr_dataset, expert_trajectories),
+        sft_rows=expert_answers(rlvr_dataset, expert_trajectories),
     )
 
 
+def _ablation(context, rlvr_dataset, expert_trajectories, artifacts, training, kind: str) -> Output[AdapterArtifact]:
+    """An ablation trained from the base model (or its own previous version) on the RLVR rows and the expert's
+    answers, under its own stage of the recipe."""
+    parent = _usable_parent(context, artifacts.store(), previous_manifest(context))
+    return train_adapter(
+        context, artifacts, training, kind=kind, config=training.config(kind), job_cls=RLVRJob,
+        run=run_rlvr_job, dataset=rlvr_dataset, parent_adapter_uri=parent["adapter_uri"] if parent else None,
+        parent_version=parent["version"] if parent else None,
+        replay_rows=_replay_rows(artifacts, parent),
+        sft_rows=expert_answers(rlvr_dataset, expert_trajectories),
+    )
+
+
+# The ablations answer "what does SRL add?": each gets about the seconds of the whole SRL→RLVR chain (its
+# recipe stage is calibrated to it, and `training_seconds` is recorded beside every row). They are diagnostics,
+# materialized by the learning benchmark or on demand, not by automation: a lore edit retrains the product's
+# chain only.
 @asset(
     partitions_def=species_partitions,
-    group_name="training",
+    group_name="ablations",
     pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
-    code_version="rlvr-only-checkpoint-2",
+    code_version="rlvr-only-checkpoint-3",
     kinds={"pytorch", "python"},
-    automation_condition=FRESH,
-    description="The RLVR-only ablation: the same RLVR training without SRL, from the base model (or its own "
-    "previous version).",
+    description="The RLVR-only ablation: the RLVR stage (the expert's answers, then GRPO with the verified "
+    "reward) without SRL before it, from the base model, for about the SRL→RLVR chain's seconds.",
 )
 def rlvr_only_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset,
                          expert_trajectories: TrajectoryBatch, artifacts: ArtifactStoreResource,
                          training: TrainingResource) -> Output[AdapterArtifact]:
-    parent = _usable_parent(context, artifacts.store(), previous_manifest(context))
-    return train_adapter(
-        context, artifacts, training, kind="rlvr_only", config=training.rlvr_config(), job_cls=RLVRJob,
-        run=run_rlvr_job, dataset=rlvr_dataset, parent_adapter_uri=parent["adapter_uri"] if parent else None,
-        parent_version=parent["version"] if parent else None,
-        replay_rows=_replay_rows(artifacts, parent),
-        warmup_rows=_warmup_rows(rlvr_dataset, expert_trajectories),
-    )
+    return _ablation(context, rlvr_dataset, expert_trajectories, artifacts, training, "rlvr_only")
+
+
+@asset(
+    partitions_def=species_partitions,
+    group_name="ablations",
+    pool="training",
+    code_version="sft-only-checkpoint-1",
+    kinds={"pytorch", "python"},
+    description="The SFT-only ablation: supervised fine-tuning on the same expert trajectories' answers (loss on "
+    "the completion only), no reinforcement, from the base model, for about the SRL→RLVR chain's seconds.",
+)
+def sft_only_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset,
+                        expert_trajectories: TrajectoryBatch, artifacts: ArtifactStoreResource,
+                        training: TrainingResource) -> Output[AdapterArtifact]:
+    return _ablation(context, rlvr_dataset, expert_trajectories, artifacts, training, "sft_only")

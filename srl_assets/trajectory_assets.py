@@ -20,7 +20,7 @@ from training.step_dataset import to_parquet
 @asset(
     partitions_def=species_partitions,
     group_name="trajectories",
-    code_version="trajectories-3",
+    code_version="trajectories-4",
     kinds={"python", "openai", "parquet"},
     automation_condition=FRESH,
     description="Step-by-step expert trajectories (assess, recall lore, apply rule, decide, speak) written by "

@@ -5,6 +5,9 @@ A candidate adapter lands in *green*; it replaces *blue* only when every blockin
 - `not_worse_than_blue`: the candidate's decision accuracy is not worse than blue's beyond the noise of
   the held-out set — blocked when the candidate's upper 95% bound is below blue's measured value
   (both come from the evaluation's bootstrap intervals). With no blue yet, the gate passes.
+- `beats_references`: nothing that has not learned is promoted — the candidate's lower 95% bound of decision
+  accuracy must exceed the best constant action's accuracy on the same held-out encounters, blue or no blue
+  (the random acceptable action's figure is shown beside it).
 - `no_guardrail_violations`: zero violating answers on the held-out set.
 - `latency_budget`: time to first streamed token, p50 over encounter prompts with one stream, within
   the tier's budget (`config/tiers.yaml`).
@@ -83,6 +86,23 @@ def accuracy_gate(candidate: dict, blue: dict | None, held_out: int | None = Non
     return Gate(name="not_worse_than_blue", passed=passed, detail=detail,
                 numbers={"candidate": candidate["value"], "candidate_low": candidate["low"],
                          "candidate_high": candidate["high"], "blue": blue["value"]})
+
+
+def references_gate(candidate: dict, best_constant: float | None, random_acceptable: float | None = None) -> Gate:
+    """`candidate`: {value, low, high} of decision accuracy; `best_constant`: the best constant action's accuracy
+    on the same held-out encounters (None: not recorded, so nothing shows the candidate learned: blocked)."""
+    shown = f" (a random acceptable action: {random_acceptable:.2f})" if random_acceptable is not None else ""
+    numbers = {"candidate": candidate["value"], "candidate_low": candidate["low"], "candidate_high": candidate["high"],
+               "best_constant": best_constant, "random_acceptable": random_acceptable}
+    if best_constant is None:
+        return Gate(name="beats_references", passed=False, numbers=numbers,
+                    detail="no reference accuracy was recorded with the candidate's evaluation: nothing shows it learned")
+    passed = candidate["low"] > best_constant
+    detail = (f"candidate decision accuracy {candidate['value']:.2f} [{candidate['low']:.2f}, {candidate['high']:.2f}] vs "
+              f"always answering the best constant action {best_constant:.2f}{shown}: "
+              + ("above it beyond the interval" if passed else "not above it beyond the interval (it has not learned "
+                 "the decision; train a larger budget, e.g. SRL_FORGE_TRAINING_BUDGET=standard)"))
+    return Gate(name="beats_references", passed=passed, detail=detail, numbers=numbers)
 
 
 def guardrail_gate(violations: int) -> Gate:
@@ -166,8 +186,8 @@ class TierOutcome(BaseModel):
 def deploy_candidate(registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter, serves: str,
                      ttft_p50_ms: float, triggered_by: str) -> list[TierOutcome]:
     """Land a registered adapter in green on every tier that serves its kind, and promote it to blue
-    where every gate passes. The adapter's `metrics` carry `decision_accuracy` {value, low, high} and
-    `guardrail_violations` from its evaluation."""
+    where every gate passes. The adapter's `metrics` carry `decision_accuracy` {value, low, high},
+    `best_constant_accuracy`, `random_acceptable_accuracy` and `guardrail_violations` from its evaluation."""
     outcomes = []
     for tier, spec in tiers.items():
         if spec.serves != serves:
@@ -188,6 +208,8 @@ def deploy_candidate(registry: AdapterRegistry, tiers: dict[str, TierSpec], adap
             accuracy_gate(adapter.metrics["decision_accuracy"],
                           blue_adapter.metrics.get("decision_accuracy") if blue_adapter else None,
                           adapter.metrics.get("held_out_encounters")),
+            references_gate(adapter.metrics["decision_accuracy"], adapter.metrics.get("best_constant_accuracy"),
+                            adapter.metrics.get("random_acceptable_accuracy")),
             guardrail_gate(int(adapter.metrics.get("guardrail_violations", 0))),
             latency_gate(ttft_p50_ms, spec.ttft_budget_ms, tier),
         ]

@@ -98,7 +98,7 @@ def describe_encounter(encounter: Encounter) -> str:
     said = f' and says "{p.utterance}"' if p.utterance else ""
     return (
         f"World: {g.time_of_day}, {g.moon_phase} moon, {g.weather}; live events: {events}.\n"
-        f"You: {n.species}, tier {n.tier}, hunger {n.hunger:.1f}, health {n.health:.1f}, allies {n.allies}.\n"
+        f"You: {n.species}, tier {n.tier}, hunger {n.hunger:.2f}, health {n.health:.2f}, allies {n.allies}.\n"
         f"Player: {p.party_size} {p.faction} carrying {items}; they {p.action}{said}.\n"
         f"Place: {place}."
     )
@@ -111,4 +111,4 @@ def assess_text(encounter: Encounter) -> str:
             + (f", {', '.join(g.live_events)}" if g.live_events else "")
             + f"; {p.party_size} {p.faction} {p.action} at the {encounter.location.kind}"
             + (f" carrying {', '.join(p.items)}" if p.items else "")
-            + f"; I am {n.species}, hunger {n.hunger:.1f}, health {n.health:.1f}, allies {n.allies}.")
+            + f"; I am {n.species}, hunger {n.hunger:.2f}, health {n.health:.2f}, allies {n.allies}.")

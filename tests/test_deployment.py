@@ -14,12 +14,13 @@ TIERS = {
 
 
 def adapter(version, accuracy=(0.6, 0.5, 0.7), violations=0, target="vampire", kind="srl_rlvr", parent=None,
-            base="small", lineage=None):
+            base="small", lineage=None, constant=0.2):
     value, low, high = accuracy
     return AdapterVersion(version=version, target=target, kind=kind, base_model=base,
                           adapter_uri=f"file:///store/{version}", parent_version=parent,
                           lineage=lineage or {"lore_documents": ["vampire/weaknesses"], "rules_version": "r1"},
                           metrics={"decision_accuracy": {"value": value, "low": low, "high": high},
+                                   "best_constant_accuracy": constant, "random_acceptable_accuracy": 0.55,
                                    "guardrail_violations": violations})
 
 
@@ -41,6 +42,42 @@ def test_first_adapter_is_promoted_where_its_base_model_is_served(registry):
     assert outcome["tier2"].result == "skipped" and "big" in outcome["tier2"].reason
     assert registry.blue("vampire", "tier2") is None
     assert "tier3" not in outcome  # tier 3 serves personas, not species adapters
+
+
+def test_a_first_adapter_below_the_constant_action_is_held_in_green(registry):
+    """Nothing that has not learned is promoted, even with no blue to beat."""
+    outcome = deploy(registry, adapter("v1", accuracy=(0.08, 0.00, 0.25), constant=0.50))["tier1"]
+    assert outcome.result == "held" and registry.blue("vampire", "tier1") is None
+    assert registry.green("vampire", "tier1") == "v1"
+    assert [g.name for g in outcome.gates if not g.passed] == ["beats_references"]
+    assert "0.08 [0.00, 0.25] vs always answering the best constant action 0.50 (a random acceptable action: 0.55)" \
+        in outcome.reason
+    gate = next(g for g in outcome.gates if g.name == "beats_references")
+    assert gate.numbers["best_constant"] == 0.50 and gate.numbers["candidate_low"] == 0.0
+
+
+def test_an_adapter_above_the_constant_beyond_the_interval_is_promoted(registry):
+    outcome = deploy(registry, adapter("v1", accuracy=(0.72, 0.60, 0.83), constant=0.27))["tier1"]
+    assert outcome.result == "promoted" and registry.blue("vampire", "tier1") == "v1"
+    assert next(g for g in outcome.gates if g.name == "beats_references").passed
+
+
+def test_an_adapter_tied_with_the_constant_within_its_interval_is_held(registry):
+    # above the constant on the point estimate, but its interval reaches down to it: not shown to have learned
+    outcome = deploy(registry, adapter("v1", accuracy=(0.35, 0.22, 0.48), constant=0.27))["tier1"]
+    assert outcome.result == "held" and "not above it beyond the interval" in outcome.reason
+    # with a blue already serving, the same candidate is still held by this gate
+    deploy(registry, adapter("v0", accuracy=(0.70, 0.58, 0.82), constant=0.27))
+    again = deploy(registry, adapter("v2", accuracy=(0.35, 0.22, 0.48), constant=0.27))["tier1"]
+    assert again.result == "held" and "beats_references" in [g.name for g in again.gates if not g.passed]
+    assert registry.blue("vampire", "tier1") == "v0"
+
+
+def test_an_evaluation_without_reference_numbers_is_held(registry):
+    bare = adapter("v1")
+    bare = bare.model_copy(update={"metrics": {k: v for k, v in bare.metrics.items() if k != "best_constant_accuracy"}})
+    outcome = deploy(registry, bare)["tier1"]
+    assert outcome.result == "held" and "no reference accuracy was recorded" in outcome.reason
 
 
 def test_promotion_blocked_by_a_worse_evaluation(registry):

@@ -22,7 +22,7 @@ from srl_forge.trajectory import parse_step
 from tests.conftest import RULES_ROOT, SPECIES, make_encounter
 from tests.test_teachers import programmatic, sampled, setup
 from training.outcome_dataset import outcome_row
-from training.step_dataset import step_rows
+from training.step_dataset import names_next_title, step_rows
 
 
 SMALL = DesignSpec(train_size=40, validation_size=10, test_size=10, min_per_rule=3)
@@ -114,7 +114,7 @@ def test_srl_rows_are_n_minus_one_with_context_and_target():
     from srl_forge.teachers.collaboration import build_brief
 
     trajectory = programmatic("werewolf").team.writers[0].write(encounter, build_brief(encounter, engine, lore.dossier))
-    rows = step_rows(trajectory, encounter, "train")
+    rows = step_rows(trajectory, encounter, "train", top_actions=("flee",))
     n = len(trajectory.steps)
     assert len(rows) == n - 1 and [r["step_index"] for r in rows] == list(range(2, n + 1))
     for row in rows:
@@ -122,9 +122,19 @@ def test_srl_rows_are_n_minus_one_with_context_and_target():
         user = row["prompt"][1]["content"]
         assert all(trajectory.step_text(i) in user for i in range(1, k))
         assert trajectory.step_text(k) not in user
-        assert f"**{row['expert_title']}**" in user.splitlines()[-1]
+        ask = user.splitlines()[-1]
+        assert ask in (f"Write step {k}, a **{row['expert_title']}** step.", f"Write step {k}.")
         number, title, action = parse_step(row["expert_step"])
         assert (number, title, action) == (k, row["expert_title"], row["expert_action"])
+        assert row["top_actions"] == ["flee"]
+    # the next title is named in a stable share of rows: always, never, and about half by default
+    assert all("**" in r["prompt"][1]["content"].splitlines()[-1]
+               for r in step_rows(trajectory, encounter, "train", next_title_share=1.0))
+    assert not any("**" in r["prompt"][1]["content"].splitlines()[-1]
+                   for r in step_rows(trajectory, encounter, "train", next_title_share=0.0))
+    named = [names_next_title(f"e{i}:{k}", 0.5) for i in range(200) for k in range(2, 6)]
+    assert 0.4 < sum(named) / len(named) < 0.6 and named == [names_next_title(f"e{i}:{k}", 0.5)
+                                                           for i in range(200) for k in range(2, 6)]
 
 
 def test_rlvr_rows_carry_the_verifiers_ground_truth():

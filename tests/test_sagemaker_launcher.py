@@ -29,7 +29,7 @@ def job(tmp_path):
     parent.mkdir()
     (parent / "adapter_config.json").write_text('{"r": 16}')
     rows = [{"prompt": "p", "expert_action": "a"}]
-    return SRLJob(config=SRLConfig.for_budget("full"), train_data=_parquet(tmp_path / "data" / "train.parquet", rows),
+    return SRLJob(config=SRLConfig.for_budget("full", "srl"), train_data=_parquet(tmp_path / "data" / "train.parquet", rows),
                   validation_data=_parquet(tmp_path / "data" / "validation.parquet", rows),
                   parent_adapter=str(parent), work_dir=str(tmp_path / "work"), output_dir=str(tmp_path / "output"),
                   model_cache=str(tmp_path / "cache"))

@@ -167,7 +167,8 @@ def served(tmp_path, tiny_policy, model_cache):
         uri = store.put_directory("adapters", "vampire", _make_adapter(tiny_policy, tmp_path / f"a{seed}", seed), version)
         adapter = registry.register(AdapterVersion(
             version=version, target=target, kind=kind, base_model=tiny_policy, adapter_uri=uri, parent_version=parent,
-            metrics={"decision_accuracy": {"value": 0.5, "low": 0.4, "high": 0.6}, "guardrail_violations": 0}))
+            metrics={"decision_accuracy": {"value": 0.5, "low": 0.4, "high": 0.6}, "best_constant_accuracy": 0.25,
+                     "guardrail_violations": 0}))
         return {o.tier: o.result for o in deploy_candidate(registry, load_tiers_file(tiers), adapter, serves, 10.0, "test")}
 
     from srl_forge.deployment import load_tiers as load_tiers_file

@@ -1,5 +1,6 @@
 """Training assets on tiny budgets: SRL lineage across materializations, SRL→RLVR from the SRL adapter,
-the RLVR-only ablation, and the held-out evaluation table. Versions are never overwritten."""
+the ablations (SFT-only, RLVR-only), the held-out evaluation tables, and a deployment that holds back an
+adapter which has not learned. Versions are never overwritten."""
 
 import json
 
@@ -14,7 +15,8 @@ from srl_forge.artifacts import LocalArtifactStore
 from tests.test_srl_training import TINY
 
 UPSTREAM = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
-TRAINING = ["srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "evaluation"]
+TRAINING = ["srl_checkpoint", "rlvr_checkpoint", "evaluation"]
+ABLATIONS = ["sft_only_checkpoint", "rlvr_only_checkpoint", "ablation_evaluation"]
 DEPLOYMENT = ["deployed_adapter", "persona_adapter", "deployed_persona"]
 
 
@@ -40,33 +42,44 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
         assert result.success
         assert all(check.passed for check in result.get_asset_check_evaluations())
         return {k: instance.get_latest_materialization_event(AssetKey(k)).asset_materialization
-                for k in TRAINING + DEPLOYMENT if k in selection}
+                for k in TRAINING + ABLATIONS + DEPLOYMENT if k in selection}
 
-    first = run(UPSTREAM + TRAINING + ["deployed_adapter"])
+    first = run(UPSTREAM + TRAINING + ABLATIONS + ["deployed_adapter"])
     srl = first["srl_checkpoint"].metadata["manifest"].value
     assert srl["parent_version"] is None
     assert first["srl_checkpoint"].metadata["reward_curve"].value.startswith("![reward curve](data:image/png;base64,")
     assert first["rlvr_checkpoint"].metadata["manifest"].value["parent_version"] == srl["version"]
-    assert first["rlvr_only_checkpoint"].metadata["manifest"].value["parent_version"] is None
+    assert "learning_curve" in first["srl_checkpoint"].metadata and "| start | 0 |" in \
+        first["srl_checkpoint"].metadata["learning_curve_table"].value
+    for ablation in ("rlvr_only_checkpoint", "sft_only_checkpoint"):
+        assert first[ablation].metadata["manifest"].value["parent_version"] is None
+    assert first["sft_only_checkpoint"].metadata["grpo_steps"].value == 0
     evaluation = first["evaluation"].metadata
     table = evaluation["comparison"].value
-    assert all(f"| {v} |" in table for v in ("base", "srl", "rlvr_only", "srl_rlvr", "best_constant",
-                                             "random_acceptable", "rules_engine"))
+    assert all(f"| {v} |" in table for v in ("base", "srl", "srl_rlvr", "best_constant", "random_acceptable",
+                                             "feature_classifier", "rules_engine"))
+    assert "| rlvr_only |" not in table  # the ablations are ablation_evaluation's
     assert 0.0 <= evaluation["srl_rlvr_decision_accuracy"].value <= 1.0
     assert evaluation["held_out_encounters"].value == 6 and evaluation["held_out_total"].value == 60
     assert "6 of 60 held-out encounters (a fixed, seeded subset)" in evaluation["comparison"].value
     # the ceiling is the ceiling: the engine's own answers are always right and grounded
     assert evaluation["rules_engine_decision_accuracy"].value == 1.0
     assert evaluation["rules_engine_line_grounding"].value == 1.0
+    # the feature classifier is fitted on train; zombie's rules are simple enough for a tree on most encounters
+    assert evaluation["feature_classifier_decision_accuracy"].value >= 0.5
+    full = first["ablation_evaluation"].metadata["comparison"].value
+    assert all(f"| {v} |" in full for v in ("sft_only", "rlvr_only", "srl_rlvr", "feature_classifier"))
 
-    # deployment: the first SRL→RLVR adapter has no blue to beat, so it is promoted on tier 1 with its lineage
+    # deployment: a tiny untrained policy has learned nothing, so even with no blue it is held in green
     deployed = first["deployed_adapter"].metadata
     rlvr_version = first["rlvr_checkpoint"].metadata["manifest"].value["version"]
-    assert deployed["candidate_version"].value == rlvr_version and deployed["failing_gates"].value == []
-    assert "| tier1 | promoted |" in deployed["outcome"].value
-    assert "model='zombie'" in deployed["how_to_talk_to_it"].value
+    assert deployed["candidate_version"].value == rlvr_version
+    assert deployed["failing_gates"].value == ["beats_references"]
+    assert "| tier1 | held |" in deployed["outcome"].value
     registry = open_registry(home / "registry.duckdb")
-    assert registry.blue("zombie", "tier1") == rlvr_version
+    assert registry.blue("zombie", "tier1") is None and registry.green("zombie", "tier1") == rlvr_version
+    # (for the persona below, a person's decision stands in for an adapter that learned)
+    registry.promote("zombie", "tier1", rlvr_version, [], "test", "test set-up: a species blue for the persona")
     chain = registry.lineage(rlvr_version)
     assert [a.kind for a in chain] == ["srl_rlvr", "srl"] and chain[1].version == srl["version"]
     assert any(d.startswith("zombie/") for d in chain[0].lineage["lore_documents"])
@@ -85,8 +98,11 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     assert manifest["parent_version"] == rlvr_version and manifest["npc"] == "old_gregor"
     assert "| persona_adapter |" in persona["persona_adapter"].metadata["held_out_comparison"].value
     assert manifest["metrics"]["held_out_encounters"] > 0  # the species' held-out encounters, kept out of datasets
-    persona_version = registry.blue("zombie/old_gregor", "tier3")
+    # the same gates: an untrained persona is held in green too, with its lineage recorded
+    assert registry.blue("zombie/old_gregor", "tier3") is None
+    persona_version = registry.green("zombie/old_gregor", "tier3")
     assert persona_version == manifest["version"] != rlvr_version
+    assert persona["deployed_persona"].metadata["failing_gates"].value == ["beats_references"]
     assert [a.version for a in registry.lineage(persona_version)] == [persona_version, rlvr_version, srl["version"]]
     assert registry.blue("zombie", "tier1") == rlvr_version  # the species slot is untouched
 

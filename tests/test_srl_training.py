@@ -14,8 +14,8 @@ from training.model_loading import quantization_config
 from training.grpo_runner import mix_replay
 from training.srl import SRLConfig, SRLJob, run_srl_job
 
-TINY = dict(max_steps=2, prompts_per_step=2, num_generations=2, max_completion_length=12, warmup_sft_steps=1,
-            warmup_batch_size=2, validation_rows=2, save_steps=1, lora_r=4, lora_alpha=8)
+TINY = dict(max_steps=2, prompts_per_step=2, num_generations=2, max_completion_length=12, sft_epochs=0.33,
+            sft_batch_size=2, curve_rows=2, curve_points=1, save_steps=1, lora_r=4, lora_alpha=8)
 
 
 def rows(n, split="train", prefix="r"):
@@ -26,7 +26,7 @@ def rows(n, split="train", prefix="r"):
             "prompt": [{"role": "system", "content": "You are a lich."},
                        {"role": "user", "content": f"Encounter {i}. Write step 2, a **DECIDE** step."}],
             "expert_step": "2. **DECIDE** ACTION: cast_spell", "expert_action": "ACTION: cast_spell",
-            "expert_thought": "Sorcery first.", "expert_title": "DECIDE",
+            "expert_thought": "Sorcery first.", "expert_title": "DECIDE", "top_actions": ["cast_spell"],
         })
     return out
 
@@ -98,17 +98,24 @@ def test_srl_job_trains_saves_and_records(tiny_policy, model_cache, tmp_path):
     step_lines = []
     metrics = run_srl_job(job_for(tmp_path, tiny_policy, model_cache), log=lambda _: None, step_log=step_lines.append)
     out = tmp_path / "out"
-    assert any(line.startswith("SRL format warm-up step 1/1: loss ") for line in step_lines)
+    assert any(line.startswith("SRL supervised step 1/1: loss ") for line in step_lines)
     assert [line.split(":")[0] for line in step_lines if "GRPO" in line] == ["SRL GRPO step 1/2", "SRL GRPO step 2/2"]
     assert all(s["tokens_per_s"] is not None and s["tokens_per_s"] > 0 for s in metrics["steps"])
-    assert set(metrics["phase_seconds"]) >= {"model_load", "validation", "format_warmup", "grpo"}
+    assert set(metrics["phase_seconds"]) >= {"model_load", "start_probe", "sft", "grpo", "probes"}
     assert (out / "adapter" / "adapter_model.safetensors").exists()
-    assert "base_model: " in (out / "adapter" / "README.md").read_text()
+    card = (out / "adapter" / "README.md").read_text()
+    assert "base_model: " in card and "| phase | step | seconds | decision accuracy | format |" in card
     assert (out / "reward_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert metrics["grpo_steps"] == 2 and len(metrics["steps"]) == 2
-    assert metrics["warmup"]["ran"]  # a random model never writes the format
+    assert metrics["sft"]["ran"] and metrics["sft"]["steps"] == 1  # ceil(6 rows x 0.33 epochs / 2)
     assert all(s["kept_fraction"] is not None for s in metrics["steps"])
-    assert json.loads((out / "metrics.json").read_text())["validation_before"]["rows"] == 2
+    # the learning curve: the start, the end of the supervised phase, the end of GRPO
+    curve = json.loads((out / "metrics.json").read_text())["learning_curve"]
+    assert [(p["phase"], p["step"]) for p in curve] == [("start", 0), ("sft", 1), ("grpo", 2)]
+    assert all(p["rows"] == 2 and 0.0 <= p["decision_accuracy"] <= 1.0 for p in curve)
+    assert sum(curve[0]["predictions"].values()) == 2  # the DECIDE rows are counted (the sample is all DECIDE)
+    assert 0 < metrics["training_seconds"] < sum(metrics["phase_seconds"].values())
 
 
 def test_warm_start_from_parent_with_replay(tiny_policy, model_cache, tmp_path):
@@ -118,13 +125,12 @@ def test_warm_start_from_parent_with_replay(tiny_policy, model_cache, tmp_path):
     second = tmp_path / "second"
     metrics = run_srl_job(
         job_for(second, tiny_policy, model_cache, train=rows(4, prefix="n"), parent=str(first / "out" / "adapter"),
-                replay=old_rows, replay_ratio=0.5, validation_rows=0), log=lambda _: None)
+                replay=old_rows, replay_ratio=0.5, curve_rows=0), log=lambda _: None)
     assert metrics["parent_adapter"] == str(first / "out" / "adapter")
     assert metrics["new_rows"] == 4 and metrics["replayed_rows"] == 2
-    # Without a validation sample there is no probe: the warm-up runs, and the card says what was not measured.
-    assert metrics["validation_before"] is None and metrics["warmup"] == {"ran": True, "format_rate_probe": None,
-                                                                          "steps": 1, "final_loss": metrics["warmup"]["final_loss"]}
-    assert "not measured in the job" in (second / "out" / "adapter" / "README.md").read_text()
+    # without a validation sample nothing is probed, and nothing is made up
+    assert metrics["learning_curve"] == [] and metrics["validation_before"] is None
+    assert metrics["sft"]["rows"] == 6  # the supervised phase sees the replayed rows too
 
 
 def test_mix_replay_is_seeded_and_skips_rows_already_present():
@@ -150,7 +156,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_policy, model_cache, t
     metrics = run_srl_job(job, log=lambda _: None)
     assert metrics["resumed_from"].endswith("checkpoint-1")
     assert metrics["grpo_steps"] == 2
-    assert metrics["warmup"].get("resumed")  # the finished warm-up was not redone
+    assert metrics["sft"].get("resumed")  # the finished supervised phase was not redone
 
 
 def test_quantization_without_gpu_is_a_clear_error():

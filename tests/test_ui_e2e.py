@@ -20,9 +20,10 @@ from tests.conftest import REPO
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "test-artifacts"
 EXPECTED_GROUPS = ["sources", "lore", "rules", "player_history", "encounters", "trajectories", "datasets",
-                   "training", "evaluation", "deployment", "personas"]
+                   "training", "evaluation", "ablations", "deployment", "personas"]
 EXPECTED_ASSETS = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset",
-                   "rlvr_dataset", "srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "evaluation",
+                   "rlvr_dataset", "srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "sft_only_checkpoint",
+                   "evaluation", "ablation_evaluation",
                    "deployed_adapter", "adapter_performance", "persona_adapter", "deployed_persona"]
 
 

@@ -3,13 +3,14 @@
 Policies, each used the way it was trained:
 - references: `best_constant` (always the action that is most often the engine's top choice on the
   *train* split, with a stock line), `random_acceptable` (a uniformly random acceptable action, a
-  random stock line; seeded) and `rules_engine` (the ceiling: the engine's top action and the
-  expert's line);
-- `direct` (base, RLVR-only, SRL→RLVR): the RLVR prompt; the answer is `<think>…</think>`,
+  random stock line; seeded), `feature_classifier` (a decision tree on the encounter's features, fitted
+  on the train split: what the data can teach) and `rules_engine` (the ceiling: the engine's top action
+  and the expert's line);
+- `direct` (base, SFT-only, RLVR-only, SRL→RLVR): the RLVR prompt; the answer is `<think>…</think>`,
   `ACTION: <id>`, `SAY: "…"`;
 - `stepwise` (SRL): the SRL prompt, rolled out step by step — ASSESS is given (it is perception, not
-  a decision), then RECALL LORE, APPLY RULE, DECIDE and SPEAK are generated, each with the previous
-  steps in context; the DECIDE and SPEAK steps are the answer.
+  a decision), then the policy writes each next step (choosing its title) with the previous steps in
+  context until it has spoken; its DECIDE and SPEAK steps are the answer.
 
 Metrics per policy on the same held-out encounters (greedy), each with a 95% bootstrap interval
 over encounters: decision accuracy (the engine's top action), acceptable rate, graded decision
@@ -35,14 +36,15 @@ from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.rules_engine import DialogueConstraints
 from srl_forge.trajectory import assess_text, parse_step
 from training.policy_eval import generate, srl_validation
-from training.prompts import srl_prompt
+from training.prompts import render_answer, srl_prompt
 from training.rewards import (
     decision_format_settled_broken, decision_score, parse_decision, split_thinking, step_format_settled_broken,
 )
 
-VARIANTS = ("base", "srl", "rlvr_only", "srl_rlvr")
-REFERENCES = ("best_constant", "random_acceptable", "rules_engine")
-ROLLOUT_TITLES = ("RECALL LORE", "APPLY RULE", "DECIDE", "SPEAK")
+VARIANTS = ("base", "srl", "srl_rlvr")  # the evaluation asset's; the deployment gates read `srl_rlvr`
+ABLATIONS = ("sft_only", "rlvr_only")  # the ablation_evaluation asset's, on the same held-out encounters
+REFERENCES = ("best_constant", "random_acceptable", "feature_classifier", "rules_engine")
+MAX_ROLLOUT_STEPS = 9  # ASSESS is given; trajectories have at most 2 recalls, 3 rules, DECIDE and SPEAK
 METRICS = ("decision_accuracy", "acceptable_rate", "graded_reward", "format_rate", "line_grounding",
            "in_character_rate", "distinct_2", "duplicate_line_share", "guardrail_violations")
 
@@ -63,6 +65,7 @@ class EvaluationReport(StoredArtifact):
     results: dict[str, dict]
     table: str
     scope: str
+    encounter_ids: tuple[str, ...] = ()  # the held-out encounters scored, in order
 
     def violation_rates(self) -> dict[str, float]:
         """Guardrail violations per evaluated output, per variant."""
@@ -77,17 +80,21 @@ class EvalCase:
     expert_answer: str | None = None  # the expert's final answer in the RLVR format
 
 
-def reference_answers(name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0) -> list[str]:
-    """The trivial policies and the ceiling, as answers in the policy's format."""
+def reference_answers(name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0,
+                      predicted: Sequence[str] | None = None) -> list[str]:
+    """The trivial policies, the feature classifier (`predicted`: its action per case) and the ceiling, as
+    answers in the policy's format."""
     rng = random.Random(f"{name}:{seed}")
     out = []
-    for case in cases:
+    for i, case in enumerate(cases):
         stock = list(case.row["stock_lines"]) or ["..."]
         if name == "best_constant":
             action, line = constant, stock[0]
         elif name == "random_acceptable":
             acceptable = list(case.row["acceptable_actions"]) or [constant]
             action, line = rng.choice(acceptable), rng.choice(stock)
+        elif name == "feature_classifier":
+            action, line = predicted[i], stock[0]
         elif name == "rules_engine":
             if case.expert_answer:
                 out.append(case.expert_answer)
@@ -231,26 +238,30 @@ def judge_policy(judge, species: str, cases: Sequence[EvalCase], lines: Sequence
 
 
 def _answer_from_steps(steps: list[str]) -> str | None:
-    """The stepwise rollout as an RLVR-format answer, or None when it broke the format."""
-    decide = next((s for s in steps if "**DECIDE**" in s), "")
-    speak = next((s for s in steps if "**SPEAK**" in s), "")
+    """The stepwise rollout as an RLVR-format answer: one DECIDE step, ending with one SPEAK step; else None."""
+    if sum("**DECIDE**" in s for s in steps) != 1 or "**SPEAK**" not in steps[-1]:
+        return None
+    decide = next(s for s in steps if "**DECIDE**" in s)
+    speak = steps[-1]
     action = re.search(r"ACTION:\s*([a-z_]+)", decide)
     line = re.search(r'SAY:\s*"([^"\n]+)"', speak)
     if not action or not line:
         return None
-    return f"<think>{' '.join(steps[:-2])}</think>\nACTION: {action.group(1)}\nSAY: \"{line.group(1)}\""
+    thought = " ".join(s for s in steps[:-1] if s is not decide)
+    return render_answer(thought, action.group(1), line.group(1))
 
 
 def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens: int) -> list[str]:
-    """Roll the SRL policy out step by step (greedy, batched); raw text where it broke the format."""
+    """Roll the SRL policy out step by step (greedy, batched), the policy choosing each next step's title, until
+    it speaks; raw text where it broke the format."""
     rollouts = [[f"1. **ASSESS** {assess_text(c.encounter)}"] for c in cases]
     raw = [""] * len(cases)
     alive = [True] * len(cases)
-    for offset, title in enumerate(ROLLOUT_TITLES, start=2):
+    for number in range(2, MAX_ROLLOUT_STEPS + 2):
         index = [i for i, ok in enumerate(alive) if ok]
         if not index:
             break
-        prompts = [srl_prompt(cases[i].encounter, rollouts[i], offset, title) for i in index]
+        prompts = [srl_prompt(cases[i].encounter, rollouts[i], number, None) for i in index]
         outs = generate(model, tokenizer, prompts, max_new_tokens, stop_when=step_format_settled_broken)
         for i, out in zip(index, outs):
             raw[i] += out[0] + "\n"
@@ -258,9 +269,11 @@ def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens
             step = parse_step(parts[1]) if parts else None
             if step is None:
                 alive[i] = False
-            else:
-                rollouts[i].append(f"{offset}. **{step[1]}** {step[2]}")
-    return [(_answer_from_steps(r) if alive[i] else None) or raw[i] for i, r in enumerate(rollouts)]
+                continue
+            rollouts[i].append(f"{number}. **{step[1]}** {step[2]}")
+            if step[1] == "SPEAK":
+                alive[i] = False
+    return [_answer_from_steps(r) or raw[i] for i, r in enumerate(rollouts)]
 
 
 def direct_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens: int) -> list[str]:
@@ -281,8 +294,9 @@ def evaluate_variant(model, tokenizer, mode: str, cases: Sequence[EvalCase], ste
     return result
 
 
-def evaluate_reference(name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0) -> dict:
-    result = score_policy(cases, reference_answers(name, cases, constant, seed), seed=seed)
+def evaluate_reference(name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0,
+                       predicted: Sequence[str] | None = None) -> dict:
+    result = score_policy(cases, reference_answers(name, cases, constant, seed, predicted), seed=seed)
     result.update(mode="reference", step_similarity=None)
     return result
 
@@ -318,15 +332,10 @@ def comparison_table(results: dict[str, dict]) -> str:
 
 def comparison_png(results: dict[str, dict], title: str) -> bytes:
     """Decision accuracy and graded reward per policy, with their 95% intervals."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from training.plots import figure, png_bytes
 
     names = list(results)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    fig, axes = figure(9, 3.4, columns=2)
     for ax, key, label in ((axes[0], "decision_accuracy", "decision accuracy"), (axes[1], "graded_reward", "graded reward")):
         values = [results[n]["metrics"][key] for n in names]
         ax.bar(range(len(names)), [v["value"] for v in values],
@@ -336,8 +345,4 @@ def comparison_png(results: dict[str, dict], title: str) -> bytes:
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig)

@@ -80,6 +80,15 @@ def resolve_model(spec: str, cache_dir: Path) -> str:
     return spec
 
 
+def bf16_supported() -> bool:
+    """bf16 matmuls in hardware: a GPU that has them, or a CPU with AVX512-BF16 / AMX (oneDNN)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def quantization_config(quantization: Quantization):
     if quantization == "none":
         return None

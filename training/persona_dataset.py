@@ -16,8 +16,9 @@ from srl_forge.encounter import Encounter
 from srl_forge.grading import action_scores
 from srl_forge.personas import Persona, persona_action_scores
 from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.programmatic import applied_rules_text
 from srl_forge.teachers.lines import Voice, compose_line
-from training.prompts import rlvr_prompt
+from training.prompts import render_answer, rlvr_prompt
 
 
 def persona_voice(voice: Voice, persona: Persona) -> Voice:
@@ -34,9 +35,9 @@ def persona_row(row: dict, persona: Persona, engine: RulesEngine, voice: Voice) 
     markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
     line = compose_line(persona_voice(voice, persona), encounter, action, decision.dialogue,
                         random.Random(f"{persona.key}:{row['row_id']}"), markers)
-    why = decision.reason_for(action)
+    thought = applied_rules_text(decision)
     if decision.recommended and decision.recommended != action and decision.recommended in persona.header.forbid:
-        why += f"; {persona.header.name} never chooses {decision.recommended}"
+        thought += f" {persona.header.name} never chooses {decision.recommended}."
     return {
         **row,
         "row_id": f"{persona.npc}:{row['row_id']}",
@@ -44,5 +45,5 @@ def persona_row(row: dict, persona: Persona, engine: RulesEngine, voice: Voice) 
         "action_scores_json": json.dumps(scores),
         "top_actions": top,
         "acceptable_actions": [a for a in row["acceptable_actions"] if a not in persona.header.forbid],
-        "completion_text": f'<think>I choose {action}: {why}.</think>\nACTION: {action}\nSAY: "{line}"',
+        "completion_text": render_answer(thought, action, line),
     }

@@ -1,4 +1,8 @@
-"""The policy's prompts and output formats, shared by SRL, RLVR, evaluation and serving."""
+"""The policy's prompts and output formats, shared by SRL, RLVR, evaluation and serving.
+
+Short on purpose: every prompt token is paid in every training step on a CPU (a system prompt of ~45
+tokens instead of ~75 shortens the RLVR rows by a fifth).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,13 @@ from srl_forge.encounter import Encounter
 from srl_forge.trajectory import describe_encounter
 
 SRL_SYSTEM = (
-    "You are a {species} in a dark-fantasy game. Reason as an expert player of your kind, one step at a "
-    "time. First think inside <think>...</think>, then write ONLY the next step as "
-    "'N. **TITLE** action' on one line. Titles: ASSESS, RECALL LORE, APPLY RULE, DECIDE, SPEAK."
+    "You are a {species} in a dark-fantasy game, reasoning one step at a time. Think inside <think>...</think>, "
+    "then write only the next step, 'N. **TITLE** action', on one line."
 )
 
 RLVR_SYSTEM = (
-    "You are a {species} in a dark-fantasy game. Think inside <think>...</think>, then answer with two "
-    "lines: 'ACTION: <action id>' and 'SAY: \"<what you say>\"'. Actions: {actions}."
+    "You are a {species} in a dark-fantasy game. Inside <think>...</think> name the rules that apply, then answer "
+    "'ACTION: <id>' and 'SAY: \"<line>\"'. Actions: {actions}."
 )
 
 
@@ -33,3 +36,8 @@ def rlvr_prompt(encounter: Encounter, actions: tuple[str, ...], persona_intro: s
         {"role": "system", "content": f"{persona_intro}\n{system}" if persona_intro else system},
         {"role": "user", "content": describe_encounter(encounter)},
     ]
+
+
+def render_answer(thought: str, action: str | None, line: str | None) -> str:
+    """An answer in the policy's format: `<think>...</think>`, then `ACTION: <id>` and `SAY: "..."`."""
+    return f'<think>{thought}</think>\nACTION: {action}\nSAY: "{line}"'

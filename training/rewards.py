@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - same values, slower
 from srl_forge.trajectory import parse_step
 
 FORMAT_PENALTY = -1.0
+ACTION_ID = re.compile(r"^\s*ACTION:\s*([a-z_]+)\s*$")
 THINK_THEN_ANSWER = re.compile(r"^\s*<think>(.*?)</think>\s*(.*?)\s*$", re.DOTALL)
 
 
@@ -70,6 +71,12 @@ def generated_action(text: str) -> str | None:
         return None
     step = parse_step(parts[1])
     return step[2] if step else None
+
+
+def decision_id(step_action: str | None) -> str | None:
+    """The action id of a DECIDE step's `ACTION: <id>`, else None."""
+    match = ACTION_ID.match(step_action or "")
+    return match.group(1) if match else None
 
 
 def action_similarity(expert: str, generated: str) -> float:

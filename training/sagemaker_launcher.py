@@ -116,7 +116,7 @@ class SageMakerLauncher:
         data_key = self._key(fingerprint, "input", "data")
         parent_key = self._key(fingerprint, "input", "parent")
         job_key = self._key(fingerprint, "input", "job")
-        data_files = {f: getattr(job, f) for f in ("train_data", "validation_data", "replay_data", "warmup_data")}
+        data_files = {f: getattr(job, f) for f in ("train_data", "validation_data", "replay_data", "sft_data")}
         channels = {"data": self._uri(data_key + "/"), "job": self._uri(job_key + "/")}
         if job.parent_adapter:
             channels["parent"] = self._uri(parent_key + "/")

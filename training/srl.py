@@ -10,30 +10,32 @@ parent adapter to warm-start from, a work folder (checkpoints; resumable) and an
 
 from __future__ import annotations
 
+import random
 import sys
 from collections.abc import Callable, Sequence
 
 from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, job_cli, run_grpo_job
-from training.policy_eval import srl_validation
+from training.policy_eval import srl_probe
 from training.rewards import step_format_reward, step_similarity_reward
 
 
 class SRLConfig(GRPOTrainingConfig):
-    """SRL hyper-parameters: `quick` fits a 2-core CPU in minutes, `standard` about 20 minutes of it;
-    `full` follows the paper on a GPU (with a LoRA learning rate)."""
-
-    # SRL rows are long (the encounter and every earlier step): two rows per warm-up step keep the quick
-    # budget's 20 steps within ~5 minutes on 2 cores; the format is learned from the number of updates.
-    warmup_batch_size: int = 2
+    """SRL hyper-parameters (the `srl` section of a budget's recipe)."""
 
 
 class SRLJob(GRPOJob):
     config: SRLConfig
 
 
-def _validate(model, tokenizer, rows, max_new_tokens, progress):
-    result = srl_validation(model, tokenizer, rows, max_new_tokens, progress=progress)
-    return {**result, "score": result["step_similarity"]}
+def curve_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
+    """Half DECIDE rows (the decision, given the expert's earlier steps), half the other steps (the format)."""
+    rng = random.Random(seed)
+    decide = [r for r in rows if r["expert_title"] == "DECIDE"]
+    other = [r for r in rows if r["expert_title"] != "DECIDE"]
+    picked = rng.sample(decide, min(len(decide), n // 2)) + rng.sample(other, min(len(other), n - n // 2))
+    chosen = {id(r) for r in picked}
+    rest = [r for r in rows if id(r) not in chosen]  # too few of one kind: the other tops the sample up
+    return picked + rng.sample(rest, min(len(rest), n - len(picked)))
 
 
 SRL_TASK = Task(
@@ -43,8 +45,9 @@ SRL_TASK = Task(
     format_metric="rewards/step_format_reward/mean",
     score_metric="rewards/step_similarity_reward/mean",
     grpo_columns=lambda r: {"prompt": r["prompt"], "expert_action": r["expert_action"]},
-    warmup_text=lambda r: f"<think>{r['expert_thought']}</think>\n{r['expert_step']}",
-    validate=_validate,
+    sft_text=lambda r: f"<think>{r['expert_thought']}</think>\n{r['expert_step']}",
+    probe=srl_probe,
+    curve_rows=curve_rows,
 )
 
 

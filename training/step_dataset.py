@@ -11,31 +11,43 @@ import pyarrow.parquet as pq
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import Encounter
+from srl_forge.hashing import content_hash
 from srl_forge.trajectory import Trajectory
 from training.prompts import srl_prompt
 
 TRAINING_SPLITS = ("train", "validation")  # the held-out test split never becomes training data
 
 
-def step_rows(trajectory: Trajectory, encounter: Encounter, split: str, include_next_title: bool = True) -> list[dict]:
+def names_next_title(row_id: str, share: float) -> bool:
+    """Whether a row's prompt names the next step's title: a stable `share` of rows, by hash."""
+    return int(content_hash(f"title:{row_id}")[:8], 16) / 0x100000000 < share
+
+
+def step_rows(trajectory: Trajectory, encounter: Encounter, split: str, next_title_share: float = 0.5,
+              top_actions: tuple[str, ...] = ()) -> list[dict]:
+    """Row k's prompt names step k's title in `next_title_share` of the rows (the paper found the title helps);
+    the others ask for "step k" alone, so the policy also learns which step comes next — a rollout has no
+    expert to tell it. `top_actions`: the engine's top choice(s), which the learning curve scores DECIDE rows on."""
     rows = []
     n = len(trajectory.steps)
     for k in range(2, n + 1):
         previous = [trajectory.step_text(i) for i in range(1, k)]
         step = trajectory.steps[k - 1]
+        row_id = f"{trajectory.encounter_id}:{k}"
         rows.append({
-            "row_id": f"{trajectory.encounter_id}:{k}",
+            "row_id": row_id,
             "encounter_id": trajectory.encounter_id,
             "species": trajectory.species,
             "split": split,
             "step_index": k,
             "num_steps": n,
-            "prompt": srl_prompt(encounter, previous, k, step.title if include_next_title else None),
+            "prompt": srl_prompt(encounter, previous, k, step.title if names_next_title(row_id, next_title_share) else None),
             "expert_step": trajectory.step_text(k),
             "expert_title": step.title,
             "expert_action": step.action,
             "expert_thought": step.thought,
             "teacher": trajectory.teacher,
+            "top_actions": list(top_actions),
         })
     return rows
 

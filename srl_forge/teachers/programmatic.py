@@ -54,6 +54,30 @@ def recall_query(encounter: Encounter, decision: Decision, descriptions: dict[st
     return f"{assess_text(encounter)} {rules}".strip()
 
 
+def decisive_entries(decision: Decision, max_rules: int = 3) -> list:
+    """The rules that decide, highest priority first: applied or overridden requirements, bans and preferences."""
+    decisive = []
+    for entry in sorted(decision.trace, key=lambda e: -e.priority):
+        if entry.status in ("applied", "overridden") and entry.effect.split(" ")[0] in DECISIVE \
+                and entry.rule_id not in [d.rule_id for d in decisive]:
+            decisive.append(entry)
+    return decisive[:max_rules]
+
+
+NO_RULE = "No rule binds me here; I act on instinct."
+
+
+def rule_step_action(entry) -> str:
+    """An APPLY RULE step's action: `id (priority p): effect.` (and the status when it did not apply)."""
+    return (f"{entry.rule_id} (priority {entry.priority}): {entry.effect}"
+            + (f" [{entry.status}]" if entry.status != "applied" else "") + ".")
+
+
+def applied_rules_text(decision: Decision, max_rules: int = 3) -> str:
+    """The APPLY RULE steps' actions of an expert trajectory, joined: the thought of the policy's answer."""
+    return " ".join(rule_step_action(e) for e in decisive_entries(decision, max_rules)) or NO_RULE
+
+
 def _short(text: str, words: int = 14) -> str:
     parts = text.split()
     return " ".join(parts[:words]) + ("..." if len(parts) > words else "")
@@ -76,12 +100,7 @@ class ProgrammaticWriter:
         rng = random.Random(content_hash([self.seed, variant, encounter.encounter_id]))
         decision = brief.decision
         p, loc = encounter.player, encounter.location
-        decisive = []
-        for entry in sorted(decision.trace, key=lambda e: -e.priority):
-            if entry.status in ("applied", "overridden") and entry.effect.split(" ")[0] in DECISIVE \
-                    and entry.rule_id not in [d.rule_id for d in decisive]:
-                decisive.append(entry)
-        decisive = decisive[: self.max_rules]
+        decisive = decisive_entries(decision, self.max_rules)
         pressing = [brief.rule_descriptions.get(e.rule_id, e.rule_id).rstrip(".").lower() for e in decisive[:2]]
         steps = [TrajectoryStep(
             title="ASSESS",
@@ -115,12 +134,10 @@ class ProgrammaticWriter:
                 title="APPLY RULE",
                 thought=(f"{brief.rule_descriptions.get(entry.rule_id, entry.rule_id)}"
                          + (f" It is {entry.status}: {entry.note}." if entry.status != "applied" and entry.note else "")),
-                action=f"{entry.rule_id} (priority {entry.priority}): {entry.effect}"
-                       + (f" [{entry.status}]" if entry.status != "applied" else "") + ".",
+                action=rule_step_action(entry),
             ))
         if not decisive:
-            steps.append(TrajectoryStep(title="APPLY RULE", thought="Nothing binds me here.",
-                                        action="No rule binds me here; I act on instinct."))
+            steps.append(TrajectoryStep(title="APPLY RULE", thought="Nothing binds me here.", action=NO_RULE))
         action, why = self._choose(decision, brief, rng)
         # Short on purpose: the whole step (thought included) must fit the policy's completion budget.
         lore_note = f" Lore: {quoted[0].source}, {_short(quoted[0].text, 8)}" if quoted else ""
