@@ -22,10 +22,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_SECONDS = 10 * 60  # the whole one-species job on a 2-core CPU (issue 12)
 
 
-def run(species: str, home: Path) -> dict:
+TRAINED = ("srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "sft_only_checkpoint")
+
+
+def run(species: str, home: Path, job: str = "species_pipeline") -> dict:
+    """Run `job` for one species in `home` (a fresh one: nothing cached) and collect where the time went, the
+    evaluation report (the ablation evaluation's when the job has one) and each trained adapter's curves."""
     os.environ["SRL_FORGE_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     (home / "dagster").mkdir(parents=True, exist_ok=True)
+    instance_file = home / "dagster" / "dagster.yaml"
+    if not instance_file.exists():  # the embedded instance's settings (telemetry off), as `make instance` writes
+        instance_file.write_text((Path(__file__).resolve().parent.parent / "config/dagster/embedded.yaml").read_text())
     from dagster import DagsterEventType, DagsterInstance
 
     from srl_assets.definitions import build_definitions
@@ -35,7 +43,7 @@ def run(species: str, home: Path) -> dict:
     instance = DagsterInstance.get()
     register_species(instance, defs.resources["project_files"].lore_path, only=[species])
     started = time.perf_counter()
-    result = defs.resolve_job_def("species_pipeline").execute_in_process(partition_key=species, instance=instance)
+    result = defs.resolve_job_def(job).execute_in_process(partition_key=species, instance=instance)
     total = time.perf_counter() - started
     starts, seconds = {}, {}
     for record in instance.all_logs(result.run_id):
@@ -46,7 +54,8 @@ def run(species: str, home: Path) -> dict:
             starts[event.step_key] = record.timestamp
         elif event.event_type == DagsterEventType.STEP_SUCCESS:
             seconds[event.step_key] = round(record.timestamp - starts[event.step_key], 2)
-    metadata, phases = {}, {}
+    metadata, phases, training = {}, {}, {}
+    store = defs.resources["artifacts"].store()
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         key = mat.asset_key.to_user_string()
@@ -54,11 +63,16 @@ def run(species: str, home: Path) -> dict:
             k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
         if "phase_seconds" in mat.metadata:
             phases[key] = mat.metadata["phase_seconds"].value
-    evaluation_report = result.output_for_node("evaluation").model_dump(mode="json") if result.success else None
+        if key in TRAINED:
+            metrics = json.loads(store.get_bytes(mat.metadata["manifest"].value["metrics_uri"]))
+            training[key] = {k: metrics[k] for k in ("learning_curve", "steps", "training_seconds", "sft", "grpo_steps",
+                                                     "precision")}
+    final = "ablation_evaluation" if job == "learning_pipeline" else "evaluation"
+    evaluation_report = result.output_for_node(final).model_dump(mode="json") if result.success else None
     return {"species": species, "success": result.success, "total_seconds": round(total, 1),
             "evaluation_report": evaluation_report,
             "target_seconds": TARGET_SECONDS, "within_target": total <= TARGET_SECONDS,
-            "asset_seconds": seconds, "training_phase_seconds": phases, "metrics": metadata}
+            "asset_seconds": seconds, "training_phase_seconds": phases, "metrics": metadata, "training": training}
 
 
 def to_markdown(report: dict) -> str:

@@ -23,21 +23,25 @@ from pathlib import Path
 
 from bench.report import RESULTS
 
+BASELINES = Path(__file__).resolve().parent / "sweep_baselines"
+
 
 @dataclass(frozen=True)
 class Setting:
     label: str
-    rlvr: dict = field(default_factory=dict)  # RLVRConfig fields over the recipe's `rlvr` stage
+    rlvr: dict = field(default_factory=dict)  # RLVRConfig fields over the baseline's `rlvr` stage
     srl: dict | None = None  # train SRL first (SRLConfig fields over the `srl` stage) and start RLVR from it
     thought: str = "rules"  # the expert answer's thought: "rules" (applied rules first) or "decision" (the choice first)
-    budget: str = "standard"
+    budget: str = "standard"  # the frozen baseline the fields override: bench/sweep_baselines/<budget>.yaml
+    start_from: Setting | None = None  # continue from this setting's trained adapter (its seconds are counted)
 
 
 SFT_ONLY = {"max_steps": 0}
+THREE_EPOCHS = Setting("rules first (the applied rules, then the action)", {**SFT_ONLY, "sft_epochs": 3.0})
 SWEEPS: dict[str, tuple[str, list[Setting]]] = {
     "thought": ("What the expert answer's thought holds, 3 supervised epochs (lr 1e-3), no GRPO.", [
         Setting("decision first ('I choose X: rule puts it first')", {**SFT_ONLY, "sft_epochs": 3.0}, thought="decision"),
-        Setting("rules first (the applied rules, then the action)", {**SFT_ONLY, "sft_epochs": 3.0}),
+        THREE_EPOCHS,
     ]),
     "sft-lr": ("The supervised phase's learning rate (LoRA r16, batch 8), 2 epochs, no GRPO.", [
         Setting("lr 5e-4", {**SFT_ONLY, "sft_epochs": 2.0, "sft_learning_rate": 5e-4}),
@@ -54,12 +58,15 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
         Setting("float32", {"sft_epochs": 1.0, "max_steps": 2, "precision": "float32"}),
         Setting("bf16 autocast", {"sft_epochs": 1.0, "max_steps": 2, "precision": "bfloat16"}),
     ]),
-    "grpo": ("GRPO after 3 supervised epochs: steps and group size (the verified, graded reward).", [
-        Setting("no GRPO", {**SFT_ONLY, "sft_epochs": 3.0}),
-        Setting("8 steps x 2 prompts x 4 rollouts", {"sft_epochs": 3.0, "max_steps": 8}),
-        Setting("16 steps x 2 prompts x 4 rollouts", {"sft_epochs": 3.0, "max_steps": 16}),
-        Setting("8 steps x 1 prompt x 8 rollouts", {"sft_epochs": 3.0, "max_steps": 8, "prompts_per_step": 1,
-                                                     "num_generations": 8}),
+    "grpo": ("GRPO (the verified, graded reward) on top of 3 supervised epochs: steps, group size, learning rate.", [
+        THREE_EPOCHS,
+        Setting("+ 8 steps x 2 prompts x 4 rollouts, lr 1e-4", {"sft_epochs": 0.0, "max_steps": 8},
+                start_from=THREE_EPOCHS),
+        Setting("+ 24 steps x 2 prompts x 4 rollouts, lr 1e-4", {"sft_epochs": 0.0, "max_steps": 24},
+                start_from=THREE_EPOCHS),
+        Setting("+ 12 steps x 1 prompt x 8 rollouts, lr 1e-4", {"sft_epochs": 0.0, "max_steps": 12,
+                                                                "prompts_per_step": 1, "num_generations": 8},
+                start_from=THREE_EPOCHS),
     ]),
     "srl-first": ("Does SRL before RLVR help, at about equal seconds? The RLVR stage from the SRL adapter against "
                   "more supervised epochs from the base model.", [
@@ -68,11 +75,16 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
                 srl={"sft_epochs": 0.5, "max_steps": 8}),
         Setting("RLVR stage from base, 5 epochs + 8 GRPO steps", {"sft_epochs": 5.0, "max_steps": 8}),
     ]),
-    "quick": ("The quick budget's RLVR stage (the demo): supervised epochs at lr 1e-3 and 2e-3.", [
-        Setting("1 epoch, lr 1e-3", {"sft_epochs": 1.0, "max_steps": 2, "prompts_per_step": 1}, budget="quick"),
-        Setting("1 epoch, lr 2e-3", {"sft_epochs": 1.0, "max_steps": 2, "prompts_per_step": 1,
-                                     "sft_learning_rate": 2e-3}, budget="quick"),
-        Setting("1.5 epochs, lr 1e-3", {"sft_epochs": 1.5, "max_steps": 2, "prompts_per_step": 1}, budget="quick"),
+    "quick": ("The quick budget (the demo's minutes): its RLVR stage's supervised epochs and learning rate, from "
+              "the base model and after the quick SRL stage.", [
+        Setting("RLVR 1 epoch lr 1e-3 + 1 GRPO step", {"sft_epochs": 1.0, "max_steps": 1}, budget="quick"),
+        Setting("RLVR 1 epoch lr 2e-3 + 1 GRPO step", {"sft_epochs": 1.0, "max_steps": 1, "sft_learning_rate": 2e-3},
+                budget="quick"),
+        Setting("RLVR 1.5 epochs lr 2e-3 + 1 GRPO step", {"sft_epochs": 1.5, "max_steps": 1,
+                                                         "sft_learning_rate": 2e-3}, budget="quick"),
+        Setting("quick SRL, then RLVR 1 epoch lr 2e-3 + 1 GRPO step", {"sft_epochs": 1.0, "max_steps": 1,
+                                                                     "sft_learning_rate": 2e-3},
+                srl={}, budget="quick"),
     ]),
 }
 
@@ -158,6 +170,20 @@ def _interval(values: list[float], resamples: int = 1000, seed: int = 0) -> dict
             "high": means[int(0.975 * (len(means) - 1))]}
 
 
+def setting_key(setting: Setting) -> dict:
+    fields = {k: v for k, v in setting.__dict__.items() if k not in ("label", "start_from")}
+    return {**fields, "start_from": setting_key(setting.start_from)} if setting.start_from else fields
+
+
+def baseline_config(config_class, budget: str, stage: str, overrides: dict):
+    """A stage's config from the sweep's frozen baseline, not the live recipe, so a sweep keeps measuring one
+    thing (and its cache stays valid) after the recipes take up its findings."""
+    from srl_forge.yaml_files import load_yaml
+
+    baseline = load_yaml((BASELINES / f"{budget}.yaml").read_text())
+    return config_class(**{**baseline.get("defaults", {}), **baseline.get(stage, {}), **overrides})
+
+
 def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Callable[[str], None]) -> dict:
     from srl_assets.training_assets import directory_digest
     from srl_forge.hashing import content_hash
@@ -172,7 +198,7 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
     answers = [{"prompt": prompts[a.encounter_id], "completion_text": expert_answer(a.trajectory, setting.thought)}
                for a in data["expert_trajectories"].accepted if a.encounter_id in prompts]
     # the label is not part of the key: the same setting in two sweeps is trained once
-    key = content_hash({"setting": {k: v for k, v in setting.__dict__.items() if k != "label"}, "data": rlvr_rows.artifact_version,
+    key = content_hash({"setting": setting_key(setting), "data": rlvr_rows.artifact_version,
                         "srl_data": srl_rows.artifact_version})[:12]
     folder = work / key
     files = folder / "data"
@@ -183,15 +209,19 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
         (files / f"{name}.parquet").write_bytes(to_parquet(rows))
     model_cache = str(Path(os.environ["SRL_FORGE_HOME"]))
     seconds, parent, phases = 0.0, None, {}
+    if setting.start_from is not None:
+        before = run_setting(setting.start_from, species, data, work, log)
+        seconds, phases = before["training_seconds"], {"start": before["training_seconds"]}
+        parent = str(work / before["folder"] / "rlvr_out" / "adapter")
     if setting.srl is not None:
-        srl_job = SRLJob(config=SRLConfig.for_budget(setting.budget, "srl", **setting.srl),
+        srl_job = SRLJob(config=baseline_config(SRLConfig, setting.budget, "srl", setting.srl),
                          train_data=str(files / "srl_train.parquet"), validation_data=str(files / "srl_val.parquet"),
                          work_dir=str(folder / "srl_work"), output_dir=str(folder / "srl_out"), model_cache=model_cache)
         srl_metrics = _cached(folder / "srl_out", lambda: run_srl_job(srl_job, log=log, step_log=lambda _: None))
         seconds += srl_metrics["training_seconds"]
         phases["srl"] = srl_metrics["training_seconds"]
         parent = str(folder / "srl_out" / "adapter")
-    job: GRPOJob = RLVRJob(config=RLVRConfig.for_budget(setting.budget, "rlvr", **setting.rlvr),
+    job: GRPOJob = RLVRJob(config=baseline_config(RLVRConfig, setting.budget, "rlvr", setting.rlvr),
                            train_data=str(files / "rlvr_train.parquet"), validation_data=str(files / "rlvr_val.parquet"),
                            sft_data=str(files / "answers.parquet"), parent_adapter=parent,
                            work_dir=str(folder / "rlvr_work"), output_dir=str(folder / "rlvr_out"), model_cache=model_cache)
@@ -200,7 +230,7 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
     phases["rlvr"] = metrics["training_seconds"]
     model_path = resolve_model(job.config.model, Path(model_cache))
     score = validation_score(folder / "rlvr_out" / "adapter", model_path, rlvr_rows.split("validation"))
-    return {"label": setting.label, "setting": {**setting.__dict__}, "sft_steps": metrics["sft"]["steps"],
+    return {"label": setting.label, "setting": setting_key(setting), "folder": key, "sft_steps": metrics["sft"]["steps"],
             "grpo_steps": metrics["grpo_steps"], "training_seconds": round(seconds, 1), "stage_seconds": phases,
             "precision": metrics["precision"], "learning_curve": metrics["learning_curve"],
             "kept_fraction": [s["kept_fraction"] for s in metrics["steps"]],

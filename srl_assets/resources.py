@@ -178,6 +178,7 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
             model=os.environ.get("SRL_FORGE_POLICY_MODEL", "smollm2-135m-instruct"),
             config_overrides_json=os.environ.get("SRL_FORGE_SRL_OVERRIDES"),
             evaluation_encounters=_evaluation_encounters(os.environ.get("SRL_FORGE_EVALUATION_ENCOUNTERS")),
+            stepwise_encounters=_evaluation_encounters(os.environ.get("SRL_FORGE_STEPWISE_ENCOUNTERS")),
             rlvr_overrides_json=os.environ.get("SRL_FORGE_RLVR_OVERRIDES"),
             work_root=str(home / "training"),
             model_cache=str(home),
@@ -194,7 +195,8 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
 
 
 def _evaluation_encounters(value: str | None) -> int | None:
-    """SRL_FORGE_EVALUATION_ENCOUNTERS: a number, or 'all' (unset: the budget decides)."""
+    """SRL_FORGE_EVALUATION_ENCOUNTERS / SRL_FORGE_STEPWISE_ENCOUNTERS: a number, or 'all' (unset: the budget
+    decides)."""
     if value is None or value == "":
         return None
     return 0 if value == "all" else int(value)

@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             meta = by_asset[name].metadata
             print(f"Deployment of {partition}:\n{meta['outcome'].value}\n")
             if meta["failing_gates"].value:
-                print(f"held back by: {', '.join(meta['failing_gates'].value)}\n{meta['gates'].value}\n")
+                print(f"held back in green by: {', '.join(meta['failing_gates'].value)}\n{meta['gates'].value}\n")
+                if "beats_references" in meta["failing_gates"].value:
+                    print("For an adapter that has learned the decision, train the larger budget (about 45 minutes "
+                          f"on 2 cores): SRL_FORGE_TRAINING_BUDGET=standard make demo SPECIES={partition}\n")
             print(f"How to talk to it:\n{meta['how_to_talk_to_it'].value}\n")
     print(f"{job.name} for {partition}: success (run {result.run_id})")
     return 0

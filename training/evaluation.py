@@ -213,7 +213,7 @@ def score_policy(cases: Sequence[EvalCase], answers: Sequence[str], seed: int = 
         "flagged_outputs": flagged,
         "mean_response_words": sum(len(a.split()) for a in answers) / max(1, len(answers)),
         "examples": [{"encounter_id": c.row["encounter_id"], "top": c.row["top_actions"], "answer": a}
-                     for c, a in list(zip(cases, answers))[:4]],
+                     for c, a in list(zip(cases, answers))[:20]],  # enough to read before believing a number
     }
 
 

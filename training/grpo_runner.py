@@ -46,12 +46,12 @@ class GRPOTrainingConfig(BaseModel):
     # decision is learned on a CPU budget (bench/results/sweep-*.md); 0 skips it.
     sft_epochs: float = Field(default=1.0, ge=0)
     sft_batch_size: int = Field(default=8, ge=1)
-    sft_learning_rate: float = Field(default=1e-3, gt=0)  # LoRA: ~10x a full fine-tune's rate
+    sft_learning_rate: float = Field(default=2e-3, gt=0)  # LoRA: ~10x a full fine-tune's rate; sweep-sft-lr
     sft_warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
     # GRPO
     num_generations: int | None = None  # None: 8 on a GPU, 4 on CPU
-    prompts_per_step: int = Field(default=2, ge=1)
-    max_steps: int = Field(default=2, ge=0)  # GRPO steps; 0: the supervised phase only (the SFT-only ablation)
+    prompts_per_step: int = Field(default=1, ge=1)  # sweep-grpo: one prompt x more rollouts
+    max_steps: int = Field(default=1, ge=0)  # GRPO steps; 0: the supervised phase only (the SFT-only ablation)
     learning_rate: float = Field(default=5e-5, gt=0)
     beta: float = 0.0  # KL coefficient; the paper uses none
     temperature: float = 1.0

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -73,9 +74,18 @@ def convert_smollm2(target: Path) -> Path:
     return target
 
 
+def environment_model_dir() -> Path:
+    """Where `make env` converts the default policy once per environment (beside the wheel it comes from)."""
+    return Path(sys.prefix) / "share" / "srl-forge" / "models" / DEFAULT_POLICY
+
+
 def resolve_model(spec: str, cache_dir: Path) -> str:
-    """A local folder (or hub id, in production) that `from_pretrained` can load."""
+    """A local folder (or hub id, in production) that `from_pretrained` can load. The default policy comes from
+    the environment's converted copy when `make env` made one, else it is converted into `cache_dir`."""
     if spec == DEFAULT_POLICY:
+        prepared = environment_model_dir()
+        if (prepared / "config.json").exists():
+            return str(prepared)
         return str(convert_smollm2(Path(cache_dir) / "models" / DEFAULT_POLICY))
     return spec
 
@@ -147,3 +157,7 @@ def load_policy(model_path: str, adapter: str | None, lora, quantization: Quanti
     if adapter:
         return PeftModel.from_pretrained(base, adapter, is_trainable=True)
     return get_peft_model(base, lora)
+
+
+if __name__ == "__main__":  # `make env`: convert the shipped GGUF once for this environment (~40 s)
+    print(convert_smollm2(environment_model_dir()))
