@@ -96,7 +96,8 @@ def to_markdown(out: dict) -> str:
     m = out["machine"]
     lines = [f"# Learning benchmark: {out['species']}, `{out['budget']}` budget ({out['date']})", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-             f"CUDA {m['cuda']}. Commit `{out['commit']}`. Run with `{out['command']}`.", "",
+             f"CUDA {m['cuda']}. {out.get('note') + '. ' if out.get('note') else ''}Commit `{out['commit']}`. "
+             f"Run with `{out['command']}`.", "",
              f"Whole job: {out['total_seconds']:.0f} s ({out['total_seconds'] / 60:.0f} min). Success: {out['success']}.", ""]
     ev = out.get("evaluation")
     if ev:
@@ -150,17 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--species", nargs="+", default=list(SPECIES))
     parser.add_argument("--budget", default="standard", choices=["quick", "standard", "full"])
     parser.add_argument("--home", help="home folder to use (default: a fresh temporary one per species)")
+    parser.add_argument("--note", default="", help="how the machine was shared, written beside the machine "
+                                                   "(e.g. 'two species at once, one thread each')")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     os.environ["SRL_FORGE_TRAINING_BUDGET"] = args.budget
     os.environ.setdefault("SRL_FORGE_EVALUATION_ENCOUNTERS", "all")  # the benchmark scores the whole held-out split
-    os.environ.setdefault("SRL_FORGE_STEPWISE_ENCOUNTERS", "all")
     for species in args.species:
         home = Path(args.home) / species if args.home else Path(tempfile.mkdtemp(prefix=f"srl-learning-{species}-"))
         stem = RESULTS / f"learning-{species}-{args.budget}"
         report = run(species, home, job="learning_pipeline")
         out = {**report, "budget": args.budget, "machine": machine(), "commit": commit(), "stem": stem.name,
-               "command": f"python -m bench.learning --species {species} --budget {args.budget}",
+               "command": f"python -m bench.learning --species {species} --budget {args.budget}", "note": args.note,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         evaluation = report.get("evaluation_report")
         if evaluation:

@@ -276,7 +276,8 @@ class TrainingResource(ConfigurableResource):
     config_overrides_json: str | None = None  # JSON object of SRLConfig fields
     rlvr_overrides_json: str | None = None  # JSON object of RLVRConfig fields
     evaluation_encounters: int | None = None  # held-out encounters scored; 0 or None: all of them
-    stepwise_encounters: int | None = None  # of those, rolled out step by step (SRL); None: 12 on quick, all otherwise
+    # of those, rolled out step by step (SRL); None: 12 on quick, 30 on standard, all on full
+    stepwise_encounters: int | None = None
     evaluation_step_rows: int = 8  # held-out expert steps scored for step similarity
     work_root: str
     model_cache: str
@@ -321,7 +322,7 @@ class TrainingResource(ConfigurableResource):
         """How many of them the SRL adapter is rolled out on step by step (a generation round per step)."""
         if self.stepwise_encounters is not None:
             return self.stepwise_encounters or None
-        return 12 if self.budget == "quick" else None
+        return 12 if self.budget == "quick" else 30 if self.budget == "standard" else None
 
     @property
     def model_cache_path(self) -> Path:

@@ -6,7 +6,7 @@ import torch
 
 from srl_forge.errors import InputError
 from tests.conftest import make_encounter
-from training.evaluation import _answer_from_steps
+from training.evaluation import _answer_from_steps, first_step
 from training.feature_classifier import FeatureClassifier, encounter_features
 from training.grpo_runner import RECIPES, GRPOTrainingConfig, recipe, sft_steps
 from training.learning_curve import probe_steps
@@ -115,3 +115,15 @@ def test_quick_defaults_are_the_config_defaults():
     quick = recipe("quick", "rlvr")
     defaults = GRPOTrainingConfig()
     assert all(getattr(defaults, k) == v for k, v in quick.items() if k in ("sft_batch_size", "sft_learning_rate"))
+
+
+def test_a_rolled_out_step_ends_at_its_line_as_a_stop_sequence_would_end_it():
+    """A policy that writes the next steps on after this one has still written this one; a broken one stays broken."""
+    from srl_forge.trajectory import parse_step
+    from training.rewards import split_thinking
+
+    ran_on = "<think>I recall.</think>\n2. **RECALL LORE** vampire/sun: Dawn burns.\n<think>Next</think>\n3. **DECIDE** x"
+    assert parse_step(split_thinking(first_step(ran_on))[1]) == (2, "RECALL LORE", "vampire/sun: Dawn burns.")
+    assert split_thinking(ran_on) is None  # the whole text is not one step: the training reward still says so
+    assert first_step("no thinking at all") == "no thinking at all"
+    assert parse_step(split_thinking(first_step("<think>x</think>\nnot a step\n2. **DECIDE** ACTION: flee"))[1]) is None

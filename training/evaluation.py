@@ -251,6 +251,16 @@ def _answer_from_steps(steps: list[str]) -> str | None:
     return render_answer(thought, action.group(1), line.group(1))
 
 
+def first_step(text: str) -> str:
+    """The thinking and the first line after it: a step ends at its line's end, as a stop sequence would end it
+    (a policy that goes on to write the next steps itself has still written this one)."""
+    close = text.find("</think>")
+    if close < 0:
+        return text
+    after = text[close + len("</think>"):].lstrip("\n")
+    return text[:close + len("</think>")] + "\n" + after.split("\n", 1)[0]
+
+
 def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens: int) -> list[str]:
     """Roll the SRL policy out step by step (greedy, batched), the policy choosing each next step's title, until
     it speaks; raw text where it broke the format."""
@@ -265,7 +275,7 @@ def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens
         outs = generate(model, tokenizer, prompts, max_new_tokens, stop_when=step_format_settled_broken)
         for i, out in zip(index, outs):
             raw[i] += out[0] + "\n"
-            parts = split_thinking(out[0])
+            parts = split_thinking(first_step(out[0]))
             step = parse_step(parts[1]) if parts else None
             if step is None:
                 alive[i] = False
