@@ -39,6 +39,8 @@ instance:
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp config/dagster/embedded.yaml $(DAGSTER_HOME)/dagster.yaml
 
 test: $(STAMP) browser
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 # The UI test renders the asset graph in Debian's headless Chromium; install it where missing.

@@ -26,38 +26,69 @@ class TaskDifficultyConfig(Config):
     min_test: int = 60
 
 
-@asset_check(asset=encounters, blocking=True, partitions_def=species_partitions,
-             additional_ins={"rules": AssetIn("rules")},
-             description="The task is not too easy: on every split the best constant action and a random acceptable "
-             "action rarely hit the rules engine's top choice, and every split has its minimum size.")
-def task_difficulty(context: AssetCheckExecutionContext, config: TaskDifficultyConfig, encounters: EncounterSet,
-                    rules: CompiledRules) -> AssetCheckResult:
+@asset_check(
+    asset=encounters,
+    blocking=True,
+    partitions_def=species_partitions,
+    additional_ins={"rules": AssetIn("rules")},
+    description="The task is not too easy: on every split the best constant action and a random acceptable "
+    "action rarely hit the rules engine's top choice, and every split has its minimum size.",
+)
+def task_difficulty(
+    context: AssetCheckExecutionContext, config: TaskDifficultyConfig, encounters: EncounterSet, rules: CompiledRules
+) -> AssetCheckResult:
     report = task_difficulty_report(encounters, RulesEngine(rules.rulebook))
     minimum = {"train": config.min_train, "validation": config.min_validation, "test": config.min_test}
     failures = []
     for split, r in report.items():
         if r["best_constant"]["accuracy"] > config.max_best_constant_accuracy:
-            failures.append(f"{split}: always '{r['best_constant']['name'].split(':', 1)[1]}' hits the top action in "
-                            f"{r['best_constant']['accuracy']:.2f} > {config.max_best_constant_accuracy}")
+            failures.append(
+                f"{split}: always '{r['best_constant']['name'].split(':', 1)[1]}' hits the top action in "
+                f"{r['best_constant']['accuracy']:.2f} > {config.max_best_constant_accuracy}"
+            )
         if r["random_acceptable"]["accuracy"] > config.max_random_acceptable_accuracy:
-            failures.append(f"{split}: a random acceptable action hits the top action in "
-                            f"{r['random_acceptable']['accuracy']:.2f} > {config.max_random_acceptable_accuracy}")
+            failures.append(
+                f"{split}: a random acceptable action hits the top action in "
+                f"{r['random_acceptable']['accuracy']:.2f} > {config.max_random_acceptable_accuracy}"
+            )
         if r["encounters"] < minimum[split]:
             failures.append(f"{split}: {r['encounters']} encounters < {minimum[split]}")
     return AssetCheckResult(
-        passed=not failures, severity=AssetCheckSeverity.ERROR,
+        passed=not failures,
+        severity=AssetCheckSeverity.ERROR,
         metadata={
             "failures": MetadataValue.json(failures),
-            "best_constant_accuracy_max": MetadataValue.float(max(r["best_constant"]["accuracy"] for r in report.values())),
+            "best_constant_accuracy_max": MetadataValue.float(
+                max(r["best_constant"]["accuracy"] for r in report.values())
+            ),
             "random_acceptable_accuracy_max": MetadataValue.float(
-                max(r["random_acceptable"]["accuracy"] for r in report.values())),
+                max(r["random_acceptable"]["accuracy"] for r in report.values())
+            ),
             "difficulty": markdown_table(
-                ["split", "n", "best constant (acc. / graded)", "random acceptable (acc. / graded)", "contested",
-                 "near-miss", "open", "max top share"],
-                [(split, r["encounters"],
-                  f"{r['best_constant']['name']} {r['best_constant']['accuracy']:.2f} / {r['best_constant']['graded']:.2f}",
-                  f"{r['random_acceptable']['accuracy']:.2f} / {r['random_acceptable']['graded']:.2f}",
-                  f"{r['contested_share']:.2f}", f"{r['near_miss_share']:.2f}", f"{r['open_share']:.2f}",
-                  f"{r['max_top_share']:.2f}") for split, r in report.items()]),
+                [
+                    "split",
+                    "n",
+                    "best constant (acc. / graded)",
+                    "random acceptable (acc. / graded)",
+                    "contested",
+                    "near-miss",
+                    "open",
+                    "max top share",
+                ],
+                [
+                    (
+                        split,
+                        r["encounters"],
+                        f"{r['best_constant']['name']} {r['best_constant']['accuracy']:.2f} / "
+                        f"{r['best_constant']['graded']:.2f}",
+                        f"{r['random_acceptable']['accuracy']:.2f} / {r['random_acceptable']['graded']:.2f}",
+                        f"{r['contested_share']:.2f}",
+                        f"{r['near_miss_share']:.2f}",
+                        f"{r['open_share']:.2f}",
+                        f"{r['max_top_share']:.2f}",
+                    )
+                    for split, r in report.items()
+                ],
+            ),
         },
     )

@@ -36,8 +36,12 @@ class Refresher:
         from srl_assets.definitions import build_definitions
 
         self.project, self.home = project, home
-        self.defs = build_definitions(home=home, lore_root=project / "lore", rules_root=project / "rules",
-                                      game_state_seed=project / "game_state" / "seed.yaml")
+        self.defs = build_definitions(
+            home=home,
+            lore_root=project / "lore",
+            rules_root=project / "rules",
+            game_state_seed=project / "game_state" / "seed.yaml",
+        )
         self.instance = DagsterInstance.ephemeral()
         self.sensor_cursors: dict[str, str | None] = {}
         self.automation_cursor = None
@@ -48,8 +52,9 @@ class Refresher:
         from srl_assets.sensors import lore_sensor, player_log_sensor
 
         for sensor in (lore_sensor, player_log_sensor):
-            context = build_sensor_context(instance=self.instance, cursor=self.sensor_cursors.get(sensor.name),
-                                           resources=self.defs.resources)
+            context = build_sensor_context(
+                instance=self.instance, cursor=self.sensor_cursors.get(sensor.name), resources=self.defs.resources
+            )
             result = sensor(context)
             for event in result.asset_events:
                 self.instance.report_runless_asset_event(event)
@@ -59,9 +64,12 @@ class Refresher:
         """partition -> assets the automation asks for on this tick."""
         from dagster import AssetKey, AssetSelection, evaluate_automation_conditions
 
-        result = evaluate_automation_conditions(defs=self.defs, instance=self.instance,
-                                                asset_selection=AssetSelection.assets(*CHAIN),
-                                                cursor=self.automation_cursor)
+        result = evaluate_automation_conditions(
+            defs=self.defs,
+            instance=self.instance,
+            asset_selection=AssetSelection.assets(*CHAIN),
+            cursor=self.automation_cursor,
+        )
         self.automation_cursor = result.cursor
         by_partition: dict[str, list[str]] = defaultdict(list)
         for asset in CHAIN:
@@ -75,8 +83,14 @@ class Refresher:
         from asset_checks import CHECKS
         from srl_assets.definitions import ASSETS
 
-        result = materialize([*ASSETS, *CHECKS], partition_key=partition, instance=self.instance,
-                             resources=self.defs.resources, selection=assets, raise_on_error=False)
+        result = materialize(
+            [*ASSETS, *CHECKS],
+            partition_key=partition,
+            instance=self.instance,
+            resources=self.defs.resources,
+            selection=assets,
+            raise_on_error=False,
+        )
         if not result.success:
             raise RuntimeError(f"the refresh of {partition} {assets} failed")
 
@@ -89,8 +103,12 @@ class Refresher:
                 self.run(partition, assets)
                 ran[partition].extend(assets)
                 runs += 1
-        return {"seconds": round(time.perf_counter() - started, 1), "runs": runs,
-                "asset_partitions": sum(len(v) for v in ran.values()), "ran": {k: v for k, v in sorted(ran.items())}}
+        return {
+            "seconds": round(time.perf_counter() - started, 1),
+            "runs": runs,
+            "asset_partitions": sum(len(v) for v in ran.values()),
+            "ran": {k: v for k, v in sorted(ran.items())},
+        }
 
 
 def benchmark(workdir: Path) -> dict:
@@ -108,8 +126,11 @@ def benchmark(workdir: Path) -> dict:
     started = time.perf_counter()
     for name in species:
         forge.run(name, CHAIN)
-    full = {"seconds": round(time.perf_counter() - started, 1), "runs": len(species),
-            "asset_partitions": len(species) * len(CHAIN)}
+    full = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "runs": len(species),
+        "asset_partitions": len(species) * len(CHAIN),
+    }
     quiet = forge.until_settled()
 
     lore_file = project / "lore" / "ghoul" / "dialogue.md"
@@ -118,11 +139,22 @@ def benchmark(workdir: Path) -> dict:
 
     GameStateStore(forge.home / "game_state.duckdb").set_event("blood_moon", True)
     game_state = forge.until_settled()
-    return {"species": species, "chain": CHAIN, "full_refresh": full, "no_change_tick": quiet,
-            "lore_edit": {**lore_edit, "edited": "lore/ghoul/dialogue.md",
-                          "ratio_to_full": round(lore_edit["seconds"] / full["seconds"], 3)},
-            "game_state_change": {**game_state, "event": "blood_moon",
-                                  "ratio_to_full": round(game_state["seconds"] / full["seconds"], 3)}}
+    return {
+        "species": species,
+        "chain": CHAIN,
+        "full_refresh": full,
+        "no_change_tick": quiet,
+        "lore_edit": {
+            **lore_edit,
+            "edited": "lore/ghoul/dialogue.md",
+            "ratio_to_full": round(lore_edit["seconds"] / full["seconds"], 3),
+        },
+        "game_state_change": {
+            **game_state,
+            "event": "blood_moon",
+            "ratio_to_full": round(game_state["seconds"] / full["seconds"], 3),
+        },
+    }
 
 
 def to_markdown(out: dict) -> str:
@@ -130,21 +162,27 @@ def to_markdown(out: dict) -> str:
 
     full, quiet, edit, state = out["full_refresh"], out["no_change_tick"], out["lore_edit"], out["game_state_change"]
     only_ghoul = set(edit["ran"]) == {"ghoul"}
-    lines = ["# Incremental refresh", "", machine_line(out), "",
-             f"Five species ({', '.join(out['species'])}), the data chain ({' -> '.join(out['chain'])}) with its "
-             "checks; the sensors and the declarative automation choose what runs.", "",
-             "| change | runs | asset partitions re-materialized | seconds | share of the full refresh | target |",
-             "|---|---|---|---|---|---|",
-             f"| full refresh (from scratch) | {full['runs']} | {full['asset_partitions']} | {full['seconds']} | 1.00 | |",
-             f"| no change | {quiet['runs']} | {quiet['asset_partitions']} | {quiet['seconds']} | | "
-             f"{'met' if quiet['runs'] == 0 else 'MISSED'} (0 runs) |",
-             f"| one lore file ({edit['edited']}) | {edit['runs']} | {edit['asset_partitions']}: "
-             f"{_ran(edit)} | {edit['seconds']} | {edit['ratio_to_full']:.2f} | "
-             f"{'met' if only_ghoul and edit['ratio_to_full'] <= TARGET_RATIO else 'MISSED'} "
-             f"(ghoul only, <= {TARGET_RATIO}) |",
-             f"| live event `{state['event']}` | {state['runs']} | {state['asset_partitions']}: {_ran(state)} | "
-             f"{state['seconds']} | {state['ratio_to_full']:.2f} | "
-             f"{'met' if 'lore' not in sum(state['ran'].values(), []) else 'MISSED'} (no lore re-run) |"]
+    lines = [
+        "# Incremental refresh",
+        "",
+        machine_line(out),
+        "",
+        f"Five species ({', '.join(out['species'])}), the data chain ({' -> '.join(out['chain'])}) with its "
+        "checks; the sensors and the declarative automation choose what runs.",
+        "",
+        "| change | runs | asset partitions re-materialized | seconds | share of the full refresh | target |",
+        "|---|---|---|---|---|---|",
+        f"| full refresh (from scratch) | {full['runs']} | {full['asset_partitions']} | {full['seconds']} | 1.00 | |",
+        f"| no change | {quiet['runs']} | {quiet['asset_partitions']} | {quiet['seconds']} | | "
+        f"{'met' if quiet['runs'] == 0 else 'MISSED'} (0 runs) |",
+        f"| one lore file ({edit['edited']}) | {edit['runs']} | {edit['asset_partitions']}: "
+        f"{_ran(edit)} | {edit['seconds']} | {edit['ratio_to_full']:.2f} | "
+        f"{'met' if only_ghoul and edit['ratio_to_full'] <= TARGET_RATIO else 'MISSED'} "
+        f"(ghoul only, <= {TARGET_RATIO}) |",
+        f"| live event `{state['event']}` | {state['runs']} | {state['asset_partitions']}: {_ran(state)} | "
+        f"{state['seconds']} | {state['ratio_to_full']:.2f} | "
+        f"{'met' if 'lore' not in sum(state['ran'].values(), []) else 'MISSED'} (no lore re-run) |",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -23,30 +23,51 @@ import platform
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run import RESULTS, run
 
 TARGET_MARGIN_OVER_CONSTANT = 0.40
 SPECIES = ("vampire", "werewolf", "zombie", "ghoul", "lich")
-ADAPTERS = {"srl_checkpoint": "srl", "rlvr_checkpoint": "srl_rlvr", "rlvr_only_checkpoint": "rlvr_only",
-            "sft_only_checkpoint": "sft_only"}
+ADAPTERS = {
+    "srl_checkpoint": "srl",
+    "rlvr_checkpoint": "srl_rlvr",
+    "rlvr_only_checkpoint": "rlvr_only",
+    "sft_only_checkpoint": "sft_only",
+}
 
 
 def machine() -> dict:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform()}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def commit() -> str:
-    return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent).stdout.strip()
+    return subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent
+    ).stdout.strip()
 
 
 def verdict(results: dict) -> dict:
@@ -94,48 +115,74 @@ def _interval(m: dict) -> str:
 
 def to_markdown(out: dict) -> str:
     m = out["machine"]
-    lines = [f"# Learning benchmark: {out['species']}, `{out['budget']}` budget ({out['date']})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-             f"CUDA {m['cuda']}. {out.get('note') + '. ' if out.get('note') else ''}Commit `{out['commit']}`. "
-             f"Run with `{out['command']}`.", "",
-             f"Whole job: {out['total_seconds']:.0f} s ({out['total_seconds'] / 60:.0f} min). Success: {out['success']}.", ""]
+    lines = [
+        f"# Learning benchmark: {out['species']}, `{out['budget']}` budget ({out['date']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"CUDA {m['cuda']}. {out.get('note') + '. ' if out.get('note') else ''}Commit `{out['commit']}`. "
+        f"Run with `{out['command']}`.",
+        "",
+        f"Whole job: {out['total_seconds']:.0f} s ({out['total_seconds'] / 60:.0f} min). Success: {out['success']}.",
+        "",
+    ]
     ev = out.get("evaluation")
     if ev:
         lines += [ev["scope"], "", ev["table"], ""]
     v = out.get("verdict")
     if v:
         c = v["best_constant_accuracy"]
-        lines += ["## Target", "",
-                  f"- SRL→RLVR {_interval(v['srl_rlvr_accuracy'])} against best constant + {TARGET_MARGIN_OVER_CONSTANT:.2f} = "
-                  f"{v['target']:.2f}: {'met' if v['beats_constant_by_target'] else 'not met'}.",
-                  f"- Its lower bound {v['srl_rlvr_accuracy']['low']:.2f} above the constant's upper bound "
-                  f"{c['high']:.2f}: {'yes' if v['beats_constant_beyond_interval'] else 'no'}."]
+        lines += [
+            "## Target",
+            "",
+            f"- SRL→RLVR {_interval(v['srl_rlvr_accuracy'])} against best constant "
+            f"+ {TARGET_MARGIN_OVER_CONSTANT:.2f} = "
+            f"{v['target']:.2f}: {'met' if v['beats_constant_by_target'] else 'not met'}.",
+            f"- Its lower bound {v['srl_rlvr_accuracy']['low']:.2f} above the constant's upper bound "
+            f"{c['high']:.2f}: {'yes' if v['beats_constant_beyond_interval'] else 'no'}.",
+        ]
         for ablation, name in (("sft_only", "SFT-only"), ("rlvr_only", "RLVR-only")):
             if f"{ablation}_accuracy" in v:
-                lines.append(f"- Against {name} {_interval(v[f'{ablation}_accuracy'])}: "
-                             f"{'not below' if v[f'not_below_{ablation}'] else 'below'}.")
+                lines.append(
+                    f"- Against {name} {_interval(v[f'{ablation}_accuracy'])}: "
+                    f"{'not below' if v[f'not_below_{ablation}'] else 'below'}."
+                )
         lines += [f"- All: **{'met' if v['met'] else 'not met'}**.", ""]
     training = out.get("training") or {}
     if training:
-        lines += ["## Compute per adapter", "", "| adapter | training s | supervised steps (epochs) | GRPO steps | "
-                  "mean kept fraction | mean zero-variance groups |", "|---|---|---|---|---|---|"]
+        lines += [
+            "## Compute per adapter",
+            "",
+            "| adapter | training s | supervised steps (epochs) | GRPO steps | "
+            "mean kept fraction | mean zero-variance groups |",
+            "|---|---|---|---|---|---|",
+        ]
         for asset, t in training.items():
             kept = [s["kept_fraction"] for s in t["steps"] if s.get("kept_fraction") is not None]
             zero = [s["zero_std_share"] for s in t["steps"] if s.get("zero_std_share") is not None]
-            lines.append(f"| {ADAPTERS[asset]} | {t['training_seconds']:.0f} | {t['sft']['steps']} "
-                         f"({t['sft']['epochs']:g}) | {t['grpo_steps']} | "
-                         f"{sum(kept) / len(kept) if kept else float('nan'):.2f} | "
-                         f"{sum(zero) / len(zero) if zero else float('nan'):.2f} |")
-        lines += ["", "SRL→RLVR's seconds are its own stage's; the chain's are SRL's plus SRL→RLVR's.", "",
-                  "## Learning curves (validation sample, greedy)", "",
-                  f"![learning curves]({out['stem']}.png)", "",
-                  "| adapter | phase | step | seconds | decision acc. | format | most chosen share |",
-                  "|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {ADAPTERS[asset]} | {t['training_seconds']:.0f} | {t['sft']['steps']} "
+                f"({t['sft']['epochs']:g}) | {t['grpo_steps']} | "
+                f"{sum(kept) / len(kept) if kept else float('nan'):.2f} | "
+                f"{sum(zero) / len(zero) if zero else float('nan'):.2f} |"
+            )
+        lines += [
+            "",
+            "SRL→RLVR's seconds are its own stage's; the chain's are SRL's plus SRL→RLVR's.",
+            "",
+            "## Learning curves (validation sample, greedy)",
+            "",
+            f"![learning curves]({out['stem']}.png)",
+            "",
+            "| adapter | phase | step | seconds | decision acc. | format | most chosen share |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for asset, t in training.items():
             for p in t["learning_curve"]:
                 share = max(p["predictions"].values(), default=0) / max(1, p["rows"])
-                lines.append(f"| {ADAPTERS[asset]} | {p['phase']} | {p['step']} | {p['seconds']:.0f} | "
-                             f"{p['decision_accuracy']:.2f} | {p['format_rate']:.2f} | {share:.2f} |")
+                lines.append(
+                    f"| {ADAPTERS[asset]} | {p['phase']} | {p['step']} | {p['seconds']:.0f} | "
+                    f"{p['decision_accuracy']:.2f} | {p['format_rate']:.2f} | {share:.2f} |"
+                )
         lines.append("")
     if out.get("answers"):
         lines += ["## SRL→RLVR's first held-out answers", ""]
@@ -151,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--species", nargs="+", default=list(SPECIES))
     parser.add_argument("--budget", default="standard", choices=["quick", "standard", "full"])
     parser.add_argument("--home", help="home folder to use (default: a fresh temporary one per species)")
-    parser.add_argument("--note", default="", help="how the machine was shared, written beside the machine "
-                                                   "(e.g. 'two species at once, one thread each')")
+    parser.add_argument(
+        "--note",
+        default="",
+        help="how the machine was shared, written beside the machine (e.g. 'two species at once, one thread each')",
+    )
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     os.environ["SRL_FORGE_TRAINING_BUDGET"] = args.budget
@@ -161,22 +211,34 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(args.home) / species if args.home else Path(tempfile.mkdtemp(prefix=f"srl-learning-{species}-"))
         stem = RESULTS / f"learning-{species}-{args.budget}"
         report = run(species, home, job="learning_pipeline")
-        out = {**report, "budget": args.budget, "machine": machine(), "commit": commit(), "stem": stem.name,
-               "command": f"python -m bench.learning --species {species} --budget {args.budget}", "note": args.note,
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        out = {
+            **report,
+            "budget": args.budget,
+            "machine": machine(),
+            "commit": commit(),
+            "stem": stem.name,
+            "command": f"python -m bench.learning --species {species} --budget {args.budget}",
+            "note": args.note,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         evaluation = report.get("evaluation_report")
         if evaluation:
-            out["evaluation"] = {k: evaluation[k] for k in ("scope", "table", "held_out_encounters", "held_out_total",
-                                                            "constant_action")}
+            out["evaluation"] = {
+                k: evaluation[k] for k in ("scope", "table", "held_out_encounters", "held_out_total", "constant_action")
+            }
             out["evaluation"]["results"] = {name: r["metrics"] for name, r in evaluation["results"].items()}
-            out["evaluation"]["training_seconds"] = {name: r.get("training_seconds") for name, r in
-                                                     evaluation["results"].items()}
+            out["evaluation"]["training_seconds"] = {
+                name: r.get("training_seconds") for name, r in evaluation["results"].items()
+            }
             out["verdict"] = verdict(evaluation["results"])
             out["answers"] = evaluation["results"]["srl_rlvr"]["examples"]
         if report.get("training"):
-            stem.with_suffix(".png").write_bytes(curves_png(report["training"], f"{species}: validation through training"))
-        stem.with_suffix(".json").write_text(json.dumps({k: v for k, v in out.items() if k != "evaluation_report"},
-                                                        indent=2, default=str))
+            stem.with_suffix(".png").write_bytes(
+                curves_png(report["training"], f"{species}: validation through training")
+            )
+        stem.with_suffix(".json").write_text(
+            json.dumps({k: v for k, v in out.items() if k != "evaluation_report"}, indent=2, default=str)
+        )
         stem.with_suffix(".md").write_text(to_markdown(out))
         print(to_markdown(out))
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -13,7 +13,7 @@ def write_report(name: str, out: dict, markdown) -> Path:
     """Adds the date and the machine to `out`, writes both files, prints the markdown; returns the stem."""
     from bench.learning import machine
 
-    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **out}
+    out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **out}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"{name}-{out['date'][:10]}T{out['date'][11:13]}{out['date'][14:16]}"
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n")

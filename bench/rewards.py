@@ -22,8 +22,10 @@ from pathlib import Path
 
 TARGET_REWARD_SHARE = 0.01
 TARGET_TRAINER_RATIO = 1.1
-WORDS = ("the vampire waits at the threshold of the old house and asks to be invited inside before the dawn "
-         "comes over the hills where hunters gather silver and garlic under a waning moon").split()
+WORDS = (
+    "the vampire waits at the threshold of the old house and asks to be invited inside before the dawn "
+    "comes over the hills where hunters gather silver and garlic under a waning moon"
+).split()
 
 
 def _text_of_tokens(tokenizer, n: int, rng: random.Random) -> str:
@@ -43,15 +45,22 @@ def reward_throughput(model_cache: Path, batch: int = 64) -> list[dict]:
     rows = []
     for tokens in (64, 256, 1024):
         experts = [f"ACTION: {_text_of_tokens(tokenizer, tokens, rng)}" for _ in range(batch)]
-        completions = [f"<think>weighing it</think>\n3. **DECIDE** ACTION: {_text_of_tokens(tokenizer, tokens, rng)}"
-                       for _ in range(batch)]
+        completions = [
+            f"<think>weighing it</think>\n3. **DECIDE** ACTION: {_text_of_tokens(tokenizer, tokens, rng)}"
+            for _ in range(batch)
+        ]
         started, calls = time.perf_counter(), 0
         while time.perf_counter() - started < 2.0:
             step_similarity_reward(None, completions, experts)
             calls += 1
         seconds = time.perf_counter() - started
-        rows.append({"action_tokens": tokens, "rewards_per_s": round(calls * batch / seconds, 1),
-                     "ms_per_reward": round(1000 * seconds / (calls * batch), 3)})
+        rows.append(
+            {
+                "action_tokens": tokens,
+                "rewards_per_s": round(calls * batch / seconds, 1),
+                "ms_per_reward": round(1000 * seconds / (calls * batch), 3),
+            }
+        )
     return rows
 
 
@@ -62,13 +71,24 @@ def _rows(n: int) -> list[dict]:
     out = []
     for i in range(n):
         action = rng.choice(actions)
-        out.append({
-            "prompt": [{"role": "system", "content": "You are a vampire of the old blood. Think inside <think>...</think>, "
-                        "then write the next step of your reasoning."},
-                       {"role": "user", "content": f"Encounter {i}: night, a villager knocks at the door of a dwelling "
+        out.append(
+            {
+                "prompt": [
+                    {
+                        "role": "system",
+                        "content": "You are a vampire of the old blood. Think inside <think>...</think>, "
+                        "then write the next step of your reasoning.",
+                    },
+                    {
+                        "role": "user",
+                        "content": f"Encounter {i}: night, a villager knocks at the door of a dwelling "
                         "you have not been invited into. 1. **ASSESS** A mortal at a door.\n2. **RECALL LORE** "
-                        "vampire/weaknesses: thresholds.\nWrite step 3, a **DECIDE** step."}],
-            "expert_action": f"ACTION: {action}"})
+                        "vampire/weaknesses: thresholds.\nWrite step 3, a **DECIDE** step.",
+                    },
+                ],
+                "expert_action": f"ACTION: {action}",
+            }
+        )
     return out
 
 
@@ -82,7 +102,13 @@ def worker(trainer_kind: str, steps: int, model_cache: str) -> dict:
     from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
     from training.dynamic_sampling import DynamicSamplingGRPOTrainer
-    from training.model_loading import DEFAULT_POLICY, load_policy, load_tokenizer, lora_config, resolve_model
+    from training.model_loading import (
+        DEFAULT_POLICY,
+        load_policy,
+        load_tokenizer,
+        lora_config,
+        resolve_model,
+    )
     from training.rewards import step_format_reward, step_similarity_reward
     from training.srl import SRLConfig
 
@@ -100,6 +126,7 @@ def worker(trainer_kind: str, steps: int, model_cache: str) -> dict:
                 return fn(*args, **kwargs)
             finally:
                 reward_seconds[0] += time.perf_counter() - started
+
         reward.__name__ = fn.__name__
         return reward
 
@@ -115,75 +142,161 @@ def worker(trainer_kind: str, steps: int, model_cache: str) -> dict:
     rows = _rows(64)
     num_generations = config.num_generations or 4
     if trainer_kind == "sft":
-        data = Dataset.from_list([{"prompt": r["prompt"], "completion": [
-            {"role": "assistant", "content": f"<think>Decide.</think>\n3. **DECIDE** {r['expert_action']}"}]} for r in rows])
-        trainer = SFTTrainer(model=policy, train_dataset=data, processing_class=tokenizer, callbacks=[clock], args=SFTConfig(
-            output_dir="/tmp/srl-bench-sft", max_steps=steps, per_device_train_batch_size=config.warmup_batch_size,
-            use_cpu=True, logging_steps=1, save_strategy="no", report_to="none", max_length=1024, seed=0,
-            completion_only_loss=True, gradient_checkpointing=False, bf16=False))
+        data = Dataset.from_list(
+            [
+                {
+                    "prompt": r["prompt"],
+                    "completion": [
+                        {"role": "assistant", "content": f"<think>Decide.</think>\n3. **DECIDE** {r['expert_action']}"}
+                    ],
+                }
+                for r in rows
+            ]
+        )
+        trainer = SFTTrainer(
+            model=policy,
+            train_dataset=data,
+            processing_class=tokenizer,
+            callbacks=[clock],
+            args=SFTConfig(
+                output_dir="/tmp/srl-bench-sft",
+                max_steps=steps,
+                per_device_train_batch_size=config.warmup_batch_size,
+                use_cpu=True,
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",
+                max_length=1024,
+                seed=0,
+                completion_only_loss=True,
+                gradient_checkpointing=False,
+                bf16=False,
+            ),
+        )
         batch = config.warmup_batch_size
     else:
         args = GRPOConfig(
-            output_dir=f"/tmp/srl-bench-{trainer_kind}", max_steps=steps,
-            per_device_train_batch_size=config.prompts_per_step * num_generations, num_generations=num_generations,
-            loss_type="grpo", beta=config.beta, temperature=config.temperature,
-            max_completion_length=config.max_completion_length, learning_rate=config.learning_rate,
-            max_grad_norm=config.max_grad_norm, reward_weights=[1.0, 0.0], use_cpu=True, logging_steps=1,
-            save_strategy="no", report_to="none", seed=0, disable_dropout=True,
+            output_dir=f"/tmp/srl-bench-{trainer_kind}",
+            max_steps=steps,
+            per_device_train_batch_size=config.prompts_per_step * num_generations,
+            num_generations=num_generations,
+            loss_type="grpo",
+            beta=config.beta,
+            temperature=config.temperature,
+            max_completion_length=config.max_completion_length,
+            learning_rate=config.learning_rate,
+            max_grad_norm=config.max_grad_norm,
+            reward_weights=[1.0, 0.0],
+            use_cpu=True,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            seed=0,
+            disable_dropout=True,
             # as the runner: no checkpointing (it turns off the KV cache in generation), no bf16 on a CPU
-            gradient_checkpointing=False, bf16=False)
-        common = dict(model=policy, reward_funcs=[timed(step_similarity_reward), timed(step_format_reward)], args=args,
-                      train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[clock])
-        trainer = (DynamicSamplingGRPOTrainer(**common, dynamic_sampling_epsilon=config.dynamic_sampling_epsilon)
-                   if trainer_kind == "ours" else GRPOTrainer(**common))
+            gradient_checkpointing=False,
+            bf16=False,
+        )
+        common = dict(
+            model=policy,
+            reward_funcs=[timed(step_similarity_reward), timed(step_format_reward)],
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            callbacks=[clock],
+        )
+        trainer = (
+            DynamicSamplingGRPOTrainer(**common, dynamic_sampling_epsilon=config.dynamic_sampling_epsilon)
+            if trainer_kind == "ours"
+            else GRPOTrainer(**common)
+        )
         batch = config.prompts_per_step * num_generations
     trainer.train()
     measured_steps = steps - 1
     tokens = [h.get("num_tokens") for h in trainer.state.log_history if h.get("num_tokens") is not None]
     step_tokens = (tokens[-1] - tokens[0]) if len(tokens) > 1 else None
-    return {"trainer": trainer_kind, "steps": measured_steps, "seconds": round(clock.seconds, 2),
-            "samples_per_s": round(measured_steps * batch / clock.seconds, 3),
-            "tokens_per_s": round(step_tokens / clock.seconds, 1) if step_tokens else None,
-            "reward_seconds": round(reward_seconds[0], 4),
-            "reward_share": round(reward_seconds[0] / clock.seconds, 5),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "trainer": trainer_kind,
+        "steps": measured_steps,
+        "seconds": round(clock.seconds, 2),
+        "samples_per_s": round(measured_steps * batch / clock.seconds, 3),
+        "tokens_per_s": round(step_tokens / clock.seconds, 1) if step_tokens else None,
+        "reward_seconds": round(reward_seconds[0], 4),
+        "reward_share": round(reward_seconds[0] / clock.seconds, 5),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def _in_process_of_its_own(kind: str, steps: int, model_cache: Path) -> dict:
-    done = subprocess.run([sys.executable, "-m", "bench.rewards", "--worker", kind, "--steps", str(steps),
-                           "--model-cache", str(model_cache)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.rewards",
+            "--worker",
+            kind,
+            "--steps",
+            str(steps),
+            "--model-cache",
+            str(model_cache),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def to_markdown(out: dict) -> str:
     from bench.report import machine_line
 
-    lines = ["# Reward and step cost", "", machine_line(out), "", "## SRL reward (difflib step similarity)", "",
-             "| action tokens | rewards/s | ms per reward |", "|---|---|---|"]
+    lines = [
+        "# Reward and step cost",
+        "",
+        machine_line(out),
+        "",
+        "## SRL reward (difflib step similarity)",
+        "",
+        "| action tokens | rewards/s | ms per reward |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r['action_tokens']} | {r['rewards_per_s']} | {r['ms_per_reward']} |" for r in out["reward"]]
     steps = {r["trainer"]: r for r in out["steps"]}
     ours, plain = steps["ours"], steps["plain"]
     ratio = plain["samples_per_s"] / ours["samples_per_s"]
-    lines += ["", f"## Training steps (SmolLM2-135M + rank-16 LoRA, SRL task, CPU; {ours['steps']} timed steps after "
-              "one warm-up step, each trainer in its own process)", "",
-              "| trainer | samples/s | tokens/s | reward share of the step | peak RSS MB |", "|---|---|---|---|---|"]
-    names = {"ours": "GRPO: ours (dynamic sampling)", "plain": "GRPO: plain TRL GRPOTrainer",
-             "sft": "SFT warm-up (TRL SFTTrainer, unchanged)"}
+    lines += [
+        "",
+        f"## Training steps (SmolLM2-135M + rank-16 LoRA, SRL task, CPU; {ours['steps']} timed steps after "
+        "one warm-up step, each trainer in its own process)",
+        "",
+        "| trainer | samples/s | tokens/s | reward share of the step | peak RSS MB |",
+        "|---|---|---|---|---|",
+    ]
+    names = {
+        "ours": "GRPO: ours (dynamic sampling)",
+        "plain": "GRPO: plain TRL GRPOTrainer",
+        "sft": "SFT warm-up (TRL SFTTrainer, unchanged)",
+    }
     for kind in ("ours", "plain", "sft"):
         r = steps[kind]
         share = "" if kind == "sft" else f"{r['reward_share']:.3%}"
-        lines.append(f"| {names[kind]} | {r['samples_per_s']} | {r['tokens_per_s'] or ''} | {share} | {r['peak_rss_mb']} |")
+        lines.append(
+            f"| {names[kind]} | {r['samples_per_s']} | {r['tokens_per_s'] or ''} | {share} | {r['peak_rss_mb']} |"
+        )
     per_step = out["completions_per_step"]
     worst = max(r["ms_per_reward"] for r in out["reward"] if r["action_tokens"] <= 256) * per_step / 1000
     worst_share = worst / (ours["seconds"] / ours["steps"])
-    lines += ["", f"- Reward share of a GRPO step: {ours['reward_share']:.3%} as measured (target < "
-              f"{TARGET_REWARD_SHARE:.0%}: {'met' if ours['reward_share'] < TARGET_REWARD_SHARE else 'MISSED'}). "
-              "The untrained base rarely writes the format, and a malformed answer is scored -1 at once; with every "
-              f"one of the step's {per_step} completions well formed and 256 tokens long the reward would take "
-              f"{worst * 1000:.1f} ms, {worst_share:.3%} of the step.",
-              f"- Our trainer takes {ratio:.2f}x plain TRL's time per sample (target <= {TARGET_TRAINER_RATIO}x: "
-              f"{'met' if ratio <= TARGET_TRAINER_RATIO else 'MISSED'}). Sampling is stochastic: completion "
-              "lengths differ between runs, so tokens/s is the fairer speed and a few percent is noise."]
+    lines += [
+        "",
+        f"- Reward share of a GRPO step: {ours['reward_share']:.3%} as measured (target < "
+        f"{TARGET_REWARD_SHARE:.0%}: {'met' if ours['reward_share'] < TARGET_REWARD_SHARE else 'MISSED'}). "
+        "The untrained base rarely writes the format, and a malformed answer is scored -1 at once; with every "
+        f"one of the step's {per_step} completions well formed and 256 tokens long the reward would take "
+        f"{worst * 1000:.1f} ms, {worst_share:.3%} of the step.",
+        f"- Our trainer takes {ratio:.2f}x plain TRL's time per sample (target <= {TARGET_TRAINER_RATIO}x: "
+        f"{'met' if ratio <= TARGET_TRAINER_RATIO else 'MISSED'}). Sampling is stochastic: completion "
+        "lengths differ between runs, so tokens/s is the fairer speed and a few percent is noise.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -200,13 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.steps, str(model_cache))))
         return 0
     from bench.report import write_report
-
     from training.srl import SRLConfig
 
     config = SRLConfig()
-    out = {"reward": reward_throughput(model_cache),
-           "completions_per_step": config.prompts_per_step * (config.num_generations or 4),
-           "steps": [_in_process_of_its_own(kind, args.steps, model_cache) for kind in ("ours", "plain", "sft")]}
+    out = {
+        "reward": reward_throughput(model_cache),
+        "completions_per_step": config.prompts_per_step * (config.num_generations or 4),
+        "steps": [_in_process_of_its_own(kind, args.steps, model_cache) for kind in ("ours", "plain", "sft")],
+    }
     write_report("rewards", out, to_markdown)
     return 0
 

@@ -15,7 +15,7 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -60,37 +60,65 @@ def run(species: str, home: Path, job: str = "species_pipeline") -> dict:
         mat = event.event_specific_data.materialization
         key = mat.asset_key.to_user_string()
         metadata[key] = {
-            k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
+            k: v.value
+            for k, v in mat.metadata.items()
+            if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
+        }
         if "phase_seconds" in mat.metadata:
             phases[key] = mat.metadata["phase_seconds"].value
         if key in TRAINED:
             metrics = json.loads(store.get_bytes(mat.metadata["manifest"].value["metrics_uri"]))
-            training[key] = {k: metrics[k] for k in ("learning_curve", "steps", "training_seconds", "sft", "grpo_steps",
-                                                     "precision")}
+            training[key] = {
+                k: metrics[k] for k in ("learning_curve", "steps", "training_seconds", "sft", "grpo_steps", "precision")
+            }
     final = "ablation_evaluation" if job == "learning_pipeline" else "evaluation"
     evaluation_report = result.output_for_node(final).model_dump(mode="json") if result.success else None
-    return {"species": species, "success": result.success, "total_seconds": round(total, 1),
-            "evaluation_report": evaluation_report,
-            "target_seconds": TARGET_SECONDS, "within_target": total <= TARGET_SECONDS,
-            "asset_seconds": seconds, "training_phase_seconds": phases, "metrics": metadata, "training": training}
+    return {
+        "species": species,
+        "success": result.success,
+        "total_seconds": round(total, 1),
+        "evaluation_report": evaluation_report,
+        "target_seconds": TARGET_SECONDS,
+        "within_target": total <= TARGET_SECONDS,
+        "asset_seconds": seconds,
+        "training_phase_seconds": phases,
+        "metrics": metadata,
+        "training": training,
+    }
 
 
 def to_markdown(report: dict) -> str:
-    lines = [f"# Benchmark: {report['species']} ({report['date']})", "",
-             f"Machine: {report['machine']}", "",
-             f"Total: {report['total_seconds']} s (target {report['target_seconds']} s: "
-             f"{'met' if report['within_target'] else 'missed'})", "", "| asset | seconds |", "|---|---|"]
+    lines = [
+        f"# Benchmark: {report['species']} ({report['date']})",
+        "",
+        f"Machine: {report['machine']}",
+        "",
+        f"Total: {report['total_seconds']} s (target {report['target_seconds']} s: "
+        f"{'met' if report['within_target'] else 'missed'})",
+        "",
+        "| asset | seconds |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in report["asset_seconds"].items()]
     phases = report.get("training_phase_seconds") or {}
     if phases:
         names = list(dict.fromkeys(name for p in phases.values() for name in p))
-        lines += ["", "Training jobs, seconds per phase:", "", "| asset | " + " | ".join(names) + " |",
-                  "|---|" + "---|" * len(names)]
+        lines += [
+            "",
+            "Training jobs, seconds per phase:",
+            "",
+            "| asset | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
         lines += [f"| {asset} | " + " | ".join(str(p.get(n, "")) for n in names) + " |" for asset, p in phases.items()]
     if report.get("evaluation_table"):
-        lines += ["", f"Held-out evaluation ({report['held_out_encounters']} encounters, 95% intervals; the budget's "
-                  "adapters next to the base model, the trivial references and the rules-engine ceiling):", "",
-                  report["evaluation_table"]]
+        lines += [
+            "",
+            f"Held-out evaluation ({report['held_out_encounters']} encounters, 95% intervals; the budget's "
+            "adapters next to the base model, the trivial references and the rules-engine ceiling):",
+            "",
+            report["evaluation_table"],
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -103,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     for species in args.species:
         home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix=f"srl-bench-{species}-"))
         report = run(species, home)
-        report.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        report.update(
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
+            machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        )
         evaluation = report.pop("evaluation_report", None) or {}
-        report.update(evaluation_table=evaluation.get("table"), held_out_encounters=evaluation.get("held_out_encounters"))
+        report.update(
+            evaluation_table=evaluation.get("table"), held_out_encounters=evaluation.get("held_out_encounters")
+        )
         (RESULTS / f"{species}.json").write_text(json.dumps(report, indent=2))
         (RESULTS / f"{species}.md").write_text(to_markdown(report))
         print(to_markdown(report))

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,14 +39,22 @@ def _encounters(species: str, n: int) -> list[dict]:
     rng = random.Random(f"serving:{species}")
     out = []
     for _ in range(n):
-        out.append({"game": {"time_of_day": rng.choice(["dawn", "day", "dusk", "night"]),
-                             "moon_phase": rng.choice(["new", "waxing", "full", "waning"])},
-                    "npc": {"species": species, "hunger": round(rng.random(), 2), "health": round(rng.random(), 2)},
-                    "player": {"action": rng.choice(["approach", "talk", "attack", "threaten", "offer", "invite"]),
-                               "items": rng.sample(PLAYER_ITEMS, 2), "faction": rng.choice(FACTIONS),
-                               "party_size": rng.randint(1, 4)},
-                    "location": {"kind": rng.choice(["village", "crypt", "forest", "road"]),
-                                 "invited": rng.random() < 0.3}})
+        out.append(
+            {
+                "game": {
+                    "time_of_day": rng.choice(["dawn", "day", "dusk", "night"]),
+                    "moon_phase": rng.choice(["new", "waxing", "full", "waning"]),
+                },
+                "npc": {"species": species, "hunger": round(rng.random(), 2), "health": round(rng.random(), 2)},
+                "player": {
+                    "action": rng.choice(["approach", "talk", "attack", "threaten", "offer", "invite"]),
+                    "items": rng.sample(PLAYER_ITEMS, 2),
+                    "faction": rng.choice(FACTIONS),
+                    "party_size": rng.randint(1, 4),
+                },
+                "location": {"kind": rng.choice(["village", "crypt", "forest", "road"]), "invited": rng.random() < 0.3},
+            }
+        )
     return out
 
 
@@ -54,39 +62,52 @@ def _percentiles(values: list[float]) -> dict:
     if not values:
         return {"p50": None, "p95": None}
     ordered = sorted(values)
-    return {"p50": round(statistics.median(ordered), 1),
-            "p95": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 1)}
+    return {
+        "p50": round(statistics.median(ordered), 1),
+        "p95": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 1),
+    }
 
 
 def _stream_once(client, model: str, encounter: dict, max_tokens: int) -> dict:
     start = time.perf_counter()
     first, pieces = None, 0
-    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Who goes there?"}],
-                                            stream=True, max_tokens=max_tokens, extra_body={"encounter": encounter})
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Who goes there?"}],
+        stream=True,
+        max_tokens=max_tokens,
+        extra_body={"encounter": encounter},
+    )
     for chunk in stream:
         if not chunk.choices:
             continue
         delta = chunk.choices[0].delta
-        text = (delta.content or "") + (getattr(delta, "reasoning_content", None) or
-                                         (delta.model_extra or {}).get("reasoning_content") or "")
+        text = (delta.content or "") + (
+            getattr(delta, "reasoning_content", None) or (delta.model_extra or {}).get("reasoning_content") or ""
+        )
         if text:
             pieces += 1
             if first is None:
                 first = time.perf_counter()
     end = time.perf_counter()
-    return {"ttft_ms": (first - start) * 1000 if first else None,
-            "pieces_per_s": (pieces - 1) / (end - first) if first and pieces > 1 and end > first else None,
-            "total_ms": (end - start) * 1000}
+    return {
+        "ttft_ms": (first - start) * 1000 if first else None,
+        "pieces_per_s": (pieces - 1) / (end - first) if first and pieces > 1 and end > first else None,
+        "total_ms": (end - start) * 1000,
+    }
 
 
 def _load_test(client, model: str, encounters: list[dict], concurrency: int, requests: int, max_tokens: int) -> dict:
     picks = [encounters[i % len(encounters)] for i in range(requests)]
     with ThreadPoolExecutor(concurrency) as pool:
         samples = list(pool.map(lambda e: _stream_once(client, model, e, max_tokens), picks))
-    return {"concurrency": concurrency, "requests": requests,
-            "ttft_ms": _percentiles([s["ttft_ms"] for s in samples if s["ttft_ms"] is not None]),
-            "total_ms": _percentiles([s["total_ms"] for s in samples]),
-            "stream_pieces_per_s": _percentiles([s["pieces_per_s"] for s in samples if s["pieces_per_s"]])}
+    return {
+        "concurrency": concurrency,
+        "requests": requests,
+        "ttft_ms": _percentiles([s["ttft_ms"] for s in samples if s["ttft_ms"] is not None]),
+        "total_ms": _percentiles([s["total_ms"] for s in samples]),
+        "stream_pieces_per_s": _percentiles([s["pieces_per_s"] for s in samples if s["pieces_per_s"]]),
+    }
 
 
 def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict]], max_new_tokens: int) -> list[dict]:
@@ -108,31 +129,55 @@ def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict
         gguf_cache = Path(tempfile.mkdtemp(prefix="srl-bench-gguf-"))
         float32 = dequantized_gguf(default_policy_gguf(), gguf_cache / "base-f32.gguf")
         for weights, path, label, reuse in (
-                ("float32 GGUF", float32, "shared prompt prefix reused (the server)", True),
-                ("float32 GGUF", float32, "no prefix reuse", False),
-                ("shipped Q4_1 GGUF", default_policy_gguf(), "shared prompt prefix reused", True),
-                ("shipped Q4_1 GGUF", default_policy_gguf(), "no prefix reuse", False)):
+            ("float32 GGUF", float32, "shared prompt prefix reused (the server)", True),
+            ("float32 GGUF", float32, "no prefix reuse", False),
+            ("shipped Q4_1 GGUF", default_policy_gguf(), "shared prompt prefix reused", True),
+            ("shipped Q4_1 GGUF", default_policy_gguf(), "no prefix reuse", False),
+        ):
             pool = LlamaCppPool(path, model_path, gguf_cache / weights.split()[0], reuse_prefix=reuse)
             pool.sync(adapter)
-            rows.append({"engine": f"llama.cpp (llama-cpp-python), {weights} + GGUF LoRA, {label}",
-                         **ttft_summary(pool, "a", prompts, max_new_tokens=max_new_tokens)})
+            rows.append(
+                {
+                    "engine": f"llama.cpp (llama-cpp-python), {weights} + GGUF LoRA, {label}",
+                    **ttft_summary(pool, "a", prompts, max_new_tokens=max_new_tokens),
+                }
+            )
             pool.sync([])
     else:
-        rows.append({"engine": "llama.cpp: llama-cpp-python is not installed", "streams": 0,
-                     "ttft_p50_ms": None, "ttft_p95_ms": None, "tokens_per_s_p50": None})
+        rows.append(
+            {
+                "engine": "llama.cpp: llama-cpp-python is not installed",
+                "streams": 0,
+                "ttft_p50_ms": None,
+                "ttft_p95_ms": None,
+                "tokens_per_s_p50": None,
+            }
+        )
     for label, cache_size in (("system prompt cached", 64), ("no prefix cache", 0)):
         pool = AdapterPool(model_path, prefix_cache_size=cache_size)
         pool.sync(adapter)
-        rows.append({"engine": f"transformers + peft, adapter unmerged, {label}",
-                     **ttft_summary(pool, "a", prompts, max_new_tokens=max_new_tokens)})
+        rows.append(
+            {
+                "engine": f"transformers + peft, adapter unmerged, {label}",
+                **ttft_summary(pool, "a", prompts, max_new_tokens=max_new_tokens),
+            }
+        )
     merged = AdapterPool(model_path, prefix_cache_size=0)
     merged.base = PeftModel.from_pretrained(merged.base, adapter_dir).merge_and_unload()
     merged.model = merged.base
-    rows.append({"engine": "transformers, adapter merged (one model per adapter), no prefix cache",
-                 **ttft_summary(merged, None, prompts, max_new_tokens=max_new_tokens)})
+    rows.append(
+        {
+            "engine": "transformers, adapter merged (one model per adapter), no prefix cache",
+            **ttft_summary(merged, None, prompts, max_new_tokens=max_new_tokens),
+        }
+    )
     bare = AdapterPool(model_path, prefix_cache_size=0)
-    rows.append({"engine": "transformers, base model only (no adapter), no prefix cache",
-                 **ttft_summary(bare, None, prompts, max_new_tokens=max_new_tokens)})
+    rows.append(
+        {
+            "engine": "transformers, base model only (no adapter), no prefix cache",
+            **ttft_summary(bare, None, prompts, max_new_tokens=max_new_tokens),
+        }
+    )
     return rows
 
 
@@ -151,12 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     from bench.learning import machine
     from srl_assets.serve import serving_config
     from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.encounter import Encounter
     from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, served_name
+    from srl_forge.encounter import Encounter
+    from srl_forge.policy import rlvr_prompt
     from srl_forge.registry import AdapterVersion, open_registry
     from srl_forge.serving.server import ForgeServer, build_app
     from training.model_loading import load_base_model, lora_config, resolve_model
-    from training.prompts import rlvr_prompt
 
     config = serving_config()
     tiers = load_tiers(Path(config.tiers_file))
@@ -172,12 +217,30 @@ def main(argv: list[str] | None = None) -> int:
     registry = open_registry(work / "registry.duckdb")
     base = next(iter(tiers.values())).base_model
     open_tiers = {k: TierSpec(**{**v.model_dump(), "ttft_budget_ms": 1e9}) for k, v in tiers.items()}
-    for target, serves, version in ((args.species, "species", "s" * 64), (f"{args.species}/{args.npc}", "persona", "p" * 64)):
-        adapter = registry.register(AdapterVersion(version=version, target=target, kind="bench", base_model=base,
-                                                   adapter_uri=uri, metrics={"decision_accuracy": {"value": 1, "low": 1, "high": 1}}))
+    for target, serves, version in (
+        (args.species, "species", "s" * 64),
+        (f"{args.species}/{args.npc}", "persona", "p" * 64),
+    ):
+        adapter = registry.register(
+            AdapterVersion(
+                version=version,
+                target=target,
+                kind="bench",
+                base_model=base,
+                adapter_uri=uri,
+                metrics={"decision_accuracy": {"value": 1, "low": 1, "high": 1}},
+            )
+        )
         deploy_candidate(registry, open_tiers, adapter, serves, 0.0, "bench")
-    server = ForgeServer(config.model_copy(update={"registry": str(work / "registry.duckdb"), "artifacts_root": str(work / "artifacts"),
-                                                   "player_logs_root": str(work / "player_logs")}))
+    server = ForgeServer(
+        config.model_copy(
+            update={
+                "registry": str(work / "registry.duckdb"),
+                "artifacts_root": str(work / "artifacts"),
+                "player_logs_root": str(work / "player_logs"),
+            }
+        )
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -193,23 +256,43 @@ def main(argv: list[str] | None = None) -> int:
         name = served_name(f"{args.species}/{args.npc}" if spec.serves == "persona" else args.species, tier)
         monster = server.monsters[name]
         prompt = server.prompt_for(monster, Encounter.model_validate(encounters[0]))
-        prompt_tokens = len(server.pool.tokenizer(server.pool.tokenizer.apply_chat_template(
-            prompt, tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"])
+        prompt_tokens = len(
+            server.pool.tokenizer(
+                server.pool.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True),
+                add_special_tokens=False,
+            )["input_ids"]
+        )
         _stream_once(client, name, encounters[0], args.max_tokens)  # warm-up
         for concurrency in args.concurrency:
             requests = max(4, concurrency)
             print(f"{tier} {name}: {concurrency} concurrent streams, {requests} requests", file=sys.stderr)
             result = _load_test(client, name, encounters, concurrency, requests, args.max_tokens)
-            tier_rows.append({"tier": tier, "model": name, "prompt_tokens": prompt_tokens, "budget_ms": spec.ttft_budget_ms,
-                              **result})
+            tier_rows.append(
+                {
+                    "tier": tier,
+                    "model": name,
+                    "prompt_tokens": prompt_tokens,
+                    "budget_ms": spec.ttft_budget_ms,
+                    **result,
+                }
+            )
     uv.should_exit = True
 
-    prompts = [rlvr_prompt(Encounter.model_validate(e), server.monsters[args.species].engine.vocabulary) for e in encounters[:8]]
+    prompts = [
+        rlvr_prompt(Encounter.model_validate(e), server.monsters[args.species].engine.vocabulary)
+        for e in encounters[:8]
+    ]
     engines = engine_comparison(model_path, str(adapter_dir), prompts, args.max_tokens)
-    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-           "torch_threads": torch.get_num_threads(), "max_tokens": args.max_tokens, "base_model": base,
-           "server_engine": server.pool.name,
-           "tiers": tier_rows, "engines": engines}
+    out = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
+        "max_tokens": args.max_tokens,
+        "base_model": base,
+        "server_engine": server.pool.name,
+        "tiers": tier_rows,
+        "engines": engines,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"serving-{out['date'][:10]}T{out['date'][11:13]}{out['date'][14:16]}"  # one file per run
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n")
@@ -224,22 +307,36 @@ def _cell(p: dict) -> str:
 
 def to_markdown(out: dict) -> str:
     m = out["machine"]
-    lines = [f"# Serving benchmark ({out['date']})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({out['torch_threads']} threads). "
-             f"Base model `{out['base_model']}`, rank-16 LoRA, greedy, up to {out['max_tokens']} new tokens. "
-             f"Server engine: `{out.get('server_engine', 'transformers + peft')}`. Encounters are drawn at random, so "
-             "consecutive prompts share only the system prompt (a live game shares the world line too).", "",
-             "## Through the server (HTTP, `openai` client, streaming)", "",
-             "TTFT = time from sending the request to the first streamed delta (thinking or content).", "",
-             "| tier | model | prompt tokens | streams | requests | TTFT p50 / p95 ms | budget ms | p50 within budget | "
-             "whole answer p50 / p95 ms | streamed pieces/s p50 / p95 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Serving benchmark ({out['date']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({out['torch_threads']} threads). "
+        f"Base model `{out['base_model']}`, rank-16 LoRA, greedy, up to {out['max_tokens']} new tokens. "
+        f"Server engine: `{out.get('server_engine', 'transformers + peft')}`. Encounters are drawn at random, so "
+        "consecutive prompts share only the system prompt (a live game shares the world line too).",
+        "",
+        "## Through the server (HTTP, `openai` client, streaming)",
+        "",
+        "TTFT = time from sending the request to the first streamed delta (thinking or content).",
+        "",
+        "| tier | model | prompt tokens | streams | requests | TTFT p50 / p95 ms | budget ms | p50 within budget | "
+        "whole answer p50 / p95 ms | streamed pieces/s p50 / p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in out["tiers"]:
         within = "" if r["ttft_ms"]["p50"] is None else ("yes" if r["ttft_ms"]["p50"] <= r["budget_ms"] else "NO")
-        lines.append(f"| {r['tier']} | `{r['model']}` | {r['prompt_tokens']} | {r['concurrency']} | {r['requests']} | "
-                     f"{_cell(r['ttft_ms'])} | {r['budget_ms']:.0f} | {within} | {_cell(r['total_ms'])} | "
-                     f"{_cell(r['stream_pieces_per_s'])} |")
-    lines += ["", "## Engines, in process, one stream", "",
-              "| engine | TTFT p50 ms | TTFT p95 ms | tokens/s p50 |", "|---|---|---|---|"]
+        lines.append(
+            f"| {r['tier']} | `{r['model']}` | {r['prompt_tokens']} | {r['concurrency']} | {r['requests']} | "
+            f"{_cell(r['ttft_ms'])} | {r['budget_ms']:.0f} | {within} | {_cell(r['total_ms'])} | "
+            f"{_cell(r['stream_pieces_per_s'])} |"
+        )
+    lines += [
+        "",
+        "## Engines, in process, one stream",
+        "",
+        "| engine | TTFT p50 ms | TTFT p95 ms | tokens/s p50 |",
+        "|---|---|---|---|",
+    ]
     for e in out["engines"]:
         rate = "" if e["tokens_per_s_p50"] is None else f"{e['tokens_per_s_p50']:.1f}"
         ttft = ("", "") if e["ttft_p50_ms"] is None else (f"{e['ttft_p50_ms']:.0f}", f"{e['ttft_p95_ms']:.0f}")

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import RESULTS
@@ -31,7 +31,9 @@ class Setting:
     label: str
     rlvr: dict = field(default_factory=dict)  # RLVRConfig fields over the baseline's `rlvr` stage
     srl: dict | None = None  # train SRL first (SRLConfig fields over the `srl` stage) and start RLVR from it
-    thought: str = "rules"  # the expert answer's thought: "rules" (applied rules first) or "decision" (the choice first)
+    thought: str = (
+        "rules"  # the expert answer's thought: "rules" (applied rules first) or "decision" (the choice first)
+    )
     budget: str = "standard"  # the frozen baseline the fields override: bench/sweep_baselines/<budget>.yaml
     start_from: Setting | None = None  # continue from this setting's trained adapter (its seconds are counted)
 
@@ -39,53 +41,96 @@ class Setting:
 SFT_ONLY = {"max_steps": 0}
 THREE_EPOCHS = Setting("rules first (the applied rules, then the action)", {**SFT_ONLY, "sft_epochs": 3.0})
 SWEEPS: dict[str, tuple[str, list[Setting]]] = {
-    "thought": ("What the expert answer's thought holds, 3 supervised epochs (lr 1e-3), no GRPO.", [
-        Setting("decision first ('I choose X: rule puts it first')", {**SFT_ONLY, "sft_epochs": 3.0}, thought="decision"),
-        THREE_EPOCHS,
-    ]),
-    "sft-lr": ("The supervised phase's learning rate (LoRA r16, batch 8), 2 epochs, no GRPO.", [
-        Setting("lr 5e-4", {**SFT_ONLY, "sft_epochs": 2.0, "sft_learning_rate": 5e-4}),
-        Setting("lr 1e-3", {**SFT_ONLY, "sft_epochs": 2.0, "sft_learning_rate": 1e-3}),
-        Setting("lr 2e-3", {**SFT_ONLY, "sft_epochs": 2.0, "sft_learning_rate": 2e-3}),
-    ]),
-    "sft-epochs": ("Epochs of the supervised phase (lr 1e-3, batch 8), no GRPO.", [
-        Setting("1 epoch", {**SFT_ONLY, "sft_epochs": 1.0}),
-        Setting("2 epochs", {**SFT_ONLY, "sft_epochs": 2.0}),
-        Setting("3 epochs", {**SFT_ONLY, "sft_epochs": 3.0}),
-        Setting("4 epochs", {**SFT_ONLY, "sft_epochs": 4.0}),
-    ]),
-    "precision": ("bf16 autocast against float32, 1 supervised epoch then 2 GRPO steps: seconds and accuracy.", [
-        Setting("float32", {"sft_epochs": 1.0, "max_steps": 2, "precision": "float32"}),
-        Setting("bf16 autocast", {"sft_epochs": 1.0, "max_steps": 2, "precision": "bfloat16"}),
-    ]),
-    "grpo": ("GRPO (the verified, graded reward) on top of 3 supervised epochs: steps, group size, learning rate.", [
-        THREE_EPOCHS,
-        Setting("+ 8 steps x 2 prompts x 4 rollouts, lr 1e-4", {"sft_epochs": 0.0, "max_steps": 8},
-                start_from=THREE_EPOCHS),
-        Setting("+ 24 steps x 2 prompts x 4 rollouts, lr 1e-4", {"sft_epochs": 0.0, "max_steps": 24},
-                start_from=THREE_EPOCHS),
-        Setting("+ 12 steps x 1 prompt x 8 rollouts, lr 1e-4", {"sft_epochs": 0.0, "max_steps": 12,
-                                                                "prompts_per_step": 1, "num_generations": 8},
-                start_from=THREE_EPOCHS),
-    ]),
-    "srl-first": ("Does SRL before RLVR help, at about equal seconds? The RLVR stage from the SRL adapter against "
-                  "more supervised epochs from the base model.", [
-        Setting("RLVR stage from base, 3 epochs + 8 GRPO steps", {"sft_epochs": 3.0, "max_steps": 8}),
-        Setting("SRL (0.5 epoch + 8 steps), then the same RLVR stage", {"sft_epochs": 3.0, "max_steps": 8},
-                srl={"sft_epochs": 0.5, "max_steps": 8}),
-        Setting("RLVR stage from base, 5 epochs + 8 GRPO steps", {"sft_epochs": 5.0, "max_steps": 8}),
-    ]),
-    "quick": ("The quick budget (the demo's minutes): its RLVR stage's supervised epochs and learning rate, from "
-              "the base model and after the quick SRL stage.", [
-        Setting("RLVR 1 epoch lr 1e-3 + 1 GRPO step", {"sft_epochs": 1.0, "max_steps": 1}, budget="quick"),
-        Setting("RLVR 1 epoch lr 2e-3 + 1 GRPO step", {"sft_epochs": 1.0, "max_steps": 1, "sft_learning_rate": 2e-3},
-                budget="quick"),
-        Setting("RLVR 1.5 epochs lr 2e-3 + 1 GRPO step", {"sft_epochs": 1.5, "max_steps": 1,
-                                                         "sft_learning_rate": 2e-3}, budget="quick"),
-        Setting("quick SRL, then RLVR 1 epoch lr 2e-3 + 1 GRPO step", {"sft_epochs": 1.0, "max_steps": 1,
-                                                                     "sft_learning_rate": 2e-3},
-                srl={}, budget="quick"),
-    ]),
+    "thought": (
+        "What the expert answer's thought holds, 3 supervised epochs (lr 1e-3), no GRPO.",
+        [
+            Setting(
+                "decision first ('I choose X: rule puts it first')", {**SFT_ONLY, "sft_epochs": 3.0}, thought="decision"
+            ),
+            THREE_EPOCHS,
+        ],
+    ),
+    "sft-lr": (
+        "The supervised phase's learning rate (LoRA r16, batch 8), 2 epochs, no GRPO.",
+        [
+            Setting("lr 5e-4", {**SFT_ONLY, "sft_epochs": 2.0, "sft_learning_rate": 5e-4}),
+            Setting("lr 1e-3", {**SFT_ONLY, "sft_epochs": 2.0, "sft_learning_rate": 1e-3}),
+            Setting("lr 2e-3", {**SFT_ONLY, "sft_epochs": 2.0, "sft_learning_rate": 2e-3}),
+        ],
+    ),
+    "sft-epochs": (
+        "Epochs of the supervised phase (lr 1e-3, batch 8), no GRPO.",
+        [
+            Setting("1 epoch", {**SFT_ONLY, "sft_epochs": 1.0}),
+            Setting("2 epochs", {**SFT_ONLY, "sft_epochs": 2.0}),
+            Setting("3 epochs", {**SFT_ONLY, "sft_epochs": 3.0}),
+            Setting("4 epochs", {**SFT_ONLY, "sft_epochs": 4.0}),
+        ],
+    ),
+    "precision": (
+        "bf16 autocast against float32, 1 supervised epoch then 2 GRPO steps: seconds and accuracy.",
+        [
+            Setting("float32", {"sft_epochs": 1.0, "max_steps": 2, "precision": "float32"}),
+            Setting("bf16 autocast", {"sft_epochs": 1.0, "max_steps": 2, "precision": "bfloat16"}),
+        ],
+    ),
+    "grpo": (
+        "GRPO (the verified, graded reward) on top of 3 supervised epochs: steps, group size, learning rate.",
+        [
+            THREE_EPOCHS,
+            Setting(
+                "+ 8 steps x 2 prompts x 4 rollouts, lr 1e-4",
+                {"sft_epochs": 0.0, "max_steps": 8},
+                start_from=THREE_EPOCHS,
+            ),
+            Setting(
+                "+ 24 steps x 2 prompts x 4 rollouts, lr 1e-4",
+                {"sft_epochs": 0.0, "max_steps": 24},
+                start_from=THREE_EPOCHS,
+            ),
+            Setting(
+                "+ 12 steps x 1 prompt x 8 rollouts, lr 1e-4",
+                {"sft_epochs": 0.0, "max_steps": 12, "prompts_per_step": 1, "num_generations": 8},
+                start_from=THREE_EPOCHS,
+            ),
+        ],
+    ),
+    "srl-first": (
+        "Does SRL before RLVR help, at about equal seconds? The RLVR stage from the SRL adapter against "
+        "more supervised epochs from the base model.",
+        [
+            Setting("RLVR stage from base, 3 epochs + 8 GRPO steps", {"sft_epochs": 3.0, "max_steps": 8}),
+            Setting(
+                "SRL (0.5 epoch + 8 steps), then the same RLVR stage",
+                {"sft_epochs": 3.0, "max_steps": 8},
+                srl={"sft_epochs": 0.5, "max_steps": 8},
+            ),
+            Setting("RLVR stage from base, 5 epochs + 8 GRPO steps", {"sft_epochs": 5.0, "max_steps": 8}),
+        ],
+    ),
+    "quick": (
+        "The quick budget (the demo's minutes): its RLVR stage's supervised epochs and learning rate, from "
+        "the base model and after the quick SRL stage.",
+        [
+            Setting("RLVR 1 epoch lr 1e-3 + 1 GRPO step", {"sft_epochs": 1.0, "max_steps": 1}, budget="quick"),
+            Setting(
+                "RLVR 1 epoch lr 2e-3 + 1 GRPO step",
+                {"sft_epochs": 1.0, "max_steps": 1, "sft_learning_rate": 2e-3},
+                budget="quick",
+            ),
+            Setting(
+                "RLVR 1.5 epochs lr 2e-3 + 1 GRPO step",
+                {"sft_epochs": 1.5, "max_steps": 1, "sft_learning_rate": 2e-3},
+                budget="quick",
+            ),
+            Setting(
+                "quick SRL, then RLVR 1 epoch lr 2e-3 + 1 GRPO step",
+                {"sft_epochs": 1.0, "max_steps": 1, "sft_learning_rate": 2e-3},
+                srl={},
+                budget="quick",
+            ),
+        ],
+    ),
 }
 
 
@@ -106,10 +151,21 @@ def build_data(species: str, home: Path) -> dict:
     instance = DagsterInstance.get()
     register_species(instance, defs.resources["project_files"].lore_path, only=[species])
     # Built each time (half a minute): the data follows the code; settings trained on identical data are reused.
-    selection = [AssetKey(k) for k in ("lore", "rules", "player_interactions", "encounters", "expert_trajectories",
-                                       "srl_dataset", "rlvr_dataset")]
+    selection = [
+        AssetKey(k)
+        for k in (
+            "lore",
+            "rules",
+            "player_interactions",
+            "encounters",
+            "expert_trajectories",
+            "srl_dataset",
+            "rlvr_dataset",
+        )
+    ]
     result = defs.resolve_job_def("species_pipeline").execute_in_process(
-        partition_key=species, instance=instance, asset_selection=selection)
+        partition_key=species, instance=instance, asset_selection=selection
+    )
     if not result.success:
         raise RuntimeError(f"building the {species} datasets failed (run {result.run_id})")
     from srl_forge.artifacts import decode_artifact
@@ -119,15 +175,19 @@ def build_data(species: str, home: Path) -> dict:
 
     store = defs.resources["artifacts"].store()
     values = {}
-    for name, kind in (("srl_dataset", RowDataset), ("rlvr_dataset", RowDataset),
-                       ("expert_trajectories", TrajectoryBatch), ("encounters", EncounterSet)):
+    for name, kind in (
+        ("srl_dataset", RowDataset),
+        ("rlvr_dataset", RowDataset),
+        ("expert_trajectories", TrajectoryBatch),
+        ("encounters", EncounterSet),
+    ):
         pointer = store.get_pointer(name, species)
         values[name] = decode_artifact(store.get_bytes(pointer["uri"]), kind).stored_at(pointer["uri"])
     return values
 
 
 def expert_answer(trajectory, thought: str) -> str:
-    from training.prompts import render_answer
+    from srl_forge.policy import render_answer
     from training.rlvr import decision_text
 
     if thought == "rules":
@@ -142,7 +202,6 @@ def expert_answer(trajectory, thought: str) -> str:
 def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> dict:
     from peft import PeftModel
 
-    from training.evaluation import bootstrap
     from training.learning_curve import predictions_count
     from training.model_loading import load_base_model, load_tokenizer
     from training.policy_eval import outcome_validation
@@ -151,13 +210,20 @@ def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> di
     model = PeftModel.from_pretrained(load_base_model(model_path), str(adapter_dir)).merge_and_unload()
     started = time.perf_counter()
     result = outcome_validation(model, tokenizer, rows)
-    correct = [{"decision_accuracy": float(c is not None and c in r["top_actions"]), "line": None, "format": c is not None}
-               for c, r in zip(result["chosen"], rows)]
+    correct = [
+        {"decision_accuracy": float(c is not None and c in r["top_actions"]), "line": None, "format": c is not None}
+        for c, r in zip(result["chosen"], rows)
+    ]
     interval = _interval([c["decision_accuracy"] for c in correct])
     counts = predictions_count(result["chosen"])
-    return {"decision_accuracy": interval, "format_rate": result["format_rate"], "predictions": counts,
-            "top_share": max(counts.values(), default=0) / max(1, len(rows)),
-            "samples": result["samples"][:3], "eval_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "decision_accuracy": interval,
+        "format_rate": result["format_rate"],
+        "predictions": counts,
+        "top_share": max(counts.values(), default=0) / max(1, len(rows)),
+        "samples": result["samples"][:3],
+        "eval_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _interval(values: list[float], resamples: int = 1000, seed: int = 0) -> dict:
@@ -166,8 +232,11 @@ def _interval(values: list[float], resamples: int = 1000, seed: int = 0) -> dict
     rng = random.Random(seed)
     n = len(values)
     means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples)) if n else [0.0]
-    return {"value": sum(values) / max(1, n), "low": means[int(0.025 * (len(means) - 1))],
-            "high": means[int(0.975 * (len(means) - 1))]}
+    return {
+        "value": sum(values) / max(1, n),
+        "low": means[int(0.025 * (len(means) - 1))],
+        "high": means[int(0.975 * (len(means) - 1))],
+    }
 
 
 def setting_key(setting: Setting) -> dict:
@@ -195,17 +264,25 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
 
     rlvr_rows, srl_rows = data["rlvr_dataset"], data["srl_dataset"]
     prompts = {r["encounter_id"]: r["prompt"] for r in rlvr_rows.split("train")}
-    answers = [{"prompt": prompts[a.encounter_id], "completion_text": expert_answer(a.trajectory, setting.thought)}
-               for a in data["expert_trajectories"].accepted if a.encounter_id in prompts]
+    answers = [
+        {"prompt": prompts[a.encounter_id], "completion_text": expert_answer(a.trajectory, setting.thought)}
+        for a in data["expert_trajectories"].accepted
+        if a.encounter_id in prompts
+    ]
     # the label is not part of the key: the same setting in two sweeps is trained once
-    key = content_hash({"setting": setting_key(setting), "data": rlvr_rows.artifact_version,
-                        "srl_data": srl_rows.artifact_version})[:12]
+    key = content_hash(
+        {"setting": setting_key(setting), "data": rlvr_rows.artifact_version, "srl_data": srl_rows.artifact_version}
+    )[:12]
     folder = work / key
     files = folder / "data"
     files.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("rlvr_train", rlvr_rows.split("train")), ("rlvr_val", rlvr_rows.split("validation")),
-                       ("srl_train", srl_rows.split("train")), ("srl_val", srl_rows.split("validation")),
-                       ("answers", answers)):
+    for name, rows in (
+        ("rlvr_train", rlvr_rows.split("train")),
+        ("rlvr_val", rlvr_rows.split("validation")),
+        ("srl_train", srl_rows.split("train")),
+        ("srl_val", srl_rows.split("validation")),
+        ("answers", answers),
+    ):
         (files / f"{name}.parquet").write_bytes(to_parquet(rows))
     model_cache = str(Path(os.environ["SRL_FORGE_HOME"]))
     seconds, parent, phases = 0.0, None, {}
@@ -214,28 +291,48 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
         seconds, phases = before["training_seconds"], {"start": before["training_seconds"]}
         parent = str(work / before["folder"] / "rlvr_out" / "adapter")
     if setting.srl is not None:
-        srl_job = SRLJob(config=baseline_config(SRLConfig, setting.budget, "srl", setting.srl),
-                         train_data=str(files / "srl_train.parquet"), validation_data=str(files / "srl_val.parquet"),
-                         work_dir=str(folder / "srl_work"), output_dir=str(folder / "srl_out"), model_cache=model_cache)
+        srl_job = SRLJob(
+            config=baseline_config(SRLConfig, setting.budget, "srl", setting.srl),
+            train_data=str(files / "srl_train.parquet"),
+            validation_data=str(files / "srl_val.parquet"),
+            work_dir=str(folder / "srl_work"),
+            output_dir=str(folder / "srl_out"),
+            model_cache=model_cache,
+        )
         srl_metrics = _cached(folder / "srl_out", lambda: run_srl_job(srl_job, log=log, step_log=lambda _: None))
         seconds += srl_metrics["training_seconds"]
         phases["srl"] = srl_metrics["training_seconds"]
         parent = str(folder / "srl_out" / "adapter")
-    job: GRPOJob = RLVRJob(config=baseline_config(RLVRConfig, setting.budget, "rlvr", setting.rlvr),
-                           train_data=str(files / "rlvr_train.parquet"), validation_data=str(files / "rlvr_val.parquet"),
-                           sft_data=str(files / "answers.parquet"), parent_adapter=parent,
-                           work_dir=str(folder / "rlvr_work"), output_dir=str(folder / "rlvr_out"), model_cache=model_cache)
+    job: GRPOJob = RLVRJob(
+        config=baseline_config(RLVRConfig, setting.budget, "rlvr", setting.rlvr),
+        train_data=str(files / "rlvr_train.parquet"),
+        validation_data=str(files / "rlvr_val.parquet"),
+        sft_data=str(files / "answers.parquet"),
+        parent_adapter=parent,
+        work_dir=str(folder / "rlvr_work"),
+        output_dir=str(folder / "rlvr_out"),
+        model_cache=model_cache,
+    )
     metrics = _cached(folder / "rlvr_out", lambda: run_rlvr_job(job, log=log, step_log=lambda _: None))
     seconds += metrics["training_seconds"]
     phases["rlvr"] = metrics["training_seconds"]
     model_path = resolve_model(job.config.model, Path(model_cache))
     score = validation_score(folder / "rlvr_out" / "adapter", model_path, rlvr_rows.split("validation"))
-    return {"label": setting.label, "setting": setting_key(setting), "folder": key, "sft_steps": metrics["sft"]["steps"],
-            "grpo_steps": metrics["grpo_steps"], "training_seconds": round(seconds, 1), "stage_seconds": phases,
-            "precision": metrics["precision"], "learning_curve": metrics["learning_curve"],
-            "kept_fraction": [s["kept_fraction"] for s in metrics["steps"]],
-            "zero_std_share": [s["zero_std_share"] for s in metrics["steps"]],
-            "adapter": directory_digest(folder / "rlvr_out" / "adapter")[:12], **score}
+    return {
+        "label": setting.label,
+        "setting": setting_key(setting),
+        "folder": key,
+        "sft_steps": metrics["sft"]["steps"],
+        "grpo_steps": metrics["grpo_steps"],
+        "training_seconds": round(seconds, 1),
+        "stage_seconds": phases,
+        "precision": metrics["precision"],
+        "learning_curve": metrics["learning_curve"],
+        "kept_fraction": [s["kept_fraction"] for s in metrics["steps"]],
+        "zero_std_share": [s["zero_std_share"] for s in metrics["steps"]],
+        "adapter": directory_digest(folder / "rlvr_out" / "adapter")[:12],
+        **score,
+    }
 
 
 def _cached(output: Path, train: Callable[[], dict]) -> dict:
@@ -247,8 +344,8 @@ def _cached(output: Path, train: Callable[[], dict]) -> dict:
 
 
 def references(data: dict) -> dict:
-    from srl_forge.grading import best_constant_action
     from srl_forge.encounter import Encounter
+    from srl_forge.grading import best_constant_action
     from training.feature_classifier import FeatureClassifier
 
     encounters = data["encounters"]
@@ -256,8 +353,11 @@ def references(data: dict) -> dict:
     rows = data["rlvr_dataset"].split("validation")
     vocabulary = list(json.loads(rows[0]["action_scores_json"]))
     constant = best_constant_action([e.label for e in train], vocabulary)
-    predicted = FeatureClassifier().fit([e.encounter for e in train], [e.label.top_actions for e in train]).predict(
-        [Encounter.model_validate_json(r["encounter_json"]) for r in rows])
+    predicted = (
+        FeatureClassifier()
+        .fit([e.encounter for e in train], [e.label.top_actions for e in train])
+        .predict([Encounter.model_validate_json(r["encounter_json"]) for r in rows])
+    )
     return {
         "best_constant": {"action": constant, **_interval([float(constant in r["top_actions"]) for r in rows])},
         "feature_classifier": _interval([float(p in r["top_actions"]) for p, r in zip(predicted, rows)]),
@@ -271,22 +371,35 @@ def to_markdown(out: dict) -> str:
     def cell(m):
         return f"{m['value']:.2f} [{m['low']:.2f}, {m['high']:.2f}]"
 
-    lines = [f"# Sweep `{out['name']}`: {out['species']} ({out['date']})", "", out["question"], "",
-             f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores, torch {out['machine']['torch']} "
-             f"({out['machine']['torch_threads']} threads). Commit {out['commit']}. Scored greedily on all "
-             f"{refs['validation_encounters']} validation encounters (not the held-out test split); 95% bootstrap "
-             "intervals.", "",
-             "| setting | SFT steps | GRPO steps | training s | decision acc. | format | most chosen share |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Sweep `{out['name']}`: {out['species']} ({out['date']})",
+        "",
+        out["question"],
+        "",
+        f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores, torch {out['machine']['torch']} "
+        f"({out['machine']['torch_threads']} threads). Commit {out['commit']}. Scored greedily on all "
+        f"{refs['validation_encounters']} validation encounters (not the held-out test split); 95% bootstrap "
+        "intervals.",
+        "",
+        "| setting | SFT steps | GRPO steps | training s | decision acc. | format | most chosen share |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in out["results"]:
-        lines.append(f"| {r['label']} | {r['sft_steps']} | {r['grpo_steps']} | {r['training_seconds']:.0f} | "
-                     f"{cell(r['decision_accuracy'])} | {r['format_rate']:.2f} | {r['top_share']:.2f} |")
-    lines += [f"| *best constant (`{refs['best_constant']['action']}`)* | | | | {cell(refs['best_constant'])} | | 1.00 |",
-              f"| *feature classifier (decision tree, train split)* | | | | {cell(refs['feature_classifier'])} | | |", ""]
+        lines.append(
+            f"| {r['label']} | {r['sft_steps']} | {r['grpo_steps']} | {r['training_seconds']:.0f} | "
+            f"{cell(r['decision_accuracy'])} | {r['format_rate']:.2f} | {r['top_share']:.2f} |"
+        )
+    lines += [
+        f"| *best constant (`{refs['best_constant']['action']}`)* | | | | {cell(refs['best_constant'])} | | 1.00 |",
+        f"| *feature classifier (decision tree, train split)* | | | | {cell(refs['feature_classifier'])} | | |",
+        "",
+    ]
     lines += ["Learning curves (validation sample probed during training: phase/step: decision accuracy, format):", ""]
     for r in out["results"]:
-        points = ", ".join(f"{p['phase']}/{p['step']}: {p['decision_accuracy']:.2f}, {p['format_rate']:.2f}"
-                           for p in r["learning_curve"])
+        points = ", ".join(
+            f"{p['phase']}/{p['step']}: {p['decision_accuracy']:.2f}, {p['format_rate']:.2f}"
+            for p in r["learning_curve"]
+        )
         lines.append(f"- {r['label']}: {points}")
     return "\n".join(lines) + "\n"
 
@@ -295,8 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", choices=sorted(SWEEPS))
     parser.add_argument("--species", default="vampire")
-    parser.add_argument("--home", default=None, help="home folder for the data and the trained settings "
-                        "(default: .forge-sweeps/<species>; settings already trained there are reused)")
+    parser.add_argument(
+        "--home",
+        default=None,
+        help="home folder for the data and the trained settings "
+        "(default: .forge-sweeps/<species>; settings already trained there are reused)",
+    )
     parser.add_argument("--only", type=int, nargs="*", help="run only these settings (0-based)")
     args = parser.parse_args(argv)
     import subprocess
@@ -309,16 +426,27 @@ def main(argv: list[str] | None = None) -> int:
     refs = references(data)
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     stem = RESULTS / f"sweep-{args.sweep}-{args.species}"
-    previous = json.loads(stem.with_suffix(".json").read_text())["results"] if stem.with_suffix(".json").exists() else []
+    previous = (
+        json.loads(stem.with_suffix(".json").read_text())["results"] if stem.with_suffix(".json").exists() else []
+    )
     results = {r["label"]: r for r in previous}
     for i, setting in enumerate(settings):
         if args.only is not None and i not in args.only:
             continue
         print(f"[{args.sweep}] {setting.label}", flush=True)
-        results[setting.label] = run_setting(setting, args.species, data, home / "sweeps", lambda m: print(m, flush=True))
-    out = {"name": args.sweep, "species": args.species, "question": question, "commit": commit,
-           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "references": refs,
-           "results": [results[s.label] for s in settings if s.label in results]}
+        results[setting.label] = run_setting(
+            setting, args.species, data, home / "sweeps", lambda m: print(m, flush=True)
+        )
+    out = {
+        "name": args.sweep,
+        "species": args.species,
+        "question": question,
+        "commit": commit,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "references": refs,
+        "results": [results[s.label] for s in settings if s.label in results],
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     stem.with_suffix(".md").write_text(to_markdown(out))

@@ -6,6 +6,9 @@ from dagster import AutomationCondition
 # this asset's code version changed; never while a blocking check upstream is failing.
 FRESH = (
     AutomationCondition.eager()
-    | (AutomationCondition.code_version_changed() & ~AutomationCondition.any_deps_missing()
-       & ~AutomationCondition.in_progress())
+    | (
+        AutomationCondition.code_version_changed()
+        & ~AutomationCondition.any_deps_missing()
+        & ~AutomationCondition.in_progress()
+    )
 ) & AutomationCondition.all_deps_blocking_checks_passed()

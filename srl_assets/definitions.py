@@ -10,18 +10,18 @@ from asset_checks import CHECKS
 from srl_assets import (
     dataset_assets,
     deployment_assets,
+    encounter_assets,
+    evaluation_assets,
+    lore_assets,
     performance_assets,
     persona_assets,
-    evaluation_assets,
-    encounter_assets,
-    lore_assets,
     player_assets,
     rules_assets,
     training_assets,
     trajectory_assets,
 )
-from srl_assets.partitions import npc_partitions, species_partitions
 from srl_assets.io_manager import ArtifactIOManager
+from srl_assets.partitions import npc_partitions, species_partitions
 from srl_assets.resources import embedded_resources, forge_home
 from srl_assets.sensors import SENSORS
 
@@ -52,7 +52,8 @@ ASSETS = [
 # The main job: the whole pipeline for one species partition (sources are observed, not run).
 species_pipeline = define_asset_job(
     "species_pipeline",
-    selection=AssetSelection.all() - AssetSelection.groups("personas", "ablations")
+    selection=AssetSelection.all()
+    - AssetSelection.groups("personas", "ablations")
     - AssetSelection.assets("adapter_performance"),
     partitions_def=species_partitions,
     description="Everything from lore to the deployed adapter, for one species.",
@@ -80,8 +81,13 @@ def build_definitions(home: Path | None = None, **paths) -> Definitions:
     resources = embedded_resources(home, **paths)
     # asset values are artifacts: typed, content-addressed, on the same local folder or S3
     resources["io_manager"] = ArtifactIOManager.for_store(resources["artifacts"])
-    return Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[species_pipeline, learning_pipeline, persona_pipeline], sensors=SENSORS,
-                       resources=resources)
+    return Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[species_pipeline, learning_pipeline, persona_pipeline],
+        sensors=SENSORS,
+        resources=resources,
+    )
 
 
 defs = build_definitions()

@@ -42,8 +42,10 @@ def _print_status(registry, target_filter: str | None) -> None:
             blue = slots.get((target, tier))
             green = registry.green(target, tier)
             last = events[-1]
-            print(f"{target:28s} {tier}: blue {blue.version[:12] if blue else '-':12s} green {(green or '-')[:12]:12s} "
-                  f"last: {last.action} {last.at:%Y-%m-%d %H:%M} ({last.reason[:90]})")
+            print(
+                f"{target:28s} {tier}: blue {blue.version[:12] if blue else '-':12s} green {(green or '-')[:12]:12s} "
+                f"last: {last.action} {last.at:%Y-%m-%d %H:%M} ({last.reason[:90]})"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         tier = args.tier or ("tier3" if args.npc else "tier1")
         if args.command == "rollback":
             event = registry.rollback(target, tier, triggered_by=f"cli:{getpass.getuser()}", reason=args.reason)
-            print(f"{target} {tier}: blue is {event.version[:12]} again (was {event.previous_blue[:12]}); "
-                  f"record #{event.event_id}")
+            print(
+                f"{target} {tier}: blue is {event.version[:12]} again (was {event.previous_blue[:12]}); "
+                f"record #{event.event_id}"
+            )
             return 0
         blue = registry.blue(target, tier)
         if blue is None:

@@ -4,10 +4,10 @@ from collections import Counter
 
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
+from srl_assets.automation import FRESH
 from srl_assets.failures import input_errors_as_failures
 from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
-from srl_assets.automation import FRESH
 from srl_assets.resources import TeachersResource
 from srl_forge.encounters import DesignSpec, EncounterSet
 from srl_forge.grading import task_profile
@@ -56,14 +56,18 @@ def encounters(
     splits = Counter(e.split for e in encounter_set.encounters)
     origins = Counter(e.origin for e in encounter_set.encounters)
     covered = sum(1 for n in encounter_set.coverage.values() if n >= config.min_per_rule)
-    profiles = {split: task_profile(e.label for e in encounter_set.by_split(split) if e.label)
-                for split in ("train", "validation", "test")}
+    profiles = {
+        split: task_profile(e.label for e in encounter_set.by_split(split) if e.label)
+        for split in ("train", "validation", "test")
+    }
     near_misses = sum(e.near_miss_of is not None for e in encounter_set.encounters)
     return versioned(
         encounter_set,
         {
             "encounters": len(encounter_set.encounters),
-            "train": splits["train"], "validation": splits["validation"], "test": splits["test"],
+            "train": splits["train"],
+            "validation": splits["validation"],
+            "test": splits["test"],
             "mined_from_player_logs": origins["player_log"],
             "near_miss_pairs": near_misses,
             "contested_share_train": MetadataValue.float(profiles["train"]["contested_share"]),
@@ -72,9 +76,17 @@ def encounters(
             "design_attempts": encounter_set.attempts,
             "balance_table": markdown_table(
                 ["split", "encounters", "contested", "open (all acceptable)", "top actions (share)"],
-                [(split, p["encounters"], f"{p['contested_share']:.2f}", f"{p['open_share']:.2f}",
-                  ", ".join(f"{a} {v:.2f}" for a, v in p["top_action_share"].items()))
-                 for split, p in profiles.items()]),
+                [
+                    (
+                        split,
+                        p["encounters"],
+                        f"{p['contested_share']:.2f}",
+                        f"{p['open_share']:.2f}",
+                        ", ".join(f"{a} {v:.2f}" for a, v in p["top_action_share"].items()),
+                    )
+                    for split, p in profiles.items()
+                ],
+            ),
             "rule_coverage": MetadataValue.float(covered / max(1, len(encounter_set.coverage))),
             "uncovered_rules": MetadataValue.json(encounter_set.uncovered),
             "coverage_table": markdown_table(["rule", "encounters firing it"], sorted(encounter_set.coverage.items())),

@@ -32,5 +32,6 @@ def teacher_outages_retried(retries: int, wait_s: float, attempt: int):
             raise RetryRequested(max_retries=retries, seconds_to_wait=wait_s) from exc
         raise Failure(
             description=f"{exc} (after {attempt + 1} tries of this step; the previous version stays current)",
-            metadata={"role": exc.role, "endpoint": exc.base_url}, allow_retries=False,
+            metadata={"role": exc.role, "endpoint": exc.base_url},
+            allow_retries=False,
         ) from exc

@@ -9,9 +9,20 @@ and on S3 (`ArtifactStoreResource`).
 
 from __future__ import annotations
 
-from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    Failure,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+)
 
-from srl_forge.artifacts import StoredArtifact, decode_artifact, encode_artifact, open_artifact_store
+from srl_forge.artifacts import (
+    StoredArtifact,
+    decode_artifact,
+    encode_artifact,
+    open_artifact_store,
+)
 from srl_forge.hashing import content_hash
 
 WHOLE = "all"  # the "partition" of an unpartitioned asset
@@ -47,8 +58,9 @@ class ArtifactIOManager(ConfigurableIOManager):
         # content-addressed by species: an NPC partition `species/npc` files under its species
         uri = store.put_bytes(name, partition.split("/", 1)[0], data, suffix)
         version = content_hash(data)
-        store.put_pointer(name, partition, {"uri": uri, "version": version, "type": type(obj).__name__,
-                                            "run_id": context.run_id})
+        store.put_pointer(
+            name, partition, {"uri": uri, "version": version, "type": type(obj).__name__, "run_id": context.run_id}
+        )
         if isinstance(obj, StoredArtifact):
             obj.stored_at(uri)
         context.add_output_metadata({"artifact_uri": MetadataValue.path(uri), "content_hash": version})
@@ -58,8 +70,11 @@ class ArtifactIOManager(ConfigurableIOManager):
         store = self.store()
         pointer = store.get_pointer(name, partition)
         if pointer is None:
-            raise Failure(description=f"{name} [{partition}] has no stored version in {store.root}: materialize it "
-                          "first (or check SRL_FORGE_ARTIFACTS_URL / SRL_FORGE_HOME)", allow_retries=False)
+            raise Failure(
+                description=f"{name} [{partition}] has no stored version in {store.root}: materialize it "
+                "first (or check SRL_FORGE_ARTIFACTS_URL / SRL_FORGE_HOME)",
+                allow_retries=False,
+            )
         value = decode_artifact(store.get_bytes(pointer["uri"]), context.dagster_type.typing_type)
         if isinstance(value, StoredArtifact):
             value.stored_at(pointer["uri"])

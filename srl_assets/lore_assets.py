@@ -1,6 +1,5 @@
 """Lore: the species' documents, its cited dossier and its semantic memory."""
 
-
 from dagster import (
     AssetExecutionContext,
     DataVersion,
@@ -11,8 +10,8 @@ from dagster import (
     observable_source_asset,
 )
 
-from srl_assets.failures import input_errors_as_failures
 from srl_assets.automation import FRESH
+from srl_assets.failures import input_errors_as_failures
 from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ProjectFiles, SemanticMemoryResource
@@ -27,11 +26,13 @@ from srl_forge.species import discover_species
 )
 def lore_sources(context, project_files: ProjectFiles):
     known = set(context.instance.get_dynamic_partitions(species_partitions.name))
-    return DataVersionsByPartition({
-        species: DataVersion(lore_source_version(project_files.lore_path, species))
-        for species in discover_species(project_files.lore_path)
-        if species in known
-    })
+    return DataVersionsByPartition(
+        {
+            species: DataVersion(lore_source_version(project_files.lore_path, species))
+            for species in discover_species(project_files.lore_path)
+            if species in known
+        }
+    )
 
 
 @asset(
@@ -58,7 +59,9 @@ def lore(
     indexed = memory.memory().index(species_lore, progress=progress)
     dossier = species_lore.dossier
     words = sum(d.words for d in species_lore.documents)
-    preview = "\n".join(f"- **{section}**: {entry.text} _({entry.source})_" for section, entry in dossier.entries()[:12])
+    preview = "\n".join(
+        f"- **{section}**: {entry.text} _({entry.source})_" for section, entry in dossier.entries()[:12]
+    )
     return versioned(
         species_lore,
         {

@@ -1,7 +1,12 @@
 """Live performance of the served adapters, from the player logs the server appends to."""
 
 from dagster import (
-    AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    MetadataValue,
+    Output,
+    asset,
 )
 
 from srl_assets.automation import FRESH
@@ -9,7 +14,11 @@ from srl_assets.deployment_assets import deployed_adapter
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
 from srl_assets.player_assets import player_logs as player_logs_source
-from srl_assets.resources import ArtifactStoreResource, DeploymentResource, PlayerLogsResource
+from srl_assets.resources import (
+    ArtifactStoreResource,
+    DeploymentResource,
+    PlayerLogsResource,
+)
 from srl_forge.hashing import content_hash
 from srl_forge.performance import served_performance
 from srl_forge.player_logs import read_player_logs
@@ -32,8 +41,13 @@ class PerformanceConfig(Config):
     "guardrail replacements, format failures and latency per served model and adapter version; the adapter is "
     "marked stale when its served accuracy falls below its evaluated accuracy by the configured margin.",
 )
-def adapter_performance(context: AssetExecutionContext, config: PerformanceConfig, player_logs: PlayerLogsResource,
-                        artifacts: ArtifactStoreResource, deployment: DeploymentResource) -> Output[dict]:
+def adapter_performance(
+    context: AssetExecutionContext,
+    config: PerformanceConfig,
+    player_logs: PlayerLogsResource,
+    artifacts: ArtifactStoreResource,
+    deployment: DeploymentResource,
+) -> Output[dict]:
     from srl_forge.rules_engine import RulesEngine
 
     species = context.partition_key
@@ -44,7 +58,7 @@ def adapter_performance(context: AssetExecutionContext, config: PerformanceConfi
 
     def engine_for(version):
         adapter = registry.get(version) if version else None
-        uri = (adapter.lineage.get("rules_uri") if adapter else None)
+        uri = adapter.lineage.get("rules_uri") if adapter else None
         if uri is None:  # an unknown or persona adapter: its species adapter's rules
             parent = registry.get(adapter.parent_version) if adapter and adapter.parent_version else None
             uri = parent.lineage.get("rules_uri") if parent else None
@@ -56,20 +70,49 @@ def adapter_performance(context: AssetExecutionContext, config: PerformanceConfi
         adapter = registry.get(version) if version else None
         return adapter.metrics if adapter else {}
 
-    rows = served_performance(served, engine_for, evaluated_metrics,
-                              config.accuracy_drop_margin, config.min_answers)
+    rows = served_performance(served, engine_for, evaluated_metrics, config.accuracy_drop_margin, config.min_answers)
     stale = [r for r in rows if r["stale"]]
-    summary = {"species": species, "served_answers": len(served), "unreadable_records": len(problems),
-               "by_model": rows, "stale": [f"{r['model']}@{r['adapter_version'][:12]}" for r in stale]}
-    return Output(summary, data_version=DataVersion(content_hash(summary)), metadata={
+    summary = {
+        "species": species,
         "served_answers": len(served),
-        "stale_adapters": MetadataValue.json(summary["stale"]),
-        "by_model": markdown_table(
-            ["model", "adapter", "answers", "decision acc. [95%]", "evaluated", "guardrail replaced", "format failures",
-             "TTFT p50 ms", "TTFT p95 ms", "stale"],
-            [[r["model"], r["adapter_version"][:12], r["answers"],
-              f"{r['decision_accuracy']['value']:.2f} [{r['decision_accuracy']['low']:.2f}, {r['decision_accuracy']['high']:.2f}]",
-              "" if r["evaluated_accuracy"] is None else f"{r['evaluated_accuracy']:.2f}", r["guardrail_replaced"],
-              r["format_failures"], f"{r['ttft_p50_ms']:.0f}", f"{r['ttft_p95_ms']:.0f}", "STALE" if r["stale"] else ""]
-             for r in rows]),
-    })
+        "unreadable_records": len(problems),
+        "by_model": rows,
+        "stale": [f"{r['model']}@{r['adapter_version'][:12]}" for r in stale],
+    }
+    return Output(
+        summary,
+        data_version=DataVersion(content_hash(summary)),
+        metadata={
+            "served_answers": len(served),
+            "stale_adapters": MetadataValue.json(summary["stale"]),
+            "by_model": markdown_table(
+                [
+                    "model",
+                    "adapter",
+                    "answers",
+                    "decision acc. [95%]",
+                    "evaluated",
+                    "guardrail replaced",
+                    "format failures",
+                    "TTFT p50 ms",
+                    "TTFT p95 ms",
+                    "stale",
+                ],
+                [
+                    [
+                        r["model"],
+                        r["adapter_version"][:12],
+                        r["answers"],
+                        "{value:.2f} [{low:.2f}, {high:.2f}]".format(**r["decision_accuracy"]),
+                        "" if r["evaluated_accuracy"] is None else f"{r['evaluated_accuracy']:.2f}",
+                        r["guardrail_replaced"],
+                        r["format_failures"],
+                        f"{r['ttft_p50_ms']:.0f}",
+                        f"{r['ttft_p95_ms']:.0f}",
+                        "STALE" if r["stale"] else "",
+                    ]
+                    for r in rows
+                ],
+            ),
+        },
+    )

@@ -1,13 +1,25 @@
 """Player history: the logs as an observable source, filtered into interactions fit to learn from."""
 
-from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset, observable_source_asset
+from dagster import (
+    AssetExecutionContext,
+    DataVersion,
+    MetadataValue,
+    Output,
+    asset,
+    observable_source_asset,
+)
 
 from srl_assets.automation import FRESH
-from srl_assets.partitions import species_partitions
 from srl_assets.metadata import versioned
+from srl_assets.partitions import species_partitions
 from srl_assets.resources import PlayerLogsResource
 from srl_forge.hashing import content_hash
-from srl_forge.player_logs import PlayerInteractions, filter_player_records, log_watermark, read_player_logs
+from srl_forge.player_logs import (
+    PlayerInteractions,
+    filter_player_records,
+    log_watermark,
+    read_player_logs,
+)
 
 
 @observable_source_asset(
@@ -19,10 +31,12 @@ from srl_forge.player_logs import PlayerInteractions, filter_player_records, log
 def player_logs(context, player_logs: PlayerLogsResource):
     from dagster import DataVersionsByPartition
 
-    return DataVersionsByPartition({
-        species: DataVersion(content_hash(log_watermark(player_logs.location, species)))
-        for species in context.instance.get_dynamic_partitions(species_partitions.name)
-    })
+    return DataVersionsByPartition(
+        {
+            species: DataVersion(content_hash(log_watermark(player_logs.location, species)))
+            for species in context.instance.get_dynamic_partitions(species_partitions.name)
+        }
+    )
 
 
 @asset(
@@ -44,7 +58,10 @@ def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsR
     return versioned(
         PlayerInteractions(species=species, records=tuple(kept)),
         {
-            "records_read": report.read, "records_kept": report.kept, "unreadable_records": len(problems),
-            "dropped": MetadataValue.json(report.dropped), "personal_data_removed": MetadataValue.json(report.redactions),
+            "records_read": report.read,
+            "records_kept": report.kept,
+            "unreadable_records": len(problems),
+            "dropped": MetadataValue.json(report.dropped),
+            "personal_data_removed": MetadataValue.json(report.redactions),
         },
     )

@@ -128,13 +128,22 @@ def backend_locations(home: Path, profile: str | None = None) -> dict:
     """Where the game state, memory, registry and artifacts live under a profile."""
     profile = profile or os.environ.get("SRL_FORGE_PROFILE") or "embedded"
     if profile == "embedded":
-        return {"game_state": str(home / "game_state.duckdb"), "memory": str(home / "memory.duckdb"),
-                "registry": os.environ.get("SRL_FORGE_REGISTRY_URL") or str(home / "registry.duckdb"),
-                "artifacts": str(home / "artifacts"), "player_logs": str(home / "player_logs")}
+        return {
+            "game_state": str(home / "game_state.duckdb"),
+            "memory": str(home / "memory.duckdb"),
+            "registry": os.environ.get("SRL_FORGE_REGISTRY_URL") or str(home / "registry.duckdb"),
+            "artifacts": str(home / "artifacts"),
+            "player_logs": str(home / "player_logs"),
+        }
     if profile == "aws":
         database = _required_env("SRL_FORGE_DATABASE_URL", profile, "postgres")
-        return {"game_state": database, "memory": database, "registry": database, "player_logs": database,
-                "artifacts": _required_env("SRL_FORGE_ARTIFACTS_URL", profile, "s3://").get_value()}
+        return {
+            "game_state": database,
+            "memory": database,
+            "registry": database,
+            "player_logs": database,
+            "artifacts": _required_env("SRL_FORGE_ARTIFACTS_URL", profile, "s3://").get_value(),
+        }
     raise InputError("SRL_FORGE_PROFILE", "value", f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
 
 
@@ -143,9 +152,14 @@ def resolved(value: str) -> str:
     return value.get_value() if isinstance(value, EnvVar) else value
 
 
-def embedded_resources(home: Path | None = None, lore_root: Path | None = None, rules_root: Path | None = None,
-                       game_state_seed: Path | None = None, profile: str | None = None,
-                       voices_root: Path | None = None) -> dict:
+def embedded_resources(
+    home: Path | None = None,
+    lore_root: Path | None = None,
+    rules_root: Path | None = None,
+    game_state_seed: Path | None = None,
+    profile: str | None = None,
+    voices_root: Path | None = None,
+) -> dict:
     """The resources of a profile (`SRL_FORGE_PROFILE`; default: the embedded one, everything under
     one home folder, no network, no GPU)."""
     home = Path(home) if home else forge_home()
@@ -158,8 +172,9 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
         "artifacts": ArtifactStoreResource(root=where["artifacts"], cache_dir=str(home / "artifact_cache")),
         "game_state_db": GameStateResource(
             location=where["game_state"],
-            seed_path=str(game_state_seed or os.environ.get("SRL_FORGE_GAME_STATE_SEED",
-                                                             REPO_ROOT / "game_state" / "seed.yaml")),
+            seed_path=str(
+                game_state_seed or os.environ.get("SRL_FORGE_GAME_STATE_SEED", REPO_ROOT / "game_state" / "seed.yaml")
+            ),
         ),
         "memory": SemanticMemoryResource(location=where["memory"]),
         "player_logs": PlayerLogsResource(root=where["player_logs"]),
@@ -185,8 +200,8 @@ def embedded_resources(home: Path | None = None, lore_root: Path | None = None, 
             launcher=os.environ.get("SRL_FORGE_TRAINING_LAUNCHER", "auto"),
             sagemaker_role_arn=os.environ.get("SRL_FORGE_SAGEMAKER_ROLE_ARN"),
             sagemaker_image_uri=os.environ.get("SRL_FORGE_SAGEMAKER_IMAGE_URI"),
-            sagemaker_s3_root=os.environ.get("SRL_FORGE_SAGEMAKER_S3_ROOT") or (
-                where["artifacts"] if where["artifacts"].startswith("s3://") else None),
+            sagemaker_s3_root=os.environ.get("SRL_FORGE_SAGEMAKER_S3_ROOT")
+            or (where["artifacts"] if where["artifacts"].startswith("s3://") else None),
             sagemaker_instance_type=os.environ.get("SRL_FORGE_SAGEMAKER_INSTANCE_TYPE", "ml.g5.2xlarge"),
             sagemaker_instance_count=int(os.environ.get("SRL_FORGE_SAGEMAKER_INSTANCE_COUNT", "1")),
             sagemaker_processes_per_host=os.environ.get("SRL_FORGE_SAGEMAKER_PROCESSES_PER_HOST", "1"),
@@ -302,15 +317,26 @@ class TrainingResource(ConfigurableResource):
         if self.launcher == "in_process" or (self.launcher == "auto" and (self.budget == "quick" or not configured)):
             return None
         if not configured:
-            raise InputError("training resource", "sagemaker_role_arn",
-                             "launcher sagemaker needs sagemaker_role_arn, sagemaker_image_uri and sagemaker_s3_root")
+            raise InputError(
+                "training resource",
+                "sagemaker_role_arn",
+                "launcher sagemaker needs sagemaker_role_arn, sagemaker_image_uri and sagemaker_s3_root",
+            )
         from training.sagemaker_launcher import SageMakerLauncher, SageMakerSettings
 
-        return SageMakerLauncher(SageMakerSettings(
-            role_arn=self.sagemaker_role_arn, image_uri=self.sagemaker_image_uri, s3_root=self.sagemaker_s3_root,
-            instance_type=self.sagemaker_instance_type, instance_count=self.sagemaker_instance_count,
-            processes_per_host=self.sagemaker_processes_per_host, use_spot=self.sagemaker_use_spot, poll_seconds=self.sagemaker_poll_seconds,
-            endpoint_url=self.sagemaker_endpoint_url))
+        return SageMakerLauncher(
+            SageMakerSettings(
+                role_arn=self.sagemaker_role_arn,
+                image_uri=self.sagemaker_image_uri,
+                s3_root=self.sagemaker_s3_root,
+                instance_type=self.sagemaker_instance_type,
+                instance_count=self.sagemaker_instance_count,
+                processes_per_host=self.sagemaker_processes_per_host,
+                use_spot=self.sagemaker_use_spot,
+                poll_seconds=self.sagemaker_poll_seconds,
+                endpoint_url=self.sagemaker_endpoint_url,
+            )
+        )
 
     @property
     def held_out_limit(self) -> int | None:
@@ -336,12 +362,15 @@ class TrainingResource(ConfigurableResource):
         from training.rlvr import RLVRConfig
         from training.srl import SRLConfig
 
-        cls, overrides_json = (SRLConfig, self.config_overrides_json) if stage == "srl" else \
-            (RLVRConfig, self.rlvr_overrides_json)
+        cls, overrides_json = (
+            (SRLConfig, self.config_overrides_json) if stage == "srl" else (RLVRConfig, self.rlvr_overrides_json)
+        )
         overrides = json.loads(overrides_json) if overrides_json else {}
         if stage == "sft_only":  # what makes the ablation: no reinforcement, whatever the RLVR overrides say
             overrides["max_steps"] = 0
-        return cls.for_budget(self.budget, stage, **{"model": self.model, "quantization": self.quantization, **overrides})
+        return cls.for_budget(
+            self.budget, stage, **{"model": self.model, "quantization": self.quantization, **overrides}
+        )
 
     def srl_config(self):
         return self.config("srl")

@@ -1,10 +1,16 @@
 """Rules: the compiled rule set of a species under the live game state."""
 
+from dagster import (
+    AssetExecutionContext,
+    DataVersion,
+    MetadataValue,
+    Output,
+    asset,
+    observable_source_asset,
+)
 
-from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset, observable_source_asset
-
-from srl_assets.failures import input_errors_as_failures
 from srl_assets.automation import FRESH
+from srl_assets.failures import input_errors_as_failures
 from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import GameStateResource, ProjectFiles
@@ -43,8 +49,12 @@ def rules(
         state = game_state_db.store().current()
         unknown = [e for e in state.live_events if e not in rulebook.known_events]
         if unknown:
-            raise InputError(redact(game_state_db.location), "live_events", f"unknown live events {unknown}; "
-                             f"declare them under 'events' in {project_files.rules_path / 'global.yaml'}")
+            raise InputError(
+                redact(game_state_db.location),
+                "live_events",
+                f"unknown live events {unknown}; "
+                f"declare them under 'events' in {project_files.rules_path / 'global.yaml'}",
+            )
     compiled = CompiledRules.compile(rulebook, state)
     active_ids = set(compiled.active_rule_ids)
     return versioned(
@@ -52,20 +62,26 @@ def rules(
         {
             "rules": len(rulebook.rules),
             "active_rules": len(active_ids),
-            "switched_off_by_events": MetadataValue.json(sorted(r.id for r in rulebook.rules if r.id not in active_ids)),
+            "switched_off_by_events": MetadataValue.json(
+                sorted(r.id for r in rulebook.rules if r.id not in active_ids)
+            ),
             "actions": MetadataValue.json(list(rulebook.actions)),
             "game_state": MetadataValue.json(state.model_dump(mode="json")),
             "rules_table": markdown_table(
                 ["rule", "priority", "effects", "source", "active"],
-                [(r.id, r.priority, _effects(r), r.source, "yes" if r.id in active_ids else "no") for r in rulebook.rules],
+                [
+                    (r.id, r.priority, _effects(r), r.source, "yes" if r.id in active_ids else "no")
+                    for r in rulebook.rules
+                ],
             ),
         },
     )
 
 
 def _effects(rule) -> str:
-    parts = [f"{name} {', '.join(getattr(rule, name))}" for name in ("require", "forbid", "prefer") if getattr(rule, name)]
+    parts = [
+        f"{name} {', '.join(getattr(rule, name))}" for name in ("require", "forbid", "prefer") if getattr(rule, name)
+    ]
     if rule.dialogue:
         parts.append("dialogue")
     return "; ".join(parts)
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from dagster import DagsterInstance
 
 from srl_assets.definitions import defs
@@ -19,8 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--species", help="species partition to materialize, e.g. vampire")
-    target.add_argument("--npc", help="a named NPC (Tier 3) to train and deploy, e.g. vampire/count_orlok; its "
-                        "species must have a blue adapter")
+    target.add_argument(
+        "--npc",
+        help="a named NPC (Tier 3) to train and deploy, e.g. vampire/count_orlok; its species must have a blue adapter",
+    )
     args = parser.parse_args(argv)
     lore_root = defs.resources["project_files"].lore_path
     instance = DagsterInstance.get()
@@ -30,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.species:
             register_species(instance, lore_root, only=[args.species])
         elif args.npc not in instance.get_dynamic_partitions(npc_partitions.name):
-            raise InputError(lore_root, "npc", f"no persona file for {args.npc!r} (expected "
-                             f"lore/<species>/npcs/<npc>.md; known: {instance.get_dynamic_partitions(npc_partitions.name)})")
+            raise InputError(
+                lore_root,
+                "npc",
+                f"no persona file for {args.npc!r} (expected "
+                f"lore/<species>/npcs/<npc>.md; known: {instance.get_dynamic_partitions(npc_partitions.name)})",
+            )
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -46,22 +53,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        shown = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float, str)) and len(str(v.value)) < 80}
+        shown = {
+            k: v.value
+            for k, v in mat.metadata.items()
+            if isinstance(v.value, (int, float, str)) and len(str(v.value)) < 80
+        }
         print(f"materialized {mat.asset_key.to_user_string()}[{mat.partition}]: {shown}")
     for check in result.get_asset_check_evaluations():
         if not check.passed:
             details = {k: v.value for k, v in check.metadata.items()}
-            print(f"check failed: {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name} "
-                  f"{details}", file=sys.stderr)
+            print(
+                f"check failed: {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name} "
+                f"{details}",
+                file=sys.stderr,
+            )
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
                 print(f"failed: {event.step_key}: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
-        print(f"where to look: `make dev`, then http://127.0.0.1:3000/runs/{result.run_id} (every step's log "
-              "and the failure in full)", file=sys.stderr)
+        print(
+            f"where to look: `make dev`, then http://127.0.0.1:3000/runs/{result.run_id} (every step's log "
+            "and the failure in full)",
+            file=sys.stderr,
+        )
         return 1
-    by_asset = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
-                for e in result.get_asset_materialization_events()}
+    by_asset = {
+        e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+    }
     for name in ("evaluation", "persona_adapter"):
         if name in by_asset:
             key = "comparison" if name == "evaluation" else "held_out_comparison"
@@ -73,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             if meta["failing_gates"].value:
                 print(f"held back in green by: {', '.join(meta['failing_gates'].value)}\n{meta['gates'].value}\n")
                 if "beats_references" in meta["failing_gates"].value:
-                    print("For an adapter that has learned the decision, train the larger budget (about 45 minutes "
-                          f"on 2 cores): SRL_FORGE_TRAINING_BUDGET=standard make demo SPECIES={partition}\n")
+                    print(
+                        "For an adapter that has learned the decision, train the larger budget (about 25 minutes "
+                        f"on 2 cores): SRL_FORGE_TRAINING_BUDGET=standard make demo SPECIES={partition}\n"
+                    )
             print(f"How to talk to it:\n{meta['how_to_talk_to_it'].value}\n")
     print(f"{job.name} for {partition}: success (run {result.run_id})")
     return 0

@@ -24,12 +24,17 @@ from srl_assets.lore_assets import lore_sources
 from srl_assets.partitions import npc_partitions, species_partitions
 from srl_assets.persona_assets import persona_source_version, persona_sources
 from srl_assets.player_assets import player_logs as player_logs_source
-from srl_assets.resources import DeploymentResource, GameStateResource, PlayerLogsResource, ProjectFiles
-from srl_forge.errors import InputError
-from srl_forge.personas import discover_personas, split_persona_key
+from srl_assets.resources import (
+    DeploymentResource,
+    GameStateResource,
+    PlayerLogsResource,
+    ProjectFiles,
+)
 from srl_assets.rules_assets import game_state
+from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
 from srl_forge.lore import lore_source_version
+from srl_forge.personas import discover_personas, split_persona_key
 from srl_forge.player_logs import log_watermark
 from srl_forge.species import discover_species
 
@@ -56,8 +61,9 @@ def lore_sensor(context: SensorEvaluationContext, project_files: ProjectFiles, g
     for species in on_disk:
         version = lore_source_version(project_files.lore_path, species)
         if cursor["lore"].get(species) != version:
-            events.append(AssetObservation(asset_key=lore_sources.key, partition=species,
-                                           tags={DATA_VERSION_TAG: version}))
+            events.append(
+                AssetObservation(asset_key=lore_sources.key, partition=species, tags={DATA_VERSION_TAG: version})
+            )
             cursor["lore"][species] = version
     state_version = game_state_db.store().version()
     if cursor["game_state"] != state_version:
@@ -80,9 +86,14 @@ def player_log_sensor(context: SensorEvaluationContext, player_logs: PlayerLogsR
         mark = log_watermark(player_logs.location, species)
         seen = cursor.get(species)
         if seen is None or mark["records"] - seen >= player_logs.stale_after_records:
-            events.append(AssetObservation(asset_key=player_logs_source.key, partition=species,
-                                           tags={DATA_VERSION_TAG: content_hash(mark)},
-                                           metadata={"records": mark["records"], "files": mark["files"]}))
+            events.append(
+                AssetObservation(
+                    asset_key=player_logs_source.key,
+                    partition=species,
+                    tags={DATA_VERSION_TAG: content_hash(mark)},
+                    metadata={"records": mark["records"], "files": mark["files"]},
+                )
+            )
             cursor[species] = mark["records"]
     return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
 
@@ -113,8 +124,9 @@ def persona_sensor(context: SensorEvaluationContext, project_files: ProjectFiles
     for key in on_disk:
         version = persona_source_version(project_files.lore_path, key, registry)
         if cursor.get(key) != version:
-            events.append(AssetObservation(asset_key=persona_sources.key, partition=key,
-                                           tags={DATA_VERSION_TAG: version}))
+            events.append(
+                AssetObservation(asset_key=persona_sources.key, partition=key, tags={DATA_VERSION_TAG: version})
+            )
             cursor[key] = version
     return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
 

@@ -20,12 +20,19 @@ def serving_config(**overrides):
 
     r = embedded_resources()
     return ServingConfig(
-        registry=resolved(r["deployment"].registry), tiers_file=r["deployment"].tiers_file,
-        artifacts_root=r["artifacts"].root, artifacts_cache=r["artifacts"].cache_dir,
+        registry=resolved(r["deployment"].registry),
+        tiers_file=r["deployment"].tiers_file,
+        artifacts_root=r["artifacts"].root,
+        artifacts_cache=r["artifacts"].cache_dir,
         player_logs_root=resolved(r["player_logs"].root),
-        game_state_db=resolved(r["game_state_db"].location), lore_root=r["project_files"].lore_root,
-        rules_root=r["project_files"].rules_root, voices_root=r["teachers"].voices_root,
-        model_cache=r["training"].model_cache, engine=r["deployment"].serving_engine, **overrides)
+        game_state_db=resolved(r["game_state_db"].location),
+        lore_root=r["project_files"].lore_root,
+        rules_root=r["project_files"].rules_root,
+        voices_root=r["teachers"].voices_root,
+        model_cache=r["training"].model_cache,
+        engine=r["deployment"].serving_engine,
+        **overrides,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = ForgeServer(serving_config(threads=args.threads))
     if not server.monsters:
-        print("nothing is deployed yet: run `make demo SPECIES=vampire` first (the server keeps watching the "
-              "registry and starts serving as soon as an adapter is promoted)", file=sys.stderr)
+        print(
+            "nothing is deployed yet: run `make demo SPECIES=vampire` first (the server keeps watching the "
+            "registry and starts serving as soon as an adapter is promoted)",
+            file=sys.stderr,
+        )
     else:
         print("serving: " + ", ".join(sorted(server.monsters)), file=sys.stderr)
     server.watch()

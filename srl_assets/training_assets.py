@@ -11,7 +11,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from dagster import AssetExecutionContext, AssetRecordsFilter, Failure, MetadataValue, Output, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetRecordsFilter,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+)
 
 from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table, versioned
@@ -29,7 +36,8 @@ from training.step_dataset import RowDataset, to_parquet
 def previous_manifest(context: AssetExecutionContext) -> dict | None:
     """What this asset produced last time for this species (its manifest, from the metadata)."""
     records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]), limit=1,
+        AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]),
+        limit=1,
     ).records
     if not records:
         return None
@@ -38,8 +46,9 @@ def previous_manifest(context: AssetExecutionContext) -> dict | None:
 
 
 def directory_digest(folder: Path) -> str:
-    return content_hash([(str(p.relative_to(folder)), content_hash(p.read_bytes()))
-                         for p in sorted(folder.rglob("*")) if p.is_file()])
+    return content_hash(
+        [(str(p.relative_to(folder)), content_hash(p.read_bytes())) for p in sorted(folder.rglob("*")) if p.is_file()]
+    )
 
 
 def _write(rows: list[dict], path: Path) -> str | None:
@@ -77,16 +86,20 @@ def train_adapter(
     `species`: whose artifacts these are (default: the partition; a persona partition passes its species)."""
     species = species or context.partition_key
     store = artifacts.store()
-    fingerprint = content_hash({"config": config, "data": dataset.artifact_version, "parent": parent_version,
-                                "kind": kind})[:16]
+    fingerprint = content_hash(
+        {"config": config, "data": dataset.artifact_version, "parent": parent_version, "kind": kind}
+    )[:16]
     job_dir = Path(training.work_root) / kind / species / fingerprint
     data = job_dir / "data"
     train_rows = dataset.split("train")
     validation_rows = dataset.split("validation")
     if not train_rows or not validation_rows:
-        raise Failure(description=f"{kind}: the dataset {dataset.artifact_uri} has {len(train_rows)} train and "
-                      f"{len(validation_rows)} validation rows; both are needed (add encounters or raise "
-                      "validation_fraction in the encounters config)", allow_retries=False)
+        raise Failure(
+            description=f"{kind}: the dataset {dataset.artifact_uri} has {len(train_rows)} train and "
+            f"{len(validation_rows)} validation rows; both are needed (add encounters or raise "
+            "validation_fraction in the encounters config)",
+            allow_retries=False,
+        )
     job = job_cls(
         config=config,
         train_data=_write(train_rows, data / "train.parquet"),
@@ -94,7 +107,9 @@ def train_adapter(
         replay_data=_write(replay_rows, data / "replay.parquet"),
         sft_data=_write(sft_rows or [], data / "sft.parquet"),
         parent_adapter=str(store.local_path(parent_adapter_uri)) if parent_adapter_uri else None,
-        work_dir=str(job_dir / "work"), output_dir=str(job_dir / "output"), model_cache=training.model_cache,
+        work_dir=str(job_dir / "work"),
+        output_dir=str(job_dir / "output"),
+        model_cache=training.model_cache,
     )
     (job_dir / "job.json").write_text(job.model_dump_json(indent=2))
     launcher = training.sagemaker_launcher()
@@ -115,9 +130,14 @@ def train_adapter(
     metrics_uri = store.put_json(f"{kind}_metrics", species, metrics)
     points, steps, sft = metrics["learning_curve"], metrics["steps"], metrics["sft"]
     adapter = AdapterArtifact(
-        species=species, version=digest, adapter_uri=adapter_uri, metrics_uri=metrics_uri,
-        parent_version=parent_version, base_model=config.model,
-        dataset_uri=dataset.artifact_uri, dataset_version=dataset.artifact_version,
+        species=species,
+        version=digest,
+        adapter_uri=adapter_uri,
+        metrics_uri=metrics_uri,
+        parent_version=parent_version,
+        base_model=config.model,
+        dataset_uri=dataset.artifact_uri,
+        dataset_version=dataset.artifact_version,
         training_seconds=metrics["training_seconds"],
     )
     kept = [s["kept_fraction"] for s in steps if s["kept_fraction"] is not None]
@@ -127,16 +147,34 @@ def train_adapter(
         adapter,
         {
             "manifest": MetadataValue.json(adapter.model_dump(mode="json")),
-            **({"validation_decision_accuracy": MetadataValue.float(float(last["decision_accuracy"])),
-                "validation_format_rate": MetadataValue.float(float(last["format_rate"])),
-                "validation_rows_probed": last["rows"]} if last else {}),
+            **(
+                {
+                    "validation_decision_accuracy": MetadataValue.float(float(last["decision_accuracy"])),
+                    "validation_format_rate": MetadataValue.float(float(last["format_rate"])),
+                    "validation_rows_probed": last["rows"],
+                }
+                if last
+                else {}
+            ),
             "learning_curve": png_markdown(learning, "validation decision accuracy and format through training"),
             "learning_curve_table": markdown_table(
                 ["phase", "step", "seconds", "decision acc.", "format", "most chosen"],
-                [(p["phase"], p["step"], f"{p['seconds']:.0f}", f"{p['decision_accuracy']:.2f}", f"{p['format_rate']:.2f}",
-                  _most_chosen(p)) for p in points]),
+                [
+                    (
+                        p["phase"],
+                        p["step"],
+                        f"{p['seconds']:.0f}",
+                        f"{p['decision_accuracy']:.2f}",
+                        f"{p['format_rate']:.2f}",
+                        _most_chosen(p),
+                    )
+                    for p in points
+                ],
+            ),
             "learning_curve_uri": MetadataValue.path(learning_uri),
-            "sft_steps": sft["steps"], "sft_rows": sft["rows"], "sft_epochs": MetadataValue.float(float(sft["epochs"])),
+            "sft_steps": sft["steps"],
+            "sft_rows": sft["rows"],
+            "sft_epochs": MetadataValue.float(float(sft["epochs"])),
             "final_format_rate": MetadataValue.float(float((steps[-1]["format_rate"] if steps else None) or 0.0)),
             "final_reward_mean": MetadataValue.float(float(steps[-1]["reward_mean"]) if steps else 0.0),
             "mean_kept_fraction": MetadataValue.float(sum(kept) / len(kept) if kept else 1.0),
@@ -146,13 +184,26 @@ def train_adapter(
             "phase_seconds": MetadataValue.json(metrics.get("phase_seconds", {})),
             "precision": metrics["precision"],
             "launched_on": launched_on,
-            "train_rows": metrics["train_rows"], "replayed_rows": metrics["replayed_rows"],
+            "train_rows": metrics["train_rows"],
+            "replayed_rows": metrics["replayed_rows"],
             "parent_version": parent_version or "none",
             "resumed_from_checkpoint": metrics["resumed_from"] or "no",
             "steps_table": markdown_table(
                 ["step", "reward", "std", "format", "kept", "zero-std groups", "loss", "tok/s"],
-                [(s["step"], _f(s["reward_mean"]), _f(s["reward_std"]), _f(s["format_rate"]), _f(s["kept_fraction"]),
-                  _f(s["zero_std_share"]), _f(s["loss"]), _f(s["tokens_per_s"])) for s in steps]),
+                [
+                    (
+                        s["step"],
+                        _f(s["reward_mean"]),
+                        _f(s["reward_std"]),
+                        _f(s["format_rate"]),
+                        _f(s["kept_fraction"]),
+                        _f(s["zero_std_share"]),
+                        _f(s["loss"]),
+                        _f(s["tokens_per_s"]),
+                    )
+                    for s in steps
+                ],
+            ),
             "reward_curve": png_markdown(curve, "reward curve"),
             "reward_curve_uri": MetadataValue.path(curve_uri),
             "adapter_uri": MetadataValue.path(adapter_uri),
@@ -186,13 +237,24 @@ def _usable_parent(context, store, manifest: dict | None) -> dict | None:
     "step-similarity reward and dynamic sampling; warm-starts from the species' previous adapter with a replay "
     "of earlier rows. Metadata: the validation learning curve through both phases.",
 )
-def srl_checkpoint(context: AssetExecutionContext, srl_dataset: RowDataset, artifacts: ArtifactStoreResource,
-                   training: TrainingResource) -> Output[AdapterArtifact]:
+def srl_checkpoint(
+    context: AssetExecutionContext,
+    srl_dataset: RowDataset,
+    artifacts: ArtifactStoreResource,
+    training: TrainingResource,
+) -> Output[AdapterArtifact]:
     store = artifacts.store()
     parent = _usable_parent(context, store, previous_manifest(context))
     return train_adapter(
-        context, artifacts, training, kind="srl", config=training.srl_config(), job_cls=SRLJob, run=run_srl_job,
-        dataset=srl_dataset, parent_adapter_uri=parent["adapter_uri"] if parent else None,
+        context,
+        artifacts,
+        training,
+        kind="srl",
+        config=training.srl_config(),
+        job_cls=SRLJob,
+        run=run_srl_job,
+        dataset=srl_dataset,
+        parent_adapter_uri=parent["adapter_uri"] if parent else None,
         parent_version=parent["version"] if parent else None,
         replay_rows=_replay_rows(artifacts, parent),
     )
@@ -206,8 +268,11 @@ def _replay_rows(artifacts: ArtifactStoreResource, parent: dict | None) -> list[
 def expert_answers(rlvr_dataset: RowDataset, expert_trajectories: TrajectoryBatch) -> list[dict]:
     """The expert's final answers for the train encounters in the policy's format (the supervised phase)."""
     prompts = {r["encounter_id"]: r["prompt"] for r in rlvr_dataset.split("train")}
-    return [{"prompt": prompts[a.encounter_id], "completion_text": decision_text(a.trajectory)}
-            for a in expert_trajectories.accepted if a.encounter_id in prompts]
+    return [
+        {"prompt": prompts[a.encounter_id], "completion_text": decision_text(a.trajectory)}
+        for a in expert_trajectories.accepted
+        if a.encounter_id in prompts
+    ]
 
 
 @asset(
@@ -221,13 +286,25 @@ def expert_answers(rlvr_dataset: RowDataset, expert_trajectories: TrajectoryBatc
     "apply, the action, the line), then GRPO with the outcome reward the rules engine verifies (graded decision, "
     "in-character and grounded line, guardrails, format). Metadata: the validation learning curve.",
 )
-def rlvr_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset, srl_checkpoint: AdapterArtifact,
-                    expert_trajectories: TrajectoryBatch, artifacts: ArtifactStoreResource,
-                    training: TrainingResource) -> Output[AdapterArtifact]:
+def rlvr_checkpoint(
+    context: AssetExecutionContext,
+    rlvr_dataset: RowDataset,
+    srl_checkpoint: AdapterArtifact,
+    expert_trajectories: TrajectoryBatch,
+    artifacts: ArtifactStoreResource,
+    training: TrainingResource,
+) -> Output[AdapterArtifact]:
     previous = _usable_parent(context, artifacts.store(), previous_manifest(context))
     return train_adapter(
-        context, artifacts, training, kind="rlvr", config=training.rlvr_config(), job_cls=RLVRJob, run=run_rlvr_job,
-        dataset=rlvr_dataset, parent_adapter_uri=srl_checkpoint.adapter_uri,
+        context,
+        artifacts,
+        training,
+        kind="rlvr",
+        config=training.rlvr_config(),
+        job_cls=RLVRJob,
+        run=run_rlvr_job,
+        dataset=rlvr_dataset,
+        parent_adapter_uri=srl_checkpoint.adapter_uri,
         parent_version=srl_checkpoint.version,
         replay_rows=_replay_rows(artifacts, previous),
         sft_rows=expert_answers(rlvr_dataset, expert_trajectories),
@@ -239,8 +316,15 @@ def _ablation(context, rlvr_dataset, expert_trajectories, artifacts, training, k
     answers, under its own stage of the recipe."""
     parent = _usable_parent(context, artifacts.store(), previous_manifest(context))
     return train_adapter(
-        context, artifacts, training, kind=kind, config=training.config(kind), job_cls=RLVRJob,
-        run=run_rlvr_job, dataset=rlvr_dataset, parent_adapter_uri=parent["adapter_uri"] if parent else None,
+        context,
+        artifacts,
+        training,
+        kind=kind,
+        config=training.config(kind),
+        job_cls=RLVRJob,
+        run=run_rlvr_job,
+        dataset=rlvr_dataset,
+        parent_adapter_uri=parent["adapter_uri"] if parent else None,
         parent_version=parent["version"] if parent else None,
         replay_rows=_replay_rows(artifacts, parent),
         sft_rows=expert_answers(rlvr_dataset, expert_trajectories),
@@ -260,9 +344,13 @@ def _ablation(context, rlvr_dataset, expert_trajectories, artifacts, training, k
     description="The RLVR-only ablation: the RLVR stage (the expert's answers, then GRPO with the verified "
     "reward) without SRL before it, from the base model, for about the SRL→RLVR chain's seconds.",
 )
-def rlvr_only_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset,
-                         expert_trajectories: TrajectoryBatch, artifacts: ArtifactStoreResource,
-                         training: TrainingResource) -> Output[AdapterArtifact]:
+def rlvr_only_checkpoint(
+    context: AssetExecutionContext,
+    rlvr_dataset: RowDataset,
+    expert_trajectories: TrajectoryBatch,
+    artifacts: ArtifactStoreResource,
+    training: TrainingResource,
+) -> Output[AdapterArtifact]:
     return _ablation(context, rlvr_dataset, expert_trajectories, artifacts, training, "rlvr_only")
 
 
@@ -275,7 +363,11 @@ def rlvr_only_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDatase
     description="The SFT-only ablation: supervised fine-tuning on the same expert trajectories' answers (loss on "
     "the completion only), no reinforcement, from the base model, for about the SRL→RLVR chain's seconds.",
 )
-def sft_only_checkpoint(context: AssetExecutionContext, rlvr_dataset: RowDataset,
-                        expert_trajectories: TrajectoryBatch, artifacts: ArtifactStoreResource,
-                        training: TrainingResource) -> Output[AdapterArtifact]:
+def sft_only_checkpoint(
+    context: AssetExecutionContext,
+    rlvr_dataset: RowDataset,
+    expert_trajectories: TrajectoryBatch,
+    artifacts: ArtifactStoreResource,
+    training: TrainingResource,
+) -> Output[AdapterArtifact]:
     return _ablation(context, rlvr_dataset, expert_trajectories, artifacts, training, "sft_only")

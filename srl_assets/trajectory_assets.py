@@ -4,16 +4,24 @@ from collections import Counter
 
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from srl_assets.failures import input_errors_as_failures
 from srl_assets.automation import FRESH
+from srl_assets.failures import input_errors_as_failures
 from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
-from srl_assets.resources import ArtifactStoreResource, SemanticMemoryResource, TeachersResource
+from srl_assets.resources import (
+    ArtifactStoreResource,
+    SemanticMemoryResource,
+    TeachersResource,
+)
 from srl_forge.encounters import EncounterSet
 from srl_forge.lore import SpeciesLore
 from srl_forge.rulebook import CompiledRules
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.teachers.collaboration import TrajectoryBatch, memory_recall, produce_trajectories
+from srl_forge.teachers.collaboration import (
+    TrajectoryBatch,
+    memory_recall,
+    produce_trajectories,
+)
 from training.step_dataset import to_parquet
 
 
@@ -44,17 +52,31 @@ def expert_trajectories(
         dossier = team.loremaster.consolidate(lore)
         recall = memory_recall(memory.memory(), species, lore.version, dossier, engine)
         batch = produce_trajectories(
-            encounters.encounters, engine, dossier, trajectory_team,
-            progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"), recall=recall,
+            encounters.encounters,
+            engine,
+            dossier,
+            trajectory_team,
+            progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"),
+            recall=recall,
         )
     reject_rows = [
-        {"encounter_id": r.encounter_id, "split": r.split, "teacher": r.teacher, "check": check, "reason": reason,
-         "trajectory": r.rendered}
-        for r in batch.rejected for check, reason in r.reasons
+        {
+            "encounter_id": r.encounter_id,
+            "split": r.split,
+            "teacher": r.teacher,
+            "check": check,
+            "reason": reason,
+            "trajectory": r.rendered,
+        }
+        for r in batch.rejected
+        for check, reason in r.reasons
     ]
     # the rejects also as a table, for reading them in a notebook or a spreadsheet
-    rejects_uri = (artifacts.store().put_bytes("trajectory_rejects", species, to_parquet(reject_rows), ".parquet")
-                   if reject_rows else None)
+    rejects_uri = (
+        artifacts.store().put_bytes("trajectory_rejects", species, to_parquet(reject_rows), ".parquet")
+        if reject_rows
+        else None
+    )
     total = len(batch.accepted) + len(batch.rejected)
     usage = team.ledger.totals()
     example = batch.accepted[0].trajectory.render() if batch.accepted else "(none)"
@@ -65,18 +87,23 @@ def expert_trajectories(
             "accepted": len(batch.accepted),
             "rejected": len(batch.rejected),
             "acceptance_rate": MetadataValue.float(len(batch.accepted) / max(1, total)),
-            "accepted_train": splits["train"], "accepted_validation": splits["validation"],
+            "accepted_train": splits["train"],
+            "accepted_validation": splits["validation"],
             "accepted_test": splits["test"],
             "lore_recalled_from_memory": sum(
                 any(s.title == "RECALL LORE" and "My memory" in s.thought for s in a.trajectory.steps)
-                for a in batch.accepted),
+                for a in batch.accepted
+            ),
             "mean_steps": MetadataValue.float(
-                sum(len(a.trajectory.steps) for a in batch.accepted) / max(1, len(batch.accepted))),
+                sum(len(a.trajectory.steps) for a in batch.accepted) / max(1, len(batch.accepted))
+            ),
             "top_reject_reasons": markdown_table(["reason", "count"], batch.top_reasons()),
             "teachers": MetadataValue.json(trajectory_team.labels),
-            "llm_calls": int(usage["calls"]), "llm_cache_hits": int(usage["cache_hits"]),
+            "llm_calls": int(usage["calls"]),
+            "llm_cache_hits": int(usage["cache_hits"]),
             "llm_retries": int(usage["retries"]),
-            "prompt_tokens": int(usage["prompt_tokens"]), "completion_tokens": int(usage["completion_tokens"]),
+            "prompt_tokens": int(usage["prompt_tokens"]),
+            "completion_tokens": int(usage["completion_tokens"]),
             "cost_usd": MetadataValue.float(float(usage["cost_usd"])),
             "example_trajectory": MetadataValue.md(f"```\n{example}\n```"),
             "rejects_uri": MetadataValue.path(rejects_uri or "(no rejects)"),

@@ -199,9 +199,9 @@ class S3ArtifactStore(_JsonArtifacts):
     scheme = "s3://"
 
     def __init__(self, root: str, cache_dir: str | Path, endpoint_url: str | None = None, client=None):
-        if not root.startswith(self.scheme) or not root[len(self.scheme):].split("/", 1)[0]:
+        if not root.startswith(self.scheme) or not root[len(self.scheme) :].split("/", 1)[0]:
             raise ValueError(f"not an s3 root: {root!r} (expected s3://bucket/prefix)")
-        self.bucket, _, prefix = root[len(self.scheme):].partition("/")
+        self.bucket, _, prefix = root[len(self.scheme) :].partition("/")
         self.prefix = prefix.strip("/")
         self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.cache_dir = Path(cache_dir).resolve()
@@ -218,7 +218,7 @@ class S3ArtifactStore(_JsonArtifacts):
         head = f"s3://{self.bucket}/"
         if not uri.startswith(head):
             raise ValueError(f"artifact uri {uri} is outside the store at {self.root}")
-        key = uri[len(head):]
+        key = uri[len(head) :]
         if (self.prefix and not key.startswith(self.prefix + "/")) or any(p in ("..", ".") for p in key.split("/")):
             raise ValueError(f"artifact uri {uri} is outside the store at {self.root}")
         return key
@@ -245,8 +245,11 @@ class S3ArtifactStore(_JsonArtifacts):
 
     def put_pointer(self, name: str, partition: str, record: dict) -> None:
         """Which version of an asset partition is current: one object, put after the version it names."""
-        self.client.put_object(Bucket=self.bucket, Key=self._key("_pointers", *_pointer_name(name, partition)),
-                               Body=canonical_json(record).encode("utf-8"))
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self._key("_pointers", *_pointer_name(name, partition)),
+            Body=canonical_json(record).encode("utf-8"),
+        )
 
     def get_pointer(self, name: str, partition: str) -> dict | None:
         key = self._key("_pointers", *_pointer_name(name, partition))
@@ -267,8 +270,9 @@ class S3ArtifactStore(_JsonArtifacts):
             data = path.read_bytes()
             self.client.put_object(Bucket=self.bucket, Key=f"{folder}/{name}", Body=data)
             files.append({"name": name, "size": len(data), "sha256": content_hash(data)})
-        self.client.put_object(Bucket=self.bucket, Key=f"{folder}/{MANIFEST}",
-                               Body=canonical_json({"files": files}).encode("utf-8"))
+        self.client.put_object(
+            Bucket=self.bucket, Key=f"{folder}/{MANIFEST}", Body=canonical_json({"files": files}).encode("utf-8")
+        )
         return uri
 
     def local_path(self, uri: str) -> Path:
@@ -301,8 +305,9 @@ class S3ArtifactStore(_JsonArtifacts):
         return target
 
 
-def open_artifact_store(root: str | Path, cache_dir: str | Path | None = None,
-                        endpoint_url: str | None = None) -> LocalArtifactStore | S3ArtifactStore:
+def open_artifact_store(
+    root: str | Path, cache_dir: str | Path | None = None, endpoint_url: str | None = None
+) -> LocalArtifactStore | S3ArtifactStore:
     """`s3://bucket/prefix` (production) or a local folder (embedded default)."""
     text = str(root)
     if text.startswith(S3ArtifactStore.scheme):

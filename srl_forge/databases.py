@@ -60,10 +60,19 @@ def open_database(location: str | Path) -> Database:
 
 def _open_duckdb(path: str):
     import duckdb
-    from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+    from tenacity import (
+        retry,
+        retry_if_exception,
+        stop_after_delay,
+        wait_random_exponential,
+    )
 
-    @retry(retry=retry_if_exception(lambda e: isinstance(e, duckdb.IOException) and "lock" in str(e).lower()),
-           wait=wait_random_exponential(multiplier=0.05, max=1.0), stop=stop_after_delay(30), reraise=True)
+    @retry(
+        retry=retry_if_exception(lambda e: isinstance(e, duckdb.IOException) and "lock" in str(e).lower()),
+        wait=wait_random_exponential(multiplier=0.05, max=1.0),
+        stop=stop_after_delay(30),
+        reraise=True,
+    )
     def connect():
         return duckdb.connect(path)
 

@@ -36,7 +36,8 @@ class TierSpec(BaseModel):
     serves: Literal["species", "persona"]
     ttft_budget_ms: float = Field(gt=0)
     precision: dict[Literal["embedded", "production"], str] = Field(
-        default_factory=lambda: {"embedded": "float32", "production": "fp8"})
+        default_factory=lambda: {"embedded": "float32", "production": "fp8"}
+    )
 
 
 def load_tiers(path: Path) -> dict[str, TierSpec]:
@@ -73,48 +74,87 @@ def accuracy_gate(candidate: dict, blue: dict | None, held_out: int | None = Non
     """`candidate`/`blue`: {value, low, high} of decision accuracy on the held-out set of `held_out`
     encounters (None: not recorded). An evaluation on no encounter shows nothing: blocked."""
     if held_out == 0:
-        return Gate(name="not_worse_than_blue", passed=False,
-                    detail="the candidate was evaluated on 0 held-out encounters: nothing shows it works",
-                    numbers={"held_out_encounters": 0})
+        return Gate(
+            name="not_worse_than_blue",
+            passed=False,
+            detail="the candidate was evaluated on 0 held-out encounters: nothing shows it works",
+            numbers={"held_out_encounters": 0},
+        )
     if blue is None:
-        return Gate(name="not_worse_than_blue", passed=True, detail="no blue adapter yet",
-                    numbers={"candidate": candidate["value"], "candidate_high": candidate["high"]})
+        return Gate(
+            name="not_worse_than_blue",
+            passed=True,
+            detail="no blue adapter yet",
+            numbers={"candidate": candidate["value"], "candidate_high": candidate["high"]},
+        )
     passed = candidate["high"] >= blue["value"]
-    detail = (f"candidate decision accuracy {candidate['value']:.2f} [{candidate['low']:.2f}, {candidate['high']:.2f}] "
-              f"vs blue {blue['value']:.2f}: " + ("within the noise or better" if passed
-                                                   else "worse beyond the held-out interval"))
-    return Gate(name="not_worse_than_blue", passed=passed, detail=detail,
-                numbers={"candidate": candidate["value"], "candidate_low": candidate["low"],
-                         "candidate_high": candidate["high"], "blue": blue["value"]})
+    detail = (
+        f"candidate decision accuracy {candidate['value']:.2f} [{candidate['low']:.2f}, {candidate['high']:.2f}] "
+        f"vs blue {blue['value']:.2f}: "
+        + ("within the noise or better" if passed else "worse beyond the held-out interval")
+    )
+    return Gate(
+        name="not_worse_than_blue",
+        passed=passed,
+        detail=detail,
+        numbers={
+            "candidate": candidate["value"],
+            "candidate_low": candidate["low"],
+            "candidate_high": candidate["high"],
+            "blue": blue["value"],
+        },
+    )
 
 
 def references_gate(candidate: dict, best_constant: float | None, random_acceptable: float | None = None) -> Gate:
     """`candidate`: {value, low, high} of decision accuracy; `best_constant`: the best constant action's accuracy
     on the same held-out encounters (None: not recorded, so nothing shows the candidate learned: blocked)."""
     shown = f" (a random acceptable action: {random_acceptable:.2f})" if random_acceptable is not None else ""
-    numbers = {"candidate": candidate["value"], "candidate_low": candidate["low"], "candidate_high": candidate["high"],
-               "best_constant": best_constant, "random_acceptable": random_acceptable}
+    numbers = {
+        "candidate": candidate["value"],
+        "candidate_low": candidate["low"],
+        "candidate_high": candidate["high"],
+        "best_constant": best_constant,
+        "random_acceptable": random_acceptable,
+    }
     if best_constant is None:
-        return Gate(name="beats_references", passed=False, numbers=numbers,
-                    detail="no reference accuracy was recorded with the candidate's evaluation: nothing shows it learned")
+        return Gate(
+            name="beats_references",
+            passed=False,
+            numbers=numbers,
+            detail="no reference accuracy was recorded with the candidate's evaluation: nothing shows it learned",
+        )
     passed = candidate["low"] > best_constant
-    detail = (f"candidate decision accuracy {candidate['value']:.2f} [{candidate['low']:.2f}, {candidate['high']:.2f}] vs "
-              f"always answering the best constant action {best_constant:.2f}{shown}: "
-              + ("above it beyond the interval" if passed else "not above it beyond the interval (it has not learned "
-                 "the decision; train a larger budget, e.g. SRL_FORGE_TRAINING_BUDGET=standard)"))
+    detail = (
+        f"candidate decision accuracy {candidate['value']:.2f} [{candidate['low']:.2f}, {candidate['high']:.2f}] vs "
+        f"always answering the best constant action {best_constant:.2f}{shown}: "
+        + (
+            "above it beyond the interval"
+            if passed
+            else "not above it beyond the interval (it has not learned "
+            "the decision; train a larger budget, e.g. SRL_FORGE_TRAINING_BUDGET=standard)"
+        )
+    )
     return Gate(name="beats_references", passed=passed, detail=detail, numbers=numbers)
 
 
 def guardrail_gate(violations: int) -> Gate:
-    return Gate(name="no_guardrail_violations", passed=violations == 0,
-                detail=f"{violations} guardrail violations on the held-out set", numbers={"violations": violations})
+    return Gate(
+        name="no_guardrail_violations",
+        passed=violations == 0,
+        detail=f"{violations} guardrail violations on the held-out set",
+        numbers={"violations": violations},
+    )
 
 
 def latency_gate(ttft_p50_ms: float, budget_ms: float, tier: str) -> Gate:
     passed = ttft_p50_ms <= budget_ms
-    return Gate(name="latency_budget", passed=passed,
-                detail=f"time to first token p50 {ttft_p50_ms:.0f} ms vs the {tier} budget {budget_ms:.0f} ms",
-                numbers={"ttft_p50_ms": round(ttft_p50_ms, 1), "budget_ms": budget_ms})
+    return Gate(
+        name="latency_budget",
+        passed=passed,
+        detail=f"time to first token p50 {ttft_p50_ms:.0f} ms vs the {tier} budget {budget_ms:.0f} ms",
+        numbers={"ttft_p50_ms": round(ttft_p50_ms, 1), "budget_ms": budget_ms},
+    )
 
 
 def failing(gates: list[Gate]) -> list[Gate]:
@@ -128,8 +168,13 @@ def gate_reason(gates: list[Gate]) -> str:
 
 # --- production serving: vLLM multi-LoRA ------------------------------------------------------
 
-VLLM_QUANTIZATION = {"fp8": ["--quantization", "fp8"], "bnb-4bit": ["--quantization", "bitsandbytes"],
-                     "float16": ["--dtype", "float16"], "bfloat16": ["--dtype", "bfloat16"], "float32": []}
+VLLM_QUANTIZATION = {
+    "fp8": ["--quantization", "fp8"],
+    "bnb-4bit": ["--quantization", "bitsandbytes"],
+    "float16": ["--dtype", "float16"],
+    "bfloat16": ["--dtype", "bfloat16"],
+    "float32": [],
+}
 HF_BASE_MODELS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
@@ -149,8 +194,16 @@ def vllm_config(registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter_p
     for target, tier, adapter in registry.blue_slots():
         spec = tiers[tier]
         base = HF_BASE_MODELS.get(spec.base_model, spec.base_model)
-        server = servers.setdefault(base, {"base_model": base, "tiers": [], "precision": spec.precision["production"],
-                                           "lora_modules": {}, "max_lora_rank": 0})
+        server = servers.setdefault(
+            base,
+            {
+                "base_model": base,
+                "tiers": [],
+                "precision": spec.precision["production"],
+                "lora_modules": {},
+                "max_lora_rank": 0,
+            },
+        )
         if tier not in server["tiers"]:
             server["tiers"].append(tier)
         server["lora_modules"][served_name(target, tier)] = adapter_path(adapter.adapter_uri)
@@ -160,16 +213,37 @@ def vllm_config(registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter_p
     for i, server in enumerate(servers.values()):
         modules = [f"{name}={path}" for name, path in sorted(server["lora_modules"].items())]
         rank = next(r for r in (8, 16, 32, 64, 128, 256) if r >= server["max_lora_rank"])
-        args = ["vllm", "serve", server["base_model"], "--port", str(port + i), "--enable-lora",
-                "--max-loras", str(max(1, len(modules))), "--max-lora-rank", str(rank),
-                *VLLM_QUANTIZATION.get(server["precision"], ["--quantization", server["precision"]]),
-                "--lora-modules", *modules]
+        args = [
+            "vllm",
+            "serve",
+            server["base_model"],
+            "--port",
+            str(port + i),
+            "--enable-lora",
+            "--max-loras",
+            str(max(1, len(modules))),
+            "--max-lora-rank",
+            str(rank),
+            *VLLM_QUANTIZATION.get(server["precision"], ["--quantization", server["precision"]]),
+            "--lora-modules",
+            *modules,
+        ]
         # what to send a running server after a promotion or rollback, instead of restarting it
-        load_requests = [{"method": "POST", "path": "/v1/load_lora_adapter", "json": {"lora_name": name, "lora_path": path}}
-                         for name, path in sorted(server["lora_modules"].items())]
-        out.append({**server, "lora_modules": dict(sorted(server["lora_modules"].items())), "max_lora_rank": rank,
-                    "env": {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}, "command": shlex.join(args), "argv": args,
-                    "load_requests": load_requests})
+        load_requests = [
+            {"method": "POST", "path": "/v1/load_lora_adapter", "json": {"lora_name": name, "lora_path": path}}
+            for name, path in sorted(server["lora_modules"].items())
+        ]
+        out.append(
+            {
+                **server,
+                "lora_modules": dict(sorted(server["lora_modules"].items())),
+                "max_lora_rank": rank,
+                "env": {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"},
+                "command": shlex.join(args),
+                "argv": args,
+                "load_requests": load_requests,
+            }
+        )
     return {"servers": out}
 
 
@@ -183,8 +257,9 @@ class TierOutcome(BaseModel):
     gates: list[Gate] = Field(default_factory=list)
 
 
-def deploy_candidate(registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter, serves: str,
-                     ttft_p50_ms: float, triggered_by: str) -> list[TierOutcome]:
+def deploy_candidate(
+    registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter, serves: str, ttft_p50_ms: float, triggered_by: str
+) -> list[TierOutcome]:
     """Land a registered adapter in green on every tier that serves its kind, and promote it to blue
     where every gate passes. The adapter's `metrics` carry `decision_accuracy` {value, low, high},
     `best_constant_accuracy`, `random_acceptable_accuracy` and `guardrail_violations` from its evaluation."""
@@ -194,22 +269,40 @@ def deploy_candidate(registry: AdapterRegistry, tiers: dict[str, TierSpec], adap
             continue
         blue = registry.blue(adapter.target, tier)
         if spec.base_model != adapter.base_model:
-            outcomes.append(TierOutcome(tier=tier, result="skipped", blue=blue, previous_blue=blue,
-                                        reason=f"the adapter was trained on {adapter.base_model}, {tier} serves "
-                                               f"{spec.base_model}"))
+            outcomes.append(
+                TierOutcome(
+                    tier=tier,
+                    result="skipped",
+                    blue=blue,
+                    previous_blue=blue,
+                    reason=f"the adapter was trained on {adapter.base_model}, {tier} serves {spec.base_model}",
+                )
+            )
             continue
         if blue == adapter.version:
-            outcomes.append(TierOutcome(tier=tier, result="already_blue", blue=blue, previous_blue=blue,
-                                        reason="this version is already serving"))
+            outcomes.append(
+                TierOutcome(
+                    tier=tier,
+                    result="already_blue",
+                    blue=blue,
+                    previous_blue=blue,
+                    reason="this version is already serving",
+                )
+            )
             continue
         registry.land_candidate(adapter.target, tier, adapter.version, triggered_by)
         blue_adapter = registry.get(blue) if blue else None
         gates = [
-            accuracy_gate(adapter.metrics["decision_accuracy"],
-                          blue_adapter.metrics.get("decision_accuracy") if blue_adapter else None,
-                          adapter.metrics.get("held_out_encounters")),
-            references_gate(adapter.metrics["decision_accuracy"], adapter.metrics.get("best_constant_accuracy"),
-                            adapter.metrics.get("random_acceptable_accuracy")),
+            accuracy_gate(
+                adapter.metrics["decision_accuracy"],
+                blue_adapter.metrics.get("decision_accuracy") if blue_adapter else None,
+                adapter.metrics.get("held_out_encounters"),
+            ),
+            references_gate(
+                adapter.metrics["decision_accuracy"],
+                adapter.metrics.get("best_constant_accuracy"),
+                adapter.metrics.get("random_acceptable_accuracy"),
+            ),
             guardrail_gate(int(adapter.metrics.get("guardrail_violations", 0))),
             latency_gate(ttft_p50_ms, spec.ttft_budget_ms, tier),
         ]
@@ -217,9 +310,14 @@ def deploy_candidate(registry: AdapterRegistry, tiers: dict[str, TierSpec], adap
         dumped = [g.model_dump() for g in gates]
         if failing(gates):
             registry.hold(adapter.target, tier, adapter.version, dumped, triggered_by, reason)
-            outcomes.append(TierOutcome(tier=tier, result="held", blue=blue, previous_blue=blue, reason=reason, gates=gates))
+            outcomes.append(
+                TierOutcome(tier=tier, result="held", blue=blue, previous_blue=blue, reason=reason, gates=gates)
+            )
         else:
             registry.promote(adapter.target, tier, adapter.version, dumped, triggered_by, reason)
-            outcomes.append(TierOutcome(tier=tier, result="promoted", blue=adapter.version, previous_blue=blue,
-                                        reason=reason, gates=gates))
+            outcomes.append(
+                TierOutcome(
+                    tier=tier, result="promoted", blue=adapter.version, previous_blue=blue, reason=reason, gates=gates
+                )
+            )
     return outcomes

@@ -17,8 +17,16 @@ PlayerAction = Literal[
 LocationKind = Literal["dwelling", "graveyard", "forest", "crypt", "village", "ruins", "church", "lair", "road"]
 
 PLAYER_ITEMS = (
-    "holy_symbol", "silver_weapon", "garlic", "torch", "stake", "wolfsbane",
-    "fresh_corpse", "gold", "spellbook", "phylactery",
+    "holy_symbol",
+    "silver_weapon",
+    "garlic",
+    "torch",
+    "stake",
+    "wolfsbane",
+    "fresh_corpse",
+    "gold",
+    "spellbook",
+    "phylactery",
 )
 FACTIONS = ("villagers", "hunters", "church", "necromancers", "merchants", "thieves_guild")
 

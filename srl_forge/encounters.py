@@ -24,9 +24,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
-from srl_forge.encounter import FACTIONS, PLAYER_ITEMS, Encounter, GameState, encounter_field_paths
+from srl_forge.encounter import (
+    FACTIONS,
+    PLAYER_ITEMS,
+    Encounter,
+    GameState,
+    encounter_field_paths,
+)
 from srl_forge.grading import (
-    DecisionLabel, action_scores, best_constant_action, label_decision, reference_scores, task_profile,
+    DecisionLabel,
+    action_scores,
+    best_constant_action,
+    label_decision,
+    reference_scores,
+    task_profile,
 )
 from srl_forge.hashing import content_hash
 from srl_forge.rulebook import Rule, Rulebook
@@ -36,18 +47,31 @@ Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 
 NUMERIC_RANGES = {
-    "npc.hunger": (0.0, 1.0), "npc.health": (0.0, 1.0),
-    "npc.tier": (1, 3), "npc.allies": (0, 6), "player.party_size": (1, 6),
+    "npc.hunger": (0.0, 1.0),
+    "npc.health": (0.0, 1.0),
+    "npc.tier": (1, 3),
+    "npc.allies": (0, 6),
+    "player.party_size": (1, 6),
 }
 UTTERANCES = {
     "approach": ["", "Hello? Is someone there?", "Easy now, I'm only passing through."],
-    "talk": ["Who goes there?", "We mean you no harm.", "What manner of creature are you?",
-             "Tell me what you want from this place."],
+    "talk": [
+        "Who goes there?",
+        "We mean you no harm.",
+        "What manner of creature are you?",
+        "Tell me what you want from this place.",
+    ],
     "attack": ["Die, monster!", "For the village!", "Back to the grave with you!"],
-    "threaten": ["Stay back or I'll burn you!", "One more step and you're finished.",
-                 "I know what you are, and I know how to end you."],
-    "offer": ["Take this, and let us pass.", "I brought you something you might like.",
-              "A gift, in exchange for safe passage."],
+    "threaten": [
+        "Stay back or I'll burn you!",
+        "One more step and you're finished.",
+        "I know what you are, and I know how to end you.",
+    ],
+    "offer": [
+        "Take this, and let us pass.",
+        "I brought you something you might like.",
+        "A gift, in exchange for safe passage.",
+    ],
     "invite": ["Come in out of the cold, stranger.", "You look weary. Will you come inside?"],
     "flee": ["Run!", "Get away from it!"],
     "sneak": [""],
@@ -58,10 +82,18 @@ UTTERANCES = {
 TIME_FLIPS = {"night": ("dawn", "day"), "dusk": ("dawn", "day"), "dawn": ("night", "dusk"), "day": ("dusk", "night")}
 MOON_FLIPS = {"full": ("waxing", "waning"), "waxing": ("full",), "waning": ("full",), "new": ("full",)}
 WEATHER_FLIPS = {"rain": ("clear",), "clear": ("rain",), "storm": ("clear",), "fog": ("rain",)}
-ACTION_FLIPS = {"threaten": ("talk", "offer"), "talk": ("threaten", "attack"), "offer": ("threaten", "talk"),
-                "attack": ("talk", "offer"), "approach": ("threaten", "steal"), "steal": ("talk", "approach"),
-                "sneak": ("talk", "threaten"), "trespass": ("talk", "offer"), "invite": ("threaten", "talk"),
-                "flee": ("attack", "talk")}
+ACTION_FLIPS = {
+    "threaten": ("talk", "offer"),
+    "talk": ("threaten", "attack"),
+    "offer": ("threaten", "talk"),
+    "attack": ("talk", "offer"),
+    "approach": ("threaten", "steal"),
+    "steal": ("talk", "approach"),
+    "sneak": ("talk", "threaten"),
+    "trespass": ("talk", "offer"),
+    "invite": ("threaten", "talk"),
+    "flee": ("attack", "talk"),
+}
 
 
 class DesignSpec(BaseModel):
@@ -159,8 +191,10 @@ class _Quota:
         top_cap = max(1, int(self.spec.max_top_share * target))
         open_cap = int(self.spec.max_open_share * target)
         tops = Counter(a for label in labels for a in label.top_actions)
-        return (all(self.top[split][a] + n <= top_cap for a, n in tops.items())
-                and self.open[split] + sum(label.open for label in labels) <= open_cap)
+        return (
+            all(self.top[split][a] + n <= top_cap for a, n in tops.items())
+            and self.open[split] + sum(label.open for label in labels) <= open_cap
+        )
 
     def take(self, split: Split, label: DecisionLabel) -> None:
         self.size[split] += 1
@@ -178,7 +212,9 @@ class EncounterDesigner:
         self.rng = random.Random(seed)
         self.paths = encounter_field_paths()
         # the features the rules look at: near-misses flip one of these
-        self.pivots = sorted(set().union(*(condition_paths(r.when) for r in rulebook.rules)) if rulebook.rules else set())
+        self.pivots = sorted(
+            set().union(*(condition_paths(r.when) for r in rulebook.rules)) if rulebook.rules else set()
+        )
         self.gated_events = sorted({e for r in rulebook.rules for e in r.events.only_during + r.events.not_during})
 
     # -- random base ---------------------------------------------------------------------------
@@ -242,8 +278,11 @@ class EncounterDesigner:
             if key == "not":
                 continue  # left to chance; the rule is checked after construction
             options = self._options(key)
-            ops = expected if isinstance(expected, dict) else {
-                "contains" if key in ("player.items", "game.live_events") else "eq": expected}
+            ops = (
+                expected
+                if isinstance(expected, dict)
+                else {"contains" if key in ("player.items", "game.live_events") else "eq": expected}
+            )
             section, name = key.split(".")
             for op, value in ops.items():
                 current = base[section][name]
@@ -312,8 +351,13 @@ class EncounterDesigner:
             elif path == "player.action":
                 variant(path, p.action, self.rng.choice(ACTION_FLIPS[p.action]))
             elif path == "player.faction":
-                variant(path, p.faction, "villagers" if p.faction != "villagers" else self.rng.choice(
-                    [f for f in FACTIONS if f != "villagers"]))
+                variant(
+                    path,
+                    p.faction,
+                    "villagers"
+                    if p.faction != "villagers"
+                    else self.rng.choice([f for f in FACTIONS if f != "villagers"]),
+                )
             elif path == "player.party_size":
                 variant(path, p.party_size, 1 if p.party_size >= 3 else 4)
             elif path == "npc.hunger":
@@ -373,7 +417,9 @@ class EncounterDesigner:
         return None
 
     # -- the set ---------------------------------------------------------------------------------
-    def design(self, spec: DesignSpec | None = None, mined: typing.Iterable[Encounter] = (), **overrides) -> EncounterSet:
+    def design(
+        self, spec: DesignSpec | None = None, mined: typing.Iterable[Encounter] = (), **overrides
+    ) -> EncounterSet:
         spec = (spec or DesignSpec()).model_copy(update=overrides) if overrides else (spec or DesignSpec())
         spec = DesignSpec.model_validate(spec.model_dump())
         chosen: dict[str, SampledEncounter] = {}
@@ -386,13 +432,28 @@ class EncounterDesigner:
                 labels[encounter.encounter_id] = label_decision(self.engine.decide(encounter), self.rulebook)
             return labels[encounter.encounter_id]
 
-        def add(encounter: Encounter, split: Split, origin: str, target: str | None, scenario: str,
-                near_miss_of: str | None = None, flipped: str | None = None) -> None:
+        def add(
+            encounter: Encounter,
+            split: Split,
+            origin: str,
+            target: str | None,
+            scenario: str,
+            near_miss_of: str | None = None,
+            flipped: str | None = None,
+        ) -> None:
             label = label_of(encounter)
             quota.take(split, label)
             chosen[encounter.encounter_id] = SampledEncounter(
-                encounter_id=encounter.encounter_id, split=split, origin=origin, targeted_rule=target,
-                encounter=encounter, scenario_id=scenario, near_miss_of=near_miss_of, flipped=flipped, label=label)
+                encounter_id=encounter.encounter_id,
+                split=split,
+                origin=origin,
+                targeted_rule=target,
+                encounter=encounter,
+                scenario_id=scenario,
+                near_miss_of=near_miss_of,
+                flipped=flipped,
+                label=label,
+            )
             coverage.update(rule.id for rule in self.engine.fired(encounter))
 
         def offer(base: Encounter, origin: str, target: str | None) -> None:
@@ -465,8 +526,15 @@ def rule_conflicts(rulebook: Rulebook, samples_per_rule: int = 20, seed: int = 0
                     continue
                 for conflict in engine.decide(encounter).conflicts:
                     key = (conflict.action, conflict.rule_ids)
-                    found.setdefault(key, {"rules": list(conflict.rule_ids), "action": conflict.action,
-                                           "reason": conflict.reason, "example": encounter.model_dump(mode="json")})
+                    found.setdefault(
+                        key,
+                        {
+                            "rules": list(conflict.rule_ids),
+                            "action": conflict.action,
+                            "reason": conflict.reason,
+                            "example": encounter.model_dump(mode="json"),
+                        },
+                    )
     return list(found.values())
 
 
@@ -477,10 +545,16 @@ def task_difficulty_report(encounter_set: EncounterSet, engine: RulesEngine) -> 
         items = [e for e in encounter_set.by_split(split) if e.label is not None]
         labels = [e.label for e in items]
         scores = [action_scores(engine.decide(e.encounter), engine.vocabulary) for e in items]
-        refs = reference_scores(labels, scores, engine.vocabulary,
-                                constant=best_constant_action(labels, engine.vocabulary) if labels else None)
-        report[split] = {**task_profile(labels),
-                         "near_miss_share": sum(e.near_miss_of is not None for e in items) * 2 / max(1, len(items)),
-                         "best_constant": refs["best_constant"].model_dump(),
-                         "random_acceptable": refs["random_acceptable"].model_dump()}
+        refs = reference_scores(
+            labels,
+            scores,
+            engine.vocabulary,
+            constant=best_constant_action(labels, engine.vocabulary) if labels else None,
+        )
+        report[split] = {
+            **task_profile(labels),
+            "near_miss_share": sum(e.near_miss_of is not None for e in items) * 2 / max(1, len(items)),
+            "best_constant": refs["best_constant"].model_dump(),
+            "random_acceptable": refs["random_acceptable"].model_dump(),
+        }
     return report

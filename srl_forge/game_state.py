@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from srl_forge.databases import open_database
 from srl_forge.encounter import GameState
 from srl_forge.errors import InputError
-from srl_forge.databases import open_database
 from srl_forge.hashing import content_hash
 from srl_forge.yaml_files import load_yaml
 
@@ -59,8 +59,12 @@ class GameStateStore:
         return self.database.transaction()
 
     def _upsert(self, con, table: str, key: str, column: str, rows: list[tuple]) -> None:
-        con.executemany(self.database.sql(f"INSERT INTO {table} VALUES (?, ?) "
-                                          f"ON CONFLICT ({key}) DO UPDATE SET {column} = excluded.{column}"), rows)
+        con.executemany(
+            self.database.sql(
+                f"INSERT INTO {table} VALUES (?, ?) ON CONFLICT ({key}) DO UPDATE SET {column} = excluded.{column}"
+            ),
+            rows,
+        )
 
     def is_empty(self) -> bool:
         with self._connect() as con:
@@ -76,7 +80,9 @@ class GameStateStore:
             con.execute("DELETE FROM world_flags")
             con.execute("DELETE FROM live_events")
             self._upsert(con, "world_flags", "key", "value", [(k, str(v)) for k, v in world.items()])
-            self._upsert(con, "live_events", "name", "active", [(e["name"], bool(e.get("active", True))) for e in events])
+            self._upsert(
+                con, "live_events", "name", "active", [(e["name"], bool(e.get("active", True))) for e in events]
+            )
 
     def set_flag(self, key: str, value: str) -> None:
         GameState(**{**self.current().model_dump(exclude={"live_events"}), key: value})

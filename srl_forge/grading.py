@@ -76,7 +76,8 @@ def label_decision(decision: Decision, rulebook: Rulebook) -> DecisionLabel:
     # The backdrop (unconditional, ungated rules such as "watch when nothing presses") never contests.
     conditional = [e for e in decisive if rules[e.rule_id].when or rules[e.rule_id].events.only_during]
     contested = (len({e.effect for e in conditional}) >= 2 and len({e.priority for e in conditional}) >= 2) or any(
-        rules[e.rule_id].events.only_during and e.status == "applied" for e in decisive)
+        rules[e.rule_id].events.only_during and e.status == "applied" for e in decisive
+    )
     applied = sorted((e for e in conditional if e.status == "applied"), key=lambda e: -e.priority)
     return DecisionLabel(
         top_actions=top_actions(decision),
@@ -96,8 +97,13 @@ class PolicyScore(BaseModel):
     acceptable: float
 
 
-def reference_scores(labels: Sequence[DecisionLabel], scores: Sequence[dict[str, float]], vocabulary: Sequence[str],
-                     constant: str | None = None, seed: int = 0) -> dict[str, PolicyScore]:
+def reference_scores(
+    labels: Sequence[DecisionLabel],
+    scores: Sequence[dict[str, float]],
+    vocabulary: Sequence[str],
+    constant: str | None = None,
+    seed: int = 0,
+) -> dict[str, PolicyScore]:
     """The trivial reference policies on a set of decisions: the best constant action (or `constant`,
     chosen elsewhere, e.g. on the train split) and a uniformly random acceptable action (expected)."""
     n = max(1, len(labels))
@@ -113,10 +119,14 @@ def reference_scores(labels: Sequence[DecisionLabel], scores: Sequence[dict[str,
     best = constant or max(vocabulary, key=lambda a: (constant_score(a).accuracy, constant_score(a).graded))
     random_acceptable = PolicyScore(
         name="random_acceptable",
-        accuracy=sum(len(set(lab.top_actions) & set(lab.acceptable)) / len(lab.acceptable)
-                     for lab in labels if lab.acceptable) / n,
-        graded=sum(sum(s[a] for a in lab.acceptable) / len(lab.acceptable) for lab, s in zip(labels, scores)
-                   if lab.acceptable) / n,
+        accuracy=sum(
+            len(set(lab.top_actions) & set(lab.acceptable)) / len(lab.acceptable) for lab in labels if lab.acceptable
+        )
+        / n,
+        graded=sum(
+            sum(s[a] for a in lab.acceptable) / len(lab.acceptable) for lab, s in zip(labels, scores) if lab.acceptable
+        )
+        / n,
         acceptable=sum(bool(lab.acceptable) for lab in labels) / n,
     )
     return {"best_constant": constant_score(best), "random_acceptable": random_acceptable}
@@ -139,4 +149,3 @@ def task_profile(labels: Iterable[DecisionLabel]) -> dict:
         "top_action_share": {a: c / n for a, c in tops.most_common()},
         "max_top_share": max(tops.values(), default=0) / n,
     }
-

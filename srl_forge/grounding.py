@@ -21,39 +21,89 @@ except ImportError:  # pragma: no cover - same values, slower
 from srl_forge.encounter import Encounter
 
 FACTION_TERMS = {
-    "villagers": ["villager", "village folk", "peasant"], "hunters": ["hunter"], "church": ["priest", "church"],
-    "necromancers": ["necromancer"], "merchants": ["merchant", "trader"], "thieves_guild": ["thief", "thieves"],
+    "villagers": ["villager", "village folk", "peasant"],
+    "hunters": ["hunter"],
+    "church": ["priest", "church"],
+    "necromancers": ["necromancer"],
+    "merchants": ["merchant", "trader"],
+    "thieves_guild": ["thief", "thieves"],
 }
 ITEM_TERMS = {
-    "holy_symbol": ["holy symbol", "cross"], "silver_weapon": ["silver"], "garlic": ["garlic"],
-    "torch": ["torch", "flame", "fire"], "stake": ["stake"], "wolfsbane": ["wolfsbane"],
-    "fresh_corpse": ["corpse", "body"], "gold": ["gold", "coin"], "spellbook": ["spellbook", "grimoire"],
+    "holy_symbol": ["holy symbol", "cross"],
+    "silver_weapon": ["silver"],
+    "garlic": ["garlic"],
+    "torch": ["torch", "flame", "fire"],
+    "stake": ["stake"],
+    "wolfsbane": ["wolfsbane"],
+    "fresh_corpse": ["corpse", "body"],
+    "gold": ["gold", "coin"],
+    "spellbook": ["spellbook", "grimoire"],
     "phylactery": ["phylactery", "vessel"],
 }
 PLACE_TERMS = {
-    "dwelling": ["house", "home", "threshold", "door", "hearth"], "graveyard": ["graveyard", "headstone"],
-    "forest": ["forest", "woods", "trees"], "crypt": ["crypt", "tomb"], "village": ["village", "square"],
-    "ruins": ["ruins", "rubble"], "church": ["church", "chapel", "altar"], "lair": ["lair", "den"],
+    "dwelling": ["house", "home", "threshold", "door", "hearth"],
+    "graveyard": ["graveyard", "headstone"],
+    "forest": ["forest", "woods", "trees"],
+    "crypt": ["crypt", "tomb"],
+    "village": ["village", "square"],
+    "ruins": ["ruins", "rubble"],
+    "church": ["church", "chapel", "altar"],
+    "lair": ["lair", "den"],
     "road": ["road", "path"],
 }
 HOUR_TERMS = {
-    "dawn": ["dawn", "sunrise", "sun"], "day": ["daylight", "sun", "noon"], "dusk": ["dusk", "twilight", "sunset"],
+    "dawn": ["dawn", "sunrise", "sun"],
+    "day": ["daylight", "sun", "noon"],
+    "dusk": ["dusk", "twilight", "sunset"],
     "night": ["tonight", "midnight", "moonlight"],
 }
 MOON_TERMS = {"full": ["full moon"], "new": ["new moon", "moonless"], "waxing": ["waxing"], "waning": ["waning"]}
-WEATHER_TERMS = {"rain": ["rain"], "storm": ["storm", "thunder"], "fog": ["fog", "mist"], "clear": ["stars", "clear sky"]}
-ACTION_TERMS = {
-    "approach": ["approach", "closer"], "talk": ["talk", "words", "speak", "question"],
-    "attack": ["strike", "attack", "blade", "blow"], "threaten": ["threat", "dare"], "offer": ["offer", "gift"],
-    "invite": ["invit"], "flee": ["run", "flee", "running"], "sneak": ["sneak", "creep", "skulk"],
-    "steal": ["steal", "stolen", "thieving"], "trespass": ["trespass"],
+WEATHER_TERMS = {
+    "rain": ["rain"],
+    "storm": ["storm", "thunder"],
+    "fog": ["fog", "mist"],
+    "clear": ["stars", "clear sky"],
 }
-EVENT_TERMS = {"blood_moon": ["blood moon"], "truce_of_ashes": ["truce"], "hunters_festival": ["festival"],
-               "eclipse": ["eclipse"]}
+ACTION_TERMS = {
+    "approach": ["approach", "closer"],
+    "talk": ["talk", "words", "speak", "question"],
+    "attack": ["strike", "attack", "blade", "blow"],
+    "threaten": ["threat", "dare"],
+    "offer": ["offer", "gift"],
+    "invite": ["invit"],
+    "flee": ["run", "flee", "running"],
+    "sneak": ["sneak", "creep", "skulk"],
+    "steal": ["steal", "stolen", "thieving"],
+    "trespass": ["trespass"],
+}
+EVENT_TERMS = {
+    "blood_moon": ["blood moon"],
+    "truce_of_ashes": ["truce"],
+    "hunters_festival": ["festival"],
+    "eclipse": ["eclipse"],
+}
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 STOP_WORDS = {
-    "there", "their", "these", "those", "about", "would", "could", "should", "where", "which", "whose", "while",
-    "someone", "something", "please", "stranger", "little", "through", "wherever", "going",
+    "there",
+    "their",
+    "these",
+    "those",
+    "about",
+    "would",
+    "could",
+    "should",
+    "where",
+    "which",
+    "whose",
+    "while",
+    "someone",
+    "something",
+    "please",
+    "stranger",
+    "little",
+    "through",
+    "wherever",
+    "going",
 }
 PARROT_WORDS = 4  # this many consecutive words copied from the player's sentence is parroting
 WORD = re.compile(r"[a-z']+")
@@ -75,7 +125,9 @@ def grounding_terms(encounter: Encounter, exclude: Iterable[str] = ()) -> dict[s
         "moon": MOON_TERMS[g.moon_phase],
         "weather": WEATHER_TERMS[g.weather],
         "event": [t for e in g.live_events for t in EVENT_TERMS.get(e, [e.replace("_", " ")])],
-        "party": ["alone"] if p.party_size == 1 else ["all of you", "your friends", NUMBER_WORDS.get(p.party_size, "many")],
+        "party": ["alone"]
+        if p.party_size == 1
+        else ["all of you", "your friends", NUMBER_WORDS.get(p.party_size, "many")],
         "words": sorted({w for w in words(p.utterance) if len(w) >= 5 and w not in STOP_WORDS}),
     }
     excluded = {e.lower() for e in exclude}
@@ -84,8 +136,7 @@ def grounding_terms(encounter: Encounter, exclude: Iterable[str] = ()) -> dict[s
 
 def referenced_kinds(line: str, terms: dict[str, Sequence[str]]) -> list[str]:
     lowered = line.lower()
-    return [kind for kind, forms in terms.items()
-            if any(re.search(rf"\b{re.escape(form)}", lowered) for form in forms)]
+    return [kind for kind, forms in terms.items() if any(re.search(rf"\b{re.escape(form)}", lowered) for form in forms)]
 
 
 def parrots(line: str, utterance: str, n: int = PARROT_WORDS) -> bool:
@@ -95,7 +146,7 @@ def parrots(line: str, utterance: str, n: int = PARROT_WORDS) -> bool:
         return False
     spoken = " " + " ".join(words(line)) + " "
     size = min(n, len(said))
-    return any(f" {' '.join(said[i:i + size])} " in spoken for i in range(len(said) - size + 1))
+    return any(f" {' '.join(said[i : i + size])} " in spoken for i in range(len(said) - size + 1))
 
 
 def grounding_score(line: str, terms: dict[str, Sequence[str]], utterance: str) -> float:
@@ -110,8 +161,9 @@ STOCK_SIMILARITY = 0.8  # difflib ratio at or above which a line is a species' s
 
 def stock_similarity(line: str, stock_lines: Sequence[str]) -> float:
     lowered = " ".join(words(line))
-    return max((SequenceMatcher(None, " ".join(words(s)), lowered, autojunk=False).ratio() for s in stock_lines),
-               default=0.0)
+    return max(
+        (SequenceMatcher(None, " ".join(words(s)), lowered, autojunk=False).ratio() for s in stock_lines), default=0.0
+    )
 
 
 def is_stock(line: str, stock_lines: Sequence[str]) -> bool:

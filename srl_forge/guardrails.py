@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srl_forge.hashing import content_hash
+from srl_forge.policy import MARKUP
 
 CATEGORIES = ("real_world_harm", "slur", "sexual_minors", "self_harm")
 
@@ -41,9 +42,11 @@ _SELF_HARM = [
     r"\byou should (die|not be alive)\b.{0,20}\b(by your own|yourself)\b",
     r"\bcommit suicide\b|\bgo suicide\b",
 ]
-_MINOR = r"\b(child|children|kid|kids|minor|minors|underage|little (girl|boy)|preteen|schoolgirl|schoolboy|\d{1,2}[- ]year[- ]old)\b"
+_MINOR = (
+    r"\b(child|children|kid|kids|minor|minors|underage|little (girl|boy)|preteen|schoolgirl|schoolboy"
+    r"|\d{1,2}[- ]year[- ]old)\b"
+)
 _SEXUAL = r"\b(sex|sexual|sexy|naked|nude|undress\w*|aroused|kiss\w* (her|him) all over|molest\w*|seduc\w*)\b"
-
 
 
 def _load_slur_hashes() -> frozenset[str]:
@@ -95,8 +98,9 @@ def is_safe(text: str) -> bool:
 PROMPT_INJECTION = re.compile(
     r"ignore (all |any |the )?(previous|prior|above|earlier) (instructions|prompts?|rules)"
     r"|disregard (all |any |the )?(previous|prior|above|your) (instructions|prompts?|rules)"
-    r"|system prompt|developer mode|jailbreak|you are now (a|an|the) |pretend (you are|to be) (an? )?(ai|assistant|chatgpt)"
-    r"|</?(system|think)>|\bACTION:\s*[a-z_]+|\bSAY:\s*\"",
+    r"|system prompt|developer mode|jailbreak|you are now (a|an|the) "
+    r"|pretend (you are|to be) (an? )?(ai|assistant|chatgpt)"
+    r"|" + MARKUP,
     re.IGNORECASE,
 )
 

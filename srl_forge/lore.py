@@ -151,8 +151,12 @@ def check_section_sizes(path: Path, body: str) -> None:
     for block in re.split(r"(?m)^(?=## )", body):
         if len(block) > limit:
             heading = block.splitlines()[0][3:].strip() if block.startswith("## ") else "(before the first heading)"
-            raise InputError(path, f"section '{heading}'", f"{len(block)} characters, over the {limit}-character "
-                             "limit for a section (SRL_FORGE_MAX_LORE_SECTION_CHARS); split it")
+            raise InputError(
+                path,
+                f"section '{heading}'",
+                f"{len(block)} characters, over the {limit}-character "
+                "limit for a section (SRL_FORGE_MAX_LORE_SECTION_CHARS); split it",
+            )
 
 
 def check_document_file(path: Path, lore_root: Path) -> None:
@@ -163,8 +167,11 @@ def check_document_file(path: Path, lore_root: Path) -> None:
         raise InputError(path, "path", "not a regular file (a folder or a broken link named *.md)")
     size, limit = path.stat().st_size, max_lore_file_bytes()
     if size > limit:
-        raise InputError(path, "size", f"{size} bytes, over the {limit}-byte limit for a lore document "
-                         "(SRL_FORGE_MAX_LORE_FILE_BYTES); split it")
+        raise InputError(
+            path,
+            "size",
+            f"{size} bytes, over the {limit}-byte limit for a lore document (SRL_FORGE_MAX_LORE_FILE_BYTES); split it",
+        )
 
 
 def lore_files(lore_root: Path, folder: str, problems: list[InputError] | None = None) -> list[Path]:
@@ -195,8 +202,12 @@ def screen_for_injection(path: Path, text: str, kind: str) -> None:
     if found:
         number, evidence = found[0]
         others = f" (also lines {', '.join(str(n) for n, _ in found[1:])})" if len(found) > 1 else ""
-        raise InputError(path, f"line {number}", f"reads as instructions to a model ({evidence!r}){others}: "
-                         f"{kind} is read by the teachers and trained on; describe the game instead")
+        raise InputError(
+            path,
+            f"line {number}",
+            f"reads as instructions to a model ({evidence!r}){others}: "
+            f"{kind} is read by the teachers and trained on; describe the game instead",
+        )
 
 
 def parse_lore_file(path: Path, folder: str) -> LoreDocument:
@@ -226,7 +237,7 @@ def parse_lore_file(path: Path, folder: str) -> LoreDocument:
     for name in ("title", "source", "canon_version"):
         if not getattr(front, name).strip():
             raise InputError(path, name, "must not be empty")
-    body = text[match.end():].strip()
+    body = text[match.end() :].strip()
     if not body:
         raise InputError(path, "body", "document has no text after the front matter")
     check_section_sizes(path, body)
@@ -287,8 +298,14 @@ def build_dossier(species: str, documents: list[LoreDocument]) -> Dossier:
     return Dossier(
         species=species,
         documents=tuple(
-            {"id": d.doc_id, "title": d.title, "topic": d.topic, "source": d.source,
-             "canon_version": d.canon_version, "words": d.words}
+            {
+                "id": d.doc_id,
+                "title": d.title,
+                "topic": d.topic,
+                "source": d.source,
+                "canon_version": d.canon_version,
+                "words": d.words,
+            }
             for d in documents
         ),
         **{k: tuple(v) for k, v in collected.items()},

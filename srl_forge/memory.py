@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-
 from srl_forge.databases import is_postgres, open_database
 from srl_forge.hashing import content_hash
 from srl_forge.lore import LoreChunk, SpeciesLore
@@ -34,7 +33,9 @@ class MemoryHit:
 class LoreStore(Protocol):
     def has_version(self, species: str, version: str) -> bool: ...
     def cached_embeddings(self, text_hashes: Sequence[str]) -> dict[str, list[float]]: ...
-    def store(self, species: str, version: str, chunks: Sequence[LoreChunk], embeddings: Sequence[list[float]]) -> None: ...
+    def store(
+        self, species: str, version: str, chunks: Sequence[LoreChunk], embeddings: Sequence[list[float]]
+    ) -> None: ...
     def search(self, species: str, version: str, query: list[float], k: int) -> list[MemoryHit]: ...
 
 
@@ -56,8 +57,10 @@ class DuckDBLoreStore:
 
     def has_version(self, species: str, version: str) -> bool:
         with self._connect() as con:
-            con.execute(self.database.sql("SELECT count(*) FROM lore_chunks WHERE species = ? AND lore_version = ?"),
-                        [species, version])
+            con.execute(
+                self.database.sql("SELECT count(*) FROM lore_chunks WHERE species = ? AND lore_version = ?"),
+                [species, version],
+            )
             return con.fetchone()[0] > 0
 
     def cached_embeddings(self, text_hashes: Sequence[str]) -> dict[str, list[float]]:
@@ -82,8 +85,9 @@ class DuckDBLoreStore:
             for c, e in zip(chunks, embeddings)
         ]
         with self._connect() as con:  # one transaction: a version is stored whole or not at all
-            con.execute(self.database.sql("DELETE FROM lore_chunks WHERE species = ? AND lore_version = ?"),
-                        [species, version])
+            con.execute(
+                self.database.sql("DELETE FROM lore_chunks WHERE species = ? AND lore_version = ?"), [species, version]
+            )
             con.executemany(self.database.sql("INSERT INTO lore_chunks VALUES (?, ?, ?, ?, ?, ?, ?)"), rows)
 
     @staticmethod
@@ -120,9 +124,12 @@ class PostgresLoreStore(DuckDBLoreStore):
             cur.execute(
                 f"""CREATE TABLE IF NOT EXISTS lore_chunks (
                     species TEXT, lore_version TEXT, chunk_id TEXT, doc_id TEXT, text TEXT, text_hash TEXT,
-                    embedding vector({EMBEDDING_DIM}), PRIMARY KEY (species, lore_version, chunk_id))""")
-            cur.execute("CREATE INDEX IF NOT EXISTS lore_chunks_embedding_hnsw ON lore_chunks "
-                        "USING hnsw (embedding vector_cosine_ops)")
+                    embedding vector({EMBEDDING_DIM}), PRIMARY KEY (species, lore_version, chunk_id))"""
+            )
+            cur.execute(
+                "CREATE INDEX IF NOT EXISTS lore_chunks_embedding_hnsw ON lore_chunks "
+                "USING hnsw (embedding vector_cosine_ops)"
+            )
             cur.execute("CREATE INDEX IF NOT EXISTS lore_chunks_text_hash ON lore_chunks (text_hash)")
 
     def _connect(self):
@@ -153,19 +160,23 @@ class PostgresLoreStore(DuckDBLoreStore):
 
     def search(self, species: str, version: str, query: list[float], k: int) -> list[MemoryHit]:
         vector = self._vector(query)
-        select = ("SELECT chunk_id, doc_id, text, 1 - (embedding <=> %s) AS score FROM lore_chunks "
-                  "WHERE species = %s AND lore_version = %s ")
+        select = (
+            "SELECT chunk_id, doc_id, text, 1 - (embedding <=> %s) AS score FROM lore_chunks "
+            "WHERE species = %s AND lore_version = %s "
+        )
         with self._connect() as cur:
             cur.execute(f"SET LOCAL hnsw.ef_search = {max(40, 4 * int(k))}")
             cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")  # pgvector >= 0.8; a no-op before
             cur.execute(select + "ORDER BY embedding <=> %s LIMIT %s", [vector, species, version, vector, k])
             rows = cur.fetchall()
             if len(rows) < k:
-                cur.execute("SELECT count(*) FROM lore_chunks WHERE species = %s AND lore_version = %s",
-                            [species, version])
+                cur.execute(
+                    "SELECT count(*) FROM lore_chunks WHERE species = %s AND lore_version = %s", [species, version]
+                )
                 if cur.fetchone()[0] > len(rows):
-                    cur.execute(select + "ORDER BY embedding <=> %s, chunk_id LIMIT %s",
-                                [vector, species, version, vector, k])
+                    cur.execute(
+                        select + "ORDER BY embedding <=> %s, chunk_id LIMIT %s", [vector, species, version, vector, k]
+                    )
                     rows = cur.fetchall()
         rows = sorted(rows, key=lambda r: (-round(float(r[3]), 6), r[0]))
         return [MemoryHit(chunk_id=r[0], doc_id=r[1], text=r[2], score=float(r[3])) for r in rows]
@@ -220,7 +231,7 @@ class SemanticMemory:
         fresh: dict[int, list[float]] = {}
         step = 32
         for start in range(0, len(missing), step):
-            batch = missing[start:start + step]
+            batch = missing[start : start + step]
             for i, vector in zip(batch, self.embedder([chunks[i].text for i in batch])):
                 fresh[i] = vector
             if progress:

@@ -17,11 +17,20 @@ def _interval(hits: Sequence[float], resamples: int = 1000, seed: int = 0) -> di
     rng = random.Random(seed)
     n = len(hits)
     means = sorted(sum(hits[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {"value": sum(hits) / n, "low": means[int(0.025 * (resamples - 1))], "high": means[int(0.975 * (resamples - 1))]}
+    return {
+        "value": sum(hits) / n,
+        "low": means[int(0.025 * (resamples - 1))],
+        "high": means[int(0.975 * (resamples - 1))],
+    }
 
 
-def served_performance(records: Sequence[PlayerLogRecord], engine_for: Callable, evaluated_metrics: Callable,
-                       margin: float, min_answers: int) -> list[dict]:
+def served_performance(
+    records: Sequence[PlayerLogRecord],
+    engine_for: Callable,
+    evaluated_metrics: Callable,
+    margin: float,
+    min_answers: int,
+) -> list[dict]:
     """Per (served model, adapter version): decision accuracy against the engine's top actions (persona
     overrides are not re-applied here: a persona that avoids its species' top choice counts as a miss),
     guardrail replacements, format failures, latency; `stale` when accuracy is below the evaluated one
@@ -36,10 +45,19 @@ def served_performance(records: Sequence[PlayerLogRecord], engine_for: Callable,
         accuracy = _interval(hits)
         evaluated = (evaluated_metrics(version).get("decision_accuracy") or {}).get("value")
         ttfts = [r.served.ttft_ms for r in group if r.served.ttft_ms is not None]
-        stale = (evaluated is not None and len(group) >= min_answers and accuracy["value"] < evaluated - margin)
-        rows.append({"model": model, "adapter_version": version, "answers": len(group), "decision_accuracy": accuracy,
-                     "evaluated_accuracy": evaluated,
-                     "guardrail_replaced": sum(bool(r.served.guardrail_categories) for r in group),
-                     "format_failures": sum(not r.served.format_ok for r in group),
-                     "ttft_p50_ms": percentile(ttfts, 0.5), "ttft_p95_ms": percentile(ttfts, 0.95), "stale": stale})
+        stale = evaluated is not None and len(group) >= min_answers and accuracy["value"] < evaluated - margin
+        rows.append(
+            {
+                "model": model,
+                "adapter_version": version,
+                "answers": len(group),
+                "decision_accuracy": accuracy,
+                "evaluated_accuracy": evaluated,
+                "guardrail_replaced": sum(bool(r.served.guardrail_categories) for r in group),
+                "format_failures": sum(not r.served.format_ok for r in group),
+                "ttft_p50_ms": percentile(ttfts, 0.5),
+                "ttft_p95_ms": percentile(ttfts, 0.95),
+                "stale": stale,
+            }
+        )
     return rows

@@ -91,7 +91,9 @@ def load_persona(lore_root: Path, species: str, npc: str, actions: tuple[str, ..
     if actions is not None:
         unknown = [a for a in header.forbid if a not in actions]
         if unknown:
-            raise InputError(path, "forbid", f"unknown actions {unknown}; the {species} actions are {', '.join(actions)}")
+            raise InputError(
+                path, "forbid", f"unknown actions {unknown}; the {species} actions are {', '.join(actions)}"
+            )
     description = " ".join(match.group(2).split())[:1200]
     return Persona(species=species, npc=npc, header=header, description=description, version=content_hash(text))
 

@@ -16,14 +16,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.databases import is_postgres, open_database, redact
-from srl_forge.guardrails import injection_evidence
 from srl_forge.encounter import Encounter
+from srl_forge.guardrails import injection_evidence
 from srl_forge.species import validate_species_id
 
 
 class ServedInfo(BaseModel):
     """How a served answer was produced: which model and adapter, how fast, and whether the guardrails
     replaced it (the violating text itself is not kept)."""
+
     model_config = ConfigDict(frozen=True)
     model: str
     tier: str
@@ -66,8 +67,10 @@ def _pg(location: str):
     database = open_database(location)
     if database.location not in _PG_TABLES:
         with database.transaction() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS player_logs (id BIGSERIAL PRIMARY KEY, species TEXT NOT NULL, "
-                        "recorded_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL)")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS player_logs (id BIGSERIAL PRIMARY KEY, species TEXT NOT NULL, "
+                "recorded_at TIMESTAMPTZ NOT NULL, record JSONB NOT NULL)"
+            )
             cur.execute("CREATE INDEX IF NOT EXISTS player_logs_species_id ON player_logs (species, id)")
         _PG_TABLES.add(database.location)
     return database
@@ -80,8 +83,10 @@ def append_player_log(root: Path | str, record: PlayerLogRecord) -> Path | str:
     validate_species_id(record.species)
     if is_postgres(root):
         with _pg(str(root)).transaction() as cur:
-            cur.execute("INSERT INTO player_logs (species, recorded_at, record) VALUES (%s, %s, %s)",
-                        [record.species, record.timestamp, record.model_dump_json()])
+            cur.execute(
+                "INSERT INTO player_logs (species, recorded_at, record) VALUES (%s, %s, %s)",
+                [record.species, record.timestamp, record.model_dump_json()],
+            )
         return redact(str(root))
     root = Path(root)
     folder = root / record.species
@@ -152,7 +157,6 @@ PII_PATTERNS = {
 }
 
 
-
 class FilterReport(BaseModel):
     model_config = ConfigDict(frozen=True)
     read: int
@@ -173,8 +177,10 @@ def redact_personal_data(text: str, counts: dict[str, int] | None = None) -> str
 MAX_UTTERANCE_CHARS = 2000  # what a player says to an NPC in one turn; longer is pasted text, not play
 
 
-def filter_player_records(records: list[PlayerLogRecord], max_utterance_chars: int = MAX_UTTERANCE_CHARS,
-                          ) -> tuple[list[PlayerLogRecord], FilterReport]:
+def filter_player_records(
+    records: list[PlayerLogRecord],
+    max_utterance_chars: int = MAX_UTTERANCE_CHARS,
+) -> tuple[list[PlayerLogRecord], FilterReport]:
     """Keep records fit to learn from: utterances within the size limit, no prompt-injection attempts,
     nothing against the guardrails, personal data removed from what the player said."""
     from srl_forge.guardrails import check as guardrail_violations

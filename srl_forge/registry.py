@@ -19,7 +19,7 @@ PostgreSQL (production: `postgresql://` URL, psycopg2); only the placeholder sty
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,14 +83,33 @@ _SCHEMA = [
         action VARCHAR NOT NULL, version VARCHAR, previous_blue VARCHAR, reason VARCHAR NOT NULL,
         gates_json VARCHAR NOT NULL, triggered_by VARCHAR NOT NULL)""",
 ]
-_VERSION_COLUMNS = ("version", "target", "kind", "base_model", "adapter_uri", "parent_version", "lineage_json",
-                    "metrics_json", "registered_at")
-_EVENT_COLUMNS = ("event_id", "happened_at", "target", "tier", "action", "version", "previous_blue", "reason", "gates_json",
-                  "triggered_by")
+_VERSION_COLUMNS = (
+    "version",
+    "target",
+    "kind",
+    "base_model",
+    "adapter_uri",
+    "parent_version",
+    "lineage_json",
+    "metrics_json",
+    "registered_at",
+)
+_EVENT_COLUMNS = (
+    "event_id",
+    "happened_at",
+    "target",
+    "tier",
+    "action",
+    "version",
+    "previous_blue",
+    "reason",
+    "gates_json",
+    "triggered_by",
+)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class AdapterRegistry:
@@ -118,31 +137,52 @@ class AdapterRegistry:
             return existing
         row = adapter.model_copy(update={"registered_at": adapter.registered_at or _now()})
         with self._connect() as cur:
-            cur.execute(self._sql(f"INSERT INTO adapter_versions ({', '.join(_VERSION_COLUMNS)}) "
-                                  f"VALUES ({', '.join('?' * len(_VERSION_COLUMNS))})"),
-                        [row.version, row.target, row.kind, row.base_model, row.adapter_uri, row.parent_version,
-                         json.dumps(row.lineage, sort_keys=True, default=str),
-                         json.dumps(row.metrics, sort_keys=True, default=str), row.registered_at.isoformat()])
+            cur.execute(
+                self._sql(
+                    f"INSERT INTO adapter_versions ({', '.join(_VERSION_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_VERSION_COLUMNS))})"
+                ),
+                [
+                    row.version,
+                    row.target,
+                    row.kind,
+                    row.base_model,
+                    row.adapter_uri,
+                    row.parent_version,
+                    json.dumps(row.lineage, sort_keys=True, default=str),
+                    json.dumps(row.metrics, sort_keys=True, default=str),
+                    row.registered_at.isoformat(),
+                ],
+            )
         return row
 
     def get(self, version: str) -> AdapterVersion | None:
         with self._connect() as cur:
-            cur.execute(self._sql(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM adapter_versions WHERE version = ?"),
-                        [version])
+            cur.execute(
+                self._sql(f"SELECT {', '.join(_VERSION_COLUMNS)} FROM adapter_versions WHERE version = ?"), [version]
+            )
             row = cur.fetchone()
         if row is None:
             return None
         values = dict(zip(_VERSION_COLUMNS, row))
         return AdapterVersion(
-            version=values["version"], target=values["target"], kind=values["kind"],
-            base_model=values["base_model"], adapter_uri=values["adapter_uri"],
-            parent_version=values["parent_version"], lineage=json.loads(values["lineage_json"]),
-            metrics=json.loads(values["metrics_json"]), registered_at=datetime.fromisoformat(values["registered_at"]))
+            version=values["version"],
+            target=values["target"],
+            kind=values["kind"],
+            base_model=values["base_model"],
+            adapter_uri=values["adapter_uri"],
+            parent_version=values["parent_version"],
+            lineage=json.loads(values["lineage_json"]),
+            metrics=json.loads(values["metrics_json"]),
+            registered_at=datetime.fromisoformat(values["registered_at"]),
+        )
 
     def versions(self, target: str | None = None) -> list[AdapterVersion]:
         with self._connect() as cur:
             where, args = ("WHERE target = ?", [target]) if target else ("", [])
-            cur.execute(self._sql(f"SELECT version FROM adapter_versions {where} ORDER BY registered_at, version"), args)
+            cur.execute(
+                self._sql(f"SELECT version FROM adapter_versions {where} ORDER BY registered_at, version"), args
+            )
             found = [r[0] for r in cur.fetchall()]
         return [self.get(v) for v in found]
 
@@ -165,11 +205,24 @@ class AdapterRegistry:
         with self._connect() as cur:
             cur.execute("SELECT COALESCE(MAX(event_id), 0) + 1 FROM deployment_events")
             event_id = cur.fetchone()[0]
-            cur.execute(self._sql(f"INSERT INTO deployment_events ({', '.join(_EVENT_COLUMNS)}) "
-                                  f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"),
-                        [event_id, event.at.isoformat(), event.target, event.tier, event.action, event.version,
-                         event.previous_blue, event.reason, json.dumps(event.gates, sort_keys=True, default=str),
-                         event.triggered_by])
+            cur.execute(
+                self._sql(
+                    f"INSERT INTO deployment_events ({', '.join(_EVENT_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+                ),
+                [
+                    event_id,
+                    event.at.isoformat(),
+                    event.target,
+                    event.tier,
+                    event.action,
+                    event.version,
+                    event.previous_blue,
+                    event.reason,
+                    json.dumps(event.gates, sort_keys=True, default=str),
+                    event.triggered_by,
+                ],
+            )
         return event.model_copy(update={"event_id": event_id})
 
     def events(self, target: str | None = None, tier: str | None = None) -> list[DeploymentEvent]:
@@ -180,8 +233,9 @@ class AdapterRegistry:
                 args.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as cur:
-            cur.execute(self._sql(f"SELECT {', '.join(_EVENT_COLUMNS)} FROM deployment_events {where} ORDER BY event_id"),
-                        args)
+            cur.execute(
+                self._sql(f"SELECT {', '.join(_EVENT_COLUMNS)} FROM deployment_events {where} ORDER BY event_id"), args
+            )
             rows = cur.fetchall()
         out = []
         for row in rows:
@@ -213,20 +267,61 @@ class AdapterRegistry:
                 slots[(event.target, event.tier)] = event.version
         return [(target, tier, self.get(version)) for (target, tier), version in sorted(slots.items()) if version]
 
-    def land_candidate(self, target: str, tier: str, version: str, triggered_by: str, reason: str = "new adapter") -> DeploymentEvent:
-        return self.append(DeploymentEvent(at=_now(), target=target, tier=tier, action="candidate", version=version,
-                                           previous_blue=self.blue(target, tier), reason=reason, triggered_by=triggered_by))
+    def land_candidate(
+        self, target: str, tier: str, version: str, triggered_by: str, reason: str = "new adapter"
+    ) -> DeploymentEvent:
+        return self.append(
+            DeploymentEvent(
+                at=_now(),
+                target=target,
+                tier=tier,
+                action="candidate",
+                version=version,
+                previous_blue=self.blue(target, tier),
+                reason=reason,
+                triggered_by=triggered_by,
+            )
+        )
 
-    def promote(self, target: str, tier: str, version: str, gates: list[dict], triggered_by: str,
-                reason: str = "all gates passed") -> DeploymentEvent:
-        return self.append(DeploymentEvent(at=_now(), target=target, tier=tier, action="promote", version=version,
-                                           previous_blue=self.blue(target, tier), reason=reason, gates=gates,
-                                           triggered_by=triggered_by))
+    def promote(
+        self,
+        target: str,
+        tier: str,
+        version: str,
+        gates: list[dict],
+        triggered_by: str,
+        reason: str = "all gates passed",
+    ) -> DeploymentEvent:
+        return self.append(
+            DeploymentEvent(
+                at=_now(),
+                target=target,
+                tier=tier,
+                action="promote",
+                version=version,
+                previous_blue=self.blue(target, tier),
+                reason=reason,
+                gates=gates,
+                triggered_by=triggered_by,
+            )
+        )
 
-    def hold(self, target: str, tier: str, version: str, gates: list[dict], triggered_by: str, reason: str) -> DeploymentEvent:
-        return self.append(DeploymentEvent(at=_now(), target=target, tier=tier, action="hold", version=version,
-                                           previous_blue=self.blue(target, tier), reason=reason, gates=gates,
-                                           triggered_by=triggered_by))
+    def hold(
+        self, target: str, tier: str, version: str, gates: list[dict], triggered_by: str, reason: str
+    ) -> DeploymentEvent:
+        return self.append(
+            DeploymentEvent(
+                at=_now(),
+                target=target,
+                tier=tier,
+                action="hold",
+                version=version,
+                previous_blue=self.blue(target, tier),
+                reason=reason,
+                gates=gates,
+                triggered_by=triggered_by,
+            )
+        )
 
     def previous_blue(self, target: str, tier: str) -> str | None:
         """What blue was before the current blue was first promoted (None: nothing to go back to)."""
@@ -240,9 +335,21 @@ class AdapterRegistry:
             raise RegistryError(f"{self.label}: nothing is deployed for {target} on {tier}")
         previous = self.previous_blue(target, tier)
         if previous is None:
-            raise RegistryError(f"{self.label}: {target} on {tier} has no earlier blue than {current[:12]} to roll back to")
-        return self.append(DeploymentEvent(at=_now(), target=target, tier=tier, action="rollback", version=previous,
-                                           previous_blue=current, reason=reason, triggered_by=triggered_by))
+            raise RegistryError(
+                f"{self.label}: {target} on {tier} has no earlier blue than {current[:12]} to roll back to"
+            )
+        return self.append(
+            DeploymentEvent(
+                at=_now(),
+                target=target,
+                tier=tier,
+                action="rollback",
+                version=previous,
+                previous_blue=current,
+                reason=reason,
+                triggered_by=triggered_by,
+            )
+        )
 
 
 def open_registry(location: str | Path) -> AdapterRegistry:

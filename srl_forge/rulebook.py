@@ -107,7 +107,6 @@ class Rulebook(BaseModel):
         return [rule for rule in self.rules if rule.is_on(live)]
 
 
-
 class CompiledRules(StoredArtifact):
     """A species' rulebook under one game state: what the `rules` asset produces."""
 
@@ -118,8 +117,11 @@ class CompiledRules(StoredArtifact):
 
     @classmethod
     def compile(cls, rulebook: Rulebook, game_state: GameState) -> CompiledRules:
-        return cls(rulebook=rulebook, game_state=game_state,
-                   active_rule_ids=tuple(sorted(r.id for r in rulebook.active_rules(game_state.live_events))))
+        return cls(
+            rulebook=rulebook,
+            game_state=game_state,
+            active_rule_ids=tuple(sorted(r.id for r in rulebook.active_rules(game_state.live_events))),
+        )
 
 
 # --- conditions ---------------------------------------------------------------------------
@@ -266,8 +268,12 @@ def load_rulebook(rules_root: Path, species: str, lore_document_ids: typing.Iter
             seen[rule.id] = path
             evidence = injection_evidence(rule.description)
             if evidence:
-                raise InputError(path, f"{field}.description", f"reads as instructions to a model ({evidence!r}): "
-                                 "rule texts reach the teachers' prompts; describe the rule instead")
+                raise InputError(
+                    path,
+                    f"{field}.description",
+                    f"reads as instructions to a model ({evidence!r}): "
+                    "rule texts reach the teachers' prompts; describe the rule instead",
+                )
             for effect in ("forbid", "require", "prefer"):
                 for action in getattr(rule, effect):
                     if action not in vocabulary:

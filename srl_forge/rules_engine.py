@@ -61,7 +61,9 @@ class DialogueConstraints(BaseModel):
             if re.search(rf"\b{re.escape(word.lower())}\b", lowered):
                 problems.append((rule_id, f"dialogue uses banned word {word!r}"))
         if self.max_words is not None and len(words) > self.max_words[1]:
-            problems.append((self.max_words[0], f"dialogue has {len(words)} words, at most {self.max_words[1]} allowed"))
+            problems.append(
+                (self.max_words[0], f"dialogue has {len(words)} words, at most {self.max_words[1]} allowed")
+            )
         return problems
 
 
@@ -118,8 +120,11 @@ class RulesEngine:
         conflicts: list[Conflict] = []
 
         def log(rule: Rule, effect: str, status: Status, note: str = "") -> None:
-            trace.append(TraceEntry(rule_id=rule.id, source=rule.source, priority=rule.priority,
-                                    effect=effect, status=status, note=note))
+            trace.append(
+                TraceEntry(
+                    rule_id=rule.id, source=rule.source, priority=rule.priority, effect=effect, status=status, note=note
+                )
+            )
 
         # 2. requirements: the top priority level wins.
         requiring = sorted((r for r in fired if r.require), key=lambda r: -r.priority)
@@ -133,9 +138,14 @@ class RulesEngine:
             for rule in require_rules[1:]:
                 required &= set(rule.require)
             if not required:
-                conflicts.append(Conflict(
-                    action=None, rule_ids=tuple(r.id for r in require_rules), priority=require_priority,
-                    reason="rules of equal priority require disjoint actions"))
+                conflicts.append(
+                    Conflict(
+                        action=None,
+                        rule_ids=tuple(r.id for r in require_rules),
+                        priority=require_priority,
+                        reason="rules of equal priority require disjoint actions",
+                    )
+                )
             for rule in requiring:
                 effect = f"require one of {', '.join(rule.require)}"
                 if rule.priority == require_priority:
@@ -152,21 +162,35 @@ class RulesEngine:
                     overridden.append(action)
                     continue
                 if action in required and require_priority == rule.priority:
-                    conflicts.append(Conflict(
-                        action=action, rule_ids=tuple(r.id for r in require_rules) + (rule.id,),
-                        priority=rule.priority, reason=f"{action} is both required and forbidden at equal priority"))
+                    conflicts.append(
+                        Conflict(
+                            action=action,
+                            rule_ids=tuple(r.id for r in require_rules) + (rule.id,),
+                            priority=rule.priority,
+                            reason=f"{action} is both required and forbidden at equal priority",
+                        )
+                    )
                 kept.append(action)
                 forbidden.setdefault(action, []).append(rule.id)
             if kept:
                 log(rule, f"forbid {', '.join(kept)}", "applied")
             if overridden:
-                log(rule, f"forbid {', '.join(overridden)}", "overridden",
-                    f"a priority-{require_priority} requirement wins")
+                log(
+                    rule,
+                    f"forbid {', '.join(overridden)}",
+                    "overridden",
+                    f"a priority-{require_priority} requirement wins",
+                )
         required -= set(forbidden)
         if require_rules and not required and not conflicts:
-            conflicts.append(Conflict(
-                action=None, rule_ids=tuple(r.id for r in require_rules), priority=require_priority,
-                reason="every required action is forbidden by a higher-priority rule"))
+            conflicts.append(
+                Conflict(
+                    action=None,
+                    rule_ids=tuple(r.id for r in require_rules),
+                    priority=require_priority,
+                    reason="every required action is forbidden by a higher-priority rule",
+                )
+            )
 
         # 4. acceptable actions, ranked by preference.
         if conflicts:

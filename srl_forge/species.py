@@ -33,8 +33,11 @@ def check_inside(path: Path, root: Path) -> Path:
     resolved = path.resolve()
     base = root.resolve()
     if resolved != base and base not in resolved.parents:
-        raise InputError(path, "path", f"a symlink to {resolved}, outside {base}: links leaving the folder are "
-                         "refused (copy the file in instead)")
+        raise InputError(
+            path,
+            "path",
+            f"a symlink to {resolved}, outside {base}: links leaving the folder are refused (copy the file in instead)",
+        )
     return path
 
 

@@ -15,8 +15,11 @@ class _NoAliasLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(
-                None, None, f"alias *{event.anchor} not accepted: write the value out (aliases can expand "
-                "without bound)", event.start_mark)
+                None,
+                None,
+                f"alias *{event.anchor} not accepted: write the value out (aliases can expand without bound)",
+                event.start_mark,
+            )
         return super().compose_node(parent, index)
 
 

@@ -88,8 +88,11 @@ def s3_endpoint():
     server.start()
     host, port = server.get_host_and_port()
     patch = pytest.MonkeyPatch()
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         patch.setenv(name, value)
     patch.delenv("AWS_PROFILE", raising=False)
     yield f"http://{host}:{port}"
@@ -101,6 +104,7 @@ def s3_endpoint():
 def s3_root(s3_endpoint, request):
     """A fresh bucket per test: `s3://<bucket>/forge`."""
     import re
+
     import boto3
 
     bucket = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
@@ -115,8 +119,9 @@ def artifact_store(request, tmp_path):
 
     if request.param == "local":
         return open_artifact_store(tmp_path / "artifacts")
-    return open_artifact_store(request.getfixturevalue("s3_root"), tmp_path / "s3-cache",
-                               request.getfixturevalue("s3_endpoint"))
+    return open_artifact_store(
+        request.getfixturevalue("s3_root"), tmp_path / "s3-cache", request.getfixturevalue("s3_endpoint")
+    )
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])

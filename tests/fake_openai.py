@@ -33,8 +33,11 @@ class FakeOpenAI:
                     server.headers.append(dict(self.headers))
                     fault = server.faults.pop(0) if server.faults else None
                 if fault and fault[0] == "status":
-                    self._send(fault[1], {"error": {"message": "scripted failure", "type": "server_error"}},
-                               fault[2] if len(fault) > 2 else {})
+                    self._send(
+                        fault[1],
+                        {"error": {"message": "scripted failure", "type": "server_error"}},
+                        fault[2] if len(fault) > 2 else {},
+                    )
                     return
                 if fault and fault[0] == "drop":
                     self.close_connection = True
@@ -44,13 +47,19 @@ class FakeOpenAI:
                 if server.latency_s:
                     time.sleep(server.latency_s)
                 content = fault[1] if fault and fault[0] == "malformed" else server.responder(body)
-                self._send(200, {
-                    "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": 0,
-                    "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140},
-                })
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(server.requests)}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140},
+                    },
+                )
 
             def _send(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()

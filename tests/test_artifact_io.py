@@ -2,7 +2,13 @@
 folder and on S3 (moto on 127.0.0.1); the version pointer moves only once its version is stored."""
 
 import pytest
-from dagster import AssetKey, Failure, StaticPartitionsDefinition, build_input_context, build_output_context
+from dagster import (
+    AssetKey,
+    Failure,
+    StaticPartitionsDefinition,
+    build_input_context,
+    build_output_context,
+)
 from dagster._core.types.dagster_type import resolve_dagster_type
 
 from srl_assets.io_manager import ArtifactIOManager
@@ -23,16 +29,23 @@ def io_manager(artifact_store):
 
 
 def write(io_manager, asset: str, partition: str, value):
-    context = build_output_context(asset_key=AssetKey(asset), partition_key=partition, asset_partitions_def=SPECIES,
-                                   run_id="run-1")
+    context = build_output_context(
+        asset_key=AssetKey(asset), partition_key=partition, asset_partitions_def=SPECIES, run_id="run-1"
+    )
     io_manager.handle_output(context, value)
     return context.get_logged_metadata()
 
 
 def read(io_manager, asset: str, partition: str, typ):
-    return io_manager.load_input(build_input_context(
-        asset_key=AssetKey(asset), partition_key=partition, asset_partitions_def=SPECIES,
-        dagster_type=resolve_dagster_type(typ), upstream_output=build_output_context(asset_key=AssetKey(asset))))
+    return io_manager.load_input(
+        build_input_context(
+            asset_key=AssetKey(asset),
+            partition_key=partition,
+            asset_partitions_def=SPECIES,
+            dagster_type=resolve_dagster_type(typ),
+            upstream_output=build_output_context(asset_key=AssetKey(asset)),
+        )
+    )
 
 
 def test_typed_values_round_trip_content_addressed(io_manager):
@@ -43,8 +56,9 @@ def test_typed_values_round_trip_content_addressed(io_manager):
     assert isinstance(loaded, CompiledRules) and loaded == compiled
     assert loaded.artifact_uri == metadata["artifact_uri"].value and compiled.artifact_version in loaded.artifact_uri
 
-    rows = RowDataset(rows=[{"row_id": "a", "split": "train", "prompt": "p"}, {"row_id": "b", "split": "validation",
-                                                                             "prompt": "q"}])
+    rows = RowDataset(
+        rows=[{"row_id": "a", "split": "train", "prompt": "p"}, {"row_id": "b", "split": "validation", "prompt": "q"}]
+    )
     write(io_manager, "srl_dataset", "vampire", rows)
     dataset = read(io_manager, "srl_dataset", "vampire", RowDataset)
     assert dataset.artifact_uri.endswith(".parquet") and [r["row_id"] for r in dataset.split("train")] == ["a"]
@@ -84,11 +98,21 @@ def test_reading_what_was_never_materialized_says_what_to_do(io_manager):
 
 def test_an_npc_partition_is_filed_under_its_species(io_manager):
     npcs = StaticPartitionsDefinition(["vampire/count_orlok"])
-    context = build_output_context(asset_key=AssetKey("persona_adapter"), partition_key="vampire/count_orlok",
-                                   asset_partitions_def=npcs, run_id="run-1")
+    context = build_output_context(
+        asset_key=AssetKey("persona_adapter"),
+        partition_key="vampire/count_orlok",
+        asset_partitions_def=npcs,
+        run_id="run-1",
+    )
     io_manager.handle_output(context, {"npc": "count_orlok"})
     assert "/persona_adapter/vampire/" in context.get_logged_metadata()["artifact_uri"].value
-    loaded = io_manager.load_input(build_input_context(
-        asset_key=AssetKey("persona_adapter"), partition_key="vampire/count_orlok", asset_partitions_def=npcs,
-        dagster_type=resolve_dagster_type(dict), upstream_output=build_output_context(asset_key=AssetKey("persona_adapter"))))
+    loaded = io_manager.load_input(
+        build_input_context(
+            asset_key=AssetKey("persona_adapter"),
+            partition_key="vampire/count_orlok",
+            asset_partitions_def=npcs,
+            dagster_type=resolve_dagster_type(dict),
+            upstream_output=build_output_context(asset_key=AssetKey("persona_adapter")),
+        )
+    )
     assert loaded == {"npc": "count_orlok"}

@@ -25,8 +25,12 @@ def forge(project_copy, tmp_path):
 
 def run(defs, instance, species, selection=("lore", "rules")):
     return materialize(
-        ASSETS, partition_key=species, instance=instance, resources=defs.resources,
-        selection=list(selection), raise_on_error=False,
+        ASSETS,
+        partition_key=species,
+        instance=instance,
+        resources=defs.resources,
+        selection=list(selection),
+        raise_on_error=False,
     )
 
 
@@ -50,7 +54,9 @@ def test_materialize_lore_and_rules(forge):
     compiled = result.output_for_node("rules")
     assert isinstance(compiled, CompiledRules)
     assert compiled.rulebook.species == "werewolf" and compiled.game_state.time_of_day == "night"
-    stored = CompiledRules.model_validate(LocalArtifactStore(home / "artifacts").get_json(rules.metadata["artifact_uri"].value))
+    stored = CompiledRules.model_validate(
+        LocalArtifactStore(home / "artifacts").get_json(rules.metadata["artifact_uri"].value)
+    )
     assert stored == compiled and rules.metadata["content_hash"].value == compiled.artifact_version
 
 

@@ -35,11 +35,24 @@ def test_two_species_at_once_on_the_embedded_stores(project_copy, tmp_path):
     dagster_home.mkdir()
     DagsterInstance.from_config(str(dagster_home)).dispose()  # created once, as `dagster dev` or the daemon does
     home = tmp_path / "home"
-    env = {"DAGSTER_HOME": str(dagster_home), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    runs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(project_copy), str(home), species], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for species in ("ghoul", "lich")]
+    env = {
+        "DAGSTER_HOME": str(dagster_home),
+        "PATH": "/usr/bin:/bin",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(project_copy), str(home), species],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for species in ("ghoul", "lich")
+    ]
     outputs = [run.communicate(timeout=900) for run in runs]
     for (out, err), run in zip(outputs, runs):
         assert run.returncode == 0 and out.strip().endswith("SUCCESS"), err[-3000:]

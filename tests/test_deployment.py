@@ -1,5 +1,7 @@
 """Deployment: the registry, the blue-green gates, rollback, lineage, tiers and the vLLM configuration."""
 
+from datetime import UTC
+
 import pytest
 
 from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, vllm_config
@@ -13,15 +15,33 @@ TIERS = {
 }
 
 
-def adapter(version, accuracy=(0.6, 0.5, 0.7), violations=0, target="vampire", kind="srl_rlvr", parent=None,
-            base="small", lineage=None, constant=0.2):
+def adapter(
+    version,
+    accuracy=(0.6, 0.5, 0.7),
+    violations=0,
+    target="vampire",
+    kind="srl_rlvr",
+    parent=None,
+    base="small",
+    lineage=None,
+    constant=0.2,
+):
     value, low, high = accuracy
-    return AdapterVersion(version=version, target=target, kind=kind, base_model=base,
-                          adapter_uri=f"file:///store/{version}", parent_version=parent,
-                          lineage=lineage or {"lore_documents": ["vampire/weaknesses"], "rules_version": "r1"},
-                          metrics={"decision_accuracy": {"value": value, "low": low, "high": high},
-                                   "best_constant_accuracy": constant, "random_acceptable_accuracy": 0.55,
-                                   "guardrail_violations": violations})
+    return AdapterVersion(
+        version=version,
+        target=target,
+        kind=kind,
+        base_model=base,
+        adapter_uri=f"file:///store/{version}",
+        parent_version=parent,
+        lineage=lineage or {"lore_documents": ["vampire/weaknesses"], "rules_version": "r1"},
+        metrics={
+            "decision_accuracy": {"value": value, "low": low, "high": high},
+            "best_constant_accuracy": constant,
+            "random_acceptable_accuracy": 0.55,
+            "guardrail_violations": violations,
+        },
+    )
 
 
 def deploy(registry, a, ttft=200.0, serves="species"):
@@ -50,8 +70,10 @@ def test_a_first_adapter_below_the_constant_action_is_held_in_green(registry):
     assert outcome.result == "held" and registry.blue("vampire", "tier1") is None
     assert registry.green("vampire", "tier1") == "v1"
     assert [g.name for g in outcome.gates if not g.passed] == ["beats_references"]
-    assert "0.08 [0.00, 0.25] vs always answering the best constant action 0.50 (a random acceptable action: 0.55)" \
+    assert (
+        "0.08 [0.00, 0.25] vs always answering the best constant action 0.50 (a random acceptable action: 0.55)"
         in outcome.reason
+    )
     gate = next(g for g in outcome.gates if g.name == "beats_references")
     assert gate.numbers["best_constant"] == 0.50 and gate.numbers["candidate_low"] == 0.0
 
@@ -125,9 +147,19 @@ def test_rollback_restores_the_previous_blue_and_keeps_every_record(registry):
     assert registry.blue("vampire", "tier1") == "v2"
     event = registry.rollback("vampire", "tier1", triggered_by="test", reason="players complain")
     assert registry.blue("vampire", "tier1") == "v1"
-    assert (event.action, event.version, event.previous_blue, event.reason) == ("rollback", "v1", "v2", "players complain")
-    assert [e.action for e in registry.events("vampire", "tier1")] == ["candidate", "promote", "candidate", "promote",
-                                                                      "rollback"]
+    assert (event.action, event.version, event.previous_blue, event.reason) == (
+        "rollback",
+        "v1",
+        "v2",
+        "players complain",
+    )
+    assert [e.action for e in registry.events("vampire", "tier1")] == [
+        "candidate",
+        "promote",
+        "candidate",
+        "promote",
+        "rollback",
+    ]
     assert {a.version for a in registry.versions("vampire")} == {"v1", "v2"}  # nothing deleted
     with pytest.raises(RegistryError, match="no earlier blue"):
         registry.rollback("vampire", "tier1", triggered_by="test")
@@ -151,10 +183,28 @@ def test_rollback_cli_restores_the_previous_blue(tmp_path, monkeypatch, capsys):
 
 
 def test_lineage_answers_which_lore_and_rules_made_a_monster(registry):
-    deploy(registry, adapter("s1", lineage={"lore_documents": ["vampire/weaknesses", "_world/calendar"],
-                                            "rules_version": "rules-abc", "rules": ["no_entry_uninvited (vampire.yaml)"]}))
-    deploy(registry, adapter("p1", target="vampire/count_orlok", kind="persona", parent="s1",
-                             lineage={"persona_file": "lore/vampire/npcs/count_orlok.md"}), serves="persona")
+    deploy(
+        registry,
+        adapter(
+            "s1",
+            lineage={
+                "lore_documents": ["vampire/weaknesses", "_world/calendar"],
+                "rules_version": "rules-abc",
+                "rules": ["no_entry_uninvited (vampire.yaml)"],
+            },
+        ),
+    )
+    deploy(
+        registry,
+        adapter(
+            "p1",
+            target="vampire/count_orlok",
+            kind="persona",
+            parent="s1",
+            lineage={"persona_file": "lore/vampire/npcs/count_orlok.md"},
+        ),
+        serves="persona",
+    )
     chain = registry.lineage(registry.blue("vampire/count_orlok", "tier3"))
     assert [a.version for a in chain] == ["p1", "s1"]
     assert chain[0].lineage["persona_file"].endswith("count_orlok.md")
@@ -171,26 +221,39 @@ def test_registering_a_version_twice_keeps_the_first_record(registry):
 
 
 def test_vllm_configuration_matches_the_registry(registry):
-    tiers = {**TIERS, "tier2": TierSpec(base_model="small", serves="species", ttft_budget_ms=800,
-                                        precision={"embedded": "float32", "production": "fp8"})}
-    for a, serves in ((adapter("s1"), "species"), (adapter("w1", target="werewolf"), "species"),
-                      (adapter("p1", target="vampire/count_orlok", kind="persona", parent="s1"), "persona")):
+    tiers = {
+        **TIERS,
+        "tier2": TierSpec(
+            base_model="small",
+            serves="species",
+            ttft_budget_ms=800,
+            precision={"embedded": "float32", "production": "fp8"},
+        ),
+    }
+    for a, serves in (
+        (adapter("s1"), "species"),
+        (adapter("w1", target="werewolf"), "species"),
+        (adapter("p1", target="vampire/count_orlok", kind="persona", parent="s1"), "persona"),
+    ):
         registry.register(a)
         deploy_candidate(registry, tiers, a, serves, 100.0, "test")
     config = vllm_config(registry, tiers, lambda uri: uri.replace("file:///store", "/adapters"))
     assert len(config["servers"]) == 1  # one base model: one server for every tier
     server = config["servers"][0]
-    expected = {f"{t if tier != 'tier2' else t + '@tier2'}": f"/adapters/{a.version}"
-                for t, tier, a in registry.blue_slots()}
+    expected = {
+        f"{t if tier != 'tier2' else t + '@tier2'}": f"/adapters/{a.version}" for t, tier, a in registry.blue_slots()
+    }
     assert server["lora_modules"] == expected
     assert set(expected) == {"vampire", "vampire@tier2", "werewolf", "werewolf@tier2", "vampire/count_orlok"}
     argv = server["argv"]
     assert argv[:3] == ["vllm", "serve", "small"] and "--enable-lora" in argv
     assert argv[argv.index("--max-loras") + 1] == "5" and argv[argv.index("--max-lora-rank") + 1] == "16"
     assert argv[argv.index("--quantization") + 1] == "fp8"
-    assert argv[argv.index("--lora-modules") + 1:] == [f"{k}={v}" for k, v in sorted(expected.items())]
+    assert argv[argv.index("--lora-modules") + 1 :] == [f"{k}={v}" for k, v in sorted(expected.items())]
     assert server["env"] == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
-    assert [r["json"] for r in server["load_requests"]] == [{"lora_name": k, "lora_path": v} for k, v in sorted(expected.items())]
+    assert [r["json"] for r in server["load_requests"]] == [
+        {"lora_name": k, "lora_path": v} for k, v in sorted(expected.items())
+    ]
     # a rollback changes what vLLM should serve
     deploy_candidate(registry, tiers, registry.register(adapter("s2", accuracy=(0.7, 0.6, 0.8))), "species", 100.0, "t")
     assert vllm_config(registry, tiers, str)["servers"][0]["lora_modules"]["vampire"].endswith("s2")
@@ -213,8 +276,9 @@ def test_tiers_file_errors_name_the_field(tmp_path):
 
 
 def test_served_performance_reverifies_answers_and_flags_a_drop():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
+    from srl_assets.resources import REPO_ROOT
     from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
     from srl_forge.grading import top_actions
     from srl_forge.lore import load_species_lore
@@ -222,27 +286,46 @@ def test_served_performance_reverifies_answers_and_flags_a_drop():
     from srl_forge.player_logs import PlayerLogRecord, ServedInfo
     from srl_forge.rulebook import load_rulebook
     from srl_forge.rules_engine import RulesEngine
-    from srl_assets.resources import REPO_ROOT
 
-    engine = RulesEngine(load_rulebook(REPO_ROOT / "rules", "vampire",
-                                       load_species_lore(REPO_ROOT / "lore", "vampire").document_ids))
-    encounters = [Encounter(game=GameState(time_of_day=t), npc=NPCState(species="vampire"),
-                            player=Player(action=a), location=Location(kind="village", invited=i))
-                  for t in ("dawn", "night") for a in ("talk", "attack", "invite") for i in (False, True)]
+    engine = RulesEngine(
+        load_rulebook(REPO_ROOT / "rules", "vampire", load_species_lore(REPO_ROOT / "lore", "vampire").document_ids)
+    )
+    encounters = [
+        Encounter(
+            game=GameState(time_of_day=t),
+            npc=NPCState(species="vampire"),
+            player=Player(action=a),
+            location=Location(kind="village", invited=i),
+        )
+        for t in ("dawn", "night")
+        for a in ("talk", "attack", "invite")
+        for i in (False, True)
+    ]
 
     def record(encounter, right: bool, version="v1", ttft=120.0, replaced=()):
         top = top_actions(engine.decide(encounter))
         action = top[0] if right else next(a for a in engine.vocabulary if a not in top)
-        return PlayerLogRecord(timestamp=datetime.now(timezone.utc), species="vampire", player_id="p", encounter=encounter,
-                               npc_action=action, npc_line="...", served=ServedInfo(
-                                   model="vampire", tier="tier1", adapter_version=version, ttft_ms=ttft,
-                                   guardrail_categories=replaced))
+        return PlayerLogRecord(
+            timestamp=datetime.now(UTC),
+            species="vampire",
+            player_id="p",
+            encounter=encounter,
+            npc_action=action,
+            npc_line="...",
+            served=ServedInfo(
+                model="vampire", tier="tier1", adapter_version=version, ttft_ms=ttft, guardrail_categories=replaced
+            ),
+        )
 
     evaluated = {"v1": {"decision_accuracy": {"value": 0.8}}, "v2": {"decision_accuracy": {"value": 0.5}}}
-    records = ([record(e, right=i % 4 == 0) for i, e in enumerate(encounters * 2)]  # 25% right, evaluated 80%
-               + [record(e, right=True, version="v2", replaced=("slur",) if i == 0 else ()) for i, e in enumerate(encounters)])
-    rows = {r["adapter_version"]: r for r in served_performance(records, lambda v: engine, lambda v: evaluated[v],
-                                                                margin=0.1, min_answers=20)}
+    records = (
+        [record(e, right=i % 4 == 0) for i, e in enumerate(encounters * 2)]  # 25% right, evaluated 80%
+        + [record(e, right=True, version="v2", replaced=("slur",) if i == 0 else ()) for i, e in enumerate(encounters)]
+    )
+    rows = {
+        r["adapter_version"]: r
+        for r in served_performance(records, lambda v: engine, lambda v: evaluated[v], margin=0.1, min_answers=20)
+    }
     assert rows["v1"]["answers"] == 24 and rows["v1"]["decision_accuracy"]["value"] == 0.25
     assert rows["v1"]["stale"] is True  # 0.25 < 0.8 - 0.1
     assert rows["v2"]["decision_accuracy"]["value"] == 1.0 and rows["v2"]["stale"] is False

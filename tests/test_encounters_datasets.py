@@ -2,7 +2,7 @@
 
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,16 +14,15 @@ from srl_forge.artifacts import LocalArtifactStore
 from srl_forge.encounter import GameState
 from srl_forge.encounters import DesignSpec, EncounterDesigner, assign_split
 from srl_forge.grading import task_profile
-from srl_forge.teachers.lines import Voice
 from srl_forge.player_logs import read_player_logs
+from srl_forge.policy import parse_step
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.trajectory import parse_step
+from srl_forge.teachers.lines import Voice
 from tests.conftest import RULES_ROOT, SPECIES, make_encounter
 from tests.test_teachers import programmatic, sampled, setup
 from training.outcome_dataset import outcome_row
 from training.step_dataset import names_next_title, step_rows
-
 
 SMALL = DesignSpec(train_size=40, validation_size=10, test_size=10, min_per_rule=3)
 
@@ -71,7 +70,10 @@ def test_default_design_is_balanced_contested_and_has_near_misses(species):
         assert len(pairs) >= 0.1 * len(items)
         for e in pairs:  # one feature flipped, and it changes the engine's top action
             partner = by_id[e.near_miss_of].encounter
-            assert set(engine.decide(partner).acceptable) != set() and e.label.top_actions != by_id[e.near_miss_of].label.top_actions
+            assert (
+                set(engine.decide(partner).acceptable) != set()
+                and e.label.top_actions != by_id[e.near_miss_of].label.top_actions
+            )
             a, b = partner.model_dump(), e.encounter.model_dump()
             changed = [f"{s}.{k}" for s in a for k in a[s] if a[s][k] != b[s][k] and k != "utterance"]
             assert len(changed) == 1 and e.flipped.startswith(changed[0]), (changed, e.flipped)
@@ -128,13 +130,18 @@ def test_srl_rows_are_n_minus_one_with_context_and_target():
         assert (number, title, action) == (k, row["expert_title"], row["expert_action"])
         assert row["top_actions"] == ["flee"]
     # the next title is named in a stable share of rows: always, never, and about half by default
-    assert all("**" in r["prompt"][1]["content"].splitlines()[-1]
-               for r in step_rows(trajectory, encounter, "train", next_title_share=1.0))
-    assert not any("**" in r["prompt"][1]["content"].splitlines()[-1]
-                   for r in step_rows(trajectory, encounter, "train", next_title_share=0.0))
+    assert all(
+        "**" in r["prompt"][1]["content"].splitlines()[-1]
+        for r in step_rows(trajectory, encounter, "train", next_title_share=1.0)
+    )
+    assert not any(
+        "**" in r["prompt"][1]["content"].splitlines()[-1]
+        for r in step_rows(trajectory, encounter, "train", next_title_share=0.0)
+    )
     named = [names_next_title(f"e{i}:{k}", 0.5) for i in range(200) for k in range(2, 6)]
-    assert 0.4 < sum(named) / len(named) < 0.6 and named == [names_next_title(f"e{i}:{k}", 0.5)
-                                                           for i in range(200) for k in range(2, 6)]
+    assert 0.4 < sum(named) / len(named) < 0.6 and named == [
+        names_next_title(f"e{i}:{k}", 0.5) for i in range(200) for k in range(2, 6)
+    ]
 
 
 def test_rlvr_rows_carry_the_verifiers_ground_truth():
@@ -145,7 +152,9 @@ def test_rlvr_rows_carry_the_verifiers_ground_truth():
     assert row["acceptable_actions"] == ["protect_phylactery"] and row["top_actions"] == ["protect_phylactery"]
     scores = json.loads(row["action_scores_json"])
     assert scores["protect_phylactery"] == 1.0 and scores["flee"] == 0.0 and set(scores) == set(engine.vocabulary)
-    assert "lair" in json.loads(row["grounding_terms_json"])["place"] and row["stock_lines"] == ["Another age, villager."]
+    assert "lair" in json.loads(row["grounding_terms_json"])["place"] and row["stock_lines"] == [
+        "Another age, villager."
+    ]
     assert "lich.phylactery" in row["fired_rules"]
     assert "expert" not in json.dumps(row["prompt"]).lower()
 
@@ -158,8 +167,12 @@ CHAIN = ["lore", "rules", "player_interactions", "encounters", "expert_trajector
 @pytest.fixture
 def forge(project_copy, tmp_path):
     home = tmp_path / "home"
-    defs = build_definitions(home=home, lore_root=project_copy / "lore", rules_root=project_copy / "rules",
-                             game_state_seed=project_copy / "game_state" / "seed.yaml")
+    defs = build_definitions(
+        home=home,
+        lore_root=project_copy / "lore",
+        rules_root=project_copy / "rules",
+        game_state_seed=project_copy / "game_state" / "seed.yaml",
+    )
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
     return defs, instance, home
@@ -188,7 +201,10 @@ def test_chain_materializes_and_never_leaks_held_out_encounters(forge):
     srl = read_parquet(home, latest_uri(instance, "srl_dataset"))
     rlvr = read_parquet(home, latest_uri(instance, "rlvr_dataset"))
     assert srl and rlvr
-    assert {r["split"] for r in srl} <= {"train", "validation"} and {r["split"] for r in rlvr} <= {"train", "validation"}
+    assert {r["split"] for r in srl} <= {"train", "validation"} and {r["split"] for r in rlvr} <= {
+        "train",
+        "validation",
+    }
     assert not test_ids & {r["encounter_id"] for r in srl}
     assert not test_ids & {r["encounter_id"] for r in rlvr}
     trajectories = instance.get_latest_materialization_event(AssetKey("expert_trajectories")).asset_materialization
@@ -200,8 +216,10 @@ def test_unchanged_inputs_give_the_same_versions(forge):
     defs, instance, _ = forge
 
     def versions():
-        return {k: instance.get_latest_materialization_event(AssetKey(k)).asset_materialization.tags["dagster/data_version"]
-                for k in CHAIN}
+        return {
+            k: instance.get_latest_materialization_event(AssetKey(k)).asset_materialization.tags["dagster/data_version"]
+            for k in CHAIN
+        }
 
     run_chain(defs, instance, "ghoul")
     first = versions()
@@ -214,8 +232,14 @@ def test_player_logs_are_mined_into_encounters(forge):
     encounter = make_encounter("zombie", player={"action": "sneak", "utterance": "shh"}, location={"kind": "ruins"})
     folder = home / "player_logs" / "zombie"
     folder.mkdir(parents=True)
-    record = {"timestamp": datetime.now(timezone.utc).isoformat(), "species": "zombie", "player_id": "p1",
-              "encounter": json.loads(encounter.model_dump_json()), "npc_action": "pursue", "npc_line": "Rrgh"}
+    record = {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "species": "zombie",
+        "player_id": "p1",
+        "encounter": json.loads(encounter.model_dump_json()),
+        "npc_action": "pursue",
+        "npc_line": "Rrgh",
+    }
     (folder / "day1.jsonl").write_text(json.dumps(record) + "\n{broken json\n")
     records, problems = read_player_logs(home / "player_logs", "zombie")
     assert len(records) == 1 and problems[0][0].endswith("day1.jsonl:2")
@@ -224,4 +248,3 @@ def test_player_logs_are_mined_into_encounters(forge):
     assert meta["mined_from_player_logs"].value == 1
     interactions = instance.get_latest_materialization_event(AssetKey("player_interactions")).asset_materialization
     assert interactions.metadata["unreadable_records"].value == 1
-

@@ -7,13 +7,20 @@ from srl_forge.encounter import GameState
 from srl_forge.encounters import DesignSpec, EncounterDesigner
 from srl_forge.grading import best_constant_action
 from srl_forge.lore import load_species_lore
+from srl_forge.policy import render_answer
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.collaboration import produce_trajectories
 from srl_forge.teachers.lines import load_voice
 from tests.conftest import LORE_ROOT, REPO, RULES_ROOT
 from training.evaluation import (
-    EvalCase, bootstrap, comparison_table, distinct_2, duplicate_line_share, evaluate_reference, score_policy,
+    EvalCase,
+    bootstrap,
+    comparison_table,
+    distinct_2,
+    duplicate_line_share,
+    evaluate_reference,
+    score_policy,
 )
 from training.outcome_dataset import outcome_row
 from training.rlvr import decision_text
@@ -27,22 +34,30 @@ def werewolf_cases():
     from srl_forge.teachers.team import Teachers, TeachersConfig
 
     encounter_set = EncounterDesigner(rulebook, GameState(), seed=2).design(
-        DesignSpec(train_size=60, validation_size=10, test_size=40))
+        DesignSpec(train_size=60, validation_size=10, test_size=40)
+    )
     teachers = Teachers(TeachersConfig(), REPO / ".no-cache", REPO / "voices", rulebook)
     batch = produce_trajectories(encounter_set.encounters, engine, lore.dossier, teachers.team)
     accepted = {a.encounter_id: a for a in batch.accepted}
     voice = load_voice(REPO / "voices", rulebook)
-    cases = [EvalCase(row=outcome_row(e, engine, voice), encounter=e.encounter,
-                      expert_answer=decision_text(accepted[e.encounter_id].trajectory))
-             for e in encounter_set.by_split("test")]
+    cases = [
+        EvalCase(
+            row=outcome_row(e, engine, voice),
+            encounter=e.encounter,
+            expert_answer=decision_text(accepted[e.encounter_id].trajectory),
+        )
+        for e in encounter_set.by_split("test")
+    ]
     constant = best_constant_action([e.label for e in encounter_set.by_split("train")], engine.vocabulary)
     return cases, constant
 
 
 def test_references_order_as_they_must(werewolf_cases):
     cases, constant = werewolf_cases
-    results = {name: evaluate_reference(name, cases, constant) for name in ("best_constant", "random_acceptable",
-                                                                           "rules_engine")}
+    results = {
+        name: evaluate_reference(name, cases, constant)
+        for name in ("best_constant", "random_acceptable", "rules_engine")
+    }
     acc = {name: r["metrics"]["decision_accuracy"]["value"] for name, r in results.items()}
     assert acc["rules_engine"] == 1.0 and acc["best_constant"] <= 0.35 and acc["random_acceptable"] < 0.7
     ceiling = results["rules_engine"]["metrics"]
@@ -51,7 +66,10 @@ def test_references_order_as_they_must(werewolf_cases):
     assert results["random_acceptable"]["metrics"]["acceptable_rate"]["value"] == 1.0
     # the constant speaks one stock line everywhere: it is all duplicates and grounded nowhere
     constant_metrics = results["best_constant"]["metrics"]
-    assert constant_metrics["duplicate_line_share"]["value"] == 1.0 and constant_metrics["stock_line_share"]["value"] == 1.0
+    assert (
+        constant_metrics["duplicate_line_share"]["value"] == 1.0
+        and constant_metrics["stock_line_share"]["value"] == 1.0
+    )
     assert ceiling["duplicate_line_share"]["value"] < 0.2
     assert ceiling["distinct_2"]["value"] > 10 * constant_metrics["distinct_2"]["value"]
     table = comparison_table(results)
@@ -60,15 +78,35 @@ def test_references_order_as_they_must(werewolf_cases):
 
 def test_bootstrap_interval_covers_the_point_and_narrows_with_agreement(werewolf_cases):
     cases, constant = werewolf_cases
-    noisy = score_policy(cases, [f'<think>t</think>\nACTION: {constant if i % 2 else "howl"}\nSAY: "Rrr, prey."'
-                                 for i, _ in enumerate(cases)])["metrics"]["decision_accuracy"]
+    noisy = score_policy(
+        cases,
+        [f'<think>t</think>\nACTION: {constant if i % 2 else "howl"}\nSAY: "Rrr, prey."' for i, _ in enumerate(cases)],
+    )["metrics"]["decision_accuracy"]
     assert noisy["low"] <= noisy["value"] <= noisy["high"] and noisy["high"] - noisy["low"] > 0.1
-    half_stock = score_policy(cases, [f'<think>t</think>\nACTION: howl\nSAY: "{"Rrr, prey." if i % 2 else f"Prey {chr(97 + i % 26) * (1 + i // 26)}, run."}"'
-                                      for i, _ in enumerate(cases)])["metrics"]["duplicate_line_share"]
+    half_stock = score_policy(
+        cases,
+        [
+            render_answer("t", "howl", "Rrr, prey." if i % 2 else f"Prey {chr(97 + i % 26) * (1 + i // 26)}, run.")
+            for i, _ in enumerate(cases)
+        ],
+    )["metrics"]["duplicate_line_share"]
     assert half_stock["value"] == 0.5 and half_stock["low"] <= 0.5 <= half_stock["high"]
-    certain = bootstrap([{"decision_accuracy": 1.0, "acceptable_rate": 1.0, "graded_reward": 1.0, "format": True,
-                          "line_grounding": 1.0, "in_character": 1.0, "stock": False, "guardrail": False,
-                          "line": f"line {i} words"} for i in range(30)])
+    certain = bootstrap(
+        [
+            {
+                "decision_accuracy": 1.0,
+                "acceptable_rate": 1.0,
+                "graded_reward": 1.0,
+                "format": True,
+                "line_grounding": 1.0,
+                "in_character": 1.0,
+                "stock": False,
+                "guardrail": False,
+                "line": f"line {i} words",
+            }
+            for i in range(30)
+        ]
+    )
     assert certain["decision_accuracy"] == {"value": 1.0, "low": 1.0, "high": 1.0}
 
 
@@ -80,9 +118,23 @@ def test_line_diversity_metrics():
 
 
 def test_distinct_2_interval_contains_the_measured_value():
-    lines = [f"the {w} hunts under the {m} moon" for w in ("pack", "wolf", "elder", "pack") for m in ("red", "pale", "red")]
-    cases = [{"decision_accuracy": 1, "acceptable_rate": 1, "graded_reward": 1, "format": 1, "line_grounding": 0,
-              "in_character": 1, "stock": 0, "guardrail": 0, "line": line} for line in lines]
+    lines = [
+        f"the {w} hunts under the {m} moon" for w in ("pack", "wolf", "elder", "pack") for m in ("red", "pale", "red")
+    ]
+    cases = [
+        {
+            "decision_accuracy": 1,
+            "acceptable_rate": 1,
+            "graded_reward": 1,
+            "format": 1,
+            "line_grounding": 0,
+            "in_character": 1,
+            "stock": 0,
+            "guardrail": 0,
+            "line": line,
+        }
+        for line in lines
+    ]
     d2 = bootstrap(cases)["distinct_2"]
     assert d2["low"] <= d2["value"] <= d2["high"]
     assert d2["high"] - d2["low"] > 0

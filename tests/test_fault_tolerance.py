@@ -31,29 +31,64 @@ def forge(project_copy, tmp_path, monkeypatch):
     trajectories are good ones); the upstream chain materialized once."""
     server = FakeOpenAI(approve).__enter__()
     config = tmp_path / "teachers.yaml"
-    config.write_text(yaml.safe_dump({
-        "providers": {"reviewer": "openai"},
-        "endpoints": {"reviewer": {"model": "review-model", "base_url": server.base_url, "api_key_env": "FAULT_KEY",
-                                   "timeout_s": 0.5, "transport_retries": 3, "backoff_initial_s": 0.01}},
-        "concurrency": 4}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "providers": {"reviewer": "openai"},
+                "endpoints": {
+                    "reviewer": {
+                        "model": "review-model",
+                        "base_url": server.base_url,
+                        "api_key_env": "FAULT_KEY",
+                        "timeout_s": 0.5,
+                        "transport_retries": 3,
+                        "backoff_initial_s": 0.01,
+                    }
+                },
+                "concurrency": 4,
+            }
+        )
+    )
     monkeypatch.setenv("FAULT_KEY", SECRET)
     home = tmp_path / "home"
-    defs = build_definitions(home=home, lore_root=project_copy / "lore", rules_root=project_copy / "rules",
-                             game_state_seed=project_copy / "game_state" / "seed.yaml")
+    defs = build_definitions(
+        home=home,
+        lore_root=project_copy / "lore",
+        rules_root=project_copy / "rules",
+        game_state_seed=project_copy / "game_state" / "seed.yaml",
+    )
     resources = dict(defs.resources)
-    resources["teachers"] = TeachersResource(config_file=str(config), voices_root=resources["teachers"].voices_root,
-                                             cache_dir=str(home / "teacher_cache"), outage_retries=1, outage_wait_s=0)
+    resources["teachers"] = TeachersResource(
+        config_file=str(config),
+        voices_root=resources["teachers"].voices_root,
+        cache_dir=str(home / "teacher_cache"),
+        outage_retries=1,
+        outage_wait_s=0,
+    )
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
-    materialize(ASSETS, partition_key="ghoul", instance=instance, resources=resources, selection=UPSTREAM,
-                run_config=SMALL_ENCOUNTERS, raise_on_error=False)  # the small task fails its size check only
+    materialize(
+        ASSETS,
+        partition_key="ghoul",
+        instance=instance,
+        resources=resources,
+        selection=UPSTREAM,
+        run_config=SMALL_ENCOUNTERS,
+        raise_on_error=False,
+    )  # the small task fails its size check only
     yield server, instance, resources, home
     server.__exit__(None, None, None)
 
 
 def trajectories(instance, resources):
-    return materialize(ASSETS, partition_key="ghoul", instance=instance, resources=resources,
-                       selection=["expert_trajectories"], raise_on_error=False)
+    return materialize(
+        ASSETS,
+        partition_key="ghoul",
+        instance=instance,
+        resources=resources,
+        selection=["expert_trajectories"],
+        raise_on_error=False,
+    )
 
 
 def latest(instance):
@@ -62,8 +97,12 @@ def latest(instance):
 
 def test_a_misbehaving_endpoint_is_ridden_out_and_the_version_is_the_undisturbed_one(forge, tmp_path):
     server, instance, resources, home = forge
-    server.faults = [("ok",)] * 5 + [("status", 429, {"Retry-After": "0"})] * 3 + [("ok",)] * 20 + [
-        ("sleep", 1.5), ("ok",), ("malformed", "Certainly! {not json"), ("ok",), ("drop",), ("status", 503)]
+    server.faults = (
+        [("ok",)] * 5
+        + [("status", 429, {"Retry-After": "0"})] * 3
+        + [("ok",)] * 20
+        + [("sleep", 1.5), ("ok",), ("malformed", "Certainly! {not json"), ("ok",), ("drop",), ("status", 503)]
+    )
     disturbed = trajectories(instance, resources)
     assert disturbed.success
     metadata = latest(instance).metadata

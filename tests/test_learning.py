@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from srl_forge.errors import InputError
+from srl_forge.policy import parse_decision
 from tests.conftest import make_encounter
-from training.evaluation import _answer_from_steps, first_step
+from training.evaluation import _answer_from_steps
 from training.feature_classifier import FeatureClassifier, encounter_features
 from training.grpo_runner import RECIPES, GRPOTrainingConfig, recipe, sft_steps
 from training.learning_curve import probe_steps
-from training.rewards import parse_decision
 from training.rlvr import RLVRConfig, decision_text
 from training.srl import SRLConfig
 
@@ -31,8 +31,9 @@ def test_overrides_win_over_the_recipe():
 def test_a_bad_recipe_names_the_file_and_the_field(tmp_path, monkeypatch):
     import training.grpo_runner as runner
 
-    (tmp_path / "quick.yaml").write_text("defaults: {sft_batch_size: 8}\nrlvr: {sft_epoch: 1.0}\n"
-                                         "srl: {sft_epochs: -1}\n")
+    (tmp_path / "quick.yaml").write_text(
+        "defaults: {sft_batch_size: 8}\nrlvr: {sft_epoch: 1.0}\nsrl: {sft_epochs: -1}\n"
+    )
     monkeypatch.setattr(runner, "RECIPES", tmp_path)
     with pytest.raises(InputError, match=r"quick.yaml: field 'rlvr.sft_epoch': not a training setting"):
         RLVRConfig.for_budget("quick", "rlvr")
@@ -67,8 +68,9 @@ def test_completion_loss_equals_the_full_logits_loss(tiny_policy):
     mask[1, 9:] = 0
     loss, count = completion_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-    full = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                             ignore_index=-100)
+    full = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
     assert count == 5 + 5 + 2
     assert torch.allclose(loss, full, atol=1e-5)
 
@@ -76,22 +78,29 @@ def test_completion_loss_equals_the_full_logits_loss(tiny_policy):
 def test_the_expert_answer_thinks_the_rules_then_acts(tmp_path):
     from srl_forge.trajectory import Trajectory, TrajectoryStep
 
-    steps = (TrajectoryStep(title="ASSESS", thought="t", action="Night."),
-             TrajectoryStep(title="APPLY RULE", thought="t", action="vampire.garlic (priority 60): forbid feed."),
-             TrajectoryStep(title="APPLY RULE", thought="t", action="world.mortal_wound (priority 40): prefer flee."),
-             TrajectoryStep(title="DECIDE", thought="I choose flee: world.mortal_wound puts it first.",
-                            action="ACTION: flee"),
-             TrajectoryStep(title="SPEAK", thought="t", action='SAY: "The night remembers you, mortal."'))
+    steps = (
+        TrajectoryStep(title="ASSESS", thought="t", action="Night."),
+        TrajectoryStep(title="APPLY RULE", thought="t", action="vampire.garlic (priority 60): forbid feed."),
+        TrajectoryStep(title="APPLY RULE", thought="t", action="world.mortal_wound (priority 40): prefer flee."),
+        TrajectoryStep(
+            title="DECIDE", thought="I choose flee: world.mortal_wound puts it first.", action="ACTION: flee"
+        ),
+        TrajectoryStep(title="SPEAK", thought="t", action='SAY: "The night remembers you, mortal."'),
+    )
     text = decision_text(Trajectory(encounter_id="e", species="vampire", steps=steps))
-    assert text.startswith("<think>vampire.garlic (priority 60): forbid feed. world.mortal_wound (priority 40): "
-                           "prefer flee.</think>")
+    assert text.startswith(
+        "<think>vampire.garlic (priority 60): forbid feed. world.mortal_wound (priority 40): prefer flee.</think>"
+    )
     assert parse_decision(text) == ("flee", "The night remembers you, mortal.")
 
 
 def test_feature_classifier_learns_a_rule_from_features():
     day = [make_encounter("vampire", game={"time_of_day": t}) for t in ("dawn", "day")] * 3
-    night = [make_encounter("vampire", game={"time_of_day": t}, npc={"hunger": h})
-             for t in ("dusk", "night") for h in (0.1, 0.5, 0.9)]
+    night = [
+        make_encounter("vampire", game={"time_of_day": t}, npc={"hunger": h})
+        for t in ("dusk", "night")
+        for h in (0.1, 0.5, 0.9)
+    ]
     classifier = FeatureClassifier().fit(day + night, [("seek_shelter",)] * 6 + [("observe",)] * 6)
     assert classifier.predict([make_encounter("vampire", game={"time_of_day": "day"})]) == ["seek_shelter"]
     assert classifier.predict([]) == []
@@ -102,8 +111,12 @@ def test_feature_classifier_learns_a_rule_from_features():
 
 
 def test_a_stepwise_rollout_is_an_answer_only_when_it_decides_once_and_ends_speaking():
-    decided = ["1. **ASSESS** Night.", "2. **APPLY RULE** vampire.garlic (priority 60): forbid feed.",
-               "3. **DECIDE** ACTION: flee", '4. **SPEAK** SAY: "Begone, mortal."']
+    decided = [
+        "1. **ASSESS** Night.",
+        "2. **APPLY RULE** vampire.garlic (priority 60): forbid feed.",
+        "3. **DECIDE** ACTION: flee",
+        '4. **SPEAK** SAY: "Begone, mortal."',
+    ]
     answer = _answer_from_steps(decided)
     assert parse_decision(answer) == ("flee", "Begone, mortal.") and "vampire.garlic" in answer.split("</think>")[0]
     assert _answer_from_steps(decided[:3]) is None  # never spoke
@@ -115,15 +128,3 @@ def test_quick_defaults_are_the_config_defaults():
     quick = recipe("quick", "rlvr")
     defaults = GRPOTrainingConfig()
     assert all(getattr(defaults, k) == v for k, v in quick.items() if k in ("sft_batch_size", "sft_learning_rate"))
-
-
-def test_a_rolled_out_step_ends_at_its_line_as_a_stop_sequence_would_end_it():
-    """A policy that writes the next steps on after this one has still written this one; a broken one stays broken."""
-    from srl_forge.trajectory import parse_step
-    from training.rewards import split_thinking
-
-    ran_on = "<think>I recall.</think>\n2. **RECALL LORE** vampire/sun: Dawn burns.\n<think>Next</think>\n3. **DECIDE** x"
-    assert parse_step(split_thinking(first_step(ran_on))[1]) == (2, "RECALL LORE", "vampire/sun: Dawn burns.")
-    assert split_thinking(ran_on) is None  # the whole text is not one step: the training reward still says so
-    assert first_step("no thinking at all") == "no thinking at all"
-    assert parse_step(split_thinking(first_step("<think>x</think>\nnot a step\n2. **DECIDE** ACTION: flee"))[1]) is None

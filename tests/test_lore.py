@@ -5,8 +5,17 @@ from pathlib import Path
 import pytest
 
 from srl_forge.errors import InputError
-from srl_forge.lore import TOPICS, load_species_lore, lore_source_version, parse_lore_file
-from srl_forge.species import discover_species, require_known_species, validate_species_id
+from srl_forge.lore import (
+    TOPICS,
+    load_species_lore,
+    lore_source_version,
+    parse_lore_file,
+)
+from srl_forge.species import (
+    discover_species,
+    require_known_species,
+    validate_species_id,
+)
 from tests.conftest import LORE_ROOT, SPECIES
 
 GOOD = """---
@@ -198,8 +207,12 @@ def test_every_problem_of_every_lore_file_is_reported_in_one_pass(tmp_path):
         load_species_lore(root, "imp")
     message = str(err.value)
     assert message.startswith("4 problems:")
-    for name, field in (("broken.md", "'topic'"), ("latin1.md", "'encoding'"), ("tricks.md", "'line 11'"),
-                        ("world.md", "'front_matter'")):
+    for name, field in (
+        ("broken.md", "'topic'"),
+        ("latin1.md", "'encoding'"),
+        ("tricks.md", "'line 11'"),
+        ("world.md", "'front_matter'"),
+    ):
         assert name in message and field in message.split(name, 1)[1].splitlines()[0]
 
 
@@ -209,6 +222,10 @@ def test_an_overlong_section_is_refused_naming_it(tmp_path, monkeypatch):
     monkeypatch.setenv("SRL_FORGE_MAX_LORE_SECTION_CHARS", "1000")
     with pytest.raises(InputError) as err:
         load_species_lore(root, "imp")
-    assert "pranks.md" in err.value.source and err.value.field == "section 'Facts'" and "over the 1000-character limit" in str(err.value)
+    assert (
+        "pranks.md" in err.value.source
+        and err.value.field == "section 'Facts'"
+        and "over the 1000-character limit" in str(err.value)
+    )
     monkeypatch.setenv("SRL_FORGE_MAX_LORE_SECTION_CHARS", "5000")
     assert load_species_lore(root, "imp").dossier.facts

@@ -34,8 +34,10 @@ def test_cosine_ranking_is_exact(database_location):
     store = open_lore_store(database_location)
     from srl_forge.lore import LoreChunk
 
-    chunks = [LoreChunk(chunk_id=f"c{i}", doc_id="w/d", text=t) for i, t in enumerate(
-        ["silver silver", "moon", "silver moon", "pack"])]
+    chunks = [
+        LoreChunk(chunk_id=f"c{i}", doc_id="w/d", text=t)
+        for i, t in enumerate(["silver silver", "moon", "silver moon", "pack"])
+    ]
     embedder = AxisEmbedder()
     store.store("werewolf", "v1", chunks, embedder([c.text for c in chunks]))
     hits = store.search("werewolf", "v1", embedder(["silver"])[0], k=3)

@@ -32,7 +32,9 @@ def aws_profile(monkeypatch, tmp_path, postgres_server, s3_endpoint, s3_root):
     monkeypatch.setenv("SRL_FORGE_ARTIFACTS_URL", s3_root)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     # dagster-postgres speaks SQLAlchemy: the driver is named in the URL
-    monkeypatch.setenv("SRL_FORGE_DAGSTER_DATABASE_URL", dagster_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    monkeypatch.setenv(
+        "SRL_FORGE_DAGSTER_DATABASE_URL", dagster_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    )
     monkeypatch.delenv("SRL_FORGE_REGISTRY_URL", raising=False)
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
@@ -46,16 +48,21 @@ def test_the_aws_profile_materializes_a_species_on_postgres_and_s3(aws_profile, 
     instance = DagsterInstance.from_config(str(aws_profile["dagster_home"]))
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
-    defs = build_definitions(home=tmp_path / "home", lore_root=project_copy / "lore",
-                             rules_root=project_copy / "rules", game_state_seed=project_copy / "game_state" / "seed.yaml")
+    defs = build_definitions(
+        home=tmp_path / "home",
+        lore_root=project_copy / "lore",
+        rules_root=project_copy / "rules",
+        game_state_seed=project_copy / "game_state" / "seed.yaml",
+    )
     # the database URL holds a password: the resources carry the variable's name, not its value
     assert isinstance(defs.resources["game_state_db"].location, EnvVar)
     assert isinstance(defs.resources["deployment"].registry, EnvVar)
     assert isinstance(defs.resources["player_logs"].root, EnvVar)  # player logs: a table in the same database
     register_species(instance, project_copy / "lore")
 
-    result = materialize(ASSETS, partition_key="werewolf", instance=instance, resources=defs.resources,
-                         selection=["lore", "rules"])
+    result = materialize(
+        ASSETS, partition_key="werewolf", instance=instance, resources=defs.resources, selection=["lore", "rules"]
+    )
     assert result.success
 
     # step outputs are typed artifacts in S3: content-addressed objects, then the version pointer

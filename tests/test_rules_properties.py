@@ -9,7 +9,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from srl_forge.encounter import Encounter, LocationKind, MoonPhase, PlayerAction, TimeOfDay, Weather
+from srl_forge.encounter import (
+    Encounter,
+    LocationKind,
+    MoonPhase,
+    PlayerAction,
+    TimeOfDay,
+    Weather,
+)
 from srl_forge.errors import InputError
 from srl_forge.lore import load_species_lore
 from srl_forge.rulebook import load_rulebook
@@ -26,14 +33,34 @@ def encounters(species: str):
     unit = st.floats(0.0, 1.0, allow_nan=False)
     return st.builds(
         lambda game, npc, player, location: Encounter.model_validate(
-            {"game": game, "npc": npc, "player": player, "location": location}),
-        st.fixed_dictionaries({"time_of_day": literal(TimeOfDay), "moon_phase": literal(MoonPhase),
-                               "weather": literal(Weather), "live_events": st.lists(st.sampled_from(EVENTS), max_size=3)}),
-        st.fixed_dictionaries({"species": st.just(species), "tier": st.integers(1, 3), "hunger": unit, "health": unit,
-                               "allies": st.integers(0, 6)}),
-        st.fixed_dictionaries({"action": literal(PlayerAction), "items": st.lists(st.sampled_from(ITEMS), max_size=4),
-                               "faction": st.sampled_from(FACTIONS), "party_size": st.integers(1, 8),
-                               "utterance": st.text(max_size=80)}),
+            {"game": game, "npc": npc, "player": player, "location": location}
+        ),
+        st.fixed_dictionaries(
+            {
+                "time_of_day": literal(TimeOfDay),
+                "moon_phase": literal(MoonPhase),
+                "weather": literal(Weather),
+                "live_events": st.lists(st.sampled_from(EVENTS), max_size=3),
+            }
+        ),
+        st.fixed_dictionaries(
+            {
+                "species": st.just(species),
+                "tier": st.integers(1, 3),
+                "hunger": unit,
+                "health": unit,
+                "allies": st.integers(0, 6),
+            }
+        ),
+        st.fixed_dictionaries(
+            {
+                "action": literal(PlayerAction),
+                "items": st.lists(st.sampled_from(ITEMS), max_size=4),
+                "faction": st.sampled_from(FACTIONS),
+                "party_size": st.integers(1, 8),
+                "utterance": st.text(max_size=80),
+            }
+        ),
         st.fixed_dictionaries({"kind": literal(LocationKind), "invited": st.booleans(), "consecrated": st.booleans()}),
     )
 
@@ -63,9 +90,23 @@ def test_the_verifier_accepts_what_the_engine_decides(species, data):
 VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 200) | st.floats(allow_nan=True) | st.text(max_size=12),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
-    max_leaves=12)
-RULE_KEYS = st.sampled_from(["id", "source", "description", "priority", "when", "require", "forbid", "prefer",
-                             "dialogue", "events", "unknown_field"])
+    max_leaves=12,
+)
+RULE_KEYS = st.sampled_from(
+    [
+        "id",
+        "source",
+        "description",
+        "priority",
+        "when",
+        "require",
+        "forbid",
+        "prefer",
+        "dialogue",
+        "events",
+        "unknown_field",
+    ]
+)
 
 
 def mutated_rule_files():

@@ -12,8 +12,9 @@ from dagster import DagsterInstance
 from srl_assets.resources import REPO_ROOT
 
 
-def test_the_ecs_instance_launches_runs_as_tasks_of_the_forge_image(monkeypatch, tmp_path, postgres_server,
-                                                                      s3_endpoint):
+def test_the_ecs_instance_launches_runs_as_tasks_of_the_forge_image(
+    monkeypatch, tmp_path, postgres_server, s3_endpoint
+):
     from dagster_aws.ecs import EcsRunLauncher
     from dagster_postgres import PostgresRunStorage
 
@@ -21,8 +22,9 @@ def test_the_ecs_instance_launches_runs_as_tasks_of_the_forge_image(monkeypatch,
     postgres_server.psql("CREATE DATABASE dagster_ecs;")
     url = postgres_server.get_uri("dagster_ecs").replace("postgresql://", "postgresql+psycopg2://", 1)
     ecs = boto3.client("ecs", endpoint_url=s3_endpoint)  # moto's server answers every AWS API
-    arn = ecs.register_task_definition(family="srl-forge-run", containerDefinitions=[
-        {"name": "run", "image": "srl-forge:0.1.0", "memory": 8192}])["taskDefinition"]["taskDefinitionArn"]
+    arn = ecs.register_task_definition(
+        family="srl-forge-run", containerDefinitions=[{"name": "run", "image": "srl-forge:0.1.0", "memory": 8192}]
+    )["taskDefinition"]["taskDefinitionArn"]
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     monkeypatch.setenv("SRL_FORGE_DAGSTER_DATABASE_URL", url)
     monkeypatch.setenv("SRL_FORGE_ECS_TASK_DEFINITION", "srl-forge-run")
@@ -43,7 +45,7 @@ def test_the_ecs_instance_launches_runs_as_tasks_of_the_forge_image(monkeypatch,
 def test_the_image_installs_every_package_and_serves_the_code_location():
     dockerfile = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
-    packages = re.search(r'include = \[(.*?)\]', pyproject).group(1)
+    packages = re.search(r"include = \[(.*?)\]", pyproject).group(1)
     for package in re.findall(r'"(\w+)\*"', packages):
         assert f"COPY {package} {package}" in dockerfile
     for folder in ("lore", "rules", "game_state", "voices", "config"):

@@ -28,7 +28,14 @@ def run_guard(pieces, safe=("recoil", "Back, wanderer; the chapel is mine.")):
 
 def test_a_good_answer_streams_thinking_then_content_a_line_at_a_time():
     guard, events, action, line = run_guard(
-        ["<think>The garlic", " burns; I", " withdraw.</think>\nACTION:", " seek_shelter\nSAY: \"Keep", " your garlic, wanderer.\""])
+        [
+            "<think>The garlic",
+            " burns; I",
+            " withdraw.</think>\nACTION:",
+            ' seek_shelter\nSAY: "Keep',
+            ' your garlic, wanderer."',
+        ]
+    )
     kinds = [k for k, _ in events]
     assert kinds[:3] == ["reasoning"] * 3 and set(kinds[3:]) == {"content"}
     assert "".join(v for k, v in events if k == "reasoning") == "The garlic burns; I withdraw."
@@ -38,7 +45,8 @@ def test_a_good_answer_streams_thinking_then_content_a_line_at_a_time():
 
 def test_a_violating_answer_stops_and_is_replaced_by_the_safe_one():
     guard, events, action, line = run_guard(
-        ["<think>fine</think>\nACTION: feed\n", 'SAY: "Go kill', ' yourself, mortal."'])
+        ["<think>fine</think>\nACTION: feed\n", 'SAY: "Go kill', ' yourself, mortal."']
+    )
     content = "".join(v for k, v in events if k == "content")
     assert guard.replaced == ("self_harm",)
     assert "kill yourself" not in content
@@ -50,7 +58,9 @@ def test_a_violating_answer_stops_and_is_replaced_by_the_safe_one():
 def test_an_unreadable_answer_gets_the_engines_decision():
     guard, events, action, line = run_guard(["I am a monster who forgot the format"])
     assert guard.decision is None and not guard.replaced
-    assert "".join(v for k, v in events if k == "content") == 'ACTION: recoil\nSAY: "Back, wanderer; the chapel is mine."'
+    assert (
+        "".join(v for k, v in events if k == "content") == 'ACTION: recoil\nSAY: "Back, wanderer; the chapel is mine."'
+    )
 
 
 def test_persona_file_and_rules_overrides(tmp_path):
@@ -92,10 +102,10 @@ def test_persona_files_are_screened_like_lore(tmp_path, monkeypatch):
 
 def test_persona_rows_apply_the_overrides_and_speak_in_the_persona_voice():
     from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
+    from srl_forge.encounters import SampledEncounter
     from srl_forge.lore import load_species_lore
     from srl_forge.rulebook import load_rulebook
     from srl_forge.rules_engine import RulesEngine
-    from srl_forge.encounters import SampledEncounter
     from srl_forge.teachers.lines import load_voice
     from training.outcome_dataset import outcome_row
     from training.persona_dataset import persona_row
@@ -108,11 +118,21 @@ def test_persona_rows_apply_the_overrides_and_speak_in_the_persona_voice():
     rows = []
     for hour in ("dawn", "day", "dusk", "night"):
         for action in ("attack", "talk", "threaten"):
-            encounter = Encounter(game=GameState(time_of_day=hour), npc=NPCState(species="vampire", health=0.2),
-                                  player=Player(action=action, items=("holy_symbol",), faction="hunters", party_size=4),
-                                  location=Location(kind="church", consecrated=True))
-            rows.append(outcome_row(SampledEncounter(encounter_id=encounter.encounter_id, split="train", origin="designer",
-                                                     encounter=encounter), engine, voice))
+            encounter = Encounter(
+                game=GameState(time_of_day=hour),
+                npc=NPCState(species="vampire", health=0.2),
+                player=Player(action=action, items=("holy_symbol",), faction="hunters", party_size=4),
+                location=Location(kind="church", consecrated=True),
+            )
+            rows.append(
+                outcome_row(
+                    SampledEncounter(
+                        encounter_id=encounter.encounter_id, split="train", origin="designer", encounter=encounter
+                    ),
+                    engine,
+                    voice,
+                )
+            )
     retold = [persona_row(r, persona, engine, voice) for r in rows]
     for row in retold:
         scores = json.loads(row["action_scores_json"])
@@ -140,8 +160,10 @@ def _make_adapter(tiny_policy: str, folder: Path, seed: int) -> Path:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_policy),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     model.save_pretrained(str(folder))
     return folder
 
@@ -158,27 +180,53 @@ def served(tmp_path, tiny_policy, model_cache):
     root = LORE.parent
     store = LocalArtifactStore(tmp_path / "artifacts")
     tiers = tmp_path / "tiers.yaml"
-    tiers.write_text(f"tiers:\n  tier1: {{base_model: '{tiny_policy}', serves: species, ttft_budget_ms: 100000}}\n"
-                     f"  tier3: {{base_model: '{tiny_policy}', serves: persona, ttft_budget_ms: 100000}}\n")
+    tiers.write_text(
+        f"tiers:\n  tier1: {{base_model: '{tiny_policy}', serves: species, ttft_budget_ms: 100000}}\n"
+        f"  tier3: {{base_model: '{tiny_policy}', serves: persona, ttft_budget_ms: 100000}}\n"
+    )
     registry_path = tmp_path / "registry.duckdb"
     registry = open_registry(registry_path)
 
     def publish(version, target, kind, seed, serves, parent=None):
-        uri = store.put_directory("adapters", "vampire", _make_adapter(tiny_policy, tmp_path / f"a{seed}", seed), version)
-        adapter = registry.register(AdapterVersion(
-            version=version, target=target, kind=kind, base_model=tiny_policy, adapter_uri=uri, parent_version=parent,
-            metrics={"decision_accuracy": {"value": 0.5, "low": 0.4, "high": 0.6}, "best_constant_accuracy": 0.25,
-                     "guardrail_violations": 0}))
-        return {o.tier: o.result for o in deploy_candidate(registry, load_tiers_file(tiers), adapter, serves, 10.0, "test")}
+        uri = store.put_directory(
+            "adapters", "vampire", _make_adapter(tiny_policy, tmp_path / f"a{seed}", seed), version
+        )
+        adapter = registry.register(
+            AdapterVersion(
+                version=version,
+                target=target,
+                kind=kind,
+                base_model=tiny_policy,
+                adapter_uri=uri,
+                parent_version=parent,
+                metrics={
+                    "decision_accuracy": {"value": 0.5, "low": 0.4, "high": 0.6},
+                    "best_constant_accuracy": 0.25,
+                    "guardrail_violations": 0,
+                },
+            )
+        )
+        return {
+            o.tier: o.result for o in deploy_candidate(registry, load_tiers_file(tiers), adapter, serves, 10.0, "test")
+        }
 
     from srl_forge.deployment import load_tiers as load_tiers_file
 
     assert publish("a" * 64, "vampire", "srl_rlvr", 1, "species") == {"tier1": "promoted"}
     assert publish("b" * 64, "vampire/count_orlok", "persona", 2, "persona", parent="a" * 64) == {"tier3": "promoted"}
-    config = ServingConfig(registry=str(registry_path), artifacts_root=str(tmp_path / "artifacts"),
-                           player_logs_root=str(tmp_path / "player_logs"), game_state_db=str(tmp_path / "state.duckdb"),
-                           lore_root=str(LORE), rules_root=str(root / "rules"), voices_root=str(root / "voices"),
-                           tiers_file=str(tiers), model_cache=str(model_cache), max_new_tokens=24, threads=1)
+    config = ServingConfig(
+        registry=str(registry_path),
+        artifacts_root=str(tmp_path / "artifacts"),
+        player_logs_root=str(tmp_path / "player_logs"),
+        game_state_db=str(tmp_path / "state.duckdb"),
+        lore_root=str(LORE),
+        rules_root=str(root / "rules"),
+        voices_root=str(root / "voices"),
+        tiers_file=str(tiers),
+        model_cache=str(model_cache),
+        max_new_tokens=24,
+        threads=1,
+    )
     from srl_forge.game_state import GameStateStore
 
     GameStateStore(config.game_state_db).load_seed(root / "game_state" / "seed.yaml")
@@ -203,12 +251,19 @@ def test_streaming_chat_through_the_openai_client_is_logged_for_training(served)
 
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{served['port']}/v1", api_key="local")
     assert {m.id for m in client.models.list()} == {"vampire", "vampire/count_orlok"}
-    encounter = {"game": {"time_of_day": "night"}, "npc": {"species": "vampire", "tier": 1},
-                 "player": {"action": "talk", "items": ["garlic"], "faction": "hunters"},
-                 "location": {"kind": "village"}}
+    encounter = {
+        "game": {"time_of_day": "night"},
+        "npc": {"species": "vampire", "tier": 1},
+        "player": {"action": "talk", "items": ["garlic"], "faction": "hunters"},
+        "location": {"kind": "village"},
+    }
     stream = client.chat.completions.create(
-        model="vampire", messages=[{"role": "user", "content": "Good evening, stranger."}], stream=True,
-        user="player-7", extra_body={"encounter": encounter})
+        model="vampire",
+        messages=[{"role": "user", "content": "Good evening, stranger."}],
+        stream=True,
+        user="player-7",
+        extra_body={"encounter": encounter},
+    )
     chunks = list(stream)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(chunks) >= 3 and chunks[-1].choices[0].finish_reason == "stop"
@@ -223,7 +278,9 @@ def test_streaming_chat_through_the_openai_client_is_logged_for_training(served)
     assert f"ACTION: {record.npc_action}" in content and record.npc_line in content
 
     # a named NPC, no encounter given: the live game state and a talking player are assumed
-    reply = client.chat.completions.create(model="vampire/count_orlok", messages=[{"role": "user", "content": "Hello?"}])
+    reply = client.chat.completions.create(
+        model="vampire/count_orlok", messages=[{"role": "user", "content": "Hello?"}]
+    )
     assert reply.choices[0].message.content.startswith("ACTION: ")
     persona_record = read_player_logs(Path(served["config"].player_logs_root), "vampire")[0][-1]
     assert persona_record.npc == "count_orlok" and persona_record.served.tier == "tier3"
@@ -233,11 +290,15 @@ def test_streaming_chat_through_the_openai_client_is_logged_for_training(served)
         client.chat.completions.create(model="werewolf", messages=[{"role": "user", "content": "hi"}])
     bad = {**encounter, "npc": {"species": "werewolf"}}
     with pytest.raises(openai.BadRequestError, match="is a vampire"):
-        client.chat.completions.create(model="vampire", messages=[{"role": "user", "content": "hi"}],
-                                       extra_body={"encounter": bad})
+        client.chat.completions.create(
+            model="vampire", messages=[{"role": "user", "content": "hi"}], extra_body={"encounter": bad}
+        )
     with pytest.raises(openai.BadRequestError, match="player.action"):
-        client.chat.completions.create(model="vampire", messages=[{"role": "user", "content": "hi"}],
-                                       extra_body={"encounter": {**encounter, "player": {"action": "dance"}}})
+        client.chat.completions.create(
+            model="vampire",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"encounter": {**encounter, "player": {"action": "dance"}}},
+        )
 
 
 def test_the_prefix_cache_changes_speed_not_answers(tmp_path, tiny_policy):
@@ -245,13 +306,26 @@ def test_the_prefix_cache_changes_speed_not_answers(tmp_path, tiny_policy):
     for each adapter (LoRA changes keys and values, so each adapter has its own cache)."""
     from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats
 
-    adapters = [ServedAdapter(name=n, target="vampire", tier="tier1", version=n * 16,
-                              path=str(_make_adapter(tiny_policy, tmp_path / n, seed))) for n, seed in (("a", 1), ("b", 2))]
+    adapters = [
+        ServedAdapter(
+            name=n,
+            target="vampire",
+            tier="tier1",
+            version=n * 16,
+            path=str(_make_adapter(tiny_policy, tmp_path / n, seed)),
+        )
+        for n, seed in (("a", 1), ("b", 2))
+    ]
     cached, uncached = AdapterPool(tiny_policy, threads=1), AdapterPool(tiny_policy, threads=1, prefix_cache_size=0)
     for pool in (cached, uncached):
         pool.sync(adapters)
-    chats = [[{"role": "system", "content": "You are a vampire of the old chapel. Answer ACTION then SAY."},
-              {"role": "user", "content": f"A hunter with {item} walks in at night."}] for item in ("garlic", "silver")]
+    chats = [
+        [
+            {"role": "system", "content": "You are a vampire of the old chapel. Answer ACTION then SAY."},
+            {"role": "user", "content": f"A hunter with {item} walks in at night."},
+        ]
+        for item in ("garlic", "silver")
+    ]
     assert cached.warm("a", chats[0]) > 10
     for name in ("a", "b", None):
         for chat in chats:
@@ -277,8 +351,30 @@ def test_server_hot_reloads_promotions_and_rollbacks(served):
 
 
 def test_token_by_token_thinking_streams_without_its_tags():
-    pieces = ["<", "think", ">", "Gar", "lic", " burns", ".", "</", "think", ">", "\n", "ACTION", ":", " recoil", "\n",
-              "SAY", ':', ' "', "Back", ',', " hunter", '."']
+    pieces = [
+        "<",
+        "think",
+        ">",
+        "Gar",
+        "lic",
+        " burns",
+        ".",
+        "</",
+        "think",
+        ">",
+        "\n",
+        "ACTION",
+        ":",
+        " recoil",
+        "\n",
+        "SAY",
+        ":",
+        ' "',
+        "Back",
+        ",",
+        " hunter",
+        '."',
+    ]
     guard, events, action, line = run_guard(pieces)
     assert "".join(v for k, v in events if k == "reasoning") == "Garlic burns."
     assert [v for k, v in events if k == "content"] == ["ACTION: recoil\n", 'SAY: "Back, hunter."']
@@ -296,8 +392,9 @@ def _lora(path: str, folder: Path, modules: list[str], scale: float) -> Path:
     from training.model_loading import load_base_model
 
     torch.manual_seed(0)
-    model = get_peft_model(load_base_model(path), LoraConfig(r=8, lora_alpha=16, init_lora_weights=False,
-                                                             target_modules=modules))
+    model = get_peft_model(
+        load_base_model(path), LoraConfig(r=8, lora_alpha=16, init_lora_weights=False, target_modules=modules)
+    )
     for name, param in model.named_parameters():
         if "lora_B" in name:
             param.data.mul_(scale)
@@ -313,13 +410,19 @@ def smollm2_loras(model_cache, tmp_path_factory):
     path = resolve_model(DEFAULT_POLICY, model_cache)
     root = tmp_path_factory.mktemp("loras")
     every = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    return path, {"every projection": _lora(path, root / "every", every, 0.3),
-                  "query and key only": _lora(path, root / "qk", ["q_proj", "k_proj"], 1.0)}
+    return path, {
+        "every projection": _lora(path, root / "every", every, 0.3),
+        "query and key only": _lora(path, root / "qk", ["q_proj", "k_proj"], 1.0),
+    }
 
 
-CHATS = [[{"role": "system", "content": "You are a vampire in a dark-fantasy game. Answer with ACTION: and SAY:."},
-          {"role": "user", "content": f"World: night, full moon. Player: 2 hunters carrying {item}; they {act}."}]
-         for item, act in (("garlic", "attack"), ("silver", "talk"), ("a torch", "threaten"), ("gold", "offer"))]
+CHATS = [
+    [
+        {"role": "system", "content": "You are a vampire in a dark-fantasy game. Answer with ACTION: and SAY:."},
+        {"role": "user", "content": f"World: night, full moon. Player: 2 hunters carrying {item}; they {act}."},
+    ]
+    for item, act in (("garlic", "attack"), ("silver", "talk"), ("a torch", "threaten"), ("gold", "offer"))
+]
 
 
 def f32_base(hf_path: str) -> Path:
@@ -341,8 +444,9 @@ def _adapter_effect_agreement(path: str, adapter: Path, gguf_adapter: Path) -> f
     from training.model_loading import load_base_model, load_tokenizer
 
     tokenizer = load_tokenizer(path)
-    ids = tokenizer(tokenizer.apply_chat_template(CHATS[0], tokenize=False, add_generation_prompt=True),
-                    add_special_tokens=False)["input_ids"]
+    ids = tokenizer(
+        tokenizer.apply_chat_template(CHATS[0], tokenize=False, add_generation_prompt=True), add_special_tokens=False
+    )["input_ids"]
     model = PeftModel.from_pretrained(load_base_model(path), str(adapter)).eval()
     with torch.no_grad():
         tuned = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
@@ -350,8 +454,14 @@ def _adapter_effect_agreement(path: str, adapter: Path, gguf_adapter: Path) -> f
             base = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
 
     def llama_logits(lora):
-        llm = Llama(str(f32_base(path)), lora_path=str(lora) if lora else None, n_ctx=512, n_threads=2,
-                    verbose=False, logits_all=True)
+        llm = Llama(
+            str(f32_base(path)),
+            lora_path=str(lora) if lora else None,
+            n_ctx=512,
+            n_threads=2,
+            verbose=False,
+            logits_all=True,
+        )
         llm.eval(ids)
         return np.array(llm.scores[len(ids) - 1])
 
@@ -378,8 +488,11 @@ def test_the_llama_cpp_engine_streams_and_reuses_what_it_already_read(smollm2_lo
     from srl_forge.serving.llama_engine import LlamaCppPool
 
     path, adapters = smollm2_loras
-    served = [ServedAdapter(name="vampire", target="vampire", tier="tier1", version="r" * 64,
-                            path=str(adapters["every projection"]))]
+    served = [
+        ServedAdapter(
+            name="vampire", target="vampire", tier="tier1", version="r" * 64, path=str(adapters["every projection"])
+        )
+    ]
     llama = LlamaCppPool(f32_base(path), path, tmp_path / "gguf", threads=2)
     assert llama.sync(served) == {"added": ["vampire"], "removed": []}
     assert (tmp_path / "gguf" / f"{'r' * 64}.gguf").exists()  # converted once per version

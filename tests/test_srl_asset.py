@@ -10,8 +10,8 @@ from asset_checks import CHECKS
 from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
 from srl_assets.resources import DeploymentResource, TrainingResource
-from srl_forge.registry import open_registry
 from srl_forge.artifacts import LocalArtifactStore
+from srl_forge.registry import open_registry
 from tests.test_srl_training import TINY
 
 UPSTREAM = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
@@ -22,42 +22,63 @@ DEPLOYMENT = ["deployed_adapter", "persona_adapter", "deployed_persona"]
 
 def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_policy, model_cache):
     home = tmp_path / "home"
-    defs = build_definitions(home=home, lore_root=project_copy / "lore", rules_root=project_copy / "rules",
-                             game_state_seed=project_copy / "game_state" / "seed.yaml")
+    defs = build_definitions(
+        home=home,
+        lore_root=project_copy / "lore",
+        rules_root=project_copy / "rules",
+        game_state_seed=project_copy / "game_state" / "seed.yaml",
+    )
     resources = dict(defs.resources)
     resources["training"] = TrainingResource(
-        model=tiny_policy, config_overrides_json=json.dumps(TINY), rlvr_overrides_json=json.dumps(TINY),
-        evaluation_encounters=6, evaluation_step_rows=4, work_root=str(home / "training"), model_cache=str(model_cache))
+        model=tiny_policy,
+        config_overrides_json=json.dumps(TINY),
+        rlvr_overrides_json=json.dumps(TINY),
+        evaluation_encounters=6,
+        evaluation_step_rows=4,
+        work_root=str(home / "training"),
+        model_cache=str(model_cache),
+    )
     tiers = tmp_path / "tiers.yaml"
-    tiers.write_text(f"tiers:\n  tier1: {{base_model: '{tiny_policy}', serves: species, ttft_budget_ms: 60000}}\n"
-                     f"  tier3: {{base_model: '{tiny_policy}', serves: persona, ttft_budget_ms: 60000}}\n")
-    resources["deployment"] = DeploymentResource(registry=str(home / "registry.duckdb"), tiers_file=str(tiers),
-                                                 latency_prompts=2)
+    tiers.write_text(
+        f"tiers:\n  tier1: {{base_model: '{tiny_policy}', serves: species, ttft_budget_ms: 60000}}\n"
+        f"  tier3: {{base_model: '{tiny_policy}', serves: persona, ttft_budget_ms: 60000}}\n"
+    )
+    resources["deployment"] = DeploymentResource(
+        registry=str(home / "registry.duckdb"), tiers_file=str(tiers), latency_prompts=2
+    )
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
 
     def run(selection, partition="zombie"):
-        result = materialize([*ASSETS, *CHECKS], partition_key=partition, instance=instance, resources=resources,
-                             selection=selection)
+        result = materialize(
+            [*ASSETS, *CHECKS], partition_key=partition, instance=instance, resources=resources, selection=selection
+        )
         assert result.success
         assert all(check.passed for check in result.get_asset_check_evaluations())
-        return {k: instance.get_latest_materialization_event(AssetKey(k)).asset_materialization
-                for k in TRAINING + ABLATIONS + DEPLOYMENT if k in selection}
+        return {
+            k: instance.get_latest_materialization_event(AssetKey(k)).asset_materialization
+            for k in TRAINING + ABLATIONS + DEPLOYMENT
+            if k in selection
+        }
 
     first = run(UPSTREAM + TRAINING + ABLATIONS + ["deployed_adapter"])
     srl = first["srl_checkpoint"].metadata["manifest"].value
     assert srl["parent_version"] is None
     assert first["srl_checkpoint"].metadata["reward_curve"].value.startswith("![reward curve](data:image/png;base64,")
     assert first["rlvr_checkpoint"].metadata["manifest"].value["parent_version"] == srl["version"]
-    assert "learning_curve" in first["srl_checkpoint"].metadata and "| start | 0 |" in \
-        first["srl_checkpoint"].metadata["learning_curve_table"].value
+    assert (
+        "learning_curve" in first["srl_checkpoint"].metadata
+        and "| start | 0 |" in first["srl_checkpoint"].metadata["learning_curve_table"].value
+    )
     for ablation in ("rlvr_only_checkpoint", "sft_only_checkpoint"):
         assert first[ablation].metadata["manifest"].value["parent_version"] is None
     assert first["sft_only_checkpoint"].metadata["grpo_steps"].value == 0
     evaluation = first["evaluation"].metadata
     table = evaluation["comparison"].value
-    assert all(f"| {v} |" in table for v in ("base", "srl", "srl_rlvr", "best_constant", "random_acceptable",
-                                             "feature_classifier", "rules_engine"))
+    assert all(
+        f"| {v} |" in table
+        for v in ("base", "srl", "srl_rlvr", "best_constant", "random_acceptable", "feature_classifier", "rules_engine")
+    )
     assert "| rlvr_only |" not in table  # the ablations are ablation_evaluation's
     assert 0.0 <= evaluation["srl_rlvr_decision_accuracy"].value <= 1.0
     assert evaluation["held_out_encounters"].value == 6 and evaluation["held_out_total"].value == 60
@@ -88,8 +109,10 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     # Tier 3: a persona file trains that NPC's adapter on top of the species' blue adapter, and deploys it
     npcs = project_copy / "lore" / "zombie" / "npcs"
     npcs.mkdir()
-    (npcs / "old_gregor.md").write_text("---\nname: Old Gregor\ntitle: the gravedigger who rose\nforbid: [flee]\n---\n"
-                                        "He still tends the graves he now sleeps in, and never leaves them.\n")
+    (npcs / "old_gregor.md").write_text(
+        "---\nname: Old Gregor\ntitle: the gravedigger who rose\nforbid: [flee]\n---\n"
+        "He still tends the graves he now sleeps in, and never leaves them.\n"
+    )
     from srl_assets.partitions import register_personas
 
     assert "zombie/old_gregor" in register_personas(instance, project_copy / "lore")

@@ -10,24 +10,43 @@ import torch
 from transformers import TrainerCallback
 
 from training.dynamic_sampling import keep_mask
-from training.model_loading import quantization_config
 from training.grpo_runner import mix_replay
+from training.model_loading import quantization_config
 from training.srl import SRLConfig, SRLJob, run_srl_job
 
-TINY = dict(max_steps=2, prompts_per_step=2, num_generations=2, max_completion_length=12, sft_epochs=0.33,
-            sft_batch_size=2, curve_rows=2, curve_points=1, save_steps=1, lora_r=4, lora_alpha=8)
+TINY = dict(
+    max_steps=2,
+    prompts_per_step=2,
+    num_generations=2,
+    max_completion_length=12,
+    sft_epochs=0.33,
+    sft_batch_size=2,
+    curve_rows=2,
+    curve_points=1,
+    save_steps=1,
+    lora_r=4,
+    lora_alpha=8,
+)
 
 
 def rows(n, split="train", prefix="r"):
     out = []
     for i in range(n):
-        out.append({
-            "row_id": f"{prefix}{i}", "split": split,
-            "prompt": [{"role": "system", "content": "You are a lich."},
-                       {"role": "user", "content": f"Encounter {i}. Write step 2, a **DECIDE** step."}],
-            "expert_step": "2. **DECIDE** ACTION: cast_spell", "expert_action": "ACTION: cast_spell",
-            "expert_thought": "Sorcery first.", "expert_title": "DECIDE", "top_actions": ["cast_spell"],
-        })
+        out.append(
+            {
+                "row_id": f"{prefix}{i}",
+                "split": split,
+                "prompt": [
+                    {"role": "system", "content": "You are a lich."},
+                    {"role": "user", "content": f"Encounter {i}. Write step 2, a **DECIDE** step."},
+                ],
+                "expert_step": "2. **DECIDE** ACTION: cast_spell",
+                "expert_action": "ACTION: cast_spell",
+                "expert_thought": "Sorcery first.",
+                "expert_title": "DECIDE",
+                "top_actions": ["cast_spell"],
+            }
+        )
     return out
 
 
@@ -38,10 +57,16 @@ def job_for(tmp_path, policy, model_cache, train=None, parent=None, replay=None,
     pq.write_table(pa.Table.from_pylist(rows(2, "validation", "v")), data / "val.parquet")
     if replay:
         pq.write_table(pa.Table.from_pylist(replay), data / "replay.parquet")
-    return SRLJob(config=SRLConfig(model=policy, **{**TINY, **overrides}), train_data=str(data / "train.parquet"),
-                  validation_data=str(data / "val.parquet"), replay_data=str(data / "replay.parquet") if replay else None,
-                  parent_adapter=parent, work_dir=str(tmp_path / "work"), output_dir=str(tmp_path / "out"),
-                  model_cache=str(model_cache))
+    return SRLJob(
+        config=SRLConfig(model=policy, **{**TINY, **overrides}),
+        train_data=str(data / "train.parquet"),
+        validation_data=str(data / "val.parquet"),
+        replay_data=str(data / "replay.parquet") if replay else None,
+        parent_adapter=parent,
+        work_dir=str(tmp_path / "work"),
+        output_dir=str(tmp_path / "out"),
+        model_cache=str(model_cache),
+    )
 
 
 def test_keep_mask_filters_zero_variance_groups():
@@ -65,14 +90,30 @@ def test_zero_variance_group_contributes_no_gradient(tiny_policy, model_cache, t
 
     tokenizer = load_tokenizer(tiny_policy)
     model = load_policy(tiny_policy, None, lora_config(4, 8))
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": "hi"}], "group": "flat"},
-                              {"prompt": [{"role": "user", "content": "hello"}], "group": "varied"}])
+    data = Dataset.from_list(
+        [
+            {"prompt": [{"role": "user", "content": "hi"}], "group": "flat"},
+            {"prompt": [{"role": "user", "content": "hello"}], "group": "varied"},
+        ]
+    )
     trainer = DynamicSamplingGRPOTrainer(
-        model=model, reward_funcs=[reward], train_dataset=data, processing_class=tokenizer,
-        args=GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2,
-                        max_completion_length=8, loss_type="grpo", use_cpu=True, bf16=False,
-                        gradient_checkpointing=False, report_to="none", shuffle_dataset=False,
-                        disable_dropout=True),
+        model=model,
+        reward_funcs=[reward],
+        train_dataset=data,
+        processing_class=tokenizer,
+        args=GRPOConfig(
+            output_dir=str(tmp_path),
+            per_device_train_batch_size=4,
+            num_generations=2,
+            max_completion_length=8,
+            loss_type="grpo",
+            use_cpu=True,
+            bf16=False,
+            gradient_checkpointing=False,
+            report_to="none",
+            shuffle_dataset=False,
+            disable_dropout=True,
+        ),
     )
     batch = trainer._generate_and_score_completions([data[0], data[0], data[1], data[1]])
     assert batch["advantages"][:2].abs().sum() == 0 and batch["completion_mask"][:2].sum() == 0
@@ -124,8 +165,18 @@ def test_warm_start_from_parent_with_replay(tiny_policy, model_cache, tmp_path):
     old_rows = rows(6)
     second = tmp_path / "second"
     metrics = run_srl_job(
-        job_for(second, tiny_policy, model_cache, train=rows(4, prefix="n"), parent=str(first / "out" / "adapter"),
-                replay=old_rows, replay_ratio=0.5, curve_rows=0), log=lambda _: None)
+        job_for(
+            second,
+            tiny_policy,
+            model_cache,
+            train=rows(4, prefix="n"),
+            parent=str(first / "out" / "adapter"),
+            replay=old_rows,
+            replay_ratio=0.5,
+            curve_rows=0,
+        ),
+        log=lambda _: None,
+    )
     assert metrics["parent_adapter"] == str(first / "out" / "adapter")
     assert metrics["new_rows"] == 4 and metrics["replayed_rows"] == 2
     # without a validation sample nothing is probed, and nothing is made up
@@ -186,9 +237,13 @@ def test_torchrun_trains_data_parallel_and_one_process_writes(tiny_policy, model
     job = job_for(tmp_path, tiny_policy, model_cache, max_steps=1)
     path = tmp_path / "job.json"
     path.write_text(job.model_dump_json())
-    done = subprocess.run([sys.executable, "-m", "training.distributed", "--processes-per-host", "2", "training.srl",
-                           "--job", str(path)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "training.distributed", "--processes-per-host", "2", "training.srl", "--job", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["grpo_steps"] == 1
@@ -197,10 +252,25 @@ def test_torchrun_trains_data_parallel_and_one_process_writes(tiny_policy, model
 def test_distributed_placement_follows_the_sagemaker_hosts():
     from training.distributed import torchrun_arguments
 
-    assert torchrun_arguments("training.rlvr", ["--job", "j"], 4)[:3] == ["--standalone", "--nnodes=1", "--nproc_per_node=4"]
-    multi = torchrun_arguments("training.srl", ["--job", "j"], 8, {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]})
-    assert multi == ["--nnodes=2", "--node_rank=1", "--master_addr=algo-1", "--master_port=29500",
-                     "--nproc_per_node=8", "-m", "training.srl", "--job", "j"]
+    assert torchrun_arguments("training.rlvr", ["--job", "j"], 4)[:3] == [
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=4",
+    ]
+    multi = torchrun_arguments(
+        "training.srl", ["--job", "j"], 8, {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]}
+    )
+    assert multi == [
+        "--nnodes=2",
+        "--node_rank=1",
+        "--master_addr=algo-1",
+        "--master_port=29500",
+        "--nproc_per_node=8",
+        "-m",
+        "training.srl",
+        "--job",
+        "j",
+    ]
 
 
 def test_generation_stops_each_sequence_once_its_predicate_holds(tiny_policy):

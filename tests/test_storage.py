@@ -2,6 +2,7 @@
 and validated (on DuckDB and on PostgreSQL)."""
 
 import os
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,7 @@ def test_an_adapter_folder_is_published_whole(artifact_store, tmp_path, monkeypa
 
         monkeypatch.setattr(artifact_store.client, "put_object", dying_put)
     else:
+
         def dying_replace(*args):
             raise OSError("disk full")
 
@@ -141,16 +143,28 @@ def player_log_location(request, tmp_path):
 
 
 def test_player_logs_append_read_and_count_on_either_store(player_log_location):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from srl_forge.encounter import Encounter
-    from srl_forge.player_logs import PlayerLogRecord, append_player_log, log_watermark, read_player_logs
+    from srl_forge.player_logs import (
+        PlayerLogRecord,
+        append_player_log,
+        log_watermark,
+        read_player_logs,
+    )
 
     def record(species: str, said: str) -> PlayerLogRecord:
-        encounter = Encounter.model_validate({"game": {}, "location": {}, "npc": {"species": species},
-                                              "player": {"action": "talk", "utterance": said}})
-        return PlayerLogRecord(timestamp=datetime.now(timezone.utc), species=species, player_id="p1",
-                               encounter=encounter, npc_action="parley", npc_line="Speak.")
+        encounter = Encounter.model_validate(
+            {"game": {}, "location": {}, "npc": {"species": species}, "player": {"action": "talk", "utterance": said}}
+        )
+        return PlayerLogRecord(
+            timestamp=datetime.now(UTC),
+            species=species,
+            player_id="p1",
+            encounter=encounter,
+            npc_action="parley",
+            npc_line="Speak.",
+        )
 
     assert read_player_logs(player_log_location, "vampire") == ([], [])
     assert log_watermark(player_log_location, "vampire")["records"] == 0
@@ -167,16 +181,31 @@ def test_player_logs_append_read_and_count_on_either_store(player_log_location):
 
 
 def test_an_unreadable_player_log_is_reported_not_fatal(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from srl_forge.encounter import Encounter
-    from srl_forge.player_logs import PlayerLogRecord, append_player_log, log_watermark, read_player_logs
+    from srl_forge.player_logs import (
+        PlayerLogRecord,
+        append_player_log,
+        log_watermark,
+        read_player_logs,
+    )
 
     root = tmp_path / "player_logs"
-    encounter = Encounter.model_validate({"game": {}, "location": {}, "npc": {"species": "vampire"},
-                                          "player": {"action": "talk", "utterance": "hello"}})
-    append_player_log(root, PlayerLogRecord(timestamp=datetime.now(timezone.utc), species="vampire", player_id="p",
-                                            encounter=encounter, npc_action="parley", npc_line="Speak."))
+    encounter = Encounter.model_validate(
+        {"game": {}, "location": {}, "npc": {"species": "vampire"}, "player": {"action": "talk", "utterance": "hello"}}
+    )
+    append_player_log(
+        root,
+        PlayerLogRecord(
+            timestamp=datetime.now(UTC),
+            species="vampire",
+            player_id="p",
+            encounter=encounter,
+            npc_action="parley",
+            npc_line="Speak.",
+        ),
+    )
     (root / "vampire" / "latin1.jsonl").write_bytes(b'{"species": "vampire", "said": "caf\xe9"}\n')
     (root / "vampire" / "folder.jsonl").mkdir()
     records, problems = read_player_logs(root, "vampire")

@@ -4,11 +4,10 @@ import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from asset_checks import CHECKS
-from srl_forge.encounters import task_difficulty_report
 from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
 from srl_forge.encounter import GameState
-from srl_forge.encounters import EncounterDesigner
+from srl_forge.encounters import EncounterDesigner, task_difficulty_report
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
 from tests.conftest import RULES_ROOT, SPECIES
@@ -38,14 +37,23 @@ rules:
 
 def test_check_fails_an_easy_task_and_stops_downstream(project_copy, tmp_path):
     (project_copy / "rules" / "vampire.yaml").write_text(EASY_RULES)
-    defs = build_definitions(home=tmp_path / "home", lore_root=project_copy / "lore",
-                             rules_root=project_copy / "rules", game_state_seed=project_copy / "game_state" / "seed.yaml")
+    defs = build_definitions(
+        home=tmp_path / "home",
+        lore_root=project_copy / "lore",
+        rules_root=project_copy / "rules",
+        game_state_seed=project_copy / "game_state" / "seed.yaml",
+    )
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
     result = materialize(
-        [*ASSETS, *CHECKS], partition_key="vampire", instance=instance, resources=defs.resources,
+        [*ASSETS, *CHECKS],
+        partition_key="vampire",
+        instance=instance,
+        resources=defs.resources,
         selection=["lore", "rules", "player_interactions", "encounters", "expert_trajectories"],
-        run_config={"ops": {"encounters": {"config": {"max_top_share": 1.0}}}}, raise_on_error=False)
+        run_config={"ops": {"encounters": {"config": {"max_top_share": 1.0}}}},
+        raise_on_error=False,
+    )
     key = AssetCheckKey(AssetKey("encounters"), "task_difficulty")
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.asset_check_key == key)
     assert not evaluation.passed

@@ -9,16 +9,19 @@ import pytest
 
 from srl_forge.encounter import GameState
 from srl_forge.encounters import DesignSpec, EncounterDesigner, SampledEncounter
+from srl_forge.errors import InputError
 from srl_forge.grounding import grounding_score, grounding_terms, is_stock
 from srl_forge.lore import load_species_lore
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.errors import InputError
 from srl_forge.teachers.collaboration import (
-    TrajectoriesIncomplete, build_brief, produce_trajectories, verification_failures,
+    TrajectoriesIncomplete,
+    build_brief,
+    produce_trajectories,
+    verification_failures,
 )
-from srl_forge.teachers.openai_compatible import RoleEndpoint
 from srl_forge.teachers.lines import load_voice
+from srl_forge.teachers.openai_compatible import RoleEndpoint
 from srl_forge.teachers.team import Teachers, TeachersConfig
 from srl_forge.trajectory import Trajectory, TrajectoryStep
 from tests.conftest import LORE_ROOT, REPO, RULES_ROOT, SPECIES, make_encounter
@@ -96,32 +99,41 @@ def test_programmatic_expert_is_deterministic_for_a_seed():
 
 
 def test_species_read_distinctly_in_character():
-    situation = {"player": {"action": "talk", "items": ["fresh_corpse"], "faction": "necromancers"},
-                 "location": {"kind": "graveyard"}}
+    situation = {
+        "player": {"action": "talk", "items": ["fresh_corpse"], "faction": "necromancers"},
+        "location": {"kind": "graveyard"},
+    }
     lines, actions = {}, {}
     for species in SPECIES:
         lore, _, engine = setup(species)
         encounter = make_encounter(species, **situation)
-        trajectory = programmatic(species).team.writers[0].write(encounter, build_brief(encounter, engine, lore.dossier))
+        trajectory = (
+            programmatic(species).team.writers[0].write(encounter, build_brief(encounter, engine, lore.dossier))
+        )
         lines[species], actions[species] = trajectory.spoken_line, trajectory.final_action
     assert len(set(actions.values())) == len(SPECIES), actions
     assert len(lines["zombie"].split()) <= 4 and len(set(lines.values())) == len(SPECIES)
 
 
 def _handmade(encounter, action, line, rule="vampire.threshold"):
-    return Trajectory(encounter_id=encounter.encounter_id, species=encounter.species, steps=(
-        TrajectoryStep(title="ASSESS", thought="t", action="A mortal sits behind a door."),
-        TrajectoryStep(title="APPLY RULE", thought="t", action=f"{rule}."),
-        TrajectoryStep(title="DECIDE", thought="t", action=f"ACTION: {action}"),
-        TrajectoryStep(title="SPEAK", thought="t", action=f'SAY: "{line}"'),
-    ), rule_ids=(rule,))
+    return Trajectory(
+        encounter_id=encounter.encounter_id,
+        species=encounter.species,
+        steps=(
+            TrajectoryStep(title="ASSESS", thought="t", action="A mortal sits behind a door."),
+            TrajectoryStep(title="APPLY RULE", thought="t", action=f"{rule}."),
+            TrajectoryStep(title="DECIDE", thought="t", action=f"ACTION: {action}"),
+            TrajectoryStep(title="SPEAK", thought="t", action=f'SAY: "{line}"'),
+        ),
+        rule_ids=(rule,),
+    )
 
 
 def test_forbidden_action_is_rejected_with_the_rule_id():
     _, _, engine = setup("vampire")
     encounter = make_encounter("vampire", location={"kind": "dwelling"}, npc={"hunger": 0.9})
     failures = verification_failures(_handmade(encounter, "feed", "Hush now, mortal."), sampled(encounter), engine)
-    assert ("vampire.threshold" in {check for check, _ in failures})
+    assert "vampire.threshold" in {check for check, _ in failures}
 
 
 def test_harmful_trajectory_is_rejected_by_the_guardrails():
@@ -143,8 +155,12 @@ def test_malformed_trajectory_is_rejected_for_format():
 
 # --- the OpenAI-compatible path ---------------------------------------------------------------
 
-THRESHOLD = make_encounter("vampire", location={"kind": "dwelling"}, npc={"hunger": 0.9},
-                           player={"action": "talk", "utterance": "Who is there?"})
+THRESHOLD = make_encounter(
+    "vampire",
+    location={"kind": "dwelling"},
+    npc={"hunger": 0.9},
+    player={"action": "talk", "utterance": "Who is there?"},
+)
 
 
 class Script:
@@ -157,15 +173,31 @@ class Script:
         system = request["messages"][0]["content"]
         if "trajectory writer" in system:
             line = "Will you not invite me in, my dear? The night is so cold."
-            return json.dumps({"steps": [
-                {"title": "ASSESS", "thought": "A door between us.", "action": "Night; a mortal talks behind a door."},
-                {"title": "RECALL LORE", "thought": "Thresholds.",
-                 "action": "vampire/weaknesses: Thresholds: cannot enter a dwelling uninvited."},
-                {"title": "APPLY RULE", "thought": "I may not cross.",
-                 "action": "vampire.threshold (priority 85): forbid attack, feed."},
-                {"title": "DECIDE", "thought": "Ask.", "action": f"ACTION: {self.writer_action}"},
-                {"title": "SPEAK", "thought": "Courtly.", "action": f'SAY: "{line}"'},
-            ], "citations": ["vampire/weaknesses"], "rule_ids": ["vampire.threshold"]})
+            return json.dumps(
+                {
+                    "steps": [
+                        {
+                            "title": "ASSESS",
+                            "thought": "A door between us.",
+                            "action": "Night; a mortal talks behind a door.",
+                        },
+                        {
+                            "title": "RECALL LORE",
+                            "thought": "Thresholds.",
+                            "action": "vampire/weaknesses: Thresholds: cannot enter a dwelling uninvited.",
+                        },
+                        {
+                            "title": "APPLY RULE",
+                            "thought": "I may not cross.",
+                            "action": "vampire.threshold (priority 85): forbid attack, feed.",
+                        },
+                        {"title": "DECIDE", "thought": "Ask.", "action": f"ACTION: {self.writer_action}"},
+                        {"title": "SPEAK", "thought": "Courtly.", "action": f'SAY: "{line}"'},
+                    ],
+                    "citations": ["vampire/weaknesses"],
+                    "rule_ids": ["vampire.threshold"],
+                }
+            )
         if "strict reviewer" in system:
             return json.dumps({"aspect": "rules", "approved": True, "issues": []})
         if "director" in system:
@@ -174,12 +206,20 @@ class Script:
 
 
 def llm_teachers(server, tmp_path, **endpoint):
-    options = {"model": "test-model", "base_url": server.base_url, "api_key_env": "SRL_TEST_KEY",
-               "backoff_initial_s": 0.01, "timeout_s": 5, "usd_per_1k_prompt_tokens": 0.5,
-               "usd_per_1k_completion_tokens": 1.5, **endpoint}
+    options = {
+        "model": "test-model",
+        "base_url": server.base_url,
+        "api_key_env": "SRL_TEST_KEY",
+        "backoff_initial_s": 0.01,
+        "timeout_s": 5,
+        "usd_per_1k_prompt_tokens": 0.5,
+        "usd_per_1k_completion_tokens": 1.5,
+        **endpoint,
+    }
     roles = ("writer", "reviewer", "director")
-    config = TeachersConfig(providers={r: "openai" for r in roles},
-                            endpoints={r: RoleEndpoint(**options) for r in roles}, concurrency=2)
+    config = TeachersConfig(
+        providers={r: "openai" for r in roles}, endpoints={r: RoleEndpoint(**options) for r in roles}, concurrency=2
+    )
     return Teachers(config, tmp_path / "cache", VOICES, setup("vampire")[1])
 
 
@@ -337,8 +377,9 @@ def test_voices_are_configurable_and_only_the_writer_needs_one(tmp_path, monkeyp
 
     rulebook = setup("vampire")[1]
     teachers = Teachers(TeachersConfig(), tmp_path / "cache", tmp_path / "no-voices", rulebook)
-    designed = teachers.designer.design(rulebook, GameState(), DesignSpec(train_size=20, validation_size=5,
-                                                                          test_size=5, min_per_rule=1), [])
+    designed = teachers.designer.design(
+        rulebook, GameState(), DesignSpec(train_size=20, validation_size=5, test_size=5, min_per_rule=1), []
+    )
     assert designed.encounters  # the designer needs no voice file
     with pytest.raises(InputError, match=r"no-voices/vampire.yaml: field 'file'"):
         teachers.team  # noqa: B018 - the writer does

@@ -13,8 +13,16 @@ def make_tiny_policy(target: Path, model_cache: Path) -> str:
 
     smollm2 = resolve_model(DEFAULT_POLICY, model_cache)
     config = AutoConfig.from_pretrained(smollm2)
-    config.update({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                   "num_key_value_heads": 2, "head_dim": 8})
+    config.update(
+        {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+        }
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.save_pretrained(target)

@@ -27,16 +27,21 @@ def processes_on_this_host(requested: str) -> int:
     return max(1, torch.cuda.device_count())
 
 
-def torchrun_arguments(module: str, module_args: list[str], processes_per_host: int,
-                       resource_config: dict | None = None) -> list[str]:
+def torchrun_arguments(
+    module: str, module_args: list[str], processes_per_host: int, resource_config: dict | None = None
+) -> list[str]:
     """torchrun's command line: standalone on one host, else a static rendezvous at the first host."""
     hosts = (resource_config or {}).get("hosts") or []
     if len(hosts) <= 1:
         placement = ["--standalone", "--nnodes=1"]
     else:
         current = resource_config["current_host"]
-        placement = [f"--nnodes={len(hosts)}", f"--node_rank={hosts.index(current)}",
-                     f"--master_addr={hosts[0]}", f"--master_port={RENDEZVOUS_PORT}"]
+        placement = [
+            f"--nnodes={len(hosts)}",
+            f"--node_rank={hosts.index(current)}",
+            f"--master_addr={hosts[0]}",
+            f"--master_port={RENDEZVOUS_PORT}",
+        ]
     return [*placement, f"--nproc_per_node={processes_per_host}", "-m", module, *module_args]
 
 

@@ -46,9 +46,11 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         keep = keep_mask(rewards.cpu(), self.num_generations, self.dynamic_sampling_epsilon)
         local = len(output["advantages"])
         start = self.accelerator.process_index * local
-        keep_local = keep[start:start + local].to(output["advantages"].device)
+        keep_local = keep[start : start + local].to(output["advantages"].device)
         output["advantages"] = output["advantages"] * keep_local
-        output["completion_mask"] = output["completion_mask"] * keep_local.unsqueeze(1).to(output["completion_mask"].dtype)
+        output["completion_mask"] = output["completion_mask"] * keep_local.unsqueeze(1).to(
+            output["completion_mask"].dtype
+        )
         loss_mask = output["completion_mask"]
         if "tool_mask" in output:
             loss_mask = loss_mask * output["tool_mask"]

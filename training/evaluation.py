@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,20 +32,38 @@ from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import Encounter
 from srl_forge.grounding import grounding_score, is_stock, words
 from srl_forge.guardrails import check as guardrail_violations
-from srl_forge.rules_engine import DialogueConstraints
-from srl_forge.trajectory import assess_text, parse_step
-from training.policy_eval import generate, srl_validation
-from training.prompts import render_answer, srl_prompt
-from training.rewards import (
-    decision_format_settled_broken, decision_score, parse_decision, split_thinking, step_format_settled_broken,
+from srl_forge.policy import (
+    action_in,
+    assess_text,
+    decision_format_settled_broken,
+    first_step,
+    parse_decision,
+    parse_step,
+    render_answer,
+    split_thinking,
+    spoken_in,
+    srl_prompt,
+    step_format_settled_broken,
 )
+from srl_forge.rules_engine import DialogueConstraints
+from training.policy_eval import generate, srl_validation
+from training.rewards import decision_score
 
 VARIANTS = ("base", "srl", "srl_rlvr")  # the evaluation asset's; the deployment gates read `srl_rlvr`
 ABLATIONS = ("sft_only", "rlvr_only")  # the ablation_evaluation asset's, on the same held-out encounters
 REFERENCES = ("best_constant", "random_acceptable", "feature_classifier", "rules_engine")
 MAX_ROLLOUT_STEPS = 9  # ASSESS is given; trajectories have at most 2 recalls, 3 rules, DECIDE and SPEAK
-METRICS = ("decision_accuracy", "acceptable_rate", "graded_reward", "format_rate", "line_grounding",
-           "in_character_rate", "distinct_2", "duplicate_line_share", "guardrail_violations")
+METRICS = (
+    "decision_accuracy",
+    "acceptable_rate",
+    "graded_reward",
+    "format_rate",
+    "line_grounding",
+    "in_character_rate",
+    "distinct_2",
+    "duplicate_line_share",
+    "guardrail_violations",
+)
 
 
 CANDIDATE = "srl_rlvr"  # the variant a deployment would ship; the others are diagnostics
@@ -69,8 +86,10 @@ class EvaluationReport(StoredArtifact):
 
     def violation_rates(self) -> dict[str, float]:
         """Guardrail violations per evaluated output, per variant."""
-        return {name: r["metrics"]["guardrail_violations"]["value"] / max(1, r["encounters"])
-                for name, r in self.results.items()}
+        return {
+            name: r["metrics"]["guardrail_violations"]["value"] / max(1, r["encounters"])
+            for name, r in self.results.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -80,8 +99,9 @@ class EvalCase:
     expert_answer: str | None = None  # the expert's final answer in the RLVR format
 
 
-def reference_answers(name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0,
-                      predicted: Sequence[str] | None = None) -> list[str]:
+def reference_answers(
+    name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0, predicted: Sequence[str] | None = None
+) -> list[str]:
     """The trivial policies, the feature classifier (`predicted`: its action per case) and the ceiling, as
     answers in the policy's format."""
     rng = random.Random(f"{name}:{seed}")
@@ -102,7 +122,7 @@ def reference_answers(name: str, cases: Sequence[EvalCase], constant: str, seed:
             action, line = (list(case.row["top_actions"]) or [constant])[0], stock[0]
         else:
             raise ValueError(name)
-        out.append(f'<think>{name}</think>\nACTION: {action}\nSAY: "{line}"')
+        out.append(render_answer(name, action, line))
     return out
 
 
@@ -118,7 +138,8 @@ def answer_scores(case: EvalCase, answer: str) -> dict:
         "acceptable_rate": float(action in row["acceptable_actions"]) if action else 0.0,
         "graded_reward": decision_score(answer, json.loads(row["action_scores_json"])),
         "line_grounding": grounding_score(line, json.loads(row["grounding_terms_json"]), row["player_utterance"])
-        if line is not None else 0.0,
+        if line is not None
+        else 0.0,
         "in_character": float(line is not None and not constraints.check(line)),
         "stock": line is not None and is_stock(line, list(row["stock_lines"])),
         "guardrail": bool(guardrail_violations(answer)),
@@ -127,7 +148,7 @@ def answer_scores(case: EvalCase, answer: str) -> dict:
 
 
 def distinct_2(lines: Sequence[str | None]) -> float:
-    bigrams = [tuple(w[i:i + 2]) for line in lines if line for w in [words(line)] for i in range(len(w) - 1)]
+    bigrams = [tuple(w[i : i + 2]) for line in lines if line for w in [words(line)] for i in range(len(w) - 1)]
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
@@ -168,7 +189,7 @@ def jackknife_interval(lines: Sequence[str | None], statistic=None, level_z: flo
     value = statistic(lines)
     if n < 2:
         return value, value
-    leave_one_out = [statistic(lines[:i] + lines[i + 1:]) for i in range(n)]
+    leave_one_out = [statistic(lines[:i] + lines[i + 1 :]) for i in range(n)]
     mean = sum(leave_one_out) / n
     se = ((n - 1) / n * sum((v - mean) ** 2 for v in leave_one_out)) ** 0.5
     return max(0.0, value - level_z * se), min(1.0, value + level_z * se)
@@ -195,8 +216,11 @@ def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, le
     out = {}
     for key, value in point.items():
         values = sorted(d[key] for d in draws)
-        out[key] = {"value": value, "low": values[int(tail * (resamples - 1))],
-                    "high": values[int((1 - tail) * (resamples - 1))]}
+        out[key] = {
+            "value": value,
+            "low": values[int(tail * (resamples - 1))],
+            "high": values[int((1 - tail) * (resamples - 1))],
+        }
     low, high = jackknife_interval([c["line"] for c in per_case])
     out["distinct_2"] = {"value": point["distinct_2"], "low": low, "high": high}
     return out
@@ -204,24 +228,28 @@ def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, le
 
 def score_policy(cases: Sequence[EvalCase], answers: Sequence[str], seed: int = 0) -> dict:
     per_case = [answer_scores(c, a) for c, a in zip(cases, answers)]
-    flagged = [{"category": v[0].category, "evidence": v[0].evidence, "output": a[:400]}
-               for a in answers if (v := guardrail_violations(a))]
+    flagged = [
+        {"category": v[0].category, "evidence": v[0].evidence, "output": a[:400]}
+        for a in answers
+        if (v := guardrail_violations(a))
+    ]
     return {
         "encounters": len(cases),
         "metrics": bootstrap(per_case, seed=seed),
         "lines": [c["line"] for c in per_case],
         "flagged_outputs": flagged,
         "mean_response_words": sum(len(a.split()) for a in answers) / max(1, len(answers)),
-        "examples": [{"encounter_id": c.row["encounter_id"], "top": c.row["top_actions"], "answer": a}
-                     for c, a in list(zip(cases, answers))[:20]],  # enough to read before believing a number
+        "examples": [
+            {"encounter_id": c.row["encounter_id"], "top": c.row["top_actions"], "answer": a}
+            for c, a in list(zip(cases, answers))[:20]
+        ],  # enough to read before believing a number
     }
 
 
-def judge_policy(judge, species: str, cases: Sequence[EvalCase], lines: Sequence[str | None],
-                 seed: int = 0) -> dict:
+def judge_policy(judge, species: str, cases: Sequence[EvalCase], lines: Sequence[str | None], seed: int = 0) -> dict:
     """The optional LLM judge's mean character and relevance (1-5) of a policy's lines, with intervals;
     a broken answer has no line and scores 1 on both."""
-    from srl_forge.trajectory import describe_encounter
+    from srl_forge.policy import describe_encounter
 
     spoken = [(i, line) for i, line in enumerate(lines) if line]
     verdicts = judge.judge_many(species, [(describe_encounter(cases[i].encounter), line) for i, line in spoken])
@@ -232,8 +260,11 @@ def judge_policy(judge, species: str, cases: Sequence[EvalCase], lines: Sequence
     for k, key in enumerate(("judge_character", "judge_relevance")):
         values = [p[k] for p in per_case]
         means = sorted(sum(values[rng.randrange(len(values))] for _ in values) / len(values) for _ in range(1000))
-        out[key] = {"value": sum(values) / len(values), "low": means[24], "high": means[974]} if values else \
-            {"value": 0.0, "low": 0.0, "high": 0.0}
+        out[key] = (
+            {"value": sum(values) / len(values), "low": means[24], "high": means[974]}
+            if values
+            else {"value": 0.0, "low": 0.0, "high": 0.0}
+        )
     return out
 
 
@@ -242,23 +273,11 @@ def _answer_from_steps(steps: list[str]) -> str | None:
     if sum("**DECIDE**" in s for s in steps) != 1 or "**SPEAK**" not in steps[-1]:
         return None
     decide = next(s for s in steps if "**DECIDE**" in s)
-    speak = steps[-1]
-    action = re.search(r"ACTION:\s*([a-z_]+)", decide)
-    line = re.search(r'SAY:\s*"([^"\n]+)"', speak)
+    action, line = action_in(decide), spoken_in(steps[-1])
     if not action or not line:
         return None
     thought = " ".join(s for s in steps[:-1] if s is not decide)
-    return render_answer(thought, action.group(1), line.group(1))
-
-
-def first_step(text: str) -> str:
-    """The thinking and the first line after it: a step ends at its line's end, as a stop sequence would end it
-    (a policy that goes on to write the next steps itself has still written this one)."""
-    close = text.find("</think>")
-    if close < 0:
-        return text
-    after = text[close + len("</think>"):].lstrip("\n")
-    return text[:close + len("</think>")] + "\n" + after.split("\n", 1)[0]
+    return render_answer(thought, action, line)
 
 
 def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens: int) -> list[str]:
@@ -287,25 +306,41 @@ def stepwise_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens
 
 
 def direct_answers(model, tokenizer, cases: Sequence[EvalCase], max_new_tokens: int) -> list[str]:
-    return [g[0] for g in generate(model, tokenizer, [c.row["prompt"] for c in cases], max_new_tokens,
-                                   stop_when=decision_format_settled_broken)]
+    return [
+        g[0]
+        for g in generate(
+            model, tokenizer, [c.row["prompt"] for c in cases], max_new_tokens, stop_when=decision_format_settled_broken
+        )
+    ]
 
 
-def evaluate_variant(model, tokenizer, mode: str, cases: Sequence[EvalCase], step_rows: Sequence[dict],
-                     max_new_tokens: int = 96, log: Callable[[str], None] = print, seed: int = 0) -> dict:
+def evaluate_variant(
+    model,
+    tokenizer,
+    mode: str,
+    cases: Sequence[EvalCase],
+    step_rows: Sequence[dict],
+    max_new_tokens: int = 96,
+    log: Callable[[str], None] = print,
+    seed: int = 0,
+) -> dict:
     answer = stepwise_answers if mode == "stepwise" else direct_answers
     answers = answer(model, tokenizer, cases, max_new_tokens)
     log(f"{mode}: greedy answers for {len(cases)} encounters")
     result = score_policy(cases, answers, seed=seed)
     result["mode"] = mode
     # Step similarity only means something for a policy trained to write SRL steps.
-    result["step_similarity"] = srl_validation(model, tokenizer, step_rows, max_new_tokens)["step_similarity"] \
-        if step_rows and mode == "stepwise" else None
+    result["step_similarity"] = (
+        srl_validation(model, tokenizer, step_rows, max_new_tokens)["step_similarity"]
+        if step_rows and mode == "stepwise"
+        else None
+    )
     return result
 
 
-def evaluate_reference(name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0,
-                       predicted: Sequence[str] | None = None) -> dict:
+def evaluate_reference(
+    name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0, predicted: Sequence[str] | None = None
+) -> dict:
     result = score_policy(cases, reference_answers(name, cases, constant, seed, predicted), seed=seed)
     result.update(mode="reference", step_similarity=None)
     return result
@@ -317,10 +352,16 @@ def _cell(metric: dict, digits: int = 2) -> str:
     return f"{metric['value']:.{digits}f} [{metric['low']:.{digits}f}, {metric['high']:.{digits}f}]"
 
 
-TABLE_COLUMNS = (("decision_accuracy", "decision acc."), ("acceptable_rate", "acceptable"),
-                 ("graded_reward", "graded reward"), ("format_rate", "format"), ("line_grounding", "grounding"),
-                 ("in_character_rate", "in character"), ("distinct_2", "distinct-2"),
-                 ("duplicate_line_share", "dup. lines"))
+TABLE_COLUMNS = (
+    ("decision_accuracy", "decision acc."),
+    ("acceptable_rate", "acceptable"),
+    ("graded_reward", "graded reward"),
+    ("format_rate", "format"),
+    ("line_grounding", "grounding"),
+    ("in_character_rate", "in character"),
+    ("distinct_2", "distinct-2"),
+    ("duplicate_line_share", "dup. lines"),
+)
 
 
 JUDGE_COLUMNS = (("judge_character", "judge: character"), ("judge_relevance", "judge: relevance"))
@@ -334,8 +375,11 @@ def comparison_table(results: dict[str, dict]) -> str:
     for name, r in results.items():
         m = r["metrics"]
         sim = r.get("step_similarity")
-        cells = [name, r["mode"], str(r["encounters"])] + [_cell(m[key]) for key, _ in columns] + [
-            f"{int(m['guardrail_violations']['value'])}", "" if sim is None else f"{sim:.3f}"]
+        cells = (
+            [name, r["mode"], str(r["encounters"])]
+            + [_cell(m[key]) for key, _ in columns]
+            + [f"{int(m['guardrail_violations']['value'])}", "" if sim is None else f"{sim:.3f}"]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -346,11 +390,18 @@ def comparison_png(results: dict[str, dict], title: str) -> bytes:
 
     names = list(results)
     fig, axes = figure(9, 3.4, columns=2)
-    for ax, key, label in ((axes[0], "decision_accuracy", "decision accuracy"), (axes[1], "graded_reward", "graded reward")):
+    for ax, key, label in (
+        (axes[0], "decision_accuracy", "decision accuracy"),
+        (axes[1], "graded_reward", "graded reward"),
+    ):
         values = [results[n]["metrics"][key] for n in names]
-        ax.bar(range(len(names)), [v["value"] for v in values],
-               yerr=[[v["value"] - v["low"] for v in values], [v["high"] - v["value"] for v in values]],
-               color=["#999999" if results[n]["mode"] == "reference" else "#4c72b0" for n in names], capsize=3)
+        ax.bar(
+            range(len(names)),
+            [v["value"] for v in values],
+            yerr=[[v["value"] - v["low"] for v in values], [v["high"] - v["value"] for v in values]],
+            color=["#999999" if results[n]["mode"] == "reference" else "#4c72b0" for n in names],
+            capsize=3,
+        )
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)

@@ -17,11 +17,20 @@ from srl_forge.encounter import Encounter
 def encounter_features(encounter: Encounter) -> dict[str, float | str]:
     g, n, p, loc = encounter.game, encounter.npc, encounter.player, encounter.location
     features: dict[str, float | str] = {
-        "time_of_day": g.time_of_day, "moon_phase": g.moon_phase, "weather": g.weather,
-        "player_action": p.action, "faction": p.faction, "location": loc.kind,
-        "invited": float(loc.invited), "consecrated": float(loc.consecrated),
-        "hunger": n.hunger, "health": n.health, "allies": float(n.allies), "tier": float(n.tier),
-        "party_size": float(p.party_size), "speaks": float(bool(p.utterance)),
+        "time_of_day": g.time_of_day,
+        "moon_phase": g.moon_phase,
+        "weather": g.weather,
+        "player_action": p.action,
+        "faction": p.faction,
+        "location": loc.kind,
+        "invited": float(loc.invited),
+        "consecrated": float(loc.consecrated),
+        "hunger": n.hunger,
+        "health": n.health,
+        "allies": float(n.allies),
+        "tier": float(n.tier),
+        "party_size": float(p.party_size),
+        "speaks": float(bool(p.utterance)),
     }
     features.update({f"item={item}": 1.0 for item in p.items})
     features.update({f"event={event}": 1.0 for event in g.live_events})
@@ -49,4 +58,6 @@ class FeatureClassifier:
     def predict(self, encounters: Sequence[Encounter]) -> list[str]:
         if not encounters:
             return []
-        return [str(a) for a in self.model.predict(self.vectorizer.transform([encounter_features(e) for e in encounters]))]
+        return [
+            str(a) for a in self.model.predict(self.vectorizer.transform([encounter_features(e) for e in encounters]))
+        ]

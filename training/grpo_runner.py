@@ -75,8 +75,9 @@ class GRPOTrainingConfig(BaseModel):
             cls(**fields)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise InputError(RECIPES / f"{budget}.yaml", f"{stage}." + ".".join(str(p) for p in err["loc"]),
-                             err["msg"]) from exc
+            raise InputError(
+                RECIPES / f"{budget}.yaml", f"{stage}." + ".".join(str(p) for p in err["loc"]), err["msg"]
+            ) from exc
         return cls(**{**fields, **overrides})
 
     def uses_bf16(self) -> bool:
@@ -94,8 +95,9 @@ def recipe(budget: str, stage: str) -> dict:
     from srl_forge.yaml_files import load_yaml
 
     if budget not in BUDGETS:
-        raise InputError("SRL_FORGE_TRAINING_BUDGET", "value", f"unknown training budget {budget!r}; one of "
-                         f"{', '.join(BUDGETS)}")
+        raise InputError(
+            "SRL_FORGE_TRAINING_BUDGET", "value", f"unknown training budget {budget!r}; one of {', '.join(BUDGETS)}"
+        )
     path = RECIPES / f"{budget}.yaml"
     data = load_yaml(path.read_text(encoding="utf-8")) or {}
     if stage not in data:
@@ -172,8 +174,13 @@ def sft_steps(rows: int, epochs: float, batch_size: int) -> int:
     return math.ceil(rows * epochs / batch_size) if rows and epochs > 0 else 0
 
 
-def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, callbacks: Sequence = (),
-                 step_log: Callable[[str], None] | None = None) -> dict:
+def run_grpo_job(
+    task: Task,
+    job: GRPOJob,
+    log: Callable[[str], None] = print,
+    callbacks: Sequence = (),
+    step_log: Callable[[str], None] | None = None,
+) -> dict:
     """Run the job; `log` gets the milestones and the learning-curve probes, `step_log` (default: `log`) a
     line per training step."""
     import torch
@@ -183,7 +190,12 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
 
     from training.dynamic_sampling import DynamicSamplingGRPOTrainer
     from training.learning_curve import LearningCurve, curve_png
-    from training.model_loading import load_policy, load_tokenizer, lora_config, resolve_model
+    from training.model_loading import (
+        load_policy,
+        load_tokenizer,
+        lora_config,
+        resolve_model,
+    )
     from training.plots import reward_curve_png
     from training.sft import CompletionSFTTrainer
     from training.trainer_progress import show_progress
@@ -202,8 +214,10 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
     curve_sample = task.curve_rows(read_rows(job.validation_data), config.curve_rows, config.seed)
     if not train_rows:
         raise ValueError(f"{job.train_data}: no training rows")
-    log(f"{task.name}: {len(new_rows)} new rows + {len(train_rows) - len(new_rows)} replayed, "
-        f"{len(curve_sample)} validation rows probed, {'bf16' if bf16 else 'float32'}")
+    log(
+        f"{task.name}: {len(new_rows)} new rows + {len(train_rows) - len(new_rows)} replayed, "
+        f"{len(curve_sample)} validation rows probed, {'bf16' if bf16 else 'float32'}"
+    )
 
     phase_seconds: dict[str, float] = {}  # where the job's time went: load, probes, SFT, GRPO
     clock = time.perf_counter()
@@ -218,8 +232,9 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
     tokenizer = load_tokenizer(model_path)
     lora = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout)
     sft_adapter = work / "sft_adapter"
-    policy = load_policy(model_path, str(sft_adapter) if sft_adapter.exists() else job.parent_adapter, lora,
-                         config.quantization)
+    policy = load_policy(
+        model_path, str(sft_adapter) if sft_adapter.exists() else job.parent_adapter, lora, config.quantization
+    )
     phase_done("model_load")
 
     def autocast():
@@ -233,51 +248,93 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
     curve.probe(policy, "start", 0)
     phase_done("start_probe")
 
-    sft_rows = ([{"prompt": r["prompt"], "completion_text": r["completion_text"]} for r in read_rows(job.sft_data)]
-                if job.sft_data else
-                [{"prompt": r["prompt"], "completion_text": task.sft_text(r)} for r in train_rows] if task.sft_text else [])
+    sft_rows = (
+        [{"prompt": r["prompt"], "completion_text": r["completion_text"]} for r in read_rows(job.sft_data)]
+        if job.sft_data
+        else [{"prompt": r["prompt"], "completion_text": task.sft_text(r)} for r in train_rows]
+        if task.sft_text
+        else []
+    )
     steps = sft_steps(len(sft_rows), config.sft_epochs, config.sft_batch_size)
     sft = {"ran": False, "steps": 0, "rows": len(sft_rows), "epochs": config.sft_epochs}
     if sft_adapter.exists():
         sft.update(ran=True, resumed=True)
     elif steps:
-        log(f"{task.name} supervised phase: {steps} steps of {config.sft_batch_size} over {len(sft_rows)} expert rows "
-            f"({config.sft_epochs:g} epochs)")
-        data = Dataset.from_list([
-            {"prompt": r["prompt"], "completion": [{"role": "assistant", "content": r["completion_text"]}]}
-            for r in sft_rows])
+        log(
+            f"{task.name} supervised phase: {steps} steps of {config.sft_batch_size} over {len(sft_rows)} expert rows "
+            f"({config.sft_epochs:g} epochs)"
+        )
+        data = Dataset.from_list(
+            [
+                {"prompt": r["prompt"], "completion": [{"role": "assistant", "content": r["completion_text"]}]}
+                for r in sft_rows
+            ]
+        )
         trainer = CompletionSFTTrainer(
-            model=policy, train_dataset=data, processing_class=tokenizer,
-            args=SFTConfig(output_dir=str(work / "sft"), max_steps=steps, per_device_train_batch_size=config.sft_batch_size,
-                           learning_rate=config.sft_learning_rate, lr_scheduler_type="linear",
-                           warmup_steps=int(config.sft_warmup_ratio * steps), use_cpu=not cuda, bf16=bf16,
-                           gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
-                           max_length=1024, seed=config.seed, completion_only_loss=True),
+            model=policy,
+            train_dataset=data,
+            processing_class=tokenizer,
+            args=SFTConfig(
+                output_dir=str(work / "sft"),
+                max_steps=steps,
+                per_device_train_batch_size=config.sft_batch_size,
+                learning_rate=config.sft_learning_rate,
+                lr_scheduler_type="linear",
+                warmup_steps=int(config.sft_warmup_ratio * steps),
+                use_cpu=not cuda,
+                bf16=bf16,
+                gradient_checkpointing=False,
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",
+                max_length=1024,
+                seed=config.seed,
+                completion_only_loss=True,
+            ),
             callbacks=[curve.callback("sft", steps)],
         )
         show_progress(trainer, f"{task.name} supervised", step_log or log).train()
         policy = trainer.model
         if is_main_process():
             policy.save_pretrained(str(sft_adapter))  # a finished supervised phase is not redone on resume
-        sft.update(ran=True, steps=steps,
-                   final_loss=next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None))
+        sft.update(
+            ran=True,
+            steps=steps,
+            final_loss=next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
+        )
         phase_done("sft")
 
     grpo_steps, resume, log_history = 0, None, []
     if config.max_steps > 0:
         args = GRPOConfig(
-            output_dir=str(work / "grpo"), max_steps=config.max_steps,
-            per_device_train_batch_size=config.prompts_per_step * num_generations, num_generations=num_generations,
-            loss_type="grpo", beta=config.beta, temperature=config.temperature,
-            max_completion_length=config.max_completion_length, learning_rate=config.learning_rate,
-            max_grad_norm=config.max_grad_norm, reward_weights=list(task.reward_weights), use_cpu=not cuda,
-            bf16=bf16, gradient_checkpointing=False, logging_steps=1, save_strategy="steps",
-            save_steps=config.save_steps, report_to="none", seed=config.seed, disable_dropout=True,
+            output_dir=str(work / "grpo"),
+            max_steps=config.max_steps,
+            per_device_train_batch_size=config.prompts_per_step * num_generations,
+            num_generations=num_generations,
+            loss_type="grpo",
+            beta=config.beta,
+            temperature=config.temperature,
+            max_completion_length=config.max_completion_length,
+            learning_rate=config.learning_rate,
+            max_grad_norm=config.max_grad_norm,
+            reward_weights=list(task.reward_weights),
+            use_cpu=not cuda,
+            bf16=bf16,
+            gradient_checkpointing=False,
+            logging_steps=1,
+            save_strategy="steps",
+            save_steps=config.save_steps,
+            report_to="none",
+            seed=config.seed,
+            disable_dropout=True,
         )
         trainer = DynamicSamplingGRPOTrainer(
-            model=policy, reward_funcs=list(task.reward_funcs), args=args,
+            model=policy,
+            reward_funcs=list(task.reward_funcs),
+            args=args,
             train_dataset=Dataset.from_list([task.grpo_columns(r) for r in train_rows]),
-            processing_class=tokenizer, callbacks=[curve.callback("grpo", config.max_steps), *callbacks],
+            processing_class=tokenizer,
+            callbacks=[curve.callback("grpo", config.max_steps), *callbacks],
             dynamic_sampling_epsilon=config.dynamic_sampling_epsilon,
         )
         resume = get_last_checkpoint(str(work / "grpo")) if (work / "grpo").exists() else None
@@ -291,22 +348,42 @@ def run_grpo_job(task: Task, job: GRPOJob, log: Callable[[str], None] = print, c
     phase_seconds["probes"] = round(curve.probe_seconds, 2)
     training_seconds = sum(phase_seconds.get(k, 0.0) for k in ("sft", "grpo_setup", "grpo")) - in_training_probes
 
-    steps_table = [{
-        "step": e.get("step"), "reward_mean": e.get("reward"), "reward_std": e.get("reward_std"),
-        "format_rate": e.get(task.format_metric), "score_mean": e.get(task.score_metric),
-        "kept_fraction": e.get("dynamic_sampling/kept_fraction"), "zero_std_share": e.get("frac_reward_zero_std"),
-        "loss": e.get("loss"), "tokens_per_s": e.get("tokens_per_s"),
-    } for e in log_history if "reward" in e]
+    steps_table = [
+        {
+            "step": e.get("step"),
+            "reward_mean": e.get("reward"),
+            "reward_std": e.get("reward_std"),
+            "format_rate": e.get(task.format_metric),
+            "score_mean": e.get(task.score_metric),
+            "kept_fraction": e.get("dynamic_sampling/kept_fraction"),
+            "zero_std_share": e.get("frac_reward_zero_std"),
+            "loss": e.get("loss"),
+            "tokens_per_s": e.get("tokens_per_s"),
+        }
+        for e in log_history
+        if "reward" in e
+    ]
     points = curve.dump()
     metrics = {
-        "task": task.name, "base_model": config.model, "resolved_model": model_path,
-        "parent_adapter": job.parent_adapter, "train_rows": len(train_rows), "new_rows": len(new_rows),
-        "replayed_rows": len(train_rows) - len(new_rows), "learning_curve": points,
-        "validation_before": points[0] if points else None, "validation_after": points[-1] if len(points) > 1 else None,
-        "sft": sft, "grpo_steps": grpo_steps, "resumed_from": resume, "num_generations": num_generations,
-        "steps": steps_table, "phase_seconds": phase_seconds,
+        "task": task.name,
+        "base_model": config.model,
+        "resolved_model": model_path,
+        "parent_adapter": job.parent_adapter,
+        "train_rows": len(train_rows),
+        "new_rows": len(new_rows),
+        "replayed_rows": len(train_rows) - len(new_rows),
+        "learning_curve": points,
+        "validation_before": points[0] if points else None,
+        "validation_after": points[-1] if len(points) > 1 else None,
+        "sft": sft,
+        "grpo_steps": grpo_steps,
+        "resumed_from": resume,
+        "num_generations": num_generations,
+        "steps": steps_table,
+        "phase_seconds": phase_seconds,
         "training_seconds": round(training_seconds, 1),
-        "precision": "bf16" if bf16 else "float32", "config": config.model_dump(),
+        "precision": "bf16" if bf16 else "float32",
+        "config": config.model_dump(),
     }
     if not is_main_process():  # under torchrun every process trained the same adapter; one writes it
         return metrics
@@ -325,24 +402,32 @@ def model_card(metrics: dict, job: GRPOJob) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     points = metrics["learning_curve"]
-    curve = "\n".join(f"| {p['phase']} | {p['step']} | {p['seconds']:.0f} | {p['decision_accuracy']:.2f} | "
-                      f"{p['format_rate']:.2f} |" for p in points)
+    curve = "\n".join(
+        f"| {p['phase']} | {p['step']} | {p['seconds']:.0f} | {p['decision_accuracy']:.2f} | {p['format_rate']:.2f} |"
+        for p in points
+    )
     sft = metrics["sft"]
-    data = ModelCardData(base_model=metrics["base_model"], library_name="peft",
-                         tags=["srl-forge", metrics["task"].lower(), "grpo", "lora"])
+    supervised = (
+        f"{sft['steps']} steps over {sft['rows']} expert rows ({sft['epochs']:g} epochs)" if sft["ran"] else "none"
+    )
+    data = ModelCardData(
+        base_model=metrics["base_model"],
+        library_name="peft",
+        tags=["srl-forge", metrics["task"].lower(), "grpo", "lora"],
+    )
     card = ModelCard(f"""---
 {data.to_yaml()}
 ---
-# {metrics['task']} adapter
+# {metrics["task"]} adapter
 
-- Base model: `{metrics['base_model']}` ({metrics['precision']} training)
-- Parent adapter: `{metrics['parent_adapter'] or 'none (fresh LoRA)'}`
-- Training data: `{job.train_data}` ({metrics['new_rows']} new rows, {metrics['replayed_rows']} replayed)
-- Supervised phase: {f"{sft['steps']} steps over {sft['rows']} expert rows ({sft['epochs']:g} epochs)" if sft['ran'] else 'none'}
-- GRPO steps: {metrics['grpo_steps']}, {metrics['num_generations']} rollouts per prompt, loss `grpo`,
+- Base model: `{metrics["base_model"]}` ({metrics["precision"]} training)
+- Parent adapter: `{metrics["parent_adapter"] or "none (fresh LoRA)"}`
+- Training data: `{job.train_data}` ({metrics["new_rows"]} new rows, {metrics["replayed_rows"]} replayed)
+- Supervised phase: {supervised}
+- GRPO steps: {metrics["grpo_steps"]}, {metrics["num_generations"]} rollouts per prompt, loss `grpo`,
   beta {job.config.beta}, dynamic-sampling epsilon {job.config.dynamic_sampling_epsilon}
 
-Validation (`{job.validation_data}`, {points[0]['rows'] if points else 0} rows, greedy) through training:
+Validation (`{job.validation_data}`, {points[0]["rows"] if points else 0} rows, greedy) through training:
 
 | phase | step | seconds | decision accuracy | format |
 |---|---|---|---|---|
@@ -351,8 +436,9 @@ Validation (`{job.validation_data}`, {points[0]['rows'] if points else 0} rows, 
     return str(card)
 
 
-def job_cli(job_cls: type[GRPOJob], run: Callable[[GRPOJob], dict], description: str,
-            argv: list[str] | None = None) -> int:
+def job_cli(
+    job_cls: type[GRPOJob], run: Callable[[GRPOJob], dict], description: str, argv: list[str] | None = None
+) -> int:
     """`python -m training.<srl|rlvr> --job job.json`: the entry point a remote (SageMaker) job runs."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--job", required=True, help=f"job JSON file (see {job_cls.__name__})")

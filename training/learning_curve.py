@@ -45,8 +45,9 @@ def probe_steps(total_steps: int, points: int) -> set[int]:
 class LearningCurve:
     """Collects the probes of one job; `callback(phase, total_steps)` probes inside a trainer."""
 
-    def __init__(self, probe: Probe, tokenizer, rows: Sequence[dict], points: int,
-                 log: Callable[[str], None], label: str):
+    def __init__(
+        self, probe: Probe, tokenizer, rows: Sequence[dict], points: int, log: Callable[[str], None], label: str
+    ):
         self.probe_fn, self.tokenizer, self.rows, self.points = probe, tokenizer, list(rows), points
         self.log, self.label = log, label
         self.points_taken: list[CurvePoint] = []
@@ -58,14 +59,22 @@ class LearningCurve:
             return None
         began = time.perf_counter()
         result = self.probe_fn(model, self.tokenizer, self.rows)
-        point = CurvePoint(phase=phase, step=step, seconds=round(began - self.started - self.probe_seconds, 1),
-                           decision_accuracy=result["decision_accuracy"], format_rate=result["format_rate"],
-                           rows=len(self.rows), predictions={str(k): v for k, v in result["predictions"].items()})
+        point = CurvePoint(
+            phase=phase,
+            step=step,
+            seconds=round(began - self.started - self.probe_seconds, 1),
+            decision_accuracy=result["decision_accuracy"],
+            format_rate=result["format_rate"],
+            rows=len(self.rows),
+            predictions={str(k): v for k, v in result["predictions"].items()},
+        )
         self.probe_seconds += time.perf_counter() - began
         self.points_taken.append(point)
         top = max(point.predictions.items(), key=lambda kv: kv[1], default=("-", 0))
-        self.log(f"{self.label} {phase} step {step}: validation decision accuracy {point.decision_accuracy:.2f}, "
-                 f"format {point.format_rate:.2f}, most chosen {top[0]} ({point.top_share:.0%} of {point.rows})")
+        self.log(
+            f"{self.label} {phase} step {step}: validation decision accuracy {point.decision_accuracy:.2f}, "
+            f"format {point.format_rate:.2f}, most chosen {top[0]} ({point.top_share:.0%} of {point.rows})"
+        )
         return point
 
     def callback(self, phase: str, total_steps: int) -> TrainerCallback:

@@ -105,14 +105,20 @@ def quantization_config(quantization: Quantization):
     import torch
 
     if not torch.cuda.is_available():
-        raise RuntimeError(f"{quantization} loading (bitsandbytes) needs a CUDA GPU, and none is available; "
-                           "set quantization: none to train in full precision on CPU")
+        raise RuntimeError(
+            f"{quantization} loading (bitsandbytes) needs a CUDA GPU, and none is available; "
+            "set quantization: none to train in full precision on CPU"
+        )
     from transformers import BitsAndBytesConfig
 
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
 
 
 def load_tokenizer(model_path: str):
@@ -145,8 +151,9 @@ def load_base_model(model_path: str, quantization: Quantization = "none"):
 def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, targets: tuple[str, ...] = LORA_TARGETS):
     from peft import LoraConfig
 
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
-                      task_type="CAUSAL_LM", bias="none")
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM", bias="none"
+    )
 
 
 def load_policy(model_path: str, adapter: str | None, lora, quantization: Quantization = "none"):

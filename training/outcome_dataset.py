@@ -9,12 +9,13 @@ phrases. Evaluation builds the same rows for the held-out split.
 from __future__ import annotations
 
 import json
+
 from srl_forge.encounters import SampledEncounter
 from srl_forge.grading import action_scores, label_decision, top_actions
 from srl_forge.grounding import grounding_terms
+from srl_forge.policy import rlvr_prompt
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.lines import Voice
-from training.prompts import rlvr_prompt
 
 
 def outcome_row(sampled: SampledEncounter, engine: RulesEngine, voice: Voice | None = None) -> dict:
@@ -45,4 +46,3 @@ def outcome_row(sampled: SampledEncounter, engine: RulesEngine, voice: Voice | N
         "open": label.open,
         "near_miss_of": sampled.near_miss_of,
     }
-

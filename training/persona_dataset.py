@@ -15,10 +15,10 @@ import random
 from srl_forge.encounter import Encounter
 from srl_forge.grading import action_scores
 from srl_forge.personas import Persona, persona_action_scores
+from srl_forge.policy import render_answer, rlvr_prompt
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.teachers.programmatic import applied_rules_text
 from srl_forge.teachers.lines import Voice, compose_line
-from training.prompts import render_answer, rlvr_prompt
+from srl_forge.teachers.programmatic import applied_rules_text
 
 
 def persona_voice(voice: Voice, persona: Persona) -> Voice:
@@ -33,8 +33,14 @@ def persona_row(row: dict, persona: Persona, engine: RulesEngine, voice: Voice) 
     top = sorted(a for a, s in scores.items() if s == best and s > 0)
     action = next((a for a in decision.acceptable if a in top), top[0] if top else engine.vocabulary[0])
     markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
-    line = compose_line(persona_voice(voice, persona), encounter, action, decision.dialogue,
-                        random.Random(f"{persona.key}:{row['row_id']}"), markers)
+    line = compose_line(
+        persona_voice(voice, persona),
+        encounter,
+        action,
+        decision.dialogue,
+        random.Random(f"{persona.key}:{row['row_id']}"),
+        markers,
+    )
     thought = applied_rules_text(decision)
     if decision.recommended and decision.recommended != action and decision.recommended in persona.header.forbid:
         thought += f" {persona.header.name} never chooses {decision.recommended}."

@@ -29,8 +29,12 @@ def png_bytes(fig) -> bytes:
 def reward_curve_png(steps: list[dict], title: str) -> bytes:
     fig, ax = figure(6, 3.2)
     xs = [s["step"] for s in steps]
-    for key, label in (("reward_mean", "reward mean"), ("format_rate", "format rate"),
-                       ("kept_fraction", "kept fraction"), ("zero_std_share", "zero-variance groups")):
+    for key, label in (
+        ("reward_mean", "reward mean"),
+        ("format_rate", "format rate"),
+        ("kept_fraction", "kept fraction"),
+        ("zero_std_share", "zero-variance groups"),
+    ):
         ys = [s.get(key) for s in steps]
         if any(y is not None for y in ys):
             ax.plot(xs, [y if y is not None else float("nan") for y in ys], marker="o", label=label)

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import json
 import random
-import re
 
 try:
     from cydifflib import SequenceMatcher
 except ImportError:  # pragma: no cover - same values, slower
     from difflib import SequenceMatcher
 
-from srl_forge.trajectory import parse_step
+from srl_forge.policy import (
+    generated_action,
+    parse_decision,
+    render_step_answer,
+    spoken_line,
+)
 
 FORMAT_PENALTY = -1.0
-ACTION_ID = re.compile(r"^\s*ACTION:\s*([a-z_]+)\s*$")
-THINK_THEN_ANSWER = re.compile(r"^\s*<think>(.*?)</think>\s*(.*?)\s*$", re.DOTALL)
 
 
 def completion_text(completion) -> str:
@@ -35,48 +37,6 @@ def completion_text(completion) -> str:
     if isinstance(completion, list):
         return completion[0]["content"] if completion else ""
     return completion
-
-
-def split_thinking(text: str) -> tuple[str, str] | None:
-    """(thinking, answer) when the text is `<think>...</think>` followed by an answer, else None."""
-    match = THINK_THEN_ANSWER.match(text)
-    if not match or "<think>" in match.group(2) or "</think>" in match.group(2):
-        return None
-    return match.group(1).strip(), match.group(2)
-
-
-def think_format_settled_broken(text: str) -> bool:
-    """True once no continuation of `text` can be `<think>...</think>` then an answer: it does not open
-    with <think>, or a think tag follows the first </think>. Generation may stop there (the score is final)."""
-    opened = text.lstrip()
-    if not (opened.startswith("<think>") or "<think>".startswith(opened)):
-        return True
-    close = opened.find("</think>")
-    answer = opened[close + len("</think>"):] if close >= 0 else ""
-    return "<think>" in answer or "</think>" in answer
-
-
-def step_format_settled_broken(text: str) -> bool:
-    """True once `text` can no longer be a single SRL step after the thinking: a second line has begun."""
-    if think_format_settled_broken(text):
-        return True
-    close = text.find("</think>")
-    return close >= 0 and "\n" in text[close + len("</think>"):].strip()
-
-
-def generated_action(text: str) -> str | None:
-    """The action of the single step after the thinking, or None when the format is broken."""
-    parts = split_thinking(text)
-    if parts is None:
-        return None
-    step = parse_step(parts[1])
-    return step[2] if step else None
-
-
-def decision_id(step_action: str | None) -> str | None:
-    """The action id of a DECIDE step's `ACTION: <id>`, else None."""
-    match = ACTION_ID.match(step_action or "")
-    return match.group(1) if match else None
 
 
 def action_similarity(expert: str, generated: str) -> float:
@@ -101,48 +61,27 @@ def step_format_reward(prompts, completions, **kwargs) -> list[float]:
 #
 # The RLVR reward is a weighted sum of small parts, each a TRL reward function logged on its own:
 #
-# | part | weight | value |
-# |---|---|---|
-# | graded_decision_reward | 1.0 | the engine's graded score of the action (`srl_forge.grading`: top 1.0, favoured 0.5-0.3, allowed 0.2, unacceptable 0); -1 on a broken format or any guardrail violation |
-# | line_in_character_reward | 0.15 | 1 when the line meets the species' dialogue constraints (markers, banned words, length) |
-# | line_grounding_reward | 0.15 | 0.5 per kind of reference to this encounter (faction, item, action, words, place, hour...), at most 1; 0 when it parrots the player |
-# | line_originality_reward | 0.1 | 1 unless the line is (nearly) one of the species' stock phrases |
+# - graded_decision_reward (weight 1.0): the engine's graded score of the action (`srl_forge.grading`: top
+#   1.0, favoured 0.5-0.3, allowed 0.2, unacceptable 0); -1 on a broken format or any guardrail violation
+# - line_in_character_reward (0.15): 1 when the line meets the species' dialogue constraints (markers,
+#   banned words, length)
+# - line_grounding_reward (0.15): 0.5 per kind of reference to this encounter (faction, item, action,
+#   words, place, hour...), at most 1; 0 when it parrots the player
+# - line_originality_reward (0.1): 1 unless the line is (nearly) one of the species' stock phrases
 #
 # The decision dominates (1.0 of 1.4) because it is what the rules verify exactly; the line parts (0.4
 # together) only order answers with equally good decisions, so a well-spoken worse decision never beats
-# the right one (runner-up 0.5 + a perfect line 0.4 = 0.9 < the top action with any line, 1.0). A line part is 0 on
-# a broken format: the -1 is paid once, by the decision part. Every column a part reads is computed
+# the right one (runner-up 0.5 + a perfect line 0.4 = 0.9 < the top action with any line, 1.0). A line part
+# is 0 on a broken format: the -1 is paid once, by the decision part. Every column a part reads is computed
 # by the rules engine and `srl_forge.grounding` when the dataset is built (`training.outcome_dataset`).
 
-ACTION_LINE = re.compile(r"(?m)ACTION:\s*([a-z_]+)\s*$")
-SAY_LINE = re.compile(r'(?m)SAY:\s*"([^"\n]+)"\s*$')
-
 FORMAT_OR_SAFETY_FAILURE = -1.0
-REWARD_WEIGHTS = {"graded_decision_reward": 1.0, "line_in_character_reward": 0.15, "line_grounding_reward": 0.15,
-                  "line_originality_reward": 0.1}
-
-
-def parse_decision(text: str) -> tuple[str, str] | None:
-    """(action, spoken line) from `<think>...</think>` then `ACTION: <id>` and `SAY: "..."`, else None."""
-    parts = split_thinking(text)
-    if parts is None:
-        return None
-    actions, lines = ACTION_LINE.findall(parts[1]), SAY_LINE.findall(parts[1])
-    if len(actions) != 1 or len(lines) != 1:
-        return None
-    return actions[0], lines[0]
-
-
-def decision_format_settled_broken(text: str) -> bool:
-    """True once `text` can no longer parse as one decision: a second finished ACTION or SAY line."""
-    if think_format_settled_broken(text):
-        return True
-    close = text.find("</think>")
-    if close < 0:
-        return False
-    answer = text[close + len("</think>"):]
-    finished = answer[:answer.rfind("\n") + 1]  # lines already ended stay matches whatever follows
-    return len(ACTION_LINE.findall(finished)) > 1 or len(SAY_LINE.findall(finished)) > 1
+REWARD_WEIGHTS = {
+    "graded_decision_reward": 1.0,
+    "line_in_character_reward": 0.15,
+    "line_grounding_reward": 0.15,
+    "line_originality_reward": 0.1,
+}
 
 
 def decision_score(text: str, action_scores: dict[str, float]) -> float:
@@ -157,14 +96,11 @@ def decision_score(text: str, action_scores: dict[str, float]) -> float:
     return float(action_scores.get(decision[0], 0.0))
 
 
-def spoken_line(text: str) -> str | None:
-    decision = parse_decision(text)
-    return decision[1] if decision else None
-
-
 def graded_decision_reward(prompts, completions, action_scores_json, **kwargs) -> list[float]:
     """The rules engine's graded verdict on the chosen action (ground truth from rlvr_dataset)."""
-    return [decision_score(completion_text(c), json.loads(scores)) for c, scores in zip(completions, action_scores_json)]
+    return [
+        decision_score(completion_text(c), json.loads(scores)) for c, scores in zip(completions, action_scores_json)
+    ]
 
 
 def line_in_character_reward(prompts, completions, dialogue_constraints_json, **kwargs) -> list[float]:
@@ -193,8 +129,10 @@ def line_originality_reward(prompts, completions, stock_lines, **kwargs) -> list
     """1.0 unless the spoken line is (nearly) one of the species' stock phrases."""
     from srl_forge.grounding import is_stock
 
-    return [0.0 if (line := spoken_line(completion_text(c))) is None or is_stock(line, list(stock)) else 1.0
-            for c, stock in zip(completions, stock_lines)]
+    return [
+        0.0 if (line := spoken_line(completion_text(c))) is None or is_stock(line, list(stock)) else 1.0
+        for c, stock in zip(completions, stock_lines)
+    ]
 
 
 def decision_format_reward(prompts, completions, **kwargs) -> list[float]:
@@ -202,8 +140,13 @@ def decision_format_reward(prompts, completions, **kwargs) -> list[float]:
     return [0.0 if parse_decision(completion_text(c)) is None else 1.0 for c in completions]
 
 
-RLVR_REWARD_FUNCS = (graded_decision_reward, line_in_character_reward, line_grounding_reward,
-                     line_originality_reward, decision_format_reward)
+RLVR_REWARD_FUNCS = (
+    graded_decision_reward,
+    line_in_character_reward,
+    line_grounding_reward,
+    line_originality_reward,
+    decision_format_reward,
+)
 RLVR_REWARD_WEIGHTS = tuple(REWARD_WEIGHTS.get(f.__name__, 0.0) for f in RLVR_REWARD_FUNCS)
 
 
@@ -218,7 +161,7 @@ def reward_spread(rows: list[dict], sample: int = 32, group: int = 4, seed: int 
     for row in rng.sample(rows, min(sample, len(rows))):
         peers = [r for r in by_title[row["expert_title"]] if r["row_id"] != row["row_id"]]
         candidates = [row] + rng.sample(peers, min(group - 1, len(peers)))
-        outputs = [f"<think>.</think>\n{c['expert_step']}" for c in candidates]
+        outputs = [render_step_answer(".", c["expert_step"]) for c in candidates]
         rewards = step_similarity_reward(None, outputs, [row["expert_action"]] * len(outputs))
         mean = sum(rewards) / len(rewards)
         spreads.append((sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5)

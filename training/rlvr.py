@@ -15,10 +15,16 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 
+from srl_forge.policy import render_answer
 from srl_forge.trajectory import Trajectory
-from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, job_cli, run_grpo_job
+from training.grpo_runner import (
+    GRPOJob,
+    GRPOTrainingConfig,
+    Task,
+    job_cli,
+    run_grpo_job,
+)
 from training.policy_eval import outcome_probe
-from training.prompts import render_answer
 from training.rewards import RLVR_REWARD_FUNCS, RLVR_REWARD_WEIGHTS
 
 
@@ -50,17 +56,29 @@ RLVR_TASK = Task(
     reward_weights=RLVR_REWARD_WEIGHTS,
     format_metric="rewards/decision_format_reward/mean",
     score_metric="rewards/graded_decision_reward/mean",
-    grpo_columns=lambda r: {key: r[key] for key in (
-        "prompt", "action_scores_json", "dialogue_constraints_json", "grounding_terms_json", "player_utterance",
-        "stock_lines")},
+    grpo_columns=lambda r: {
+        key: r[key]
+        for key in (
+            "prompt",
+            "action_scores_json",
+            "dialogue_constraints_json",
+            "grounding_terms_json",
+            "player_utterance",
+            "stock_lines",
+        )
+    },
     sft_text=None,  # RLVR rows carry no expert text: the expert's answers come with the job (`sft_data`)
     probe=outcome_probe,
     curve_rows=sample_rows,
 )
 
 
-def run_rlvr_job(job: RLVRJob, log: Callable[[str], None] = print, callbacks: Sequence = (),
-                step_log: Callable[[str], None] | None = None) -> dict:
+def run_rlvr_job(
+    job: RLVRJob,
+    log: Callable[[str], None] = print,
+    callbacks: Sequence = (),
+    step_log: Callable[[str], None] | None = None,
+) -> dict:
     return run_grpo_job(RLVR_TASK, job, log=log, callbacks=callbacks, step_log=step_log)
 
 

@@ -57,7 +57,7 @@ class SageMakerJobError(RuntimeError):
 
 
 def _split(s3_uri: str) -> tuple[str, str]:
-    bucket, _, key = s3_uri[len("s3://"):].partition("/")
+    bucket, _, key = s3_uri[len("s3://") :].partition("/")
     return bucket, key.strip("/")
 
 
@@ -94,8 +94,10 @@ class SageMakerLauncher:
             status = self._status(name)
             if status is None:
                 self._create(name, module, fingerprint, channels)
-                log(f"SageMaker training job {name} submitted ({self.settings.instance_type} x"
-                    f"{self.settings.instance_count}, spot: {self.settings.use_spot})")
+                log(
+                    f"SageMaker training job {name} submitted ({self.settings.instance_type} x"
+                    f"{self.settings.instance_count}, spot: {self.settings.use_spot})"
+                )
             elif status in ("Failed", "Stopped"):
                 log(f"SageMaker training job {name} {status.lower()} earlier; starting attempt {attempt + 1}")
                 continue
@@ -105,8 +107,10 @@ class SageMakerLauncher:
             if final["TrainingJobStatus"] == "Completed":
                 return self._download_outputs(final, Path(job.output_dir))
             log(f"SageMaker training job {name} {final['TrainingJobStatus'].lower()}: {final.get('FailureReason', '')}")
-        raise SageMakerJobError(f"{module} job {fingerprint}: {self.settings.max_attempts} SageMaker attempts "
-                                "failed; see the log lines above for each failure reason")
+        raise SageMakerJobError(
+            f"{module} job {fingerprint}: {self.settings.max_attempts} SageMaker attempts "
+            "failed; see the log lines above for each failure reason"
+        )
 
     def _upload_inputs(self, job, fingerprint: str) -> dict[str, str]:
         """Inputs go up once per fingerprint (the job file last: it marks a complete upload); returns
@@ -131,13 +135,24 @@ class SageMakerLauncher:
                 self.s3.upload_file(local, self.bucket, f"{data_key}/{Path(local).name}")
         if job.parent_adapter:
             for path in sorted(p for p in Path(job.parent_adapter).rglob("*") if p.is_file()):
-                self.s3.upload_file(str(path), self.bucket, f"{parent_key}/{path.relative_to(job.parent_adapter).as_posix()}")
-        container_job = job.model_copy(update={
-            **{f: f"{CONTAINER_INPUT}/data/{Path(local).name}" if local else None for f, local in data_files.items()},
-            "parent_adapter": f"{CONTAINER_INPUT}/parent" if job.parent_adapter else None,
-            "work_dir": CONTAINER_CHECKPOINTS, "output_dir": CONTAINER_OUTPUT,
-            "model_cache": self.settings.container_model_cache})
-        self.s3.put_object(Bucket=self.bucket, Key=f"{job_key}/job.json", Body=container_job.model_dump_json(indent=2).encode())
+                self.s3.upload_file(
+                    str(path), self.bucket, f"{parent_key}/{path.relative_to(job.parent_adapter).as_posix()}"
+                )
+        container_job = job.model_copy(
+            update={
+                **{
+                    f: f"{CONTAINER_INPUT}/data/{Path(local).name}" if local else None
+                    for f, local in data_files.items()
+                },
+                "parent_adapter": f"{CONTAINER_INPUT}/parent" if job.parent_adapter else None,
+                "work_dir": CONTAINER_CHECKPOINTS,
+                "output_dir": CONTAINER_OUTPUT,
+                "model_cache": self.settings.container_model_cache,
+            }
+        )
+        self.s3.put_object(
+            Bucket=self.bucket, Key=f"{job_key}/job.json", Body=container_job.model_dump_json(indent=2).encode()
+        )
         return channels
 
     def _status(self, name: str) -> str | None:
@@ -156,8 +171,10 @@ class SageMakerLauncher:
         s = self.settings
         if s.instance_count == 1 and s.processes_per_host == "1":
             return {"ContainerEntrypoint": ["python", "-m", module], "ContainerArguments": job_args}
-        return {"ContainerEntrypoint": ["python", "-m", "training.distributed"],
-                "ContainerArguments": ["--processes-per-host", s.processes_per_host, module, *job_args]}
+        return {
+            "ContainerEntrypoint": ["python", "-m", "training.distributed"],
+            "ContainerArguments": ["--processes-per-host", s.processes_per_host, module, *job_args],
+        }
 
     def _create(self, name: str, module: str, fingerprint: str, channels: dict[str, str]) -> None:
         s = self.settings
@@ -165,21 +182,39 @@ class SageMakerLauncher:
             "TrainingJobName": name,
             "RoleArn": s.role_arn,
             "AlgorithmSpecification": {
-                "TrainingImage": s.image_uri, "TrainingInputMode": "File",
+                "TrainingImage": s.image_uri,
+                "TrainingInputMode": "File",
                 **self.entry_point(module),
             },
-            "InputDataConfig": [{"ChannelName": channel, "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
-                for channel, uri in channels.items()],
+            "InputDataConfig": [
+                {
+                    "ChannelName": channel,
+                    "DataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": uri,
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
+                    },
+                }
+                for channel, uri in channels.items()
+            ],
             "OutputDataConfig": {"S3OutputPath": self._uri(self._key(fingerprint, "output"))},
-            "ResourceConfig": {"InstanceType": s.instance_type, "InstanceCount": s.instance_count,
-                               "VolumeSizeInGB": s.volume_gb},
-            "StoppingCondition": {"MaxRuntimeInSeconds": s.max_runtime_s,
-                                  **({"MaxWaitTimeInSeconds": s.max_wait_s} if s.use_spot else {})},
+            "ResourceConfig": {
+                "InstanceType": s.instance_type,
+                "InstanceCount": s.instance_count,
+                "VolumeSizeInGB": s.volume_gb,
+            },
+            "StoppingCondition": {
+                "MaxRuntimeInSeconds": s.max_runtime_s,
+                **({"MaxWaitTimeInSeconds": s.max_wait_s} if s.use_spot else {}),
+            },
             "EnableManagedSpotTraining": s.use_spot,
             # shared by every attempt of this fingerprint: a new attempt resumes from the last checkpoint
-            "CheckpointConfig": {"S3Uri": self._uri(self._key(fingerprint, "checkpoints")),
-                                 "LocalPath": CONTAINER_CHECKPOINTS},
+            "CheckpointConfig": {
+                "S3Uri": self._uri(self._key(fingerprint, "checkpoints")),
+                "LocalPath": CONTAINER_CHECKPOINTS,
+            },
             "Tags": [{"Key": "srl-forge/fingerprint", "Value": fingerprint}],
         }
         self.sagemaker.create_training_job(**request)
@@ -202,7 +237,9 @@ class SageMakerLauncher:
         from botocore.exceptions import ClientError
 
         try:
-            streams = self.logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=name + "/")["logStreams"]
+            streams = self.logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=name + "/")[
+                "logStreams"
+            ]
         except ClientError:  # the group appears once the first container starts
             return
         for stream in streams:
@@ -220,8 +257,9 @@ class SageMakerLauncher:
         try:
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except self.s3.exceptions.NoSuchKey as exc:
-            raise SageMakerJobError(f"{described['TrainingJobName']} completed without its output "
-                                    f"s3://{bucket}/{key}") from exc
+            raise SageMakerJobError(
+                f"{described['TrainingJobName']} completed without its output s3://{bucket}/{key}"
+            ) from exc
         output_dir.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
             archive.extractall(output_dir, filter="data")  # no absolute paths or links out of the folder

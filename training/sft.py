@@ -21,12 +21,18 @@ def completion_loss(model, inputs: dict) -> tuple[torch.Tensor, int]:
         return torch.zeros((), device=labels.device, requires_grad=True), 0
     first = int(completion.float().argmax(dim=1)[completion.any(dim=1)].min())
     keep = labels.shape[1] - first + 1  # the logit before each completion token predicts it
-    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                    position_ids=inputs.get("position_ids"), use_cache=False, logits_to_keep=keep)
+    outputs = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs.get("attention_mask"),
+        position_ids=inputs.get("position_ids"),
+        use_cache=False,
+        logits_to_keep=keep,
+    )
     logits = outputs.logits[:, :-1].float()
-    targets = labels[:, labels.shape[1] - keep + 1:]
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=-100, reduction="sum")
+    targets = labels[:, labels.shape[1] - keep + 1 :]
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+    )
     count = int((targets != -100).sum())
     return loss / max(1, count), count
 

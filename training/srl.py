@@ -14,7 +14,14 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 
-from training.grpo_runner import GRPOJob, GRPOTrainingConfig, Task, job_cli, run_grpo_job
+from srl_forge.policy import render_step_answer
+from training.grpo_runner import (
+    GRPOJob,
+    GRPOTrainingConfig,
+    Task,
+    job_cli,
+    run_grpo_job,
+)
 from training.policy_eval import srl_probe
 from training.rewards import step_format_reward, step_similarity_reward
 
@@ -45,14 +52,18 @@ SRL_TASK = Task(
     format_metric="rewards/step_format_reward/mean",
     score_metric="rewards/step_similarity_reward/mean",
     grpo_columns=lambda r: {"prompt": r["prompt"], "expert_action": r["expert_action"]},
-    sft_text=lambda r: f"<think>{r['expert_thought']}</think>\n{r['expert_step']}",
+    sft_text=lambda r: render_step_answer(r["expert_thought"], r["expert_step"]),
     probe=srl_probe,
     curve_rows=curve_rows,
 )
 
 
-def run_srl_job(job: SRLJob, log: Callable[[str], None] = print, callbacks: Sequence = (),
-                step_log: Callable[[str], None] | None = None) -> dict:
+def run_srl_job(
+    job: SRLJob,
+    log: Callable[[str], None] = print,
+    callbacks: Sequence = (),
+    step_log: Callable[[str], None] | None = None,
+) -> dict:
     return run_grpo_job(SRL_TASK, job, log=log, callbacks=callbacks, step_log=step_log)
 
 

@@ -45,8 +45,10 @@ class StepLog(TrainerCallback):
             if state.log_history:  # the trainer stored a copy of `logs` before calling back
                 state.log_history[-1]["tokens_per_s"] = (tokens - self.tokens) / elapsed if elapsed > 0 else 0.0
             self.started, self.tokens = time.perf_counter(), tokens
-            self.log(f"{self.stage} step {state.global_step}/{state.max_steps}: reward {logs['reward']:.3f}, "
-                     f"kept {logs.get('dynamic_sampling/kept_fraction', 1.0):.2f}")
+            self.log(
+                f"{self.stage} step {state.global_step}/{state.max_steps}: reward {logs['reward']:.3f}, "
+                f"kept {logs.get('dynamic_sampling/kept_fraction', 1.0):.2f}"
+            )
         elif "loss" in logs:
             self.log(f"{self.stage} step {state.global_step}/{state.max_steps}: loss {logs['loss']:.3f}")
 

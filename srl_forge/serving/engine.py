@@ -69,8 +69,14 @@ class ServingEngine(Protocol):
 
     def sync(self, wanted: list[ServedAdapter]) -> dict[str, list[str]]: ...
     def warm(self, name: str | None, messages: list[dict]) -> int: ...
-    def stream(self, name: str | None, messages: list[dict], max_new_tokens: int = 96, temperature: float = 0.0,
-               stats: StreamStats | None = None) -> Iterator[str]: ...
+    def stream(
+        self,
+        name: str | None,
+        messages: list[dict],
+        max_new_tokens: int = 96,
+        temperature: float = 0.0,
+        stats: StreamStats | None = None,
+    ) -> Iterator[str]: ...
 
 
 class AdapterPool:
@@ -111,7 +117,9 @@ class AdapterPool:
                 if peft_name in self._loaded:
                     continue
                 if not Path(adapter.path).is_dir():
-                    raise FileNotFoundError(f"adapter {adapter.version} for {adapter.name}: folder {adapter.path} is missing")
+                    raise FileNotFoundError(
+                        f"adapter {adapter.version} for {adapter.name}: folder {adapter.path} is missing"
+                    )
                 if self.model is self.base:
                     self.model = PeftModel.from_pretrained(self.base, adapter.path, adapter_name=peft_name)
                 else:
@@ -143,7 +151,7 @@ class AdapterPool:
         prefix = tuple(self.tokenizer(head, add_special_tokens=False)["input_ids"])
         ids = encoded["input_ids"][0].tolist()
         # at least one token must be left to run: generate needs an input past the cache
-        if not prompt.startswith(head) or len(prefix) >= len(ids) or tuple(ids[:len(prefix)]) != prefix:
+        if not prompt.startswith(head) or len(prefix) >= len(ids) or tuple(ids[: len(prefix)]) != prefix:
             return encoded, ()
         return encoded, prefix
 
@@ -169,8 +177,9 @@ class AdapterPool:
         key = (peft_name, prefix_ids)
         cache = self._prefixes.get(key)
         if cache is None:
-            cache = model(input_ids=torch.tensor([prefix_ids]), past_key_values=DynamicCache(), use_cache=True,
-                          logits_to_keep=1).past_key_values
+            cache = model(
+                input_ids=torch.tensor([prefix_ids]), past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1
+            ).past_key_values
             self._prefixes[key] = cache
             while len(self._prefixes) > self.prefix_cache_size:
                 self._prefixes.popitem(last=False)
@@ -188,11 +197,21 @@ class AdapterPool:
             self._prefix_cache(model, peft_name, prefix_ids)
         return len(prefix_ids)
 
-    def stream(self, name: str | None, messages: list[dict], max_new_tokens: int = 96, temperature: float = 0.0,
-               stats: StreamStats | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        name: str | None,
+        messages: list[dict],
+        max_new_tokens: int = 96,
+        temperature: float = 0.0,
+        stats: StreamStats | None = None,
+    ) -> Iterator[str]:
         """Text pieces as they are generated. `name=None`: the base model without any adapter."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import (
+            StoppingCriteria,
+            StoppingCriteriaList,
+            TextIteratorStreamer,
+        )
 
         class TokenStreamer(TextIteratorStreamer):
             """Releases text token by token (the stock streamer waits for a space: a word later)."""
@@ -206,7 +225,7 @@ class AdapterPool:
                 stats.tokens += int(value.numel())
                 self.token_cache.extend(value.tolist())
                 text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
-                new = text[self.print_len:]
+                new = text[self.print_len :]
                 if new and not new.endswith("\ufffd"):  # not half a multi-byte character
                     self.print_len += len(new)
                     self.on_finalized_text(new)
@@ -223,9 +242,16 @@ class AdapterPool:
                 raise KeyError(name)
             streamer = TokenStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-            kwargs = dict(**encoded, max_new_tokens=max_new_tokens, streamer=streamer,
-                          stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
-                          pad_token_id=self.tokenizer.pad_token_id, top_p=None, top_k=None, **sampling)
+            kwargs = dict(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
+                pad_token_id=self.tokenizer.pad_token_id,
+                top_p=None,
+                top_k=None,
+                **sampling,
+            )
             errors: list[BaseException] = []
 
             def run():
@@ -273,11 +299,16 @@ def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def open_engine(engine: str, base_model: str, model_cache: str | Path, threads: int | None = None,
-                prefix_cache_size: int = 64) -> ServingEngine:
+def open_engine(
+    engine: str, base_model: str, model_cache: str | Path, threads: int | None = None, prefix_cache_size: int = 64
+) -> ServingEngine:
     """The serving engine for a base model. `auto`: llama.cpp for the default policy (it ships as GGUF)
     when llama-cpp-python is installed, else transformers + peft. Production serves with vLLM."""
-    from training.model_loading import DEFAULT_POLICY, default_policy_gguf, resolve_model
+    from training.model_loading import (
+        DEFAULT_POLICY,
+        default_policy_gguf,
+        resolve_model,
+    )
 
     if engine not in ENGINES:
         raise ValueError(f"serving engine {engine!r}: one of {', '.join(ENGINES)}")
@@ -285,8 +316,10 @@ def open_engine(engine: str, base_model: str, model_cache: str | Path, threads: 
     use_llama = engine == "llama.cpp" or (engine == "auto" and base_model == DEFAULT_POLICY and llama_cpp_available())
     if use_llama:
         if base_model != DEFAULT_POLICY:
-            raise ValueError(f"the llama.cpp engine serves the default policy's GGUF; {base_model} is served by "
-                             "transformers locally and by vLLM in production")
+            raise ValueError(
+                f"the llama.cpp engine serves the default policy's GGUF; {base_model} is served by "
+                "transformers locally and by vLLM in production"
+            )
         from srl_forge.serving.gguf_lora import dequantized_gguf
         from srl_forge.serving.llama_engine import LlamaCppPool
 

@@ -22,15 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
-MODULES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-           "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-           "mlp.down_proj": "ffn_down"}
+MODULES = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
 _NAME = re.compile(r"layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.lora_([AB])\.weight$")
 
 
 def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
-    return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+    return (
+        weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 @contextmanager
@@ -82,8 +91,11 @@ def base_gguf_shape(gguf_path: Path) -> dict:
 
     reader = GGUFReader(str(gguf_path))
     arch = reader.fields["general.architecture"].contents()
-    return {"architecture": arch, "heads": int(reader.fields[f"{arch}.attention.head_count"].contents()),
-            "kv_heads": int(reader.fields[f"{arch}.attention.head_count_kv"].contents())}
+    return {
+        "architecture": arch,
+        "heads": int(reader.fields[f"{arch}.attention.head_count"].contents()),
+        "kv_heads": int(reader.fields[f"{arch}.attention.head_count_kv"].contents()),
+    }
 
 
 def convert_lora(adapter_dir: Path, target: Path, shape: dict) -> Path:

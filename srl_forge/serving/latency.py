@@ -23,13 +23,18 @@ def measure_stream(pool: ServingEngine, name: str | None, prompt: list[dict], ma
     return stats
 
 
-def ttft_summary(pool: ServingEngine, name: str | None, prompts: Sequence[list[dict]], max_new_tokens: int = 8,
-                 warmup: int = 1) -> dict:
+def ttft_summary(
+    pool: ServingEngine, name: str | None, prompts: Sequence[list[dict]], max_new_tokens: int = 8, warmup: int = 1
+) -> dict:
     """One stream at a time over `prompts` (after `warmup` unmeasured ones): p50/p95 time to first token."""
     for prompt in prompts[:warmup]:
         measure_stream(pool, name, prompt, max_new_tokens)
     samples = [measure_stream(pool, name, p, max_new_tokens) for p in prompts]
     ttfts = [s.ttft_ms for s in samples if s.ttft_ms is not None]
     rates = [s.tokens_per_second for s in samples if s.tokens_per_second]
-    return {"streams": len(samples), "ttft_p50_ms": percentile(ttfts, 0.5), "ttft_p95_ms": percentile(ttfts, 0.95),
-            "tokens_per_s_p50": statistics.median(rates) if rates else None}
+    return {
+        "streams": len(samples),
+        "ttft_p50_ms": percentile(ttfts, 0.5),
+        "ttft_p95_ms": percentile(ttfts, 0.95),
+        "tokens_per_s_p50": statistics.median(rates) if rates else None,
+    }

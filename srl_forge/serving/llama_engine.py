@@ -27,8 +27,15 @@ class LlamaCppPool:
 
     name = "llama.cpp"
 
-    def __init__(self, gguf_path: str | Path, tokenizer_path: str, cache_dir: str | Path, threads: int | None = None,
-                 n_ctx: int = 2048, reuse_prefix: bool = True):
+    def __init__(
+        self,
+        gguf_path: str | Path,
+        tokenizer_path: str,
+        cache_dir: str | Path,
+        threads: int | None = None,
+        n_ctx: int = 2048,
+        reuse_prefix: bool = True,
+    ):
         import os
 
         from training.model_loading import load_tokenizer
@@ -44,21 +51,32 @@ class LlamaCppPool:
         self.adapters: dict[str, ServedAdapter] = {}
         self._contexts: dict[str, object] = {}  # adapter version ("" for the bare base) -> llama_cpp.Llama
         self._lock = threading.Lock()
-        self._stop_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
-                          if isinstance(i, int) and i >= 0}
+        self._stop_ids = {
+            i
+            for i in (self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+            if isinstance(i, int) and i >= 0
+        }
 
     def _open(self, lora_path: Path | None):
         from llama_cpp import Llama
 
-        return Llama(str(self.gguf_path), lora_path=str(lora_path) if lora_path else None, n_ctx=self.n_ctx,
-                     n_threads=self.threads, n_threads_batch=self.threads, verbose=False)
+        return Llama(
+            str(self.gguf_path),
+            lora_path=str(lora_path) if lora_path else None,
+            n_ctx=self.n_ctx,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            verbose=False,
+        )
 
     def _gguf_adapter(self, adapter: ServedAdapter) -> Path:
         """The adapter as GGUF, converted once per version (a version is content-addressed)."""
         target = self.cache_dir / f"{adapter.version}.gguf"
         if not target.exists():
             if not Path(adapter.path).is_dir():
-                raise FileNotFoundError(f"adapter {adapter.version} for {adapter.name}: folder {adapter.path} is missing")
+                raise FileNotFoundError(
+                    f"adapter {adapter.version} for {adapter.name}: folder {adapter.path} is missing"
+                )
             convert_lora(Path(adapter.path), target, self.shape)
         return target
 
@@ -100,8 +118,14 @@ class LlamaCppPool:
             llm.eval(prefix)
             return len(prefix)
 
-    def stream(self, name: str | None, messages: list[dict], max_new_tokens: int = 96, temperature: float = 0.0,
-               stats: StreamStats | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        name: str | None,
+        messages: list[dict],
+        max_new_tokens: int = 96,
+        temperature: float = 0.0,
+        stats: StreamStats | None = None,
+    ) -> Iterator[str]:
         stats = stats or StreamStats()
         with self._lock:
             llm = self._context(name)
@@ -118,8 +142,9 @@ class LlamaCppPool:
             generated: list[int] = []
             printed = 0
             # reset=True keeps the longest prefix shared with what this context evaluated last
-            for token in llm.generate(tokens, temp=temperature, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0,
-                                      repeat_penalty=1.0, reset=True):
+            for token in llm.generate(
+                tokens, temp=temperature, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, repeat_penalty=1.0, reset=True
+            ):
                 if token in self._stop_ids or token == llm.token_eos():
                     break
                 generated.append(token)

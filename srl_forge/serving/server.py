@@ -20,11 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,7 +33,19 @@ from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.player_logs import PlayerLogRecord, ServedInfo, append_player_log
-from srl_forge.serving.engine import ServedAdapter, ServingEngine, StreamStats, open_engine
+from srl_forge.policy import (
+    ThinkingStream,
+    action_in,
+    parse_decision,
+    render_said,
+    rlvr_prompt,
+)
+from srl_forge.serving.engine import (
+    ServedAdapter,
+    ServingEngine,
+    StreamStats,
+    open_engine,
+)
 
 log = logging.getLogger("srl_forge.serving")
 TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
@@ -87,8 +98,9 @@ class Monster:
         lore = load_species_lore(Path(config.lore_root), species)
         self.engine = RulesEngine(load_rulebook(Path(config.rules_root), species, lore.document_ids))
         self.voice = load_voice(Path(config.voices_root), self.engine.rulebook)
-        self.persona = (load_persona(Path(config.lore_root), species, self.npc, self.engine.vocabulary)
-                        if self.npc else None)
+        self.persona = (
+            load_persona(Path(config.lore_root), species, self.npc, self.engine.vocabulary) if self.npc else None
+        )
         if self.persona and self.persona.header.address:
             self.voice = self.voice.model_copy(update={"address": self.persona.header.address})
 
@@ -98,78 +110,48 @@ class Monster:
 
         decision = self.engine.decide(encounter)
         allowed = [a for a in decision.acceptable if not self.persona or a not in self.persona.header.forbid]
-        action = allowed[0] if allowed else (decision.acceptable[0] if decision.acceptable else self.engine.vocabulary[0])
+        action = (
+            allowed[0] if allowed else (decision.acceptable[0] if decision.acceptable else self.engine.vocabulary[0])
+        )
         markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
-        line = compose_line(self.voice, encounter, action, decision.dialogue, random.Random(encounter.encounter_id), markers)
+        line = compose_line(
+            self.voice, encounter, action, decision.dialogue, random.Random(encounter.encounter_id), markers
+        )
         return action, line
 
 
 class AnswerGuard:
-    """Splits a streamed answer into the monster's thinking and what it says, and decides what may reach
-    the game: thinking streams as it comes (for logs, not the player); `ACTION`/`SAY` content is
-    released a whole line at a time; the first guardrail violation anywhere stops the answer, and a
-    violating or unreadable answer ends with the safe one instead."""
-
-    OPEN, CLOSE = "<think>", "</think>"
+    """Decides what of a streamed answer may reach the game: the thinking streams as it comes (for logs, not
+    the player) and `ACTION`/`SAY` content a whole line at a time (`policy.ThinkingStream`); the first
+    guardrail violation anywhere stops the answer, and a violating or unreadable answer ends with the safe one
+    instead."""
 
     def __init__(self):
-        self.text, self.released, self.pending, self.reasoning = "", "", "", ""
-        self.in_thinking = True
+        self.stream = ThinkingStream()
         self.replaced: tuple[str, ...] = ()
         self.decision: tuple[str, str] | None = None
 
-    def _thinking_so_far(self) -> str:
-        """The thought without its tags, less a trailing piece that may be the start of `</think>`
-        (tokens arrive one by one: "<", "/", "think", ">")."""
-        body = self.text.lstrip()
-        if self.OPEN.startswith(body):
-            return ""
-        if body.startswith(self.OPEN):
-            body = body[len(self.OPEN):]
-        end = body.find(self.CLOSE)
-        if end >= 0:
-            return body[:end]
-        for k in range(len(self.CLOSE) - 1, 0, -1):
-            if body.endswith(self.CLOSE[:k]):
-                return body[:-k]
-        return body
+    @property
+    def text(self) -> str:
+        return self.stream.text
 
     def feed(self, piece: str) -> list[tuple[str, str]]:
-        self.text += piece
-        violations = guardrail_violations(self.text)
+        violations = guardrail_violations(self.stream.text + piece)
         if violations:
+            self.stream.text += piece
             self.replaced = tuple(sorted({v.category for v in violations}))
             return []
-        events = []
-        if self.in_thinking:
-            thought = self._thinking_so_far()
-            if thought.startswith(self.reasoning) and len(thought) > len(self.reasoning):
-                events.append(("reasoning", thought[len(self.reasoning):]))
-                self.reasoning = thought
-            if self.CLOSE not in self.text:
-                return events
-            self.in_thinking = False
-            self.pending = self.text.split(self.CLOSE, 1)[1]
-        else:
-            self.pending += piece
-        while "\n" in self.pending:
-            line, _, self.pending = self.pending.partition("\n")
-            if line.strip():
-                self.released += line + "\n"
-                events.append(("content", line + "\n"))
-        return events
+        return self.stream.feed(piece)
 
     def finish(self, safe_answer) -> tuple[list[tuple[str, str]], str | None, str | None]:
         """The last content events and the (action, line) that was said. `safe_answer() -> (action, line)`."""
-        from training.rewards import parse_decision
-
-        self.decision = None if self.replaced else parse_decision(self.text)
+        self.decision = None if self.replaced else parse_decision(self.stream.text)
         if self.decision is not None:
-            return ([("content", self.pending)] if self.pending.strip() else []), *self.decision
+            rest = self.stream.rest()
+            return ([("content", rest)] if rest.strip() else []), *self.decision
         safe_action, line = safe_answer()
-        said = re.search(r"ACTION:\s*([a-z_]+)", self.released)
-        action = said.group(1) if said else safe_action
-        return [("content", f'SAY: "{line}"' if said else f'ACTION: {action}\nSAY: "{line}"')], action, line
+        said = action_in(self.stream.released)
+        return [("content", render_said(said or safe_action, line, said is not None))], said or safe_action, line
 
 
 class ForgeServer:
@@ -186,11 +168,15 @@ class ForgeServer:
         bases = {t.base_model for t in self.tiers.values()}
         if len(bases) != 1:
             # One process serves one base model; production tiers with their own bases are vLLM servers.
-            raise InputError(config.tiers_file, "tiers.*.base_model",
-                             f"the local server serves one base model; these tiers use {sorted(bases)}")
+            raise InputError(
+                config.tiers_file,
+                "tiers.*.base_model",
+                f"the local server serves one base model; these tiers use {sorted(bases)}",
+            )
         self.base_model = bases.pop()
-        self.pool = pool or open_engine(config.engine, self.base_model, config.model_cache, config.threads,
-                                        config.prefix_cache_size)
+        self.pool = pool or open_engine(
+            config.engine, self.base_model, config.model_cache, config.threads, config.prefix_cache_size
+        )
         self.monsters: dict[str, Monster] = {}
         self.log_position = -1
         self._stop = threading.Event()
@@ -203,8 +189,15 @@ class ForgeServer:
         for target, tier, adapter in self.registry.blue_slots():
             if tier not in self.tiers or adapter.base_model != self.base_model:
                 continue
-            out.append(ServedAdapter(name=served_name(target, tier), target=target, tier=tier, version=adapter.version,
-                                     path=str(self.store.local_path(adapter.adapter_uri))))
+            out.append(
+                ServedAdapter(
+                    name=served_name(target, tier),
+                    target=target,
+                    tier=tier,
+                    version=adapter.version,
+                    path=str(self.store.local_path(adapter.adapter_uri)),
+                )
+            )
         return out
 
     def reload(self) -> dict | None:
@@ -213,8 +206,12 @@ class ForgeServer:
             return None
         wanted = self.wanted()
         changes = self.pool.sync(wanted)
-        self.monsters = {a.name: self.monsters[a.name] if a.name in self.monsters and
-                         self.monsters[a.name].adapter == a else Monster(self.config, a) for a in wanted}
+        self.monsters = {
+            a.name: self.monsters[a.name]
+            if a.name in self.monsters and self.monsters[a.name].adapter == a
+            else Monster(self.config, a)
+            for a in wanted
+        }
         self.log_position = position
         for name in changes["added"]:  # the first request to a new adapter should not pay for its system prompt
             monster = self.monsters[name]
@@ -242,9 +239,12 @@ class ForgeServer:
 
     def idle_encounter(self, monster: Monster) -> Encounter:
         """A player walking up to talk, in the game's current state: for requests that bring no encounter."""
-        return Encounter(game=self.game_state.current(),
-                         npc=NPCState(species=monster.species, tier=TIER_NUMBER[monster.adapter.tier]),
-                         player=Player(action="talk"), location=Location())
+        return Encounter(
+            game=self.game_state.current(),
+            npc=NPCState(species=monster.species, tier=TIER_NUMBER[monster.adapter.tier]),
+            player=Player(action="talk"),
+            location=Location(),
+        )
 
     def encounter_for(self, monster: Monster, request: ChatRequest) -> Encounter:
         said = next((m.get("content") or "" for m in reversed(request.messages) if m.get("role") == "user"), "")
@@ -254,17 +254,18 @@ class ForgeServer:
         if request.encounter is not None:
             encounter = Encounter.model_validate(request.encounter)
             if encounter.species != monster.species:
-                raise ValueError(f"encounter.npc.species is {encounter.species!r}, the model {request.model!r} "
-                                 f"is a {monster.species}")
+                raise ValueError(
+                    f"encounter.npc.species is {encounter.species!r}, the model {request.model!r} "
+                    f"is a {monster.species}"
+                )
         else:
             encounter = self.idle_encounter(monster)
         return encounter.model_copy(update={"player": encounter.player.model_copy(update={"utterance": said})})
 
     def prompt_for(self, monster: Monster, encounter: Encounter) -> list[dict]:
-        from training.prompts import rlvr_prompt
-
-        return rlvr_prompt(encounter, monster.engine.vocabulary,
-                           monster.persona.introduction() if monster.persona else None)
+        return rlvr_prompt(
+            encounter, monster.engine.vocabulary, monster.persona.introduction() if monster.persona else None
+        )
 
     def answer_events(self, request: ChatRequest):
         """Yields ("reasoning" | "content", text) pieces and finally ("done", record)."""
@@ -273,11 +274,14 @@ class ForgeServer:
             raise KeyError(request.model)
         encounter = self.encounter_for(monster, request)
         stats = StreamStats()
-        max_tokens = min(self.config.max_new_tokens * 2,
-                         request.max_completion_tokens or request.max_tokens or self.config.max_new_tokens)
+        max_tokens = min(
+            self.config.max_new_tokens * 2,
+            request.max_completion_tokens or request.max_tokens or self.config.max_new_tokens,
+        )
         guard = AnswerGuard()
-        for piece in self.pool.stream(request.model, self.prompt_for(monster, encounter), max_tokens,
-                                      request.temperature or 0.0, stats):
+        for piece in self.pool.stream(
+            request.model, self.prompt_for(monster, encounter), max_tokens, request.temperature or 0.0, stats
+        ):
             yield from guard.feed(piece)
             if guard.replaced:
                 log.warning(f"{request.model}: answer replaced by a safe one (guardrails: {', '.join(guard.replaced)})")
@@ -286,11 +290,25 @@ class ForgeServer:
         yield from events
         replaced, decision = guard.replaced, guard.decision
         record = PlayerLogRecord(
-            timestamp=datetime.now(timezone.utc), species=monster.species, player_id=request.user or "anonymous",
-            encounter=encounter, npc_action=action, npc_line=line, npc=monster.npc,
-            served=ServedInfo(model=request.model, tier=monster.adapter.tier, adapter_version=monster.adapter.version,
-                              ttft_ms=stats.ttft_ms, total_ms=stats.total_ms, tokens_per_second=stats.tokens_per_second,
-                              cached_prompt_tokens=stats.cached_prompt_tokens, format_ok=decision is not None, guardrail_categories=replaced))
+            timestamp=datetime.now(UTC),
+            species=monster.species,
+            player_id=request.user or "anonymous",
+            encounter=encounter,
+            npc_action=action,
+            npc_line=line,
+            npc=monster.npc,
+            served=ServedInfo(
+                model=request.model,
+                tier=monster.adapter.tier,
+                adapter_version=monster.adapter.version,
+                ttft_ms=stats.ttft_ms,
+                total_ms=stats.total_ms,
+                tokens_per_second=stats.tokens_per_second,
+                cached_prompt_tokens=stats.cached_prompt_tokens,
+                format_ok=decision is not None,
+                guardrail_categories=replaced,
+            ),
+        )
         append_player_log(self.config.player_logs_root, record)
         yield "done", record
 
@@ -307,9 +325,19 @@ def build_app(server: ForgeServer):
 
     @app.get("/v1/models")
     def models():
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "owned_by": "srl-forge", "tier": m.adapter.tier,
-             "adapter_version": m.adapter.version} for name, m in sorted(server.monsters.items())]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": name,
+                    "object": "model",
+                    "owned_by": "srl-forge",
+                    "tier": m.adapter.tier,
+                    "adapter_version": m.adapter.version,
+                }
+                for name, m in sorted(server.monsters.items())
+            ],
+        }
 
     @app.post("/v1/chat/completions")
     def chat(body: dict):
@@ -328,15 +356,26 @@ def build_app(server: ForgeServer):
         created = int(time.time())
 
         def chunk(delta: dict, finish: str | None = None) -> str:
-            return "data: " + json.dumps({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                                          "model": request.model,
-                                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+            return (
+                "data: "
+                + json.dumps(
+                    {
+                        "id": completion_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": request.model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
+                )
+                + "\n\n"
+            )
 
         def all_events():
             yield first
             yield from events
 
         if request.stream:
+
             def sse():
                 yield chunk({"role": "assistant", "content": ""})
                 for kind, value in all_events():
@@ -357,13 +396,30 @@ def build_app(server: ForgeServer):
                 content += value
             else:
                 record = value
-        return JSONResponse({
-            "id": completion_id, "object": "chat.completion", "created": created, "model": request.model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content.strip(), "reasoning_content": reasoning.strip()}}],
-            "srl_forge": {"action": record.npc_action, "line": record.npc_line,
-                          "guardrail_replaced": bool(record.served.guardrail_categories),
-                          "ttft_ms": record.served.ttft_ms},
-        })
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": request.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": content.strip(),
+                            "reasoning_content": reasoning.strip(),
+                        },
+                    }
+                ],
+                "srl_forge": {
+                    "action": record.npc_action,
+                    "line": record.npc_line,
+                    "guardrail_replaced": bool(record.served.guardrail_categories),
+                    "ttft_ms": record.served.ttft_ms,
+                },
+            }
+        )
 
     return app

@@ -53,8 +53,11 @@ class TrajectoriesIncomplete(TeacherUnavailable):
     def __init__(self, outages: Sequence[TeacherUnavailable], total: int):
         first = outages[0]
         self.role, self.base_url, self.unfinished = first.role, first.base_url, len(outages)
-        RuntimeError.__init__(self, f"{len(outages)} of {total} encounters unfinished: {first} — the finished "
-                              "calls are cached; materialize again to continue where this stopped")
+        RuntimeError.__init__(
+            self,
+            f"{len(outages)} of {total} encounters unfinished: {first} — the finished "
+            "calls are cached; materialize again to continue where this stopped",
+        )
 
 
 @dataclass
@@ -70,15 +73,19 @@ class TeacherTeam:
 def build_brief(encounter, engine: RulesEngine, dossier: Dossier, recalled: Sequence[CitedEntry] = ()) -> Brief:
     decision = engine.decide(encounter)
     descriptions = {r.id: r.description for r in engine.rulebook.rules if r.id in set(decision.fired_rule_ids)}
-    return Brief(species=encounter.species, dossier=dossier, decision=decision, rule_descriptions=descriptions,
-                 recalled=tuple(recalled))
+    return Brief(
+        species=encounter.species,
+        dossier=dossier,
+        decision=decision,
+        rule_descriptions=descriptions,
+        recalled=tuple(recalled),
+    )
 
 
 Recall = Callable[[Sequence[SampledEncounter]], dict[str, list[CitedEntry]]]
 
 
-def memory_recall(memory, species: str, lore_version: str, dossier: Dossier, engine: RulesEngine,
-                  k: int = 4) -> Recall:
+def memory_recall(memory, species: str, lore_version: str, dossier: Dossier, engine: RulesEngine, k: int = 4) -> Recall:
     """Recall, per encounter, the dossier entries semantic memory finds for the situation and the rules
     that fired (one batched embedding call; memory chunks that are not dossier entries are skipped)."""
     from srl_forge.teachers.programmatic import recall_query
@@ -108,7 +115,9 @@ def memory_recall(memory, species: str, lore_version: str, dossier: Dossier, eng
     return recall
 
 
-def verification_failures(trajectory: Trajectory, sampled: SampledEncounter, engine: RulesEngine) -> list[tuple[str, str]]:
+def verification_failures(
+    trajectory: Trajectory, sampled: SampledEncounter, engine: RulesEngine
+) -> list[tuple[str, str]]:
     """The final gate: format, then the rules engine's verdict on the action and the spoken line, and the
     guardrails on everything the trajectory says."""
     failures = [("format", problem) for problem in trajectory.structural_problems()]
@@ -117,8 +126,10 @@ def verification_failures(trajectory: Trajectory, sampled: SampledEncounter, eng
     if failures:
         return failures
     verdict = engine.verify(sampled.encounter, trajectory.final_action, trajectory.spoken_line)
-    unsafe = [(f"guardrail:{v.category}", f"the trajectory breaks the content policy ({v.evidence})")
-              for v in guardrail_violations(trajectory.render())]
+    unsafe = [
+        (f"guardrail:{v.category}", f"the trajectory breaks the content policy ({v.evidence})")
+        for v in guardrail_violations(trajectory.render())
+    ]
     return list(verdict.reasons) + unsafe
 
 
@@ -139,8 +150,11 @@ def produce_trajectories(
     def one(sampled: SampledEncounter) -> AcceptedTrajectory | RejectedTrajectory | TeacherUnavailable:
         brief = build_brief(sampled.encounter, engine, dossier, recalled.get(sampled.encounter_id, ()))
         try:
-            proposals = [writer.write(sampled.encounter, brief, variant)
-                         for writer in team.writers for variant in range(team.proposals_per_writer)]
+            proposals = [
+                writer.write(sampled.encounter, brief, variant)
+                for writer in team.writers
+                for variant in range(team.proposals_per_writer)
+            ]
             reviews = [[rev.review(p, sampled.encounter, brief) for rev in team.reviewers] for p in proposals]
             final = team.director.direct(sampled.encounter, brief, proposals, reviews)
             failures = verification_failures(final, sampled, engine)
@@ -148,14 +162,23 @@ def produce_trajectories(
         except TeacherUnavailable as outage:  # transient: not an answer, not a reject
             return outage
         except Exception as exc:  # a teacher failing on one encounter must not sink the batch
-            return RejectedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
-                                      teacher=team.labels.get("writer", "?"),
-                                      reasons=[("teacher_error", f"{type(exc).__name__}: {exc}"[:300])])
+            return RejectedTrajectory(
+                encounter_id=sampled.encounter_id,
+                split=sampled.split,
+                teacher=team.labels.get("writer", "?"),
+                reasons=[("teacher_error", f"{type(exc).__name__}: {exc}"[:300])],
+            )
         if failures:
-            return RejectedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
-                                      teacher=final.teacher, reasons=failures, rendered=final.render())
-        return AcceptedTrajectory(encounter_id=sampled.encounter_id, split=sampled.split,
-                                  trajectory=final, reviews=final_reviews)
+            return RejectedTrajectory(
+                encounter_id=sampled.encounter_id,
+                split=sampled.split,
+                teacher=final.teacher,
+                reasons=failures,
+                rendered=final.render(),
+            )
+        return AcceptedTrajectory(
+            encounter_id=sampled.encounter_id, split=sampled.split, trajectory=final, reviews=final_reviews
+        )
 
     results: list[AcceptedTrajectory | RejectedTrajectory] = []
     every = max(1, len(encounters) // 10)  # about ten progress lines a batch, whatever its size
@@ -173,12 +196,15 @@ def produce_trajectories(
     )
 
 
-def acceptance_and_coverage(batch: TrajectoryBatch, encounters: Sequence[SampledEncounter],
-                            engine: RulesEngine) -> dict:
+def acceptance_and_coverage(
+    batch: TrajectoryBatch, encounters: Sequence[SampledEncounter], engine: RulesEngine
+) -> dict:
     """Share of encounters with an accepted trajectory, and share of rules that fire in one of them."""
     by_id = {e.encounter_id: e.encounter for e in encounters}
     fired = {rule_id for a in batch.accepted for rule_id in engine.decide(by_id[a.encounter_id]).fired_rule_ids}
     rules = engine.rulebook.rules
-    return {"acceptance_rate": len(batch.accepted) / max(1, len(by_id)),
-            "rule_coverage": len(fired) / max(1, len(rules)),
-            "rules_never_exercised": sorted(r.id for r in rules if r.id not in fired)}
+    return {
+        "acceptance_rate": len(batch.accepted) / max(1, len(by_id)),
+        "rule_coverage": len(fired) / max(1, len(rules)),
+        "rules_never_exercised": sorted(r.id for r in rules if r.id not in fired),
+    }

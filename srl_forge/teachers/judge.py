@@ -32,10 +32,19 @@ class LineJudge:
         self.concurrency = concurrency
 
     def judge(self, species: str, encounter_description: str, line: str) -> LineVerdict:
-        return self.client.complete([
-            {"role": "system", "content": f"You judge lines spoken by NPC monsters in a dark-fantasy game.\n{RUBRIC}"},
-            {"role": "user", "content": f"Species: {species}\nEncounter:\n{encounter_description}\n\nLine: \"{line}\""},
-        ], LineVerdict)
+        return self.client.complete(
+            [
+                {
+                    "role": "system",
+                    "content": f"You judge lines spoken by NPC monsters in a dark-fantasy game.\n{RUBRIC}",
+                },
+                {
+                    "role": "user",
+                    "content": f'Species: {species}\nEncounter:\n{encounter_description}\n\nLine: "{line}"',
+                },
+            ],
+            LineVerdict,
+        )
 
     def judge_many(self, species: str, items: Sequence[tuple[str, str]]) -> list[LineVerdict]:
         """Verdicts for (encounter description, line) pairs, in order."""

@@ -17,26 +17,49 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from srl_forge.encounter import Encounter
 from srl_forge.errors import InputError
-from srl_forge.grounding import ITEM_TERMS, NUMBER_WORDS, PLACE_TERMS, grounding_score, grounding_terms, is_stock
+from srl_forge.grounding import (
+    ITEM_TERMS,
+    NUMBER_WORDS,
+    PLACE_TERMS,
+    grounding_score,
+    grounding_terms,
+    is_stock,
+)
 from srl_forge.rulebook import Rulebook
 from srl_forge.rules_engine import DialogueConstraints
 from srl_forge.yaml_files import load_yaml
 
 FOE_NAMES = {
-    "villagers": "villager", "hunters": "hunter", "church": "priest", "necromancers": "necromancer",
-    "merchants": "merchant", "thieves_guild": "thief",
+    "villagers": "villager",
+    "hunters": "hunter",
+    "church": "priest",
+    "necromancers": "necromancer",
+    "merchants": "merchant",
+    "thieves_guild": "thief",
 }
 ACTION_OPENINGS = {
-    "approach": "You come closer, {address}?", "talk": "You want words with me, {address}?",
-    "attack": "You strike at me, {address}?", "threaten": "You dare threaten me, {address}?",
-    "offer": "An offer, {address}?", "invite": "You invite me in, {address}?",
-    "flee": "Running already, {address}?", "sneak": "You sneak like a thief, {address}.",
-    "steal": "You came to steal, {address}?", "trespass": "You trespass here, {address}.",
+    "approach": "You come closer, {address}?",
+    "talk": "You want words with me, {address}?",
+    "attack": "You strike at me, {address}?",
+    "threaten": "You dare threaten me, {address}?",
+    "offer": "An offer, {address}?",
+    "invite": "You invite me in, {address}?",
+    "flee": "Running already, {address}?",
+    "sneak": "You sneak like a thief, {address}.",
+    "steal": "You came to steal, {address}?",
+    "trespass": "You trespass here, {address}.",
 }
-ITEM_OPENINGS = ("That {item} will not save you, {address}.", "You bring that {item} here, {address}?",
-                 "Put away your {item}, {address}.")
-EVENT_OPENINGS = {"blood_moon": "Under the blood moon, {address}?", "truce_of_ashes": "During the truce, {address}?",
-                  "hunters_festival": "On your festival night, {address}?", "eclipse": "In the eclipse, {address}?"}
+ITEM_OPENINGS = (
+    "That {item} will not save you, {address}.",
+    "You bring that {item} here, {address}?",
+    "Put away your {item}, {address}.",
+)
+EVENT_OPENINGS = {
+    "blood_moon": "Under the blood moon, {address}?",
+    "truce_of_ashes": "During the truce, {address}?",
+    "hunters_festival": "On your festival night, {address}?",
+    "eclipse": "In the eclipse, {address}?",
+}
 HOUR_WHERE = {"dawn": "before the dawn", "day": "under this sun", "dusk": "at dusk", "night": "tonight"}
 WEATHER_WHERE = {"rain": "in the rain", "storm": "in this storm", "fog": "in this fog", "clear": "under the stars"}
 
@@ -84,7 +107,9 @@ def load_voice(voices_root: Path, rulebook: Rulebook) -> Voice:
 def _openings(encounter: Encounter) -> list[str]:
     p, g = encounter.player, encounter.game
     openings = [ACTION_OPENINGS[p.action]]
-    openings += [t.replace("{item}", ITEM_TERMS.get(i, [i.replace("_", " ")])[0]) for i in p.items for t in ITEM_OPENINGS]
+    openings += [
+        t.replace("{item}", ITEM_TERMS.get(i, [i.replace("_", " ")])[0]) for i in p.items for t in ITEM_OPENINGS
+    ]
     openings += [EVENT_OPENINGS[e] for e in g.live_events if e in EVENT_OPENINGS]
     openings.append(f"A {foe_name(p.faction)} comes calling, {{address}}?")
     if p.party_size > 1:
@@ -93,14 +118,21 @@ def _openings(encounter: Encounter) -> list[str]:
 
 
 def _wheres(encounter: Encounter) -> list[str]:
-    return [f"in this {PLACE_TERMS[encounter.location.kind][0]}", HOUR_WHERE[encounter.game.time_of_day],
-            WEATHER_WHERE[encounter.game.weather]]
+    return [
+        f"in this {PLACE_TERMS[encounter.location.kind][0]}",
+        HOUR_WHERE[encounter.game.time_of_day],
+        WEATHER_WHERE[encounter.game.weather],
+    ]
 
 
 def _single_words(encounter: Encounter) -> list[str]:
     p = encounter.player
     out = [ITEM_TERMS.get(i, [i])[0].split()[-1] for i in p.items]
-    out += [PLACE_TERMS[encounter.location.kind][0], foe_name(p.faction), HOUR_WHERE[encounter.game.time_of_day].split()[-1]]
+    out += [
+        PLACE_TERMS[encounter.location.kind][0],
+        foe_name(p.faction),
+        HOUR_WHERE[encounter.game.time_of_day].split()[-1],
+    ]
     return out
 
 
@@ -125,15 +157,24 @@ def candidate_lines(voice: Voice, encounter: Encounter, action: str, rng: random
     return lines
 
 
-def compose_line(voice: Voice, encounter: Encounter, action: str, constraints: DialogueConstraints,
-                 rng: random.Random, markers: tuple[str, ...] = ()) -> str:
+def compose_line(
+    voice: Voice,
+    encounter: Encounter,
+    action: str,
+    constraints: DialogueConstraints,
+    rng: random.Random,
+    markers: tuple[str, ...] = (),
+) -> str:
     """The first candidate that is in character, grounded twice over and not stock; else the best one."""
     terms = grounding_terms(encounter, exclude=markers)
     stock = voice.stock_for(encounter.player.faction)
     best, best_key = None, None
     for line in candidate_lines(voice, encounter, action, rng)[:400]:
-        key = (not constraints.check(line), grounding_score(line, terms, encounter.player.utterance),
-               not is_stock(line, stock))
+        key = (
+            not constraints.check(line),
+            grounding_score(line, terms, encounter.player.utterance),
+            not is_stock(line, stock),
+        )
         if key == (True, 1.0, True):
             return line
         if best_key is None or key > best_key:

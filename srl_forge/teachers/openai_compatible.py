@@ -25,16 +25,22 @@ from typing import TypeVar
 import instructor
 import openai
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from srl_forge.encounter import Encounter, GameState
 from srl_forge.encounters import DesignSpec, EncounterDesigner, EncounterSet
 from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
 from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
+from srl_forge.policy import describe_encounter
 from srl_forge.rulebook import Rulebook
 from srl_forge.teachers.roles import Brief, Review, ReviewAspect
-from srl_forge.trajectory import Trajectory, TrajectoryStep, describe_encounter
+from srl_forge.trajectory import Trajectory, TrajectoryStep
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -82,8 +88,10 @@ class UsageLedger:
         self.by_role: dict[str, dict[str, float]] = {}
 
     def _row(self, role: str) -> dict[str, float]:
-        return self.by_role.setdefault(role, {"calls": 0, "cache_hits": 0, "retries": 0, "prompt_tokens": 0,
-                                              "completion_tokens": 0, "cost_usd": 0.0})
+        return self.by_role.setdefault(
+            role,
+            {"calls": 0, "cache_hits": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+        )
 
     def record(self, role: str, endpoint: RoleEndpoint, usage) -> None:
         prompt = getattr(usage, "prompt_tokens", 0) or 0
@@ -93,8 +101,9 @@ class UsageLedger:
             row["calls"] += 1
             row["prompt_tokens"] += prompt
             row["completion_tokens"] += completion
-            row["cost_usd"] += (prompt * endpoint.usd_per_1k_prompt_tokens
-                                + completion * endpoint.usd_per_1k_completion_tokens) / 1000
+            row["cost_usd"] += (
+                prompt * endpoint.usd_per_1k_prompt_tokens + completion * endpoint.usd_per_1k_completion_tokens
+            ) / 1000
 
     def count(self, role: str, what: str) -> None:
         with self._lock:
@@ -110,8 +119,9 @@ def is_transient(exc: BaseException) -> bool:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
-                            openai.InternalServerError)):
+        if isinstance(
+            exc, (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError)
+        ):
             return True
         if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
             return True
@@ -144,8 +154,10 @@ class TeacherUnavailable(RuntimeError):
 
     def __init__(self, role: str, endpoint: RoleEndpoint, attempts: int, cause: BaseException):
         self.role, self.base_url = role, endpoint.base_url
-        super().__init__(f"teacher role {role!r} at {endpoint.base_url} (model {endpoint.model}) unavailable after "
-                         f"{attempts} attempts: {type(cause).__name__}: {str(cause)[:200]}")
+        super().__init__(
+            f"teacher role {role!r} at {endpoint.base_url} (model {endpoint.model}) unavailable after "
+            f"{attempts} attempts: {type(cause).__name__}: {str(cause)[:200]}"
+        )
 
 
 @functools.lru_cache(maxsize=64)
@@ -158,8 +170,9 @@ def _json_schema(response_model: type[BaseModel]) -> dict:
 class RoleClient:
     """One role's structured-output client with retries, cache and accounting."""
 
-    def __init__(self, role: str, endpoint: RoleEndpoint, cache: ResponseCache, ledger: UsageLedger,
-                 concurrency: int = 4):
+    def __init__(
+        self, role: str, endpoint: RoleEndpoint, cache: ResponseCache, ledger: UsageLedger, concurrency: int = 4
+    ):
         self.role = role
         self.endpoint = endpoint
         self.cache = cache
@@ -172,21 +185,29 @@ class RoleClient:
         the key) when it is missing, so a run fails at once instead of writing an empty version."""
         api_key = os.environ.get(self.endpoint.api_key_env)
         if not api_key:
-            raise InputError(f"teachers ({self.role})", "api_key_env",
-                             f"environment variable {self.endpoint.api_key_env} is not set")
+            raise InputError(
+                f"teachers ({self.role})", "api_key_env", f"environment variable {self.endpoint.api_key_env} is not set"
+            )
         return api_key
 
     def _instructor(self):
         if self._client is None:
             api_key = self.require_api_key()
-            raw = openai.OpenAI(base_url=self.endpoint.base_url, api_key=api_key,
-                                timeout=self.endpoint.timeout_s, max_retries=0)
+            raw = openai.OpenAI(
+                base_url=self.endpoint.base_url, api_key=api_key, timeout=self.endpoint.timeout_s, max_retries=0
+            )
             self._client = instructor.from_openai(raw, mode=instructor.Mode.JSON)
         return self._client
 
     def cache_key(self, messages: list[dict], response_model: type[BaseModel]) -> str:
-        return content_hash({"role": self.role, "model": self.endpoint.model, "messages": messages,
-                             "schema": _json_schema(response_model)})
+        return content_hash(
+            {
+                "role": self.role,
+                "model": self.endpoint.model,
+                "messages": messages,
+                "schema": _json_schema(response_model),
+            }
+        )
 
     def complete(self, messages: list[dict], response_model: type[T]) -> T:
         key = self.cache_key(messages, response_model)
@@ -276,14 +297,22 @@ class LLMLoremaster:
 
     def consolidate(self, lore: SpeciesLore) -> Dossier:
         documents = "\n\n".join(f"## {d.doc_id} — {d.title}\n{d.body}" for d in lore.documents)
-        draft = self.client.complete([
-            {"role": "system", "content": "You are the loremaster of a dark-fantasy game. Consolidate the lore "
-             "of one species into a dossier. Every entry cites the id of the document it comes from."},
-            {"role": "user", "content": f"Species: {lore.species}\n\n{documents}"},
-        ], DossierDraft)
+        draft = self.client.complete(
+            [
+                {
+                    "role": "system",
+                    "content": "You are the loremaster of a dark-fantasy game. Consolidate the lore "
+                    "of one species into a dossier. Every entry cites the id of the document it comes from.",
+                },
+                {"role": "user", "content": f"Species: {lore.species}\n\n{documents}"},
+            ],
+            DossierDraft,
+        )
         known = set(lore.document_ids)
-        sections = {name: tuple(e for e in getattr(draft, name) if e.source in known)
-                    for name in ("traits", "weaknesses", "speech_style", "taboos", "facts")}
+        sections = {
+            name: tuple(e for e in getattr(draft, name) if e.source in known)
+            for name in ("traits", "weaknesses", "speech_style", "taboos", "facts")
+        }
         return Dossier(species=lore.species, documents=lore.dossier.documents, **sections)
 
 
@@ -296,15 +325,25 @@ class LLMDesigner:
         self.proposals = proposals
         self.seed = seed
 
-    def design(self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec,
-               mined: list[Encounter]) -> EncounterSet:
+    def design(
+        self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec, mined: list[Encounter]
+    ) -> EncounterSet:
         rules = "\n".join(f"- {r.id}: {r.description}" for r in rulebook.rules)
-        drafts = self.client.complete([
-            {"role": "system", "content": "You are the game designer. Propose varied, playable encounters "
-             "for one monster species that together exercise every rule."},
-            {"role": "user", "content": f"Species: {rulebook.species}\nLive game state: {live_state.model_dump_json()}\n"
-             f"Rules:\n{rules}\nPropose {self.proposals} encounters."},
-        ], EncounterProposals)
+        drafts = self.client.complete(
+            [
+                {
+                    "role": "system",
+                    "content": "You are the game designer. Propose varied, playable encounters "
+                    "for one monster species that together exercise every rule.",
+                },
+                {
+                    "role": "user",
+                    "content": f"Species: {rulebook.species}\nLive game state: {live_state.model_dump_json()}\n"
+                    f"Rules:\n{rules}\nPropose {self.proposals} encounters.",
+                },
+            ],
+            EncounterProposals,
+        )
         proposed = [e for e in drafts.encounters if e.npc.species == rulebook.species]
         return EncounterDesigner(rulebook, live_state, seed=self.seed).design(spec, mined=list(mined) + proposed)
 
@@ -315,14 +354,30 @@ class LLMWriter:
         self.name = f"openai:{client.endpoint.model}"
 
     def write(self, encounter: Encounter, brief: Brief, variant: int = 0) -> Trajectory:
-        draft = self.client.complete([
-            {"role": "system", "content": f"You are the trajectory writer. You play a {brief.species} and think "
-             f"step by step before acting, true to its lore and bound by its rules. {STEP_FORMAT}"},
-            {"role": "user", "content": f"Encounter:\n{describe_encounter(encounter)}\n\nDossier:\n"
-             f"{_dossier_text(brief.dossier)}\n\nRules that apply:\n{brief.rules_summary()}\n\nVariant {variant}."},
-        ], TrajectoryDraft)
-        return Trajectory(encounter_id=encounter.encounter_id, species=encounter.species, steps=tuple(draft.steps),
-                          citations=tuple(draft.citations), rule_ids=tuple(draft.rule_ids), teacher=self.name)
+        draft = self.client.complete(
+            [
+                {
+                    "role": "system",
+                    "content": f"You are the trajectory writer. You play a {brief.species} and think "
+                    f"step by step before acting, true to its lore and bound by its rules. {STEP_FORMAT}",
+                },
+                {
+                    "role": "user",
+                    "content": f"Encounter:\n{describe_encounter(encounter)}\n\nDossier:\n"
+                    f"{_dossier_text(brief.dossier)}\n\nRules that apply:\n{brief.rules_summary()}\n\n"
+                    f"Variant {variant}.",
+                },
+            ],
+            TrajectoryDraft,
+        )
+        return Trajectory(
+            encounter_id=encounter.encounter_id,
+            species=encounter.species,
+            steps=tuple(draft.steps),
+            citations=tuple(draft.citations),
+            rule_ids=tuple(draft.rule_ids),
+            teacher=self.name,
+        )
 
 
 class LLMReviewer:
@@ -337,12 +392,21 @@ class LLMReviewer:
         self.aspect = aspect
 
     def review(self, trajectory: Trajectory, encounter: Encounter, brief: Brief) -> Review:
-        review = self.client.complete([
-            {"role": "system", "content": f"You are a strict reviewer. {self.QUESTIONS[self.aspect]} "
-             f"Answer with aspect '{self.aspect}', approved true/false and a list of concrete issues."},
-            {"role": "user", "content": f"Encounter:\n{describe_encounter(encounter)}\n\nDossier:\n"
-             f"{_dossier_text(brief.dossier)}\n\nRules:\n{brief.rules_summary()}\n\nTrajectory:\n{trajectory.render()}"},
-        ], Review)
+        review = self.client.complete(
+            [
+                {
+                    "role": "system",
+                    "content": f"You are a strict reviewer. {self.QUESTIONS[self.aspect]} "
+                    f"Answer with aspect '{self.aspect}', approved true/false and a list of concrete issues.",
+                },
+                {
+                    "role": "user",
+                    "content": f"Encounter:\n{describe_encounter(encounter)}\n\nDossier:\n"
+                    f"{_dossier_text(brief.dossier)}\n\nRules:\n{brief.rules_summary()}\n\nTrajectory:\n{trajectory.render()}",
+                },
+            ],
+            Review,
+        )
         return review.model_copy(update={"aspect": self.aspect})
 
 
@@ -350,17 +414,25 @@ class LLMDirector:
     def __init__(self, client: RoleClient):
         self.client = client
 
-    def direct(self, encounter: Encounter, brief: Brief, proposals: list[Trajectory],
-               reviews: list[list[Review]]) -> Trajectory:
+    def direct(
+        self, encounter: Encounter, brief: Brief, proposals: list[Trajectory], reviews: list[list[Review]]
+    ) -> Trajectory:
         listing = "\n\n".join(
-            f"### Proposal {i}\n{p.render()}\nReviews: " + "; ".join(
-                f"{r.aspect}: {'ok' if r.approved else ', '.join(r.issues)}" for r in rs)
-            for i, (p, rs) in enumerate(zip(proposals, reviews)))
-        choice = self.client.complete([
-            {"role": "system", "content": "You are the director. Keep the best proposal, fixing what the "
-             f"reviewers found if needed. {STEP_FORMAT}"},
-            {"role": "user", "content": f"Encounter:\n{describe_encounter(encounter)}\n\n{listing}"},
-        ], DirectorChoice)
+            f"### Proposal {i}\n{p.render()}\nReviews: "
+            + "; ".join(f"{r.aspect}: {'ok' if r.approved else ', '.join(r.issues)}" for r in rs)
+            for i, (p, rs) in enumerate(zip(proposals, reviews))
+        )
+        choice = self.client.complete(
+            [
+                {
+                    "role": "system",
+                    "content": "You are the director. Keep the best proposal, fixing what the "
+                    f"reviewers found if needed. {STEP_FORMAT}",
+                },
+                {"role": "user", "content": f"Encounter:\n{describe_encounter(encounter)}\n\n{listing}"},
+            ],
+            DirectorChoice,
+        )
         base = proposals[min(choice.chosen, len(proposals) - 1)]
         update = {"teacher": f"{base.teacher}+director"}
         if choice.steps:

@@ -11,11 +11,12 @@ from srl_forge.encounter import Encounter, GameState
 from srl_forge.encounters import DesignSpec, EncounterDesigner, EncounterSet
 from srl_forge.hashing import content_hash
 from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
+from srl_forge.policy import assess_text, decide_action, speak_action
 from srl_forge.rulebook import Rulebook
 from srl_forge.rules_engine import Decision
 from srl_forge.teachers.lines import Voice, compose_line
 from srl_forge.teachers.roles import Brief, Review
-from srl_forge.trajectory import Trajectory, TrajectoryStep, assess_text
+from srl_forge.trajectory import Trajectory, TrajectoryStep
 
 DECISIVE = ("require", "forbid", "prefer")
 WORD = re.compile(r"[a-z]+")
@@ -30,8 +31,9 @@ class ProgrammaticDesigner:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def design(self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec,
-               mined: list[Encounter]) -> EncounterSet:
+    def design(
+        self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec, mined: list[Encounter]
+    ) -> EncounterSet:
         return EncounterDesigner(rulebook, live_state, seed=self.seed).design(spec, mined=mined)
 
 
@@ -49,8 +51,11 @@ def lore_for_rule(dossier: Dossier, source: str, description: str) -> CitedEntry
 
 def recall_query(encounter: Encounter, decision: Decision, descriptions: dict[str, str]) -> str:
     """What the monster asks its memory: the situation and the rules that fired, in words."""
-    rules = " ".join(descriptions.get(e.rule_id, "") for e in sorted(decision.trace, key=lambda e: -e.priority)
-                     if e.effect.split(" ")[0] in DECISIVE)
+    rules = " ".join(
+        descriptions.get(e.rule_id, "")
+        for e in sorted(decision.trace, key=lambda e: -e.priority)
+        if e.effect.split(" ")[0] in DECISIVE
+    )
     return f"{assess_text(encounter)} {rules}".strip()
 
 
@@ -58,8 +63,11 @@ def decisive_entries(decision: Decision, max_rules: int = 3) -> list:
     """The rules that decide, highest priority first: applied or overridden requirements, bans and preferences."""
     decisive = []
     for entry in sorted(decision.trace, key=lambda e: -e.priority):
-        if entry.status in ("applied", "overridden") and entry.effect.split(" ")[0] in DECISIVE \
-                and entry.rule_id not in [d.rule_id for d in decisive]:
+        if (
+            entry.status in ("applied", "overridden")
+            and entry.effect.split(" ")[0] in DECISIVE
+            and entry.rule_id not in [d.rule_id for d in decisive]
+        ):
             decisive.append(entry)
     return decisive[:max_rules]
 
@@ -69,8 +77,11 @@ NO_RULE = "No rule binds me here; I act on instinct."
 
 def rule_step_action(entry) -> str:
     """An APPLY RULE step's action: `id (priority p): effect.` (and the status when it did not apply)."""
-    return (f"{entry.rule_id} (priority {entry.priority}): {entry.effect}"
-            + (f" [{entry.status}]" if entry.status != "applied" else "") + ".")
+    return (
+        f"{entry.rule_id} (priority {entry.priority}): {entry.effect}"
+        + (f" [{entry.status}]" if entry.status != "applied" else "")
+        + "."
+    )
 
 
 def applied_rules_text(decision: Decision, max_rules: int = 3) -> str:
@@ -102,13 +113,17 @@ class ProgrammaticWriter:
         p, loc = encounter.player, encounter.location
         decisive = decisive_entries(decision, self.max_rules)
         pressing = [brief.rule_descriptions.get(e.rule_id, e.rule_id).rstrip(".").lower() for e in decisive[:2]]
-        steps = [TrajectoryStep(
-            title="ASSESS",
-            thought=(f"{p.party_size} {p.faction} {p.action} at the {loc.kind}"
-                     + (f" with {', '.join(i.replace('_', ' ') for i in p.items)}" if p.items else "")
-                     + (f"; what matters: {'; '.join(pressing)}." if pressing else "; nothing presses me.")),
-            action=assess_text(encounter),
-        )]
+        steps = [
+            TrajectoryStep(
+                title="ASSESS",
+                thought=(
+                    f"{p.party_size} {p.faction} {p.action} at the {loc.kind}"
+                    + (f" with {', '.join(i.replace('_', ' ') for i in p.items)}" if p.items else "")
+                    + (f"; what matters: {'; '.join(pressing)}." if pressing else "; nothing presses me.")
+                ),
+                action=assess_text(encounter),
+            )
+        ]
         # Lore: what semantic memory recalled for this encounter first, then the rules' own sources.
         recalled: list[CitedEntry] = list(brief.recalled)
         for entry in decisive:
@@ -123,43 +138,62 @@ class ProgrammaticWriter:
             citations.append(lore.source)
             quoted.append(lore)
             from_memory = lore in brief.recalled
-            steps.append(TrajectoryStep(
-                title="RECALL LORE",
-                thought=(f"My memory of {lore.source} answers this {loc.kind} encounter." if from_memory
-                         else f"The rule I face comes from {lore.source}; I recall what it says."),
-                action=f"{lore.source}: {lore.text}",
-            ))
+            steps.append(
+                TrajectoryStep(
+                    title="RECALL LORE",
+                    thought=(
+                        f"My memory of {lore.source} answers this {loc.kind} encounter."
+                        if from_memory
+                        else f"The rule I face comes from {lore.source}; I recall what it says."
+                    ),
+                    action=f"{lore.source}: {lore.text}",
+                )
+            )
         for entry in decisive:
-            steps.append(TrajectoryStep(
-                title="APPLY RULE",
-                thought=(f"{brief.rule_descriptions.get(entry.rule_id, entry.rule_id)}"
-                         + (f" It is {entry.status}: {entry.note}." if entry.status != "applied" and entry.note else "")),
-                action=rule_step_action(entry),
-            ))
+            steps.append(
+                TrajectoryStep(
+                    title="APPLY RULE",
+                    thought=(
+                        f"{brief.rule_descriptions.get(entry.rule_id, entry.rule_id)}"
+                        + (f" It is {entry.status}: {entry.note}." if entry.status != "applied" and entry.note else "")
+                    ),
+                    action=rule_step_action(entry),
+                )
+            )
         if not decisive:
             steps.append(TrajectoryStep(title="APPLY RULE", thought="Nothing binds me here.", action=NO_RULE))
         action, why = self._choose(decision, brief, rng)
         # Short on purpose: the whole step (thought included) must fit the policy's completion budget.
         lore_note = f" Lore: {quoted[0].source}, {_short(quoted[0].text, 8)}" if quoted else ""
-        steps.append(TrajectoryStep(
-            title="DECIDE",
-            thought=f"I choose {action}: {why}.{lore_note}",
-            action=f"ACTION: {action}",
-        ))
+        steps.append(
+            TrajectoryStep(
+                title="DECIDE",
+                thought=f"I choose {action}: {why}.{lore_note}",
+                action=decide_action(action),
+            )
+        )
         markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
         line = compose_line(self.voice, encounter, action, decision.dialogue, rng, markers)
-        steps.append(TrajectoryStep(
-            title="SPEAK",
-            thought=f"I answer what is in front of me, the {p.faction} and the {loc.kind}, in the voice of my kind.",
-            action=f'SAY: "{line}"',
-        ))
+        steps.append(
+            TrajectoryStep(
+                title="SPEAK",
+                thought=f"I answer what is in front of me, the {p.faction} and the {loc.kind}, "
+                "in the voice of my kind.",
+                action=speak_action(line),
+            )
+        )
         return Trajectory(
-            encounter_id=encounter.encounter_id, species=encounter.species, steps=tuple(steps),
-            citations=tuple(citations), rule_ids=tuple(e.rule_id for e in decisive), teacher=self.name,
+            encounter_id=encounter.encounter_id,
+            species=encounter.species,
+            steps=tuple(steps),
+            citations=tuple(citations),
+            rule_ids=tuple(e.rule_id for e in decisive),
+            teacher=self.name,
         )
 
     def _choose(self, decision: Decision, brief: Brief, rng: random.Random) -> tuple[str, str]:
         """The engine's top action and why it beats the runner-up, from the rules that ranked them."""
+
         def backer(action: str) -> str:
             for entry in sorted(decision.trace, key=lambda e: -e.priority):
                 if entry.status == "applied" and action in entry.effect and not entry.effect.startswith("forbid"):
@@ -199,7 +233,8 @@ class LoreReviewer:
             if (source, text) not in known:
                 issues.append(f"lore not found in the dossier: {step.action[:80]}")
         if not any(s.title == "RECALL LORE" for s in trajectory.steps) and any(
-                e.status == "applied" for e in brief.decision.trace):
+            e.status == "applied" for e in brief.decision.trace
+        ):
             issues.append("no lore recalled although rules apply")
         return Review(aspect="lore", approved=not issues, issues=issues)
 
@@ -235,8 +270,9 @@ class RulesReviewer:
 class ProgrammaticDirector:
     """Keeps the proposal the reviewers like best (fewest issues, earliest on ties)."""
 
-    def direct(self, encounter: Encounter, brief: Brief, proposals: list[Trajectory],
-               reviews: list[list[Review]]) -> Trajectory:
+    def direct(
+        self, encounter: Encounter, brief: Brief, proposals: list[Trajectory], reviews: list[list[Review]]
+    ) -> Trajectory:
         scores = [sum(len(r.issues) + (0 if r.approved else 1) for r in rs) for rs in reviews]
         best = min(range(len(proposals)), key=lambda i: (scores[i], i))
         chosen = proposals[best]

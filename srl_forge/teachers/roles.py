@@ -27,8 +27,11 @@ class Brief(BaseModel):
     recalled: tuple[CitedEntry, ...] = ()  # dossier entries semantic memory recalled for this encounter
 
     def rules_summary(self) -> str:
-        lines = [f"- {e.rule_id} (priority {e.priority}, {e.status}): {e.effect} — "
-                 f"{self.rule_descriptions.get(e.rule_id, '')}" for e in self.decision.trace]
+        lines = [
+            f"- {e.rule_id} (priority {e.priority}, {e.status}): {e.effect} — "
+            f"{self.rule_descriptions.get(e.rule_id, '')}"
+            for e in self.decision.trace
+        ]
         lines.append(f"Acceptable actions, best first: {', '.join(self.decision.acceptable) or 'none'}")
         return "\n".join(lines)
 
@@ -45,8 +48,9 @@ class Loremaster(Protocol):
 
 
 class Designer(Protocol):
-    def design(self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec,
-               mined: list[Encounter]) -> EncounterSet: ...
+    def design(
+        self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec, mined: list[Encounter]
+    ) -> EncounterSet: ...
 
 
 class TrajectoryWriter(Protocol):
@@ -60,5 +64,6 @@ class Reviewer(Protocol):
 
 
 class Director(Protocol):
-    def direct(self, encounter: Encounter, brief: Brief, proposals: list[Trajectory],
-               reviews: list[list[Review]]) -> Trajectory: ...
+    def direct(
+        self, encounter: Encounter, brief: Brief, proposals: list[Trajectory], reviews: list[list[Review]]
+    ) -> Trajectory: ...

@@ -10,15 +10,27 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from srl_forge.rulebook import Rulebook
 from srl_forge.teachers.collaboration import TeacherTeam
-from srl_forge.teachers.openai_compatible import (
-    LLMDesigner, LLMDirector, LLMLoremaster, LLMReviewer, LLMWriter, ResponseCache, RoleClient, RoleEndpoint,
-    UsageLedger,
-)
 from srl_forge.teachers.judge import LineJudge
 from srl_forge.teachers.lines import load_voice
+from srl_forge.teachers.openai_compatible import (
+    LLMDesigner,
+    LLMDirector,
+    LLMLoremaster,
+    LLMReviewer,
+    LLMWriter,
+    ResponseCache,
+    RoleClient,
+    RoleEndpoint,
+    UsageLedger,
+)
 from srl_forge.teachers.programmatic import (
-    CharacterReviewer, LoreReviewer, ProgrammaticDesigner, ProgrammaticDirector, ProgrammaticLoremaster,
-    ProgrammaticWriter, RulesReviewer,
+    CharacterReviewer,
+    LoreReviewer,
+    ProgrammaticDesigner,
+    ProgrammaticDirector,
+    ProgrammaticLoremaster,
+    ProgrammaticWriter,
+    RulesReviewer,
 )
 from srl_forge.teachers.roles import Designer, Loremaster
 
@@ -30,7 +42,8 @@ class TeachersConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     providers: dict[str, Literal["programmatic", "openai"]] = Field(
-        default_factory=lambda: {role: "programmatic" for role in ROLES})
+        default_factory=lambda: {role: "programmatic" for role in ROLES}
+    )
     endpoints: dict[str, RoleEndpoint] = Field(default_factory=dict)
     judge: RoleEndpoint | None = None  # optional line judge for evaluation (never a training reward)
     seed: int = 0
@@ -74,10 +87,14 @@ class Teachers:
             judge_client.require_api_key()
             self.judge = LineJudge(judge_client, config.concurrency)
 
-        self.loremaster: Loremaster = LLMLoremaster(client("loremaster")) if use("loremaster") == "openai" \
-            else ProgrammaticLoremaster()
-        self.designer: Designer = LLMDesigner(client("designer"), seed=config.seed) if use("designer") == "openai" \
+        self.loremaster: Loremaster = (
+            LLMLoremaster(client("loremaster")) if use("loremaster") == "openai" else ProgrammaticLoremaster()
+        )
+        self.designer: Designer = (
+            LLMDesigner(client("designer"), seed=config.seed)
+            if use("designer") == "openai"
             else ProgrammaticDesigner(seed=config.seed)
+        )
         self._client, self._voices_root, self._rulebook = client, voices_root, rulebook
 
     @cached_property
@@ -85,8 +102,11 @@ class Teachers:
         """The trajectory team, built when a stage needs it: only the programmatic writer reads the
         species' voice file, so encounters (the designer) never need one."""
         config, client, use = self.config, self._client, self.config.provider
-        writer = LLMWriter(client("writer")) if use("writer") == "openai" \
+        writer = (
+            LLMWriter(client("writer"))
+            if use("writer") == "openai"
             else ProgrammaticWriter(load_voice(self._voices_root, self._rulebook), seed=config.seed)
+        )
         if use("reviewer") == "openai":
             reviewer_client = client("reviewer")
             reviewers = [LLMReviewer(reviewer_client, aspect) for aspect in ("lore", "character", "rules")]
@@ -94,7 +114,10 @@ class Teachers:
             reviewers = [LoreReviewer(), CharacterReviewer(), RulesReviewer()]
         director = LLMDirector(client("director")) if use("director") == "openai" else ProgrammaticDirector()
         return TeacherTeam(
-            writers=[writer], reviewers=reviewers, director=director,
-            proposals_per_writer=config.proposals_per_writer, concurrency=config.concurrency,
+            writers=[writer],
+            reviewers=reviewers,
+            director=director,
+            proposals_per_writer=config.proposals_per_writer,
+            concurrency=config.concurrency,
             labels={role: config.label(role) for role in ROLES},
         )
