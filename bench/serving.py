@@ -116,15 +116,16 @@ def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict
     reusing the keys and values of the prompt they already read; transformers also merged and bare."""
     from peft import PeftModel
 
-    from srl_forge.serving.engine import AdapterPool, ServedAdapter, llama_cpp_available
-    from srl_forge.serving.latency import ttft_summary
+    from serving.engine import AdapterPool, llama_cpp_available
+    from serving.engine_protocol import ServedAdapter
+    from serving.latency import ttft_summary
     from training.model_loading import default_policy_gguf
 
     adapter = [ServedAdapter(name="a", target="a", tier="tier1", version="a" * 64, path=adapter_dir)]
     rows = []
     if llama_cpp_available():
-        from srl_forge.serving.gguf_lora import dequantized_gguf
-        from srl_forge.serving.llama_engine import LlamaCppPool
+        from serving.gguf_lora import dequantized_gguf
+        from serving.llama_engine import LlamaCppPool
 
         gguf_cache = Path(tempfile.mkdtemp(prefix="srl-bench-gguf-"))
         float32 = dequantized_gguf(default_policy_gguf(), gguf_cache / "base-f32.gguf")
@@ -194,13 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from bench.learning import machine
+    from serving.server import ForgeServer, build_app
     from srl_assets.serve import serving_config
     from srl_forge.artifacts import LocalArtifactStore
     from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, served_name
     from srl_forge.encounter import Encounter
     from srl_forge.policy import rlvr_prompt
     from srl_forge.registry import AdapterVersion, open_registry
-    from srl_forge.serving.server import ForgeServer, build_app
     from training.model_loading import load_base_model, lora_config, resolve_model
 
     config = serving_config()

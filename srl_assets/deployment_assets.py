@@ -38,9 +38,10 @@ def measure_candidate_latency(
 ) -> dict:
     """Time to first streamed token of the candidate on held-out encounter prompts, one stream at a time,
     through the engine that will serve it."""
+    from serving.engine import open_engine
+    from serving.engine_protocol import ServedAdapter
+    from serving.latency import ttft_summary
     from srl_forge.policy import rlvr_prompt
-    from srl_forge.serving.engine import ServedAdapter, open_engine
-    from srl_forge.serving.latency import ttft_summary
 
     held_out = encounter_set.by_split("test") or encounter_set.by_split("validation")
     picked = random.Random("latency").sample(held_out, min(len(held_out), deployment.latency_prompts))

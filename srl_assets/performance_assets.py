@@ -9,6 +9,7 @@ from dagster import (
     asset,
 )
 
+from serving.performance import served_performance
 from srl_assets.automation import FRESH
 from srl_assets.deployment_assets import deployed_adapter
 from srl_assets.metadata import markdown_table
@@ -20,7 +21,6 @@ from srl_assets.resources import (
     PlayerLogsResource,
 )
 from srl_forge.hashing import content_hash
-from srl_forge.performance import served_performance
 from srl_forge.player_logs import read_player_logs
 from srl_forge.rulebook import CompiledRules
 

@@ -16,7 +16,7 @@ from srl_assets.resources import embedded_resources, resolved
 
 
 def serving_config(**overrides):
-    from srl_forge.serving.server import ServingConfig
+    from serving.server import ServingConfig
 
     r = embedded_resources()
     return ServingConfig(
@@ -38,7 +38,7 @@ def serving_config(**overrides):
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from srl_forge.serving.server import ForgeServer, build_app
+    from serving.server import ForgeServer, build_app
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")

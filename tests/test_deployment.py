@@ -278,11 +278,11 @@ def test_tiers_file_errors_name_the_field(tmp_path):
 def test_served_performance_reverifies_answers_and_flags_a_drop():
     from datetime import datetime
 
+    from serving.performance import served_performance
     from srl_assets.resources import REPO_ROOT
     from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
     from srl_forge.grading import top_actions
     from srl_forge.lore import load_species_lore
-    from srl_forge.performance import served_performance
     from srl_forge.player_logs import PlayerLogRecord, ServedInfo
     from srl_forge.rulebook import load_rulebook
     from srl_forge.rules_engine import RulesEngine

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from serving.server import AnswerGuard
 from srl_forge.errors import InputError
 from srl_forge.personas import load_persona, persona_action_scores
-from srl_forge.serving.server import AnswerGuard
 
 LORE = Path(__file__).resolve().parent.parent / "lore"
 
@@ -172,10 +172,10 @@ def _make_adapter(tiny_policy: str, folder: Path, seed: int) -> Path:
 def served(tmp_path, tiny_policy, model_cache):
     import uvicorn
 
+    from serving.server import ForgeServer, ServingConfig, build_app
     from srl_forge.artifacts import LocalArtifactStore
     from srl_forge.deployment import deploy_candidate
     from srl_forge.registry import AdapterVersion, open_registry
-    from srl_forge.serving.server import ForgeServer, ServingConfig, build_app
 
     root = LORE.parent
     store = LocalArtifactStore(tmp_path / "artifacts")
@@ -304,7 +304,8 @@ def test_streaming_chat_through_the_openai_client_is_logged_for_training(served)
 def test_the_prefix_cache_changes_speed_not_answers(tmp_path, tiny_policy):
     """Greedy answers with the system prompt's keys and values cached are the answers without the cache,
     for each adapter (LoRA changes keys and values, so each adapter has its own cache)."""
-    from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats
+    from serving.engine import AdapterPool
+    from serving.engine_protocol import ServedAdapter, StreamStats
 
     adapters = [
         ServedAdapter(
@@ -427,7 +428,7 @@ CHATS = [
 
 def f32_base(hf_path: str) -> Path:
     """The float32 GGUF the llama.cpp engine serves, made once beside the converted HF model."""
-    from srl_forge.serving.gguf_lora import dequantized_gguf
+    from serving.gguf_lora import dequantized_gguf
     from training.model_loading import default_policy_gguf
 
     return dequantized_gguf(default_policy_gguf(), Path(hf_path).parent / "smollm2-f32.gguf")
@@ -469,7 +470,7 @@ def _adapter_effect_agreement(path: str, adapter: Path, gguf_adapter: Path) -> f
 
 
 def test_a_lora_adapter_converted_to_gguf_does_in_llama_cpp_what_it_does_in_peft(smollm2_loras, tmp_path, monkeypatch):
-    from srl_forge.serving import gguf_lora
+    from serving import gguf_lora
 
     path, adapters = smollm2_loras
     shape = gguf_lora.base_gguf_shape(f32_base(path))
@@ -484,8 +485,9 @@ def test_a_lora_adapter_converted_to_gguf_does_in_llama_cpp_what_it_does_in_peft
 
 
 def test_the_llama_cpp_engine_streams_and_reuses_what_it_already_read(smollm2_loras, tmp_path):
-    from srl_forge.serving.engine import AdapterPool, ServedAdapter, StreamStats
-    from srl_forge.serving.llama_engine import LlamaCppPool
+    from serving.engine import AdapterPool
+    from serving.engine_protocol import ServedAdapter, StreamStats
+    from serving.llama_engine import LlamaCppPool
 
     path, adapters = smollm2_loras
     served = [
@@ -515,8 +517,8 @@ def test_the_llama_cpp_engine_streams_and_reuses_what_it_already_read(smollm2_lo
 
 
 def test_the_serving_engine_is_configuration(smollm2_loras, model_cache):
-    from srl_forge.serving.engine import AdapterPool, open_engine
-    from srl_forge.serving.llama_engine import LlamaCppPool
+    from serving.engine import AdapterPool, open_engine
+    from serving.llama_engine import LlamaCppPool
 
     assert isinstance(open_engine("auto", "smollm2-135m-instruct", model_cache), LlamaCppPool)
     assert isinstance(open_engine("transformers", "smollm2-135m-instruct", model_cache), AdapterPool)

@@ -99,6 +99,7 @@ def test_zero_variance_group_contributes_no_gradient(tiny_policy, model_cache, t
     trainer = DynamicSamplingGRPOTrainer(
         model=model,
         reward_funcs=[reward],
+        dynamic_sampling_epsilon=1e-4,
         train_dataset=data,
         processing_class=tokenizer,
         args=GRPOConfig(

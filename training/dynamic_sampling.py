@@ -14,8 +14,6 @@ from __future__ import annotations
 import torch
 from trl import GRPOTrainer
 
-from training.grpo_runner import DEFAULT_EPSILON
-
 
 def keep_mask(rewards: torch.Tensor, num_generations: int, epsilon: float) -> torch.Tensor:
     """Per-completion boolean: True where the completion's group has reward std > epsilon."""
@@ -26,7 +24,7 @@ def keep_mask(rewards: torch.Tensor, num_generations: int, epsilon: float) -> to
 
 
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
-    def __init__(self, *args, dynamic_sampling_epsilon: float = DEFAULT_EPSILON, **kwargs):
+    def __init__(self, *args, dynamic_sampling_epsilon: float, **kwargs):  # the job config's value
         super().__init__(*args, **kwargs)
         self.dynamic_sampling_epsilon = dynamic_sampling_epsilon
         self._last_rewards_per_func: torch.Tensor | None = None

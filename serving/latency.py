@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from srl_forge.serving.engine import ServingEngine, StreamStats
+from serving.engine_protocol import ServingEngine, StreamStats
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -23,60 +23,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-
-@dataclass(frozen=True)
-class ServedAdapter:
-    name: str  # the model name a game asks for
-    target: str  # species or species/npc
-    tier: str
-    version: str
-    path: str  # local adapter folder
-
-
-@dataclass
-class StreamStats:
-    started: float = field(default_factory=time.perf_counter)
-    first_token: float | None = None
-    finished: float | None = None
-    tokens: int = 0
-    cached_prompt_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
-
-    @property
-    def ttft_ms(self) -> float | None:
-        return None if self.first_token is None else (self.first_token - self.started) * 1000
-
-    @property
-    def total_ms(self) -> float | None:
-        return None if self.finished is None else (self.finished - self.started) * 1000
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        if self.finished is None or self.first_token is None or self.tokens < 2:
-            return None
-        return (self.tokens - 1) / max(1e-6, self.finished - self.first_token)
-
-
-class ServingEngine(Protocol):
-    """What the server, the latency gate and the benchmark need of an engine (`AdapterPool`, `LlamaCppPool`)."""
-
-    name: str  # for reports: which engine measured or served
-    tokenizer: object
-    adapters: dict[str, ServedAdapter]
-
-    def sync(self, wanted: list[ServedAdapter]) -> dict[str, list[str]]: ...
-    def warm(self, name: str | None, messages: list[dict]) -> int: ...
-    def stream(
-        self,
-        name: str | None,
-        messages: list[dict],
-        max_new_tokens: int = 96,
-        temperature: float = 0.0,
-        stats: StreamStats | None = None,
-    ) -> Iterator[str]: ...
+from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
 
 
 class AdapterPool:
@@ -320,8 +269,8 @@ def open_engine(
                 f"the llama.cpp engine serves the default policy's GGUF; {base_model} is served by "
                 "transformers locally and by vLLM in production"
             )
-        from srl_forge.serving.gguf_lora import dequantized_gguf
-        from srl_forge.serving.llama_engine import LlamaCppPool
+        from serving.gguf_lora import dequantized_gguf
+        from serving.llama_engine import LlamaCppPool
 
         base = dequantized_gguf(default_policy_gguf(), Path(model_cache) / "gguf" / f"{base_model}-f32.gguf")
         return LlamaCppPool(base, hf_path, Path(model_cache) / "gguf" / "adapters", threads)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from serving.engine import open_engine
+from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
 from srl_forge.deployment import load_tiers, served_name
 from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
@@ -40,14 +42,8 @@ from srl_forge.policy import (
     render_said,
     rlvr_prompt,
 )
-from srl_forge.serving.engine import (
-    ServedAdapter,
-    ServingEngine,
-    StreamStats,
-    open_engine,
-)
 
-log = logging.getLogger("srl_forge.serving")
+log = logging.getLogger("serving")
 TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
 
 
@@ -67,7 +63,7 @@ class ServingConfig(BaseModel):
     max_new_tokens: int = 96
     threads: int | None = None
     prefix_cache_size: int = 64  # system-prompt KV caches kept (one per served model); 0 turns caching off
-    engine: str = "auto"  # auto | llama.cpp | transformers (see srl_forge/serving/engine.py)
+    engine: str = "auto"  # auto | llama.cpp | transformers (see serving/engine.py)
 
 
 class ChatRequest(BaseModel):

@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from srl_forge.serving.engine import ServedAdapter, StreamStats
-from srl_forge.serving.gguf_lora import base_gguf_shape, convert_lora
+from serving.engine_protocol import ServedAdapter, StreamStats
+from serving.gguf_lora import base_gguf_shape, convert_lora
 
 
 class LlamaCppPool:

@@ -6,9 +6,9 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from serving.latency import percentile
 from srl_forge.grading import top_actions
 from srl_forge.player_logs import PlayerLogRecord
-from srl_forge.serving.latency import percentile
 
 
 def _interval(hits: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict:
