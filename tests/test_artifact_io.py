@@ -14,7 +14,7 @@ from dagster._core.types.dagster_type import resolve_dagster_type
 from srl_assets.io_manager import ArtifactIOManager
 from srl_forge.encounter import GameState
 from srl_forge.rulebook import CompiledRules, load_rulebook
-from tests.conftest import RULES_ROOT
+from tests.helpers import RULES_ROOT
 from training.step_dataset import RowDataset
 
 SPECIES = StaticPartitionsDefinition(["vampire", "ghoul"])

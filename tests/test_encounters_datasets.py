@@ -19,7 +19,7 @@ from srl_forge.policy import parse_step
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.lines import Voice
-from tests.conftest import RULES_ROOT, SPECIES, make_encounter
+from tests.helpers import RULES_ROOT, SPECIES, make_encounter
 from tests.test_teachers import programmatic, sampled, setup
 from training.outcome_dataset import outcome_row
 from training.step_dataset import names_next_title, step_rows

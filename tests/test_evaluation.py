@@ -12,7 +12,7 @@ from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.collaboration import produce_trajectories
 from srl_forge.teachers.lines import load_voice
-from tests.conftest import LORE_ROOT, REPO, RULES_ROOT
+from tests.helpers import LORE_ROOT, REPO, RULES_ROOT
 from training.evaluation import (
     EvalCase,
     bootstrap,

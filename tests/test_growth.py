@@ -23,7 +23,7 @@ from srl_forge.encounters import EncounterSet, SampledEncounter, rule_conflicts
 from srl_forge.lore import load_species_lore, lore_problems
 from srl_forge.player_logs import PlayerLogRecord, filter_player_records
 from srl_forge.rulebook import Rule, Rulebook
-from tests.conftest import LORE_ROOT, SPECIES, make_encounter
+from tests.helpers import LORE_ROOT, SPECIES, make_encounter
 from training.rewards import reward_spread
 from training.step_dataset import size_and_leakage
 
@@ -250,7 +250,7 @@ def test_rule_conflicts_found_for_equal_priority_contradiction():
 @pytest.mark.parametrize("species", SPECIES)
 def test_shipped_rules_are_consistent(species):
     from srl_forge.rulebook import load_rulebook
-    from tests.conftest import RULES_ROOT
+    from tests.helpers import RULES_ROOT
 
     assert rule_conflicts(load_rulebook(RULES_ROOT, species), samples_per_rule=10) == []
 

@@ -20,7 +20,7 @@ from srl_forge.player_logs import (
 )
 from srl_forge.rulebook import Rule, Rulebook, load_rulebook
 from srl_forge.species import discover_species, validate_species_id
-from tests.conftest import RULES_ROOT, make_encounter
+from tests.helpers import RULES_ROOT, make_encounter
 from tests.test_lore import GOOD
 
 BOMB = "\n".join(

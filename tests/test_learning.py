@@ -6,7 +6,7 @@ import torch
 
 from srl_forge.errors import InputError
 from srl_forge.policy import parse_decision
-from tests.conftest import make_encounter
+from tests.helpers import make_encounter
 from training.evaluation import _answer_from_steps
 from training.feature_classifier import FeatureClassifier, encounter_features
 from training.grpo_runner import RECIPES, GRPOTrainingConfig, recipe, sft_steps

@@ -16,7 +16,7 @@ from srl_forge.species import (
     require_known_species,
     validate_species_id,
 )
-from tests.conftest import LORE_ROOT, SPECIES
+from tests.helpers import LORE_ROOT, SPECIES
 
 GOOD = """---
 title: A Test

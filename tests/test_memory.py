@@ -7,7 +7,7 @@ import pytest
 
 from srl_forge.lore import load_species_lore
 from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
-from tests.conftest import LORE_ROOT
+from tests.helpers import LORE_ROOT
 
 
 class AxisEmbedder:

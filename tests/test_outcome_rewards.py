@@ -9,7 +9,7 @@ from srl_forge.grounding import grounding_score, grounding_terms, parrots
 from srl_forge.policy import parse_decision
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import DialogueConstraints, RulesEngine
-from tests.conftest import RULES_ROOT, make_encounter
+from tests.helpers import RULES_ROOT, make_encounter
 from training.rewards import (
     RLVR_REWARD_WEIGHTS,
     decision_format_reward,

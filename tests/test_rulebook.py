@@ -6,7 +6,7 @@ import yaml
 from srl_forge.errors import InputError
 from srl_forge.lore import load_species_lore
 from srl_forge.rulebook import load_rulebook
-from tests.conftest import SPECIES
+from tests.helpers import SPECIES
 
 
 def edit_rules(project, species, mutate):

@@ -7,7 +7,7 @@ import pytest
 from srl_forge.lore import load_species_lore
 from srl_forge.rulebook import Rule, Rulebook, load_rulebook
 from srl_forge.rules_engine import RulesEngine
-from tests.conftest import LORE_ROOT, RULES_ROOT, SPECIES, make_encounter
+from tests.helpers import LORE_ROOT, RULES_ROOT, SPECIES, make_encounter
 
 
 @cache

@@ -21,7 +21,7 @@ from srl_forge.errors import InputError
 from srl_forge.lore import load_species_lore
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
-from tests.conftest import LORE_ROOT, RULES_ROOT, SPECIES
+from tests.helpers import LORE_ROOT, RULES_ROOT, SPECIES
 
 ITEMS = ["garlic", "silver", "holy_symbol", "torch", "wolfsbane", "gold", "salt", "mirror", "stake", "bread"]
 EVENTS = ["blood_moon", "harvest_festival", "plague", "eclipse", "inquisition"]

@@ -10,7 +10,7 @@ import pytest
 from srl_forge.artifacts import LocalArtifactStore
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
-from tests.conftest import SEED
+from tests.helpers import SEED
 
 
 def test_artifact_is_addressed_by_content_and_never_overwritten(tmp_path):

@@ -10,7 +10,7 @@ from srl_forge.encounter import GameState
 from srl_forge.encounters import EncounterDesigner, task_difficulty_report
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
-from tests.conftest import RULES_ROOT, SPECIES
+from tests.helpers import RULES_ROOT, SPECIES
 
 
 @pytest.mark.parametrize("species", SPECIES)

@@ -24,8 +24,9 @@ from srl_forge.teachers.lines import load_voice
 from srl_forge.teachers.openai_compatible import RoleEndpoint
 from srl_forge.teachers.team import Teachers, TeachersConfig
 from srl_forge.trajectory import Trajectory, TrajectoryStep
-from tests.conftest import LORE_ROOT, REPO, RULES_ROOT, SPECIES, make_encounter
+from srl_forge.yaml_files import load_yaml
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import LORE_ROOT, REPO, RULES_ROOT, SPECIES, make_encounter
 
 VOICES = REPO / "voices"
 SECRET = "sk-test-not-a-real-key-1234"
@@ -385,3 +386,9 @@ def test_voices_are_configurable_and_only_the_writer_needs_one(tmp_path, monkeyp
         teachers.team  # noqa: B018 - the writer does
     monkeypatch.setenv("SRL_FORGE_VOICES_ROOT", str(tmp_path / "studio-voices"))
     assert embedded_resources(tmp_path / "home")["teachers"].voices_root == str(tmp_path / "studio-voices")
+
+
+def test_the_shipped_openrouter_example_is_a_valid_teachers_config():
+    """The production example a studio copies names roles, endpoints and key variables the config accepts."""
+    config = TeachersConfig.model_validate(load_yaml((REPO / "config" / "teachers.openrouter.yaml").read_text()))
+    assert config.provider("writer") == "openai" and config.endpoints["writer"].api_key_env == "OPENROUTER_API_KEY"
