@@ -34,6 +34,7 @@ from srl_forge.deployment import load_tiers, served_name
 from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
 from srl_forge.guardrails import check as guardrail_violations
+from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits
 from srl_forge.player_logs import PlayerLogRecord, ServedInfo, append_player_log
 from srl_forge.policy import (
     ThinkingStream,
@@ -55,6 +56,7 @@ class ServingConfig(BaseModel):
     player_logs_root: str
     game_state_db: str
     lore_root: str
+    lore_limits: LoreLimits = DEFAULT_LORE_LIMITS
     rules_root: str
     voices_root: str
     tiers_file: str
@@ -91,11 +93,13 @@ class Monster:
         self.adapter = adapter
         species, _, npc = adapter.target.partition("/")
         self.species, self.npc = species, npc or None
-        lore = load_species_lore(Path(config.lore_root), species)
+        lore = load_species_lore(Path(config.lore_root), species, config.lore_limits)
         self.engine = RulesEngine(load_rulebook(Path(config.rules_root), species, lore.document_ids))
         self.voice = load_voice(Path(config.voices_root), self.engine.rulebook)
         self.persona = (
-            load_persona(Path(config.lore_root), species, self.npc, self.engine.vocabulary) if self.npc else None
+            load_persona(Path(config.lore_root), species, self.npc, self.engine.vocabulary, config.lore_limits)
+            if self.npc
+            else None
         )
         if self.persona and self.persona.header.address:
             self.voice = self.voice.model_copy(update={"address": self.persona.header.address})

@@ -28,7 +28,7 @@ def lore_sources(context, project_files: ProjectFiles):
     known = set(context.instance.get_dynamic_partitions(species_partitions.name))
     return DataVersionsByPartition(
         {
-            species: DataVersion(lore_source_version(project_files.lore_path, species))
+            species: DataVersion(lore_source_version(project_files.lore_path, species, project_files.lore_limits))
             for species in discover_species(project_files.lore_path)
             if species in known
         }
@@ -51,7 +51,7 @@ def lore(
     memory: SemanticMemoryResource,
 ) -> Output[SpeciesLore]:
     with input_errors_as_failures():
-        species_lore = load_species_lore(project_files.lore_path, context.partition_key)
+        species_lore = load_species_lore(project_files.lore_path, context.partition_key, project_files.lore_limits)
 
     def progress(done: int, total: int) -> None:
         context.log.info(f"embedded {done}/{total} new lore chunks")

@@ -120,7 +120,7 @@ def persona_adapter(
     rulebook = artifacts.load(parent.lineage["rules_uri"], CompiledRules).rulebook
     engine = RulesEngine(rulebook)
     with input_errors_as_failures():
-        persona = load_persona(project_files.lore_path, species, npc, rulebook.actions)
+        persona = load_persona(project_files.lore_path, species, npc, rulebook.actions, project_files.lore_limits)
         voice = teachers.voice(rulebook)
     species_rows = artifacts.load(parent.lineage["rlvr_dataset_uri"], RowDataset).rows
     rows = [persona_row(r, persona, engine, voice) for r in species_rows]
@@ -259,7 +259,7 @@ def deployed_persona(
     rulebook = artifacts.load(persona_adapter["rules_uri"], CompiledRules).rulebook
     encounter_set = artifacts.load(parent.lineage["encounters_uri"], EncounterSet)
     with input_errors_as_failures():
-        persona = load_persona(project_files.lore_path, species, npc, rulebook.actions)
+        persona = load_persona(project_files.lore_path, species, npc, rulebook.actions, project_files.lore_limits)
     latency = measure_candidate_latency(
         artifacts.store(),
         training,

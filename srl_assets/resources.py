@@ -11,16 +11,17 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar
 
+from srl_assets.settings import ForgeSettings, encounter_count, load_settings
 from srl_forge.artifacts import StoredArtifact, decode_artifact, open_artifact_store
 from srl_forge.databases import is_postgres
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
+from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits
 from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,12 @@ class ProjectFiles(ConfigurableResource):
 
     lore_root: str
     rules_root: str
+    max_lore_file_bytes: int = DEFAULT_LORE_LIMITS.max_file_bytes
+    max_lore_section_chars: int = DEFAULT_LORE_LIMITS.max_section_chars
+
+    @property
+    def lore_limits(self) -> LoreLimits:
+        return LoreLimits(max_file_bytes=self.max_lore_file_bytes, max_section_chars=self.max_lore_section_chars)
 
     @property
     def lore_path(self) -> Path:
@@ -109,42 +116,38 @@ class DeploymentResource(ConfigurableResource):
 
 
 def forge_home() -> Path:
-    return Path(os.environ.get("SRL_FORGE_HOME", REPO_ROOT / ".forge")).resolve()
+    return load_settings().home.resolve()
 
 
-PROFILES = ("embedded", "aws")
-
-
-def _required_env(name: str, profile: str, must_start: str | None = None) -> EnvVar:
-    value = os.environ.get(name)
+def _required(settings: ForgeSettings, field: str, must_start: str) -> str:
+    name, value = f"SRL_FORGE_{field.upper()}", getattr(settings, field)
     if not value:
-        raise InputError(f"SRL_FORGE_PROFILE={profile}", name, "must be set for this profile")
-    if must_start and not value.startswith(must_start):
-        raise InputError(f"SRL_FORGE_PROFILE={profile}", name, f"must start with {must_start}")
-    return EnvVar(name)
+        raise InputError(f"SRL_FORGE_PROFILE={settings.profile}", name, "must be set for this profile")
+    if not value.startswith(must_start):
+        raise InputError(f"SRL_FORGE_PROFILE={settings.profile}", name, f"must start with {must_start}")
+    return value
 
 
-def backend_locations(home: Path, profile: str | None = None) -> dict:
+def backend_locations(home: Path, profile: str | None = None, settings: ForgeSettings | None = None) -> dict:
     """Where the game state, memory, registry and artifacts live under a profile."""
-    profile = profile or os.environ.get("SRL_FORGE_PROFILE") or "embedded"
-    if profile == "embedded":
+    settings = settings or load_settings(profile=profile)
+    if settings.profile == "embedded":
         return {
             "game_state": str(home / "game_state.duckdb"),
             "memory": str(home / "memory.duckdb"),
-            "registry": os.environ.get("SRL_FORGE_REGISTRY_URL") or str(home / "registry.duckdb"),
+            "registry": settings.registry_url or str(home / "registry.duckdb"),
             "artifacts": str(home / "artifacts"),
             "player_logs": str(home / "player_logs"),
         }
-    if profile == "aws":
-        database = _required_env("SRL_FORGE_DATABASE_URL", profile, "postgres")
-        return {
-            "game_state": database,
-            "memory": database,
-            "registry": database,
-            "player_logs": database,
-            "artifacts": _required_env("SRL_FORGE_ARTIFACTS_URL", profile, "s3://").get_value(),
-        }
-    raise InputError("SRL_FORGE_PROFILE", "value", f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+    _required(settings, "database_url", "postgres")
+    database = EnvVar("SRL_FORGE_DATABASE_URL")  # a secret: the resources hold the variable's name, not its value
+    return {
+        "game_state": database,
+        "memory": database,
+        "registry": database,
+        "player_logs": database,
+        "artifacts": _required(settings, "artifacts_url", "s3://"),
+    }
 
 
 def resolved(value: str) -> str:
@@ -161,60 +164,56 @@ def embedded_resources(
     voices_root: Path | None = None,
 ) -> dict:
     """The resources of a profile (`SRL_FORGE_PROFILE`; default: the embedded one, everything under
-    one home folder, no network, no GPU)."""
-    home = Path(home) if home else forge_home()
-    where = backend_locations(home, profile)
+    one home folder, no network, no GPU), built from the settings (`srl_assets.settings`); the arguments
+    override them."""
+    settings = load_settings(
+        home=home,
+        lore_root=lore_root,
+        rules_root=rules_root,
+        game_state_seed=game_state_seed,
+        profile=profile,
+        voices_root=voices_root,
+    )
+    home = settings.home.resolve() if home is None else Path(home)
+    where = backend_locations(home, settings=settings)
     return {
         "project_files": ProjectFiles(
-            lore_root=str(lore_root or os.environ.get("SRL_FORGE_LORE_ROOT", REPO_ROOT / "lore")),
-            rules_root=str(rules_root or os.environ.get("SRL_FORGE_RULES_ROOT", REPO_ROOT / "rules")),
+            lore_root=str(settings.lore_root),
+            rules_root=str(settings.rules_root),
+            max_lore_file_bytes=settings.max_lore_file_bytes,
+            max_lore_section_chars=settings.max_lore_section_chars,
         ),
         "artifacts": ArtifactStoreResource(root=where["artifacts"], cache_dir=str(home / "artifact_cache")),
-        "game_state_db": GameStateResource(
-            location=where["game_state"],
-            seed_path=str(
-                game_state_seed or os.environ.get("SRL_FORGE_GAME_STATE_SEED", REPO_ROOT / "game_state" / "seed.yaml")
-            ),
-        ),
+        "game_state_db": GameStateResource(location=where["game_state"], seed_path=str(settings.game_state_seed)),
         "memory": SemanticMemoryResource(location=where["memory"]),
         "player_logs": PlayerLogsResource(root=where["player_logs"]),
         "deployment": DeploymentResource(
-            registry=where["registry"],
-            tiers_file=os.environ.get("SRL_FORGE_TIERS_FILE", str(REPO_ROOT / "config" / "tiers.yaml")),
-            serving_engine=os.environ.get("SRL_FORGE_SERVING_ENGINE", "auto"),
+            registry=where["registry"], tiers_file=str(settings.tiers_file), serving_engine=settings.serving_engine
         ),
         "teachers": TeachersResource(
-            config_file=os.environ.get("SRL_FORGE_TEACHERS_CONFIG"),
-            voices_root=str(voices_root or os.environ.get("SRL_FORGE_VOICES_ROOT", REPO_ROOT / "voices")),
+            config_file=settings.teachers_config,
+            voices_root=str(settings.voices_root),
             cache_dir=str(home / "teacher_cache"),
         ),
         "training": TrainingResource(
-            budget=os.environ.get("SRL_FORGE_TRAINING_BUDGET", "quick"),
-            model=os.environ.get("SRL_FORGE_POLICY_MODEL", "smollm2-135m-instruct"),
-            config_overrides_json=os.environ.get("SRL_FORGE_SRL_OVERRIDES"),
-            evaluation_encounters=_evaluation_encounters(os.environ.get("SRL_FORGE_EVALUATION_ENCOUNTERS")),
-            stepwise_encounters=_evaluation_encounters(os.environ.get("SRL_FORGE_STEPWISE_ENCOUNTERS")),
-            rlvr_overrides_json=os.environ.get("SRL_FORGE_RLVR_OVERRIDES"),
+            budget=settings.training_budget,
+            model=settings.policy_model,
+            config_overrides_json=settings.overrides_json("srl"),
+            evaluation_encounters=encounter_count(settings.evaluation_encounters),
+            stepwise_encounters=encounter_count(settings.stepwise_encounters),
+            rlvr_overrides_json=settings.overrides_json("rlvr"),
             work_root=str(home / "training"),
             model_cache=str(home),
-            launcher=os.environ.get("SRL_FORGE_TRAINING_LAUNCHER", "auto"),
-            sagemaker_role_arn=os.environ.get("SRL_FORGE_SAGEMAKER_ROLE_ARN"),
-            sagemaker_image_uri=os.environ.get("SRL_FORGE_SAGEMAKER_IMAGE_URI"),
-            sagemaker_s3_root=os.environ.get("SRL_FORGE_SAGEMAKER_S3_ROOT")
+            launcher=settings.training_launcher,
+            sagemaker_role_arn=settings.sagemaker_role_arn,
+            sagemaker_image_uri=settings.sagemaker_image_uri,
+            sagemaker_s3_root=settings.sagemaker_s3_root
             or (where["artifacts"] if where["artifacts"].startswith("s3://") else None),
-            sagemaker_instance_type=os.environ.get("SRL_FORGE_SAGEMAKER_INSTANCE_TYPE", "ml.g5.2xlarge"),
-            sagemaker_instance_count=int(os.environ.get("SRL_FORGE_SAGEMAKER_INSTANCE_COUNT", "1")),
-            sagemaker_processes_per_host=os.environ.get("SRL_FORGE_SAGEMAKER_PROCESSES_PER_HOST", "1"),
+            sagemaker_instance_type=settings.sagemaker_instance_type,
+            sagemaker_instance_count=settings.sagemaker_instance_count,
+            sagemaker_processes_per_host=settings.sagemaker_processes_per_host,
         ),
     }
-
-
-def _evaluation_encounters(value: str | None) -> int | None:
-    """SRL_FORGE_EVALUATION_ENCOUNTERS / SRL_FORGE_STEPWISE_ENCOUNTERS: a number, or 'all' (unset: the budget
-    decides)."""
-    if value is None or value == "":
-        return None
-    return 0 if value == "all" else int(value)
 
 
 class PlayerLogsResource(ConfigurableResource):

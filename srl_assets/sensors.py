@@ -59,7 +59,7 @@ def lore_sensor(context: SensorEvaluationContext, project_files: ProjectFiles, g
         context.log.info(f"registered new species: {', '.join(new)}")
     events = []
     for species in on_disk:
-        version = lore_source_version(project_files.lore_path, species)
+        version = lore_source_version(project_files.lore_path, species, project_files.lore_limits)
         if cursor["lore"].get(species) != version:
             events.append(
                 AssetObservation(asset_key=lore_sources.key, partition=species, tags={DATA_VERSION_TAG: version})

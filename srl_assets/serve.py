@@ -27,6 +27,7 @@ def serving_config(**overrides):
         player_logs_root=resolved(r["player_logs"].root),
         game_state_db=resolved(r["game_state_db"].location),
         lore_root=r["project_files"].lore_root,
+        lore_limits=r["project_files"].lore_limits,
         rules_root=r["project_files"].rules_root,
         voices_root=r["teachers"].voices_root,
         model_cache=r["training"].model_cache,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.errors import InputError, raise_all
@@ -130,24 +130,21 @@ class SpeciesLore(StoredArtifact):
         return chunks
 
 
-def max_lore_file_bytes() -> int:
-    """The largest lore document accepted (SRL_FORGE_MAX_LORE_FILE_BYTES; default 1 MB — the shipped
-    documents are a few kB; a larger one is almost surely a mistake, and it costs memory and hours)."""
-    import os
+class LoreLimits(BaseModel):
+    """How large a lore document and one of its sections may be (settings `SRL_FORGE_MAX_LORE_FILE_BYTES`,
+    `SRL_FORGE_MAX_LORE_SECTION_CHARS`). The shipped documents are a few kB; a larger one is almost surely a
+    mistake, and it costs memory and hours. Sections become prompts and dossier entries, which must stay short."""
 
-    return int(os.environ.get("SRL_FORGE_MAX_LORE_FILE_BYTES", 1_000_000))
-
-
-def max_lore_section_chars() -> int:
-    """The longest section (text under one `## ` heading) of a lore document (SRL_FORGE_MAX_LORE_SECTION_CHARS;
-    default 20,000 characters): sections become prompts and dossier entries, which must stay short."""
-    import os
-
-    return int(os.environ.get("SRL_FORGE_MAX_LORE_SECTION_CHARS", 20_000))
+    model_config = ConfigDict(frozen=True)
+    max_file_bytes: int = Field(default=1_000_000, gt=0)
+    max_section_chars: int = Field(default=20_000, gt=0)
 
 
-def check_section_sizes(path: Path, body: str) -> None:
-    limit = max_lore_section_chars()
+DEFAULT_LORE_LIMITS = LoreLimits()
+
+
+def check_section_sizes(path: Path, body: str, limits: LoreLimits = DEFAULT_LORE_LIMITS) -> None:
+    limit = limits.max_section_chars
     for block in re.split(r"(?m)^(?=## )", body):
         if len(block) > limit:
             heading = block.splitlines()[0][3:].strip() if block.startswith("## ") else "(before the first heading)"
@@ -159,13 +156,13 @@ def check_section_sizes(path: Path, body: str) -> None:
             )
 
 
-def check_document_file(path: Path, lore_root: Path) -> None:
+def check_document_file(path: Path, lore_root: Path, limits: LoreLimits = DEFAULT_LORE_LIMITS) -> None:
     """A document may be read: inside the lore root (no symlink leaving it), a regular file, within
     the size limit. InputError names the file."""
     check_inside(path, lore_root)
     if not path.is_file():
         raise InputError(path, "path", "not a regular file (a folder or a broken link named *.md)")
-    size, limit = path.stat().st_size, max_lore_file_bytes()
+    size, limit = path.stat().st_size, limits.max_file_bytes
     if size > limit:
         raise InputError(
             path,
@@ -174,7 +171,9 @@ def check_document_file(path: Path, lore_root: Path) -> None:
         )
 
 
-def lore_files(lore_root: Path, folder: str, problems: list[InputError] | None = None) -> list[Path]:
+def lore_files(
+    lore_root: Path, folder: str, problems: list[InputError] | None = None, limits: LoreLimits = DEFAULT_LORE_LIMITS
+) -> list[Path]:
     """The `*.md` documents of one lore folder that may be read (`check_document_file`). A refused file
     raises its InputError, or, given `problems`, is added to it and skipped."""
     directory = lore_root / folder
@@ -184,7 +183,7 @@ def lore_files(lore_root: Path, folder: str, problems: list[InputError] | None =
     files = []
     for path in sorted(directory.glob("*.md")):
         try:
-            check_document_file(path, lore_root)
+            check_document_file(path, lore_root, limits)
         except InputError as exc:
             if problems is None:
                 raise
@@ -210,7 +209,7 @@ def screen_for_injection(path: Path, text: str, kind: str) -> None:
         )
 
 
-def parse_lore_file(path: Path, folder: str) -> LoreDocument:
+def parse_lore_file(path: Path, folder: str, limits: LoreLimits = DEFAULT_LORE_LIMITS) -> LoreDocument:
     """Parse one lore document; InputError names the file and the field on bad input."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -240,7 +239,7 @@ def parse_lore_file(path: Path, folder: str) -> LoreDocument:
     body = text[match.end() :].strip()
     if not body:
         raise InputError(path, "body", "document has no text after the front matter")
-    check_section_sizes(path, body)
+    check_section_sizes(path, body, limits)
     return LoreDocument(
         doc_id=f"{folder}/{path.stem}",
         path=str(path),
@@ -266,20 +265,20 @@ def _sections(body: str) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in sections.items()}
 
 
-def load_species_lore(lore_root: Path, species: str) -> SpeciesLore:
+def load_species_lore(lore_root: Path, species: str, limits: LoreLimits = DEFAULT_LORE_LIMITS) -> SpeciesLore:
     """All lore documents of a species (plus shared world lore), and the consolidated dossier."""
     require_known_species(species, lore_root)
     documents: list[LoreDocument] = []
     problems: list[InputError] = []  # every problem of every file, reported together
     for folder in (SHARED_LORE_FOLDER, species):
         try:
-            paths = lore_files(lore_root, folder, problems)
+            paths = lore_files(lore_root, folder, problems, limits)
         except InputError as exc:
             problems.append(exc)
             continue
         for path in paths:
             try:
-                documents.append(parse_lore_file(path, folder))
+                documents.append(parse_lore_file(path, folder, limits))
             except InputError as exc:
                 problems.append(exc)
     raise_all(problems)
@@ -312,7 +311,7 @@ def build_dossier(species: str, documents: list[LoreDocument]) -> Dossier:
     )
 
 
-def lore_source_version(lore_root: Path, species: str) -> str:
+def lore_source_version(lore_root: Path, species: str, limits: LoreLimits = DEFAULT_LORE_LIMITS) -> str:
     """Hash of a species' lore files as they are on disk (shared world lore included), unparsed.
 
     Cheap enough for a sensor to call every tick; equal to nothing else, only compared to itself.
@@ -320,7 +319,7 @@ def lore_source_version(lore_root: Path, species: str) -> str:
     digests = []
     for folder in (SHARED_LORE_FOLDER, species):
         try:
-            for path in lore_files(lore_root, folder):
+            for path in lore_files(lore_root, folder, limits=limits):
                 digests.append((f"{folder}/{path.name}", content_hash(path.read_bytes())))
         except (InputError, OSError) as exc:
             # a refused or unreadable file is part of the version (so the asset runs and names it),

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
-from srl_forge.lore import check_document_file, screen_for_injection
+from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, check_document_file, screen_for_injection
 from srl_forge.species import discover_species, validate_species_id
 from srl_forge.yaml_files import load_yaml
 
@@ -64,13 +64,19 @@ def persona_path(lore_root: Path, species: str, npc: str) -> Path:
     return lore_root / species / PERSONA_FOLDER / f"{npc}.md"
 
 
-def load_persona(lore_root: Path, species: str, npc: str, actions: tuple[str, ...] | None = None) -> Persona:
+def load_persona(
+    lore_root: Path,
+    species: str,
+    npc: str,
+    actions: tuple[str, ...] | None = None,
+    limits: LoreLimits = DEFAULT_LORE_LIMITS,
+) -> Persona:
     validate_species_id(species)
     path = persona_path(lore_root, species, npc)
     validate_species_id(npc, path)
     if not path.exists() and not path.is_symlink():
         raise InputError(path, "file", f"no persona file for {species}/{npc}")
-    check_document_file(path, lore_root)  # inside the lore root, a regular file, within the size limit
+    check_document_file(path, lore_root, limits)  # inside the lore root, a regular file, within the size limit
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

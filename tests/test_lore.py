@@ -7,6 +7,7 @@ import pytest
 from srl_forge.errors import InputError
 from srl_forge.lore import (
     TOPICS,
+    LoreLimits,
     load_species_lore,
     lore_source_version,
     parse_lore_file,
@@ -159,13 +160,12 @@ def test_a_species_folder_linked_from_outside_is_not_a_species(tmp_path):
         load_species_lore(root, "ghost")
 
 
-def test_oversized_and_odd_lore_paths_are_refused_by_name(tmp_path, monkeypatch):
+def test_oversized_and_odd_lore_paths_are_refused_by_name(tmp_path):
     root = tmp_path / "lore"
     write(root / "imp", "pranks.md", GOOD)
     big = write(root / "imp", "tome.md", GOOD + "- More.\n" * 5000)
-    monkeypatch.setenv("SRL_FORGE_MAX_LORE_FILE_BYTES", "20000")
     with pytest.raises(InputError) as err:
-        load_species_lore(root, "imp")
+        load_species_lore(root, "imp", LoreLimits(max_file_bytes=20000))
     assert err.value.field == "size" and "tome.md" in str(err.value)
     big.unlink()
     (root / "imp" / "folder.md").mkdir()
@@ -216,16 +216,14 @@ def test_every_problem_of_every_lore_file_is_reported_in_one_pass(tmp_path):
         assert name in message and field in message.split(name, 1)[1].splitlines()[0]
 
 
-def test_an_overlong_section_is_refused_naming_it(tmp_path, monkeypatch):
+def test_an_overlong_section_is_refused_naming_it(tmp_path):
     root = tmp_path / "lore"
     write(root / "imp", "pranks.md", GOOD + "\n## Facts\n" + "- A very long fact indeed.\n" * 100)
-    monkeypatch.setenv("SRL_FORGE_MAX_LORE_SECTION_CHARS", "1000")
     with pytest.raises(InputError) as err:
-        load_species_lore(root, "imp")
+        load_species_lore(root, "imp", LoreLimits(max_section_chars=1000))
     assert (
         "pranks.md" in err.value.source
         and err.value.field == "section 'Facts'"
         and "over the 1000-character limit" in str(err.value)
     )
-    monkeypatch.setenv("SRL_FORGE_MAX_LORE_SECTION_CHARS", "5000")
-    assert load_species_lore(root, "imp").dossier.facts
+    assert load_species_lore(root, "imp", LoreLimits(max_section_chars=5000)).dossier.facts

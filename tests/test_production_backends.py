@@ -95,5 +95,5 @@ def test_a_profile_without_its_settings_says_which_is_missing(monkeypatch, tmp_p
     with pytest.raises(InputError, match="SRL_FORGE_ARTIFACTS_URL.*s3://"):
         embedded_resources(tmp_path)
     monkeypatch.setenv("SRL_FORGE_PROFILE", "gcp")
-    with pytest.raises(InputError, match="unknown profile 'gcp'"):
+    with pytest.raises(InputError, match="SRL_FORGE_PROFILE.*'embedded' or 'aws'"):
         embedded_resources(tmp_path)
