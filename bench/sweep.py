@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import RESULTS
+from srl_forge.stats import mean_interval
 
 BASELINES = Path(__file__).resolve().parent / "sweep_baselines"
 
@@ -214,7 +215,7 @@ def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> di
         {"decision_accuracy": float(c is not None and c in r["top_actions"]), "line": None, "format": c is not None}
         for c, r in zip(result["chosen"], rows)
     ]
-    interval = _interval([c["decision_accuracy"] for c in correct])
+    interval = mean_interval([c["decision_accuracy"] for c in correct])
     counts = predictions_count(result["chosen"])
     return {
         "decision_accuracy": interval,
@@ -223,19 +224,6 @@ def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> di
         "top_share": max(counts.values(), default=0) / max(1, len(rows)),
         "samples": result["samples"][:3],
         "eval_seconds": round(time.perf_counter() - started, 1),
-    }
-
-
-def _interval(values: list[float], resamples: int = 1000, seed: int = 0) -> dict:
-    import random
-
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples)) if n else [0.0]
-    return {
-        "value": sum(values) / max(1, n),
-        "low": means[int(0.025 * (len(means) - 1))],
-        "high": means[int(0.975 * (len(means) - 1))],
     }
 
 
@@ -359,8 +347,8 @@ def references(data: dict) -> dict:
         .predict([Encounter.model_validate_json(r["encounter_json"]) for r in rows])
     )
     return {
-        "best_constant": {"action": constant, **_interval([float(constant in r["top_actions"]) for r in rows])},
-        "feature_classifier": _interval([float(p in r["top_actions"]) for p, r in zip(predicted, rows)]),
+        "best_constant": {"action": constant, **mean_interval([float(constant in r["top_actions"]) for r in rows])},
+        "feature_classifier": mean_interval([float(p in r["top_actions"]) for p, r in zip(predicted, rows)]),
         "validation_encounters": len(rows),
     }
 

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from serving.latency import percentile
 from srl_forge.grading import top_actions
 from srl_forge.player_logs import PlayerLogRecord
-
-
-def _interval(hits: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict:
-    if not hits:
-        return {"value": 0.0, "low": 0.0, "high": 0.0}
-    rng = random.Random(seed)
-    n = len(hits)
-    means = sorted(sum(hits[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {
-        "value": sum(hits) / n,
-        "low": means[int(0.025 * (resamples - 1))],
-        "high": means[int(0.975 * (resamples - 1))],
-    }
+from srl_forge.stats import mean_interval
 
 
 def served_performance(
@@ -42,7 +29,7 @@ def served_performance(
     for (model, version), group in sorted(groups.items()):
         engine = engine_for(version)
         hits = [float(engine is not None and r.npc_action in top_actions(engine.decide(r.encounter))) for r in group]
-        accuracy = _interval(hits)
+        accuracy = mean_interval(hits)
         evaluated = (evaluated_metrics(version).get("decision_accuracy") or {}).get("value")
         ttfts = [r.served.ttft_ms for r in group if r.served.ttft_ms is not None]
         stale = evaluated is not None and len(group) >= min_answers and accuracy["value"] < evaluated - margin

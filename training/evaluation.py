@@ -46,6 +46,7 @@ from srl_forge.policy import (
     step_format_settled_broken,
 )
 from srl_forge.rules_engine import DialogueConstraints
+from srl_forge.stats import mean_interval, percentile_bounds
 from training.policy_eval import generate, srl_validation
 from training.rewards import decision_score
 
@@ -212,15 +213,10 @@ def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, le
     for _ in range(resamples):
         picks = [rng.randrange(len(per_case)) for _ in per_case]
         draws.append(_aggregate([per_case[i] for i in picks]))
-    tail = (1 - level) / 2
     out = {}
     for key, value in point.items():
-        values = sorted(d[key] for d in draws)
-        out[key] = {
-            "value": value,
-            "low": values[int(tail * (resamples - 1))],
-            "high": values[int((1 - tail) * (resamples - 1))],
-        }
+        low, high = percentile_bounds(sorted(d[key] for d in draws), level)
+        out[key] = {"value": value, "low": low, "high": high}
     low, high = jackknife_interval([c["line"] for c in per_case])
     out["distinct_2"] = {"value": point["distinct_2"], "low": low, "high": high}
     return out
@@ -255,17 +251,10 @@ def judge_policy(judge, species: str, cases: Sequence[EvalCase], lines: Sequence
     verdicts = judge.judge_many(species, [(describe_encounter(cases[i].encounter), line) for i, line in spoken])
     scores = {i: v for (i, _), v in zip(spoken, verdicts)}
     per_case = [(scores[i].character, scores[i].relevance) if i in scores else (1, 1) for i in range(len(lines))]
-    rng = random.Random(seed)
-    out = {}
-    for k, key in enumerate(("judge_character", "judge_relevance")):
-        values = [p[k] for p in per_case]
-        means = sorted(sum(values[rng.randrange(len(values))] for _ in values) / len(values) for _ in range(1000))
-        out[key] = (
-            {"value": sum(values) / len(values), "low": means[24], "high": means[974]}
-            if values
-            else {"value": 0.0, "low": 0.0, "high": 0.0}
-        )
-    return out
+    return {
+        key: mean_interval([p[k] for p in per_case], seed=seed)
+        for k, key in enumerate(("judge_character", "judge_relevance"))
+    }
 
 
 def _answer_from_steps(steps: list[str]) -> str | None:
