@@ -111,7 +111,7 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
     ),
     "quick": (
         "The quick budget (the demo's minutes): its RLVR stage's supervised epochs and learning rate, from "
-        "the base model and after the quick SRL stage.",
+        "the base model.",
         [
             Setting("RLVR 1 epoch lr 1e-3 + 1 GRPO step", {"sft_epochs": 1.0, "max_steps": 1}, budget="quick"),
             Setting(
@@ -122,12 +122,6 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
             Setting(
                 "RLVR 1.5 epochs lr 2e-3 + 1 GRPO step",
                 {"sft_epochs": 1.5, "max_steps": 1, "sft_learning_rate": 2e-3},
-                budget="quick",
-            ),
-            Setting(
-                "quick SRL, then RLVR 1 epoch lr 2e-3 + 1 GRPO step",
-                {"sft_epochs": 1.0, "max_steps": 1, "sft_learning_rate": 2e-3},
-                srl={},
                 budget="quick",
             ),
         ],
