@@ -25,16 +25,16 @@ TARGET_SECONDS = 10 * 60  # the whole one-species job on a 2-core CPU (issue 12)
 TRAINED = ("srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "sft_only_checkpoint")
 
 
-def run(species: str, home: Path, job: str = "species_pipeline") -> dict:
-    """Run `job` for one species in `home` (a fresh one: nothing cached) and collect where the time went, the
-    evaluation report (the ablation evaluation's when the job has one) and each trained adapter's curves."""
+def embedded_home(species: str, home: Path):
+    """Point the process at `home` on the embedded defaults (its dagster.yaml as `make instance` writes it) and
+    register `species`: the definitions and the instance, shared by the benchmarks and the sweeps."""
     os.environ["SRL_FORGE_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     instance_file = home / "dagster" / "dagster.yaml"
-    if not instance_file.exists():  # the embedded instance's settings (telemetry off), as `make instance` writes
+    if not instance_file.exists():  # the embedded instance's settings (telemetry off)
         instance_file.write_text((Path(__file__).resolve().parent.parent / "config/dagster/embedded.yaml").read_text())
-    from dagster import DagsterEventType, DagsterInstance
+    from dagster import DagsterInstance
 
     from srl_assets.definitions import build_definitions
     from srl_assets.partitions import register_species
@@ -42,6 +42,15 @@ def run(species: str, home: Path, job: str = "species_pipeline") -> dict:
     defs = build_definitions(home=home)
     instance = DagsterInstance.get()
     register_species(instance, defs.resources["project_files"].lore_path, only=[species])
+    return defs, instance
+
+
+def run(species: str, home: Path, job: str = "species_pipeline") -> dict:
+    """Run `job` for one species in `home` (a fresh one: nothing cached) and collect where the time went, the
+    evaluation report (the ablation evaluation's when the job has one) and each trained adapter's curves."""
+    from dagster import DagsterEventType
+
+    defs, instance = embedded_home(species, home)
     started = time.perf_counter()
     result = defs.resolve_job_def(job).execute_in_process(partition_key=species, instance=instance)
     total = time.perf_counter() - started

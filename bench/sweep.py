@@ -131,20 +131,11 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
 
 def build_data(species: str, home: Path) -> dict:
     """The species' datasets and encounters, materialized once per home by the embedded pipeline."""
-    os.environ["SRL_FORGE_HOME"] = str(home)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    instance_file = home / "dagster" / "dagster.yaml"
-    if not instance_file.exists():  # the embedded instance's settings (telemetry off), as `make instance` writes
-        instance_file.write_text((Path(__file__).resolve().parent.parent / "config/dagster/embedded.yaml").read_text())
-    from dagster import AssetKey, DagsterInstance
+    from dagster import AssetKey
 
-    from srl_assets.definitions import build_definitions
-    from srl_assets.partitions import register_species
+    from bench.run import embedded_home
 
-    defs = build_definitions(home=home)
-    instance = DagsterInstance.get()
-    register_species(instance, defs.resources["project_files"].lore_path, only=[species])
+    defs, instance = embedded_home(species, home)
     # Built each time (half a minute): the data follows the code; settings trained on identical data are reused.
     selection = [
         AssetKey(k)
