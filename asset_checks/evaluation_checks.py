@@ -61,7 +61,7 @@ def _metric(record, key: str) -> float | None:
 )
 def guardrail_violation_rate(context: AssetCheckExecutionContext, evaluation: EvaluationReport) -> AssetCheckResult:
     rates = evaluation.violation_rates()
-    flagged = [{"variant": name, **f} for name, r in evaluation.results.items() for f in r.get("flagged_outputs", [])]
+    flagged = [{"variant": name, **f.model_dump()} for name, r in evaluation.results.items() for f in r.flagged_outputs]
     return AssetCheckResult(
         passed=rates[CANDIDATE] <= MAX_VIOLATION_RATE,
         severity=AssetCheckSeverity.ERROR,

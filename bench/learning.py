@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run import RESULTS, run
+from srl_forge.tables import markdown_table
 
 TARGET_MARGIN_OVER_CONSTANT = 0.40
 SPECIES = ("vampire", "werewolf", "zombie", "ghoul", "lich")
@@ -149,47 +150,66 @@ def to_markdown(out: dict) -> str:
         lines += [f"- All: **{'met' if v['met'] else 'not met'}**.", ""]
     training = out.get("training") or {}
     if training:
-        lines += [
-            "## Compute per adapter",
-            "",
-            "| adapter | training s | supervised steps (epochs) | GRPO steps | "
-            "mean kept fraction | mean zero-variance groups |",
-            "|---|---|---|---|---|---|",
-        ]
+        compute = []
         for asset, t in training.items():
             kept = [s["kept_fraction"] for s in t["steps"] if s.get("kept_fraction") is not None]
             zero = [s["zero_std_share"] for s in t["steps"] if s.get("zero_std_share") is not None]
-            lines.append(
-                f"| {ADAPTERS[asset]} | {t['training_seconds']:.0f} | {t['sft']['steps']} "
-                f"({t['sft']['epochs']:g}) | {t['grpo_steps']} | "
-                f"{sum(kept) / len(kept) if kept else float('nan'):.2f} | "
-                f"{sum(zero) / len(zero) if zero else float('nan'):.2f} |"
+            compute.append(
+                [
+                    ADAPTERS[asset],
+                    f"{t['training_seconds']:.0f}",
+                    f"{t['sft']['steps']} ({t['sft']['epochs']:g})",
+                    t["grpo_steps"],
+                    f"{sum(kept) / len(kept) if kept else float('nan'):.2f}",
+                    f"{sum(zero) / len(zero) if zero else float('nan'):.2f}",
+                ]
             )
+        curves = [
+            [
+                ADAPTERS[asset],
+                p["phase"],
+                p["step"],
+                f"{p['seconds']:.0f}",
+                f"{p['decision_accuracy']:.2f}",
+                f"{p['format_rate']:.2f}",
+                f"{max(p['predictions'].values(), default=0) / max(1, p['rows']):.2f}",
+            ]
+            for asset, t in training.items()
+            for p in t["learning_curve"]
+        ]
         lines += [
+            "## Compute per adapter",
             "",
-            "SRL→RLVR's seconds are its own stage's; the chain's are SRL's plus SRL→RLVR's.",
+            markdown_table(
+                [
+                    "adapter",
+                    "training s",
+                    "supervised steps (epochs)",
+                    "GRPO steps",
+                    "mean kept fraction",
+                    "mean zero-variance groups",
+                ],
+                compute,
+            ),
+            "",
+            "SRL→RLVR's seconds are its own stage's; the chain's are SRL's plus SRL→RLVR's. The kept fraction counts "
+            "groups whose reward spread is above the dynamic-sampling epsilon; zero-variance groups are those with "
+            "no spread at all (TRL's `frac_reward_zero_std`), so 1 - kept can exceed them.",
             "",
             "## Learning curves (validation sample, greedy)",
             "",
             f"![learning curves]({out['stem']}.png)",
             "",
-            "| adapter | phase | step | seconds | decision acc. | format | most chosen share |",
-            "|---|---|---|---|---|---|---|",
+            markdown_table(
+                ["adapter", "phase", "step", "seconds", "decision acc.", "format", "most chosen share"], curves
+            ),
+            "",
         ]
-        for asset, t in training.items():
-            for p in t["learning_curve"]:
-                share = max(p["predictions"].values(), default=0) / max(1, p["rows"])
-                lines.append(
-                    f"| {ADAPTERS[asset]} | {p['phase']} | {p['step']} | {p['seconds']:.0f} | "
-                    f"{p['decision_accuracy']:.2f} | {p['format_rate']:.2f} | {share:.2f} |"
-                )
-        lines.append("")
     if out.get("answers"):
         lines += ["## SRL→RLVR's first held-out answers", ""]
         lines += [f"- top `{', '.join(a['top'])}`: `{a['answer']}`" for a in out["answers"]]
         lines.append("")
-    lines += ["## Seconds per step", "", "| step | seconds |", "|---|---|"]
-    lines += [f"| {k} | {s} |" for k, s in out["asset_seconds"].items()]
+    lines += ["## Seconds per step", "", markdown_table(["step", "seconds"], out["asset_seconds"].items())]
     return "\n".join(lines) + "\n"
 
 

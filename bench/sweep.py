@@ -4,7 +4,8 @@
 Every kept training choice is backed by one of these. A sweep trains one setting after another from the
 same species' data (the embedded pipeline's datasets, built once in `--home`), each through the project's
 own job entry points (`training.srl`, `training.rlvr`), and scores each trained adapter greedily on **all**
-validation encounters (never the held-out test split): decision accuracy with a 95% bootstrap interval,
+validation encounters (never the held-out test split; an SRL-only sweep rolls its adapters out step by step on
+the first 30): decision accuracy with a 95% bootstrap interval,
 format rate, the most chosen action's share. Next to them: the best constant action and the feature
 classifier on the same encounters. Written to `bench/results/sweep-<name>-<species>.{json,md}`.
 """
@@ -22,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import RESULTS
-from srl_forge.stats import mean_interval
+from srl_forge.stats import Interval, mean_interval
+from srl_forge.tables import markdown_table
 
 BASELINES = Path(__file__).resolve().parent / "sweep_baselines"
 
@@ -37,10 +39,17 @@ class Setting:
     )
     budget: str = "standard"  # the frozen baseline the fields override: bench/sweep_baselines/<budget>.yaml
     start_from: Setting | None = None  # continue from this setting's trained adapter (its seconds are counted)
+    # "direct": train the RLVR stage and score its answers; "stepwise": the SRL stage alone, scored by rolling
+    # its adapter out step by step (the way the evaluation scores SRL) on the first STEPWISE_ENCOUNTERS
+    score: str = "direct"
+
+
+STEPWISE_ENCOUNTERS = 30  # a rollout costs a generation round per step: the evaluation's `standard` share
 
 
 SFT_ONLY = {"max_steps": 0}
 THREE_EPOCHS = Setting("rules first (the applied rules, then the action)", {**SFT_ONLY, "sft_epochs": 3.0})
+SRL_NOW = {"sft_learning_rate": 2e-3, "num_generations": 8, "prompts_per_step": 1, "max_steps": 1}  # the recipe's
 SWEEPS: dict[str, tuple[str, list[Setting]]] = {
     "thought": (
         "What the expert answer's thought holds, 3 supervised epochs (lr 1e-3), no GRPO.",
@@ -107,6 +116,14 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
                 srl={"sft_epochs": 0.5, "max_steps": 8},
             ),
             Setting("RLVR stage from base, 5 epochs + 8 GRPO steps", {"sft_epochs": 5.0, "max_steps": 8}),
+        ],
+    ),
+    "srl-steps": (
+        "The SRL stage alone (the similarity reward): how many supervised epochs over the expert's step rows "
+        "before its adapter, rolled out step by step from ASSESS, writes parseable steps and decides.",
+        [
+            Setting(f"SRL {epochs:g} epoch + 1 GRPO step", srl={**SRL_NOW, "sft_epochs": epochs}, score="stepwise")
+            for epochs in (0.05, 0.15, 0.3)
         ],
     ),
     "quick": (
@@ -200,7 +217,7 @@ def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> di
         {"decision_accuracy": float(c is not None and c in r["top_actions"]), "line": None, "format": c is not None}
         for c, r in zip(result["chosen"], rows)
     ]
-    interval = mean_interval([c["decision_accuracy"] for c in correct])
+    interval = mean_interval([c["decision_accuracy"] for c in correct]).model_dump()
     counts = predictions_count(result["chosen"])
     return {
         "decision_accuracy": interval,
@@ -210,6 +227,41 @@ def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> di
         "samples": result["samples"][:3],
         "eval_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def stepwise_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> dict:
+    """The SRL adapter rolled out step by step from ASSESS, scored as the evaluation scores it."""
+    from peft import PeftModel
+
+    from srl_forge.encounter import Encounter
+    from training.evaluation import EvalCase, score_policy, stepwise_answers
+    from training.learning_curve import predictions_count
+    from training.model_loading import load_base_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_path)
+    model = PeftModel.from_pretrained(load_base_model(model_path), str(adapter_dir)).merge_and_unload()
+    started = time.perf_counter()
+    cases = [EvalCase(row=r, encounter=Encounter.model_validate(r["encounter"])) for r in rows]
+    answers = stepwise_answers(model, tokenizer, cases, max_new_tokens=96)
+    scored = score_policy(cases, answers, "stepwise")
+    chosen = [parse_decision_action(a) for a in answers]
+    counts = predictions_count(chosen)
+    return {
+        "decision_accuracy": scored.metrics.decision_accuracy.model_dump(),
+        "format_rate": scored.metrics.format_rate.value,
+        "predictions": counts,
+        "top_share": max(counts.values(), default=0) / max(1, len(rows)),
+        "samples": answers[:3],
+        "scored_encounters": len(rows),
+        "eval_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def parse_decision_action(answer: str) -> str | None:
+    from srl_forge.policy import parse_decision
+
+    parsed = parse_decision(answer)
+    return parsed[0] if parsed else None
 
 
 def setting_key(setting: Setting) -> dict:
@@ -276,6 +328,14 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
         seconds += srl_metrics["training_seconds"]
         phases["srl"] = srl_metrics["training_seconds"]
         parent = str(folder / "srl_out" / "adapter")
+    if setting.score == "stepwise":
+        model_path = resolve_model(srl_job.config.model, Path(model_cache))
+        score = stepwise_score(Path(parent), model_path, rlvr_rows.split("validation")[:STEPWISE_ENCOUNTERS])
+        return {
+            **setting_summary(setting, key, srl_metrics, seconds, phases),
+            "adapter": directory_digest(Path(parent))[:12],
+            **score,
+        }
     job: GRPOJob = RLVRJob(
         config=baseline_config(RLVRConfig, setting.budget, "rlvr", setting.rlvr),
         train_data=str(files / "rlvr_train.parquet"),
@@ -292,6 +352,15 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
     model_path = resolve_model(job.config.model, Path(model_cache))
     score = validation_score(folder / "rlvr_out" / "adapter", model_path, rlvr_rows.split("validation"))
     return {
+        **setting_summary(setting, key, metrics, seconds, phases),
+        "adapter": directory_digest(folder / "rlvr_out" / "adapter")[:12],
+        **score,
+    }
+
+
+def setting_summary(setting: Setting, key: str, metrics: dict, seconds: float, phases: dict) -> dict:
+    """What a sweep row records of the last stage it trained."""
+    return {
         "label": setting.label,
         "setting": setting_key(setting),
         "folder": key,
@@ -303,8 +372,6 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
         "learning_curve": metrics["learning_curve"],
         "kept_fraction": [s["kept_fraction"] for s in metrics["steps"]],
         "zero_std_share": [s["zero_std_share"] for s in metrics["steps"]],
-        "adapter": directory_digest(folder / "rlvr_out" / "adapter")[:12],
-        **score,
     }
 
 
@@ -316,24 +383,29 @@ def _cached(output: Path, train: Callable[[], dict]) -> dict:
     return train()
 
 
-def references(data: dict) -> dict:
+def references(data: dict, limit: int | None = None) -> dict:
     from srl_forge.encounter import Encounter
     from srl_forge.grading import best_constant_action
     from training.feature_classifier import FeatureClassifier
 
     encounters = data["encounters"]
     train = [e for e in encounters.by_split("train") if e.label]
-    rows = data["rlvr_dataset"].split("validation")
-    vocabulary = list(json.loads(rows[0]["action_scores_json"]))
+    rows = data["rlvr_dataset"].split("validation")[:limit]
+    vocabulary = [s["action"] for s in rows[0]["action_scores"]]
     constant = best_constant_action([e.label for e in train], vocabulary)
     predicted = (
         FeatureClassifier()
         .fit([e.encounter for e in train], [e.label.top_actions for e in train])
-        .predict([Encounter.model_validate_json(r["encounter_json"]) for r in rows])
+        .predict([Encounter.model_validate(r["encounter"]) for r in rows])
     )
     return {
-        "best_constant": {"action": constant, **mean_interval([float(constant in r["top_actions"]) for r in rows])},
-        "feature_classifier": mean_interval([float(p in r["top_actions"]) for p, r in zip(predicted, rows)]),
+        "best_constant": {
+            "action": constant,
+            **mean_interval([float(constant in r["top_actions"]) for r in rows]).model_dump(),
+        },
+        "feature_classifier": mean_interval(
+            [float(p in r["top_actions"]) for p, r in zip(predicted, rows)]
+        ).model_dump(),
         "validation_encounters": len(rows),
     }
 
@@ -342,7 +414,7 @@ def to_markdown(out: dict) -> str:
     refs = out["references"]
 
     def cell(m):
-        return f"{m['value']:.2f} [{m['low']:.2f}, {m['high']:.2f}]"
+        return Interval(**m).cell()
 
     lines = [
         f"# Sweep `{out['name']}`: {out['species']} ({out['date']})",
@@ -350,21 +422,46 @@ def to_markdown(out: dict) -> str:
         out["question"],
         "",
         f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores, torch {out['machine']['torch']} "
-        f"({out['machine']['torch_threads']} threads). Commit {out['commit']}. Scored greedily on all "
-        f"{refs['validation_encounters']} validation encounters (not the held-out test split); 95% bootstrap "
-        "intervals.",
+        f"({out['machine']['torch_threads']} threads). Commit {out['commit']}. Scored greedily on "
+        f"{refs['validation_encounters']} validation encounters (not the held-out test split)"
+        + (", each adapter rolled out step by step from ASSESS" if out.get("stepwise") else "")
+        + "; 95% bootstrap intervals.",
         "",
-        "| setting | SFT steps | GRPO steps | training s | decision acc. | format | most chosen share |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in out["results"]:
-        lines.append(
-            f"| {r['label']} | {r['sft_steps']} | {r['grpo_steps']} | {r['training_seconds']:.0f} | "
-            f"{cell(r['decision_accuracy'])} | {r['format_rate']:.2f} | {r['top_share']:.2f} |"
-        )
-    lines += [
-        f"| *best constant (`{refs['best_constant']['action']}`)* | | | | {cell(refs['best_constant'])} | | 1.00 |",
-        f"| *feature classifier (decision tree, train split)* | | | | {cell(refs['feature_classifier'])} | | |",
+        markdown_table(
+            ["setting", "SFT steps", "GRPO steps", "training s", "decision acc.", "format", "most chosen share"],
+            [
+                [
+                    r["label"],
+                    r["sft_steps"],
+                    r["grpo_steps"],
+                    f"{r['training_seconds']:.0f}",
+                    cell(r["decision_accuracy"]),
+                    f"{r['format_rate']:.2f}",
+                    f"{r['top_share']:.2f}",
+                ]
+                for r in out["results"]
+            ]
+            + [
+                [
+                    f"*best constant (`{refs['best_constant']['action']}`)*",
+                    "",
+                    "",
+                    "",
+                    cell(refs["best_constant"]),
+                    "",
+                    "1.00",
+                ],
+                [
+                    "*feature classifier (decision tree, train split)*",
+                    "",
+                    "",
+                    "",
+                    cell(refs["feature_classifier"]),
+                    "",
+                    "",
+                ],
+            ],
+        ),
         "",
     ]
     lines += ["Learning curves (validation sample probed during training: phase/step: decision accuracy, format):", ""]
@@ -396,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     question, settings = SWEEPS[args.sweep]
     home = Path(args.home or Path.cwd() / ".forge-sweeps" / args.species).resolve()
     data = build_data(args.species, home)
-    refs = references(data)
+    stepwise = all(s.score == "stepwise" for s in settings)
+    refs = references(data, STEPWISE_ENCOUNTERS if stepwise else None)
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     stem = RESULTS / f"sweep-{args.sweep}-{args.species}"
     previous = (
@@ -418,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "references": refs,
+        "stepwise": stepwise,
         "results": [results[s.label] for s in settings if s.label in results],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

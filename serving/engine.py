@@ -26,6 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
+from serving.gguf_lora import dequantized_gguf
+from serving.llama_engine import LlamaCppPool
+from training.model_loading import DEFAULT_POLICY, default_policy_gguf, load_base_model, load_tokenizer, resolve_model
 
 
 class AdapterPool:
@@ -35,8 +38,6 @@ class AdapterPool:
 
     def __init__(self, model_path: str, threads: int | None = None, prefix_cache_size: int = 64):
         import torch
-
-        from training.model_loading import load_base_model, load_tokenizer
 
         if threads:
             torch.set_num_threads(threads)
@@ -253,11 +254,6 @@ def open_engine(
 ) -> ServingEngine:
     """The serving engine for a base model. `auto`: llama.cpp for the default policy (it ships as GGUF)
     when llama-cpp-python is installed, else transformers + peft. Production serves with vLLM."""
-    from training.model_loading import (
-        DEFAULT_POLICY,
-        default_policy_gguf,
-        resolve_model,
-    )
 
     if engine not in ENGINES:
         raise ValueError(f"serving engine {engine!r}: one of {', '.join(ENGINES)}")
@@ -269,8 +265,6 @@ def open_engine(
                 f"the llama.cpp engine serves the default policy's GGUF; {base_model} is served by "
                 "transformers locally and by vLLM in production"
             )
-        from serving.gguf_lora import dequantized_gguf
-        from serving.llama_engine import LlamaCppPool
 
         base = dequantized_gguf(default_policy_gguf(), Path(model_cache) / "gguf" / f"{base_model}-f32.gguf")
         return LlamaCppPool(base, hf_path, Path(model_cache) / "gguf" / "adapters", threads)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from serving.engine_protocol import ServedAdapter, StreamStats
 from serving.gguf_lora import base_gguf_shape, convert_lora
+from training.model_loading import load_tokenizer
 
 
 class LlamaCppPool:
@@ -37,8 +38,6 @@ class LlamaCppPool:
         reuse_prefix: bool = True,
     ):
         import os
-
-        from training.model_loading import load_tokenizer
 
         self.gguf_path = Path(gguf_path)
         self.shape = base_gguf_shape(self.gguf_path)

@@ -30,15 +30,16 @@ def served_performance(
         engine = engine_for(version)
         hits = [float(engine is not None and r.npc_action in top_actions(engine.decide(r.encounter))) for r in group]
         accuracy = mean_interval(hits)
-        evaluated = (evaluated_metrics(version).get("decision_accuracy") or {}).get("value")
+        evaluated_accuracy = evaluated_metrics(version).decision_accuracy
+        evaluated = evaluated_accuracy.value if evaluated_accuracy else None
         ttfts = [r.served.ttft_ms for r in group if r.served.ttft_ms is not None]
-        stale = evaluated is not None and len(group) >= min_answers and accuracy["value"] < evaluated - margin
+        stale = evaluated is not None and len(group) >= min_answers and accuracy.value < evaluated - margin
         rows.append(
             {
                 "model": model,
                 "adapter_version": version,
                 "answers": len(group),
-                "decision_accuracy": accuracy,
+                "decision_accuracy": accuracy.model_dump(),
                 "evaluated_accuracy": evaluated,
                 "guardrail_replaced": sum(bool(r.served.guardrail_categories) for r in group),
                 "format_failures": sum(not r.served.format_ok for r in group),

@@ -30,11 +30,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from serving.engine import open_engine
 from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
+from srl_forge.artifacts import open_artifact_store
 from srl_forge.deployment import load_tiers, served_name
 from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
+from srl_forge.game_state import GameStateStore
 from srl_forge.guardrails import check as guardrail_violations
-from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits
+from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, load_species_lore
+from srl_forge.personas import load_persona
 from srl_forge.player_logs import PlayerLogRecord, ServedInfo, append_player_log
 from srl_forge.policy import (
     ThinkingStream,
@@ -43,6 +46,10 @@ from srl_forge.policy import (
     render_said,
     rlvr_prompt,
 )
+from srl_forge.registry import open_registry
+from srl_forge.rulebook import load_rulebook
+from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.lines import compose_line, load_voice
 
 log = logging.getLogger("serving")
 TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
@@ -84,11 +91,6 @@ class Monster:
     """What the server knows of one served model: its species' rules, voice and (Tier 3) persona."""
 
     def __init__(self, config: ServingConfig, adapter: ServedAdapter):
-        from srl_forge.lore import load_species_lore
-        from srl_forge.personas import load_persona
-        from srl_forge.rulebook import load_rulebook
-        from srl_forge.rules_engine import RulesEngine
-        from srl_forge.teachers.lines import load_voice
 
         self.adapter = adapter
         species, _, npc = adapter.target.partition("/")
@@ -106,14 +108,13 @@ class Monster:
 
     def safe_answer(self, encounter: Encounter) -> tuple[str, str]:
         """The rules engine's decision with an expert line: what a violating answer is replaced by."""
-        from srl_forge.teachers.lines import compose_line
 
         decision = self.engine.decide(encounter)
         allowed = [a for a in decision.acceptable if not self.persona or a not in self.persona.header.forbid]
         action = (
             allowed[0] if allowed else (decision.acceptable[0] if decision.acceptable else self.engine.vocabulary[0])
         )
-        markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
+        markers = decision.dialogue.voice_markers()
         line = compose_line(
             self.voice, encounter, action, decision.dialogue, random.Random(encounter.encounter_id), markers
         )
@@ -156,9 +157,6 @@ class AnswerGuard:
 
 class ForgeServer:
     def __init__(self, config: ServingConfig, pool: ServingEngine | None = None):
-        from srl_forge.artifacts import open_artifact_store
-        from srl_forge.game_state import GameStateStore
-        from srl_forge.registry import open_registry
 
         self.config = config
         self.tiers = load_tiers(Path(config.tiers_file))

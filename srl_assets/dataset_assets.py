@@ -67,7 +67,7 @@ def srl_dataset(
 @asset(
     partitions_def=species_partitions,
     group_name="datasets",
-    code_version="rlvr-dataset-4",
+    code_version="rlvr-dataset-5",
     kinds={"python", "parquet"},
     automation_condition=FRESH,
     description="RLVR rows: the encounter and the verifier's ground truth (the graded score of every action, "

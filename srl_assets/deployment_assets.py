@@ -6,6 +6,9 @@ import random
 
 from dagster import AssetExecutionContext, DataVersion, MetadataValue, Output, asset
 
+from serving.engine import open_engine
+from serving.engine_protocol import ServedAdapter
+from serving.latency import ttft_summary
 from srl_assets.automation import FRESH
 from srl_assets.failures import input_errors_as_failures
 from srl_assets.metadata import markdown_table
@@ -20,7 +23,8 @@ from srl_forge.deployment import deploy_candidate, served_name
 from srl_forge.encounters import EncounterSet
 from srl_forge.hashing import content_hash
 from srl_forge.lore import SpeciesLore
-from srl_forge.registry import AdapterVersion, deployment_target
+from srl_forge.policy import rlvr_prompt
+from srl_forge.registry import AdapterMetrics, AdapterVersion, deployment_target
 from srl_forge.rulebook import CompiledRules
 from training.evaluation import CANDIDATE, EvaluationReport
 from training.grpo_runner import AdapterArtifact
@@ -38,10 +42,6 @@ def measure_candidate_latency(
 ) -> dict:
     """Time to first streamed token of the candidate on held-out encounter prompts, one stream at a time,
     through the engine that will serve it."""
-    from serving.engine import open_engine
-    from serving.engine_protocol import ServedAdapter
-    from serving.latency import ttft_summary
-    from srl_forge.policy import rlvr_prompt
 
     held_out = encounter_set.by_split("test") or encounter_set.by_split("validation")
     picked = random.Random("latency").sample(held_out, min(len(held_out), deployment.latency_prompts))
@@ -161,7 +161,7 @@ def deployed_adapter(
 ) -> Output[dict]:
     species = context.partition_key
     store = artifacts.store()
-    candidate = evaluation.results[CANDIDATE]["metrics"]
+    candidate = evaluation.results[CANDIDATE].metrics
     rulebook, state = rules.rulebook, rules.game_state
     lineage = {
         "lore_version": lore.artifact_version,
@@ -210,17 +210,15 @@ def deployed_adapter(
         adapter_uri=rlvr_checkpoint.adapter_uri,
         parent_version=srl_checkpoint.version,
         lineage=lineage,
-        metrics={
-            "decision_accuracy": candidate["decision_accuracy"],
-            "best_constant_accuracy": evaluation.results["best_constant"]["metrics"]["decision_accuracy"]["value"],
-            "random_acceptable_accuracy": evaluation.results["random_acceptable"]["metrics"]["decision_accuracy"][
-                "value"
-            ],
-            "graded_reward": candidate["graded_reward"],
-            "format_rate": candidate["format_rate"],
-            "guardrail_violations": int(candidate["guardrail_violations"]["value"]),
-            "held_out_encounters": evaluation.held_out_encounters,
-        },
+        metrics=AdapterMetrics(
+            decision_accuracy=candidate.decision_accuracy,
+            best_constant_accuracy=evaluation.results["best_constant"].metrics.decision_accuracy.value,
+            random_acceptable_accuracy=evaluation.results["random_acceptable"].metrics.decision_accuracy.value,
+            graded_reward=candidate.graded_reward,
+            format_rate=candidate.format_rate,
+            guardrail_violations=int(candidate.guardrail_violations.value),
+            held_out_encounters=evaluation.held_out_encounters,
+        ),
     )
     context.log.info("measuring time to first token of the candidate")
     latency = measure_candidate_latency(store, training, deployment, adapter.adapter_uri, encounters, rulebook.actions)

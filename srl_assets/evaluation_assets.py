@@ -100,9 +100,10 @@ def _evaluate_adapters(context, store, training: TrainingResource, held: dict, v
             model = PeftModel.from_pretrained(model, str(store.local_path(checkpoint.adapter_uri)))
             if training.quantization == "none":  # merged into this fresh base copy: no LoRA matmuls (~15% on CPU)
                 model = model.merge_and_unload()
-        results[name] = evaluate_variant(model, tokenizer, mode, cases, steps, log=context.log.info)
-        results[name]["adapter_version"] = checkpoint.version if checkpoint else None
-        results[name]["training_seconds"] = checkpoint.training_seconds if checkpoint else None
+        result = evaluate_variant(model, tokenizer, mode, cases, steps, log=context.log.info)
+        if checkpoint:
+            result.adapter_version, result.training_seconds = checkpoint.version, checkpoint.training_seconds
+        results[name] = result
         del model  # one model in memory at a time
     return results
 
@@ -123,7 +124,7 @@ def _report(
 ) -> tuple[EvaluationReport, dict]:
     cases = held["cases"]
     table = comparison_table(results)
-    stepwise = [r["encounters"] for r in results.values() if r["mode"] == "stepwise"]
+    stepwise = [r.encounters for r in results.values() if r.mode == "stepwise"]
     scope = (
         f"{len(cases)} of {held['total']} held-out encounters"
         + (" (a fixed, seeded subset)" if len(cases) < held["total"] else "")
@@ -149,7 +150,7 @@ def _report(
     context.log.info(f"\n{scope}\n{table}")
     plot = comparison_png(results, f"{species}: {scope.split(';')[0]}")
     numbers = {
-        f"{name}_{metric}": MetadataValue.float(float(r["metrics"][metric]["value"]))
+        f"{name}_{metric}": MetadataValue.float(getattr(r.metrics, metric).value)
         for name, r in results.items()
         for metric in ("decision_accuracy", "graded_reward", "format_rate", "line_grounding")
     }
@@ -161,7 +162,7 @@ def _report(
         "step_rows": len(steps),
         "constant_action": held["constant"],
         **numbers,
-        "guardrail_violations": int(sum(r["metrics"]["guardrail_violations"]["value"] for r in results.values())),
+        "guardrail_violations": int(sum(r.metrics.guardrail_violations.value for r in results.values())),
     }
 
 
@@ -220,15 +221,16 @@ def evaluation(
         with teachers.outages_retried(context):
             for name, result in results.items():
                 context.log.info(f"judging {name}'s lines")
-                result["metrics"].update(judge_policy(judge, species, held["cases"], result["lines"]))
+                judged = judge_policy(judge, species, held["cases"], result.lines)
+                result.metrics = result.metrics.model_copy(update=judged)
     report, metadata = _report(context, species, held, results, steps, training, "held-out comparison")
-    srl_rlvr = results["srl_rlvr"]["metrics"]["decision_accuracy"]
+    srl_rlvr = results["srl_rlvr"].metrics.decision_accuracy
     return versioned(
         report,
         {
             **metadata,
-            "srl_rlvr_decision_accuracy_low": MetadataValue.float(float(srl_rlvr["low"])),
-            "srl_rlvr_decision_accuracy_high": MetadataValue.float(float(srl_rlvr["high"])),
+            "srl_rlvr_decision_accuracy_low": MetadataValue.float(srl_rlvr.low),
+            "srl_rlvr_decision_accuracy_high": MetadataValue.float(srl_rlvr.high),
         },
     )
 

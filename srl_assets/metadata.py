@@ -6,16 +6,12 @@ from collections.abc import Iterable, Sequence
 
 from dagster import DataVersion, MetadataValue, Output
 
+from srl_forge import tables
 from srl_forge.artifacts import artifact_version
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> MetadataValue:
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return MetadataValue.md("\n".join(lines))
+    return MetadataValue.md(tables.markdown_table(headers, rows))
 
 
 def versioned(value, metadata: dict) -> Output:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DynamicPartitionsDefinition
 
+from srl_forge.personas import discover_personas
 from srl_forge.species import discover_species, require_known_species
 
 species_partitions = DynamicPartitionsDefinition(name="species")
@@ -27,7 +28,6 @@ def register_species(instance: DagsterInstance, lore_root: Path, only: list[str]
 
 def register_personas(instance: DagsterInstance, lore_root: Path) -> list[str]:
     """Add an `npc` partition for every persona file; returns the new ones."""
-    from srl_forge.personas import discover_personas
 
     existing = set(instance.get_dynamic_partitions(npc_partitions.name))
     new = [k for k in discover_personas(lore_root) if k not in existing]

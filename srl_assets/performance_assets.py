@@ -22,7 +22,10 @@ from srl_assets.resources import (
 )
 from srl_forge.hashing import content_hash
 from srl_forge.player_logs import read_player_logs
+from srl_forge.registry import AdapterMetrics
 from srl_forge.rulebook import CompiledRules
+from srl_forge.rules_engine import RulesEngine
+from srl_forge.stats import Interval
 
 
 class PerformanceConfig(Config):
@@ -48,7 +51,6 @@ def adapter_performance(
     artifacts: ArtifactStoreResource,
     deployment: DeploymentResource,
 ) -> Output[dict]:
-    from srl_forge.rules_engine import RulesEngine
 
     species = context.partition_key
     registry = deployment.open()
@@ -68,7 +70,7 @@ def adapter_performance(
 
     def evaluated_metrics(version):
         adapter = registry.get(version) if version else None
-        return adapter.metrics if adapter else {}
+        return adapter.metrics if adapter else AdapterMetrics()
 
     rows = served_performance(served, engine_for, evaluated_metrics, config.accuracy_drop_margin, config.min_answers)
     stale = [r for r in rows if r["stale"]]
@@ -103,7 +105,7 @@ def adapter_performance(
                         r["model"],
                         r["adapter_version"][:12],
                         r["answers"],
-                        "{value:.2f} [{low:.2f}, {high:.2f}]".format(**r["decision_accuracy"]),
+                        Interval(**r["decision_accuracy"]).cell(),
                         "" if r["evaluated_accuracy"] is None else f"{r['evaluated_accuracy']:.2f}",
                         r["guardrail_replaced"],
                         r["format_failures"],

@@ -37,10 +37,13 @@ from srl_forge.encounter import Encounter
 from srl_forge.encounters import EncounterSet
 from srl_forge.hashing import content_hash
 from srl_forge.personas import load_persona, persona_path, split_persona_key
-from srl_forge.registry import AdapterVersion, deployment_target
+from srl_forge.registry import AdapterMetrics, AdapterVersion, deployment_target
 from srl_forge.rulebook import CompiledRules
 from srl_forge.rules_engine import RulesEngine
+from training.evaluation import EvalCase, comparison_table, evaluate_reference, evaluate_variant
+from training.model_loading import load_base_model, load_tokenizer, resolve_model
 from training.outcome_dataset import outcome_row
+from training.persona_dataset import persona_row
 from training.rlvr import RLVRJob, run_rlvr_job
 from training.step_dataset import RowDataset
 
@@ -86,7 +89,7 @@ def _species_parent(deployment: DeploymentResource, species: str):
     partitions_def=npc_partitions,
     group_name="personas",
     pool="training",
-    code_version="persona-adapter-2",
+    code_version="persona-adapter-3",
     kinds={"pytorch", "python"},
     deps=[persona_sources],
     automation_condition=FRESH,
@@ -103,15 +106,6 @@ def persona_adapter(
     teachers: TeachersResource,
 ) -> Output[dict]:
     from peft import PeftModel
-
-    from training.evaluation import (
-        EvalCase,
-        comparison_table,
-        evaluate_reference,
-        evaluate_variant,
-    )
-    from training.model_loading import load_base_model, load_tokenizer, resolve_model
-    from training.persona_dataset import persona_row
 
     with input_errors_as_failures():
         species, npc = split_persona_key(context.partition_key)
@@ -162,9 +156,7 @@ def persona_adapter(
     if limit is not None and limit < len(test):
         test = sorted(random.Random(f"eval:{persona.key}").sample(test, limit), key=lambda r: r["row_id"])
     cases = [
-        EvalCase(
-            row=r, encounter=Encounter.model_validate_json(r["encounter_json"]), expert_answer=r["completion_text"]
-        )
+        EvalCase(row=r, encounter=Encounter.model_validate(r["encounter"]), expert_answer=r["completion_text"])
         for r in test
     ]
     model_path = resolve_model(config.model, training.model_cache_path)
@@ -179,10 +171,10 @@ def persona_adapter(
         model = PeftModel.from_pretrained(base, str(store.local_path(uri)))
         results[name] = evaluate_variant(model, tokenizer, "direct", cases, [], log=context.log.info)
         base = model.unload()
-    metrics = results["persona_adapter"]["metrics"]
+    metrics = results["persona_adapter"].metrics
     address_share = sum(
         any(a.lower() in (line or "").lower() for a in persona.header.address)
-        for line in results["persona_adapter"]["lines"]
+        for line in results["persona_adapter"].lines
     ) / max(1, len(cases))
     manifest = {
         **manifest,
@@ -191,18 +183,18 @@ def persona_adapter(
         "persona_file": str(persona_path(project_files.lore_path, species, npc)),
         "parent_target": parent.target,
         "rules_uri": parent.lineage["rules_uri"],
-        "metrics": {
-            "decision_accuracy": metrics["decision_accuracy"],
-            "graded_reward": metrics["graded_reward"],
-            "best_constant_accuracy": results["best_constant"]["metrics"]["decision_accuracy"]["value"],
-            "random_acceptable_accuracy": results["random_acceptable"]["metrics"]["decision_accuracy"]["value"],
-            "format_rate": metrics["format_rate"],
-            "guardrail_violations": int(metrics["guardrail_violations"]["value"]),
-            "held_out_encounters": len(cases),
-            "persona_address_share": address_share,
-        },
+        "metrics": AdapterMetrics(
+            decision_accuracy=metrics.decision_accuracy,
+            graded_reward=metrics.graded_reward,
+            best_constant_accuracy=results["best_constant"].metrics.decision_accuracy.value,
+            random_acceptable_accuracy=results["random_acceptable"].metrics.decision_accuracy.value,
+            format_rate=metrics.format_rate,
+            guardrail_violations=int(metrics.guardrail_violations.value),
+            held_out_encounters=len(cases),
+            persona_address_share=address_share,
+        ).model_dump(),
     }
-    table = comparison_table({k: {**v, "adapter_version": None} for k, v in results.items()})
+    table = comparison_table(results)
     return Output(
         manifest,
         data_version=DataVersion(manifest["version"]),

@@ -16,13 +16,22 @@ from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar
 
+from srl_assets.failures import teacher_outages_retried
 from srl_assets.settings import ForgeSettings, encounter_count, load_settings
 from srl_forge.artifacts import StoredArtifact, decode_artifact, open_artifact_store
 from srl_forge.databases import is_postgres
+from srl_forge.deployment import load_tiers
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
 from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits
 from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
+from srl_forge.registry import open_registry
+from srl_forge.teachers.lines import load_voice
+from srl_forge.teachers.team import Teachers, TeachersConfig
+from srl_forge.yaml_files import load_yaml
+from training.rlvr import RLVRConfig
+from training.sagemaker_launcher import SageMakerLauncher, SageMakerSettings
+from training.srl import SRLConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,12 +114,10 @@ class DeploymentResource(ConfigurableResource):
     serving_engine: str = "auto"  # the engine `make serve` uses, so the latency gate measures what serves
 
     def open(self):
-        from srl_forge.registry import open_registry
 
         return open_registry(self.registry)
 
     def tiers(self):
-        from srl_forge.deployment import load_tiers
 
         return load_tiers(Path(self.tiers_file))
 
@@ -245,10 +252,6 @@ class TeachersResource(ConfigurableResource):
     def config(self):
         import yaml
 
-        from srl_forge.errors import InputError
-        from srl_forge.teachers.team import TeachersConfig
-        from srl_forge.yaml_files import load_yaml
-
         if not self.config_file:
             return TeachersConfig()
         path = Path(self.config_file)
@@ -263,18 +266,15 @@ class TeachersResource(ConfigurableResource):
 
     def outages_retried(self, context):
         """Around teacher calls in an asset: an endpoint outage retries the step, then fails it clearly."""
-        from srl_assets.failures import teacher_outages_retried
 
         return teacher_outages_retried(self.outage_retries, self.outage_wait_s, context.retry_number)
 
     def voice(self, rulebook):
         """The species' voice file: the expert's intents and the species' stock phrases."""
-        from srl_forge.teachers.lines import load_voice
 
         return load_voice(Path(self.voices_root), rulebook)
 
     def build(self, rulebook):
-        from srl_forge.teachers.team import Teachers
 
         return Teachers(self.config(), Path(self.cache_dir), Path(self.voices_root), rulebook)
 
@@ -321,7 +321,6 @@ class TrainingResource(ConfigurableResource):
                 "sagemaker_role_arn",
                 "launcher sagemaker needs sagemaker_role_arn, sagemaker_image_uri and sagemaker_s3_root",
             )
-        from training.sagemaker_launcher import SageMakerLauncher, SageMakerSettings
 
         return SageMakerLauncher(
             SageMakerSettings(
@@ -357,9 +356,6 @@ class TrainingResource(ConfigurableResource):
         """The training config of a stage (srl, rlvr, rlvr_only, sft_only, persona) under this budget's recipe
         (`training/recipes/<budget>.yaml`); the overrides JSON (SRL's for `srl`, RLVR's for the others) wins."""
         import json
-
-        from training.rlvr import RLVRConfig
-        from training.srl import SRLConfig
 
         cls, overrides_json = (
             (SRLConfig, self.config_overrides_json) if stage == "srl" else (RLVRConfig, self.rlvr_overrides_json)

@@ -12,11 +12,11 @@ import argparse
 import logging
 import sys
 
+from serving.server import ForgeServer, ServingConfig, build_app
 from srl_assets.resources import embedded_resources, resolved
 
 
 def serving_config(**overrides):
-    from serving.server import ServingConfig
 
     r = embedded_resources()
     return ServingConfig(
@@ -38,8 +38,6 @@ def serving_config(**overrides):
 
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
-
-    from serving.server import ForgeServer, build_app
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from srl_forge.errors import InputError
 from srl_forge.lore import LoreLimits
+from srl_forge.tables import markdown_table
 from training.model_loading import DEFAULT_POLICY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def load_settings(**overrides) -> ForgeSettings:
 
 def settings_table() -> str:
     """Every setting as a markdown table (docs/settings.md is written from it: `python -m srl_assets.settings`)."""
-    rows = ["| variable | type | default | what |", "|---|---|---|---|"]
+    rows = []
     for name, field in ForgeSettings.model_fields.items():
         default = field.default
         shown = f"`{default.relative_to(REPO_ROOT)}`" if isinstance(default, Path) else f"`{default}`"
@@ -95,8 +96,8 @@ def settings_table() -> str:
         else:
             kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
         kind = kind.replace(" | ", " or ").replace("Literal['all']", "`all`")
-        rows.append(f"| `SRL_FORGE_{name.upper()}` | {kind} | {shown} | {field.description or ''} |")
-    return "\n".join(rows)
+        rows.append([f"`SRL_FORGE_{name.upper()}`", kind, shown, field.description or ""])
+    return markdown_table(["variable", "type", "default", "what"], rows)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.errors import InputError
 from srl_forge.registry import TIERS, AdapterRegistry
+from srl_forge.stats import Interval
 from srl_forge.yaml_files import load_yaml
 
 
@@ -70,9 +71,9 @@ class Gate(BaseModel):
     numbers: dict[str, float | int | None] = Field(default_factory=dict)
 
 
-def accuracy_gate(candidate: dict, blue: dict | None, held_out: int | None = None) -> Gate:
-    """`candidate`/`blue`: {value, low, high} of decision accuracy on the held-out set of `held_out`
-    encounters (None: not recorded). An evaluation on no encounter shows nothing: blocked."""
+def accuracy_gate(candidate: Interval, blue: Interval | None, held_out: int | None = None) -> Gate:
+    """`candidate`/`blue`: decision accuracy on the held-out set of `held_out` encounters (None: not
+    recorded). An evaluation on no encounter shows nothing: blocked."""
     if held_out == 0:
         return Gate(
             name="not_worse_than_blue",
@@ -85,12 +86,12 @@ def accuracy_gate(candidate: dict, blue: dict | None, held_out: int | None = Non
             name="not_worse_than_blue",
             passed=True,
             detail="no blue adapter yet",
-            numbers={"candidate": candidate["value"], "candidate_high": candidate["high"]},
+            numbers={"candidate": candidate.value, "candidate_high": candidate.high},
         )
-    passed = candidate["high"] >= blue["value"]
+    passed = candidate.high >= blue.value
     detail = (
-        f"candidate decision accuracy {candidate['value']:.2f} [{candidate['low']:.2f}, {candidate['high']:.2f}] "
-        f"vs blue {blue['value']:.2f}: "
+        f"candidate decision accuracy {candidate.value:.2f} [{candidate.low:.2f}, {candidate.high:.2f}] "
+        f"vs blue {blue.value:.2f}: "
         + ("within the noise or better" if passed else "worse beyond the held-out interval")
     )
     return Gate(
@@ -98,22 +99,22 @@ def accuracy_gate(candidate: dict, blue: dict | None, held_out: int | None = Non
         passed=passed,
         detail=detail,
         numbers={
-            "candidate": candidate["value"],
-            "candidate_low": candidate["low"],
-            "candidate_high": candidate["high"],
-            "blue": blue["value"],
+            "candidate": candidate.value,
+            "candidate_low": candidate.low,
+            "candidate_high": candidate.high,
+            "blue": blue.value,
         },
     )
 
 
-def references_gate(candidate: dict, best_constant: float | None, random_acceptable: float | None = None) -> Gate:
-    """`candidate`: {value, low, high} of decision accuracy; `best_constant`: the best constant action's accuracy
+def references_gate(candidate: Interval, best_constant: float | None, random_acceptable: float | None = None) -> Gate:
+    """`candidate`: decision accuracy; `best_constant`: the best constant action's accuracy
     on the same held-out encounters (None: not recorded, so nothing shows the candidate learned: blocked)."""
     shown = f" (a random acceptable action: {random_acceptable:.2f})" if random_acceptable is not None else ""
     numbers = {
-        "candidate": candidate["value"],
-        "candidate_low": candidate["low"],
-        "candidate_high": candidate["high"],
+        "candidate": candidate.value,
+        "candidate_low": candidate.low,
+        "candidate_high": candidate.high,
         "best_constant": best_constant,
         "random_acceptable": random_acceptable,
     }
@@ -124,9 +125,9 @@ def references_gate(candidate: dict, best_constant: float | None, random_accepta
             numbers=numbers,
             detail="no reference accuracy was recorded with the candidate's evaluation: nothing shows it learned",
         )
-    passed = candidate["low"] > best_constant
+    passed = candidate.low > best_constant
     detail = (
-        f"candidate decision accuracy {candidate['value']:.2f} [{candidate['low']:.2f}, {candidate['high']:.2f}] vs "
+        f"candidate decision accuracy {candidate.value:.2f} [{candidate.low:.2f}, {candidate.high:.2f}] vs "
         f"always answering the best constant action {best_constant:.2f}{shown}: "
         + (
             "above it beyond the interval"
@@ -261,8 +262,7 @@ def deploy_candidate(
     registry: AdapterRegistry, tiers: dict[str, TierSpec], adapter, serves: str, ttft_p50_ms: float, triggered_by: str
 ) -> list[TierOutcome]:
     """Land a registered adapter in green on every tier that serves its kind, and promote it to blue
-    where every gate passes. The adapter's `metrics` carry `decision_accuracy` {value, low, high},
-    `best_constant_accuracy`, `random_acceptable_accuracy` and `guardrail_violations` from its evaluation."""
+    where every gate passes, reading the adapter's `AdapterMetrics` (its evaluation)."""
     outcomes = []
     for tier, spec in tiers.items():
         if spec.serves != serves:
@@ -292,18 +292,16 @@ def deploy_candidate(
             continue
         registry.land_candidate(adapter.target, tier, adapter.version, triggered_by)
         blue_adapter = registry.get(blue) if blue else None
+        metrics = adapter.metrics
+        accuracy = metrics.decision_accuracy or Interval.exact(0.0)  # no recorded accuracy shows nothing learned
         gates = [
             accuracy_gate(
-                adapter.metrics["decision_accuracy"],
-                blue_adapter.metrics.get("decision_accuracy") if blue_adapter else None,
-                adapter.metrics.get("held_out_encounters"),
+                accuracy,
+                blue_adapter.metrics.decision_accuracy if blue_adapter else None,
+                metrics.held_out_encounters,
             ),
-            references_gate(
-                adapter.metrics["decision_accuracy"],
-                adapter.metrics.get("best_constant_accuracy"),
-                adapter.metrics.get("random_acceptable_accuracy"),
-            ),
-            guardrail_gate(int(adapter.metrics.get("guardrail_violations", 0))),
+            references_gate(accuracy, metrics.best_constant_accuracy, metrics.random_acceptable_accuracy),
+            guardrail_gate(metrics.guardrail_violations),
             latency_gate(ttft_p50_ms, spec.ttft_budget_ms, tier),
         ]
         reason = gate_reason(gates)

@@ -113,6 +113,9 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
+GROUNDING_KINDS = ("faction", "item", "action", "place", "hour", "moon", "weather", "event", "party", "words")
+
+
 def grounding_terms(encounter: Encounter, exclude: Iterable[str] = ()) -> dict[str, list[str]]:
     """Reference kind -> the surface forms that refer to it in this encounter (lower case)."""
     g, p, loc = encounter.game, encounter.player, encounter.location

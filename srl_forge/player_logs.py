@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.databases import is_postgres, open_database, redact
 from srl_forge.encounter import Encounter
+from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.guardrails import injection_evidence
+from srl_forge.hashing import content_hash
 from srl_forge.species import validate_species_id
 
 
@@ -183,7 +185,6 @@ def filter_player_records(
 ) -> tuple[list[PlayerLogRecord], FilterReport]:
     """Keep records fit to learn from: utterances within the size limit, no prompt-injection attempts,
     nothing against the guardrails, personal data removed from what the player said."""
-    from srl_forge.guardrails import check as guardrail_violations
 
     kept: list[PlayerLogRecord] = []
     dropped: dict[str, int] = {}
@@ -209,7 +210,6 @@ def filter_player_records(
 
 
 def _pseudonym(player_id: str) -> str:
-    from srl_forge.hashing import content_hash
 
     return "player-" + content_hash(f"player:{player_id}")[:12]
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from srl_forge.databases import Database, open_database
 from srl_forge.species import validate_species_id
+from srl_forge.stats import Interval
 
 Tier = Literal["tier1", "tier2", "tier3"]
 EventAction = Literal["candidate", "promote", "hold", "rollback"]
@@ -42,6 +43,20 @@ def deployment_target(species: str, npc: str | None = None) -> str:
     return f"{species}/{npc}"
 
 
+class AdapterMetrics(BaseModel):
+    """What the gates and the performance monitor read of an adapter's held-out evaluation."""
+
+    model_config = ConfigDict(frozen=True)
+    decision_accuracy: Interval | None = None
+    graded_reward: Interval | None = None
+    format_rate: Interval | None = None
+    best_constant_accuracy: float | None = None  # the references, on the same held-out encounters
+    random_acceptable_accuracy: float | None = None
+    guardrail_violations: int = 0
+    held_out_encounters: int | None = None  # None: not recorded
+    persona_address_share: float | None = None  # persona adapters: lines that address the player as the persona does
+
+
 class AdapterVersion(BaseModel):
     model_config = ConfigDict(frozen=True)
     version: str  # content hash of the adapter folder
@@ -51,7 +66,7 @@ class AdapterVersion(BaseModel):
     adapter_uri: str
     parent_version: str | None = None
     lineage: dict[str, Any] = Field(default_factory=dict)  # data versions, lore documents, rule versions
-    metrics: dict[str, Any] = Field(default_factory=dict)  # evaluation numbers with intervals
+    metrics: AdapterMetrics = Field(default_factory=AdapterMetrics)
     registered_at: datetime | None = None
 
 
@@ -150,7 +165,7 @@ class AdapterRegistry:
                     row.adapter_uri,
                     row.parent_version,
                     json.dumps(row.lineage, sort_keys=True, default=str),
-                    json.dumps(row.metrics, sort_keys=True, default=str),
+                    row.metrics.model_dump_json(),
                     row.registered_at.isoformat(),
                 ],
             )
@@ -173,7 +188,7 @@ class AdapterRegistry:
             adapter_uri=values["adapter_uri"],
             parent_version=values["parent_version"],
             lineage=json.loads(values["lineage_json"]),
-            metrics=json.loads(values["metrics_json"]),
+            metrics=AdapterMetrics.model_validate_json(values["metrics_json"]),
             registered_at=datetime.fromisoformat(values["registered_at"]),
         )
 

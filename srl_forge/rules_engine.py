@@ -43,26 +43,52 @@ class Conflict(BaseModel):
     reason: str
 
 
+class VoiceMarkers(BaseModel):
+    """A rule's voice: the line must carry one of `markers`."""
+
+    model_config = ConfigDict(frozen=True)
+    rule_id: str
+    markers: tuple[str, ...]
+
+
+class BannedWord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    rule_id: str
+    word: str
+
+
+class WordLimit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    rule_id: str
+    limit: int
+
+
 class DialogueConstraints(BaseModel):
     model_config = ConfigDict(frozen=True)
-    markers_any: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (rule id, markers) - each must be met
-    banned_words: tuple[tuple[str, str], ...] = ()  # (rule id, word)
-    max_words: tuple[str, int] | None = None  # (rule id, limit): the tightest
+    markers_any: tuple[VoiceMarkers, ...] = ()  # each must be met
+    banned_words: tuple[BannedWord, ...] = ()
+    max_words: WordLimit | None = None  # the tightest
+
+    def voice_markers(self) -> tuple[str, ...]:
+        """Every marker of every voice rule (the species' own words, which are not grounding)."""
+        return tuple(m for voice in self.markers_any for m in voice.markers)
 
     def check(self, line: str) -> list[tuple[str, str]]:
         """(rule id, reason) for every constraint the spoken line breaks."""
         problems: list[tuple[str, str]] = []
         lowered = line.lower()
         words = re.findall(r"[a-z']+", lowered)
-        for rule_id, markers in self.markers_any:
-            if not any(marker.lower() in lowered for marker in markers):
-                problems.append((rule_id, f"dialogue lacks the species' voice (one of: {', '.join(markers)})"))
-        for rule_id, word in self.banned_words:
-            if re.search(rf"\b{re.escape(word.lower())}\b", lowered):
-                problems.append((rule_id, f"dialogue uses banned word {word!r}"))
-        if self.max_words is not None and len(words) > self.max_words[1]:
+        for voice in self.markers_any:
+            if not any(marker.lower() in lowered for marker in voice.markers):
+                problems.append(
+                    (voice.rule_id, f"dialogue lacks the species' voice (one of: {', '.join(voice.markers)})")
+                )
+        for banned in self.banned_words:
+            if re.search(rf"\b{re.escape(banned.word.lower())}\b", lowered):
+                problems.append((banned.rule_id, f"dialogue uses banned word {banned.word!r}"))
+        if self.max_words is not None and len(words) > self.max_words.limit:
             problems.append(
-                (self.max_words[0], f"dialogue has {len(words)} words, at most {self.max_words[1]} allowed")
+                (self.max_words.rule_id, f"dialogue has {len(words)} words, at most {self.max_words.limit} allowed")
             )
         return problems
 
@@ -230,10 +256,10 @@ class RulesEngine:
                 continue
             d = rule.dialogue
             if d.markers_any:
-                markers.append((rule.id, d.markers_any))
-            banned.extend((rule.id, w) for w in d.banned_words)
-            if d.max_words is not None and (max_words is None or d.max_words < max_words[1]):
-                max_words = (rule.id, d.max_words)
+                markers.append(VoiceMarkers(rule_id=rule.id, markers=d.markers_any))
+            banned.extend(BannedWord(rule_id=rule.id, word=w) for w in d.banned_words)
+            if d.max_words is not None and (max_words is None or d.max_words < max_words.limit):
+                max_words = WordLimit(rule_id=rule.id, limit=d.max_words)
             log(rule, "dialogue constraints", "applied")
 
         return Decision(

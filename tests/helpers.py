@@ -20,3 +20,18 @@ def make_encounter(species: str, game=None, npc=None, player=None, location=None
         player=Player(**(player or {})),
         location=Location(**(location or {})),
     )
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of every row of the markdown tables in `markdown` (header rows included, rules left out)."""
+    rows = []
+    for line in markdown.splitlines():
+        line = line.strip()
+        if line.startswith("|") and not set(line) <= set("|-: "):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def has_row(markdown: str, *leading: str) -> bool:
+    """Whether a table row of `markdown` begins with these cells."""
+    return any(row[: len(leading)] == list(leading) for row in table_rows(markdown))

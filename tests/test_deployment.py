@@ -6,7 +6,8 @@ import pytest
 
 from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, vllm_config
 from srl_forge.errors import InputError
-from srl_forge.registry import AdapterVersion, RegistryError, open_registry
+from srl_forge.registry import AdapterMetrics, AdapterVersion, RegistryError, open_registry
+from srl_forge.stats import Interval
 
 TIERS = {
     "tier1": TierSpec(base_model="small", serves="species", ttft_budget_ms=1000),
@@ -97,7 +98,7 @@ def test_an_adapter_tied_with_the_constant_within_its_interval_is_held(registry)
 
 def test_an_evaluation_without_reference_numbers_is_held(registry):
     bare = adapter("v1")
-    bare = bare.model_copy(update={"metrics": {k: v for k, v in bare.metrics.items() if k != "best_constant_accuracy"}})
+    bare = bare.model_copy(update={"metrics": bare.metrics.model_copy(update={"best_constant_accuracy": None})})
     outcome = deploy(registry, bare)["tier1"]
     assert outcome.result == "held" and "no reference accuracy was recorded" in outcome.reason
 
@@ -115,7 +116,7 @@ def test_promotion_blocked_by_a_worse_evaluation(registry):
 
 def test_an_adapter_evaluated_on_no_encounter_is_not_promoted(registry):
     empty = adapter("v0")
-    empty = empty.model_copy(update={"metrics": {**empty.metrics, "held_out_encounters": 0}})
+    empty = empty.model_copy(update={"metrics": empty.metrics.model_copy(update={"held_out_encounters": 0})})
     outcome = deploy(registry, empty)["tier1"]
     assert outcome.result == "held" and "evaluated on 0 held-out encounters" in outcome.reason
     assert registry.blue("vampire", "tier1") is None
@@ -215,7 +216,7 @@ def test_lineage_answers_which_lore_and_rules_made_a_monster(registry):
 def test_registering_a_version_twice_keeps_the_first_record(registry):
     registry.register(adapter("v1"))
     registry.register(adapter("v1", accuracy=(0.1, 0.0, 0.2)))
-    assert registry.get("v1").metrics["decision_accuracy"]["value"] == 0.6
+    assert registry.get("v1").metrics.decision_accuracy.value == 0.6
     with pytest.raises(RegistryError, match="not registered"):
         registry.promote("vampire", "tier1", "nope", [], "test")
 
@@ -317,7 +318,7 @@ def test_served_performance_reverifies_answers_and_flags_a_drop():
             ),
         )
 
-    evaluated = {"v1": {"decision_accuracy": {"value": 0.8}}, "v2": {"decision_accuracy": {"value": 0.5}}}
+    evaluated = {v: AdapterMetrics(decision_accuracy=Interval.exact(value)) for v, value in (("v1", 0.8), ("v2", 0.5))}
     records = (
         [record(e, right=i % 4 == 0) for i, e in enumerate(encounters * 2)]  # 25% right, evaluated 80%
         + [record(e, right=True, version="v2", replaced=("slur",) if i == 0 else ()) for i, e in enumerate(encounters)]

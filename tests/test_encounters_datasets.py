@@ -21,8 +21,8 @@ from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.lines import Voice
 from tests.helpers import RULES_ROOT, SPECIES, make_encounter
 from tests.test_teachers import programmatic, sampled, setup
-from training.outcome_dataset import outcome_row
-from training.step_dataset import names_next_title, step_rows
+from training.outcome_dataset import OutcomeRow, outcome_row
+from training.step_dataset import from_parquet, names_next_title, step_rows, to_parquet
 
 SMALL = DesignSpec(train_size=40, validation_size=10, test_size=10, min_per_rule=3)
 
@@ -150,13 +150,37 @@ def test_rlvr_rows_carry_the_verifiers_ground_truth():
     voice = Voice(species="lich", address=("mortal",), intents={}, stock_lines=("Another age, {foe}.",))
     row = outcome_row(sampled(encounter), engine, voice)
     assert row["acceptable_actions"] == ["protect_phylactery"] and row["top_actions"] == ["protect_phylactery"]
-    scores = json.loads(row["action_scores_json"])
+    # native parquet columns, read back with attributes (no JSON strings)
+    (stored,) = from_parquet(to_parquet([row]))
+    typed = OutcomeRow.model_validate(stored)
+    scores = typed.score_of()
     assert scores["protect_phylactery"] == 1.0 and scores["flee"] == 0.0 and set(scores) == set(engine.vocabulary)
-    assert "lair" in json.loads(row["grounding_terms_json"])["place"] and row["stock_lines"] == [
-        "Another age, villager."
-    ]
+    assert "lair" in typed.grounding_terms["place"] and typed.stock_lines == ["Another age, villager."]
+    assert typed.encounter == encounter and typed.dialogue_constraints == engine.decide(encounter).dialogue
+    assert not [c for c in stored if c.endswith("_json")]
     assert "lich.phylactery" in row["fired_rules"]
     assert "expert" not in json.dumps(row["prompt"]).lower()
+
+
+def test_rows_stored_with_json_columns_read_back_native():
+    """A dataset written before the columns were native (a replay of it) reads as the new rows do."""
+    _, _, engine = setup("lich")
+    encounter = make_encounter("lich", player={"action": "steal"}, location={"kind": "lair"})
+    row = outcome_row(sampled(encounter), engine)
+    decision = engine.decide(encounter)
+    legacy = {
+        **{
+            k: v
+            for k, v in row.items()
+            if k not in ("encounter", "action_scores", "dialogue_constraints", "grounding_terms")
+        },
+        "encounter_json": encounter.model_dump_json(),
+        "action_scores_json": json.dumps({s["action"]: s["score"] for s in row["action_scores"]}),
+        "dialogue_constraints_json": decision.dialogue.model_dump_json(),
+        "grounding_terms_json": json.dumps({k: v for k, v in row["grounding_terms"].items() if v}),
+    }
+    (upgraded,) = from_parquet(to_parquet([legacy]))
+    assert OutcomeRow.model_validate(upgraded) == OutcomeRow.model_validate(row)
 
 
 # --- the asset chain ---------------------------------------------------------------------------

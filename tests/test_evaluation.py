@@ -10,9 +10,10 @@ from srl_forge.lore import load_species_lore
 from srl_forge.policy import render_answer
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
+from srl_forge.stats import Interval
 from srl_forge.teachers.collaboration import produce_trajectories
 from srl_forge.teachers.lines import load_voice
-from tests.helpers import LORE_ROOT, REPO, RULES_ROOT
+from tests.helpers import LORE_ROOT, REPO, RULES_ROOT, has_row
 from training.evaluation import (
     EvalCase,
     bootstrap,
@@ -58,22 +59,19 @@ def test_references_order_as_they_must(werewolf_cases):
         name: evaluate_reference(name, cases, constant)
         for name in ("best_constant", "random_acceptable", "rules_engine")
     }
-    acc = {name: r["metrics"]["decision_accuracy"]["value"] for name, r in results.items()}
+    acc = {name: r.metrics.decision_accuracy.value for name, r in results.items()}
     assert acc["rules_engine"] == 1.0 and acc["best_constant"] <= 0.35 and acc["random_acceptable"] < 0.7
-    ceiling = results["rules_engine"]["metrics"]
-    assert ceiling["graded_reward"]["value"] == 1.0 and ceiling["format_rate"]["value"] == 1.0
-    assert ceiling["line_grounding"]["value"] == 1.0 and ceiling["stock_line_share"]["value"] == 0.0
-    assert results["random_acceptable"]["metrics"]["acceptable_rate"]["value"] == 1.0
+    ceiling = results["rules_engine"].metrics
+    assert ceiling.graded_reward.value == 1.0 and ceiling.format_rate.value == 1.0
+    assert ceiling.line_grounding.value == 1.0 and ceiling.stock_line_share.value == 0.0
+    assert results["random_acceptable"].metrics.acceptable_rate.value == 1.0
     # the constant speaks one stock line everywhere: it is all duplicates and grounded nowhere
-    constant_metrics = results["best_constant"]["metrics"]
-    assert (
-        constant_metrics["duplicate_line_share"]["value"] == 1.0
-        and constant_metrics["stock_line_share"]["value"] == 1.0
-    )
-    assert ceiling["duplicate_line_share"]["value"] < 0.2
-    assert ceiling["distinct_2"]["value"] > 10 * constant_metrics["distinct_2"]["value"]
+    constant_metrics = results["best_constant"].metrics
+    assert constant_metrics.duplicate_line_share.value == 1.0 and constant_metrics.stock_line_share.value == 1.0
+    assert ceiling.duplicate_line_share.value < 0.2
+    assert ceiling.distinct_2.value > 10 * constant_metrics.distinct_2.value
     table = comparison_table(results)
-    assert "| rules_engine | reference | 40 | 1.00 |" in table
+    assert has_row(table, "rules_engine", "reference", "40", "1.00")
 
 
 def test_bootstrap_interval_covers_the_point_and_narrows_with_agreement(werewolf_cases):
@@ -81,16 +79,18 @@ def test_bootstrap_interval_covers_the_point_and_narrows_with_agreement(werewolf
     noisy = score_policy(
         cases,
         [f'<think>t</think>\nACTION: {constant if i % 2 else "howl"}\nSAY: "Rrr, prey."' for i, _ in enumerate(cases)],
-    )["metrics"]["decision_accuracy"]
-    assert noisy["low"] <= noisy["value"] <= noisy["high"] and noisy["high"] - noisy["low"] > 0.1
+        "direct",
+    ).metrics.decision_accuracy
+    assert noisy.low <= noisy.value <= noisy.high and noisy.high - noisy.low > 0.1
     half_stock = score_policy(
         cases,
         [
             render_answer("t", "howl", "Rrr, prey." if i % 2 else f"Prey {chr(97 + i % 26) * (1 + i // 26)}, run.")
             for i, _ in enumerate(cases)
         ],
-    )["metrics"]["duplicate_line_share"]
-    assert half_stock["value"] == 0.5 and half_stock["low"] <= 0.5 <= half_stock["high"]
+        "direct",
+    ).metrics.duplicate_line_share
+    assert half_stock.value == 0.5 and half_stock.low <= 0.5 <= half_stock.high
     certain = bootstrap(
         [
             {
@@ -107,7 +107,7 @@ def test_bootstrap_interval_covers_the_point_and_narrows_with_agreement(werewolf
             for i in range(30)
         ]
     )
-    assert certain["decision_accuracy"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+    assert certain.decision_accuracy == Interval.exact(1.0)
 
 
 def test_line_diversity_metrics():
@@ -135,6 +135,6 @@ def test_distinct_2_interval_contains_the_measured_value():
         }
         for line in lines
     ]
-    d2 = bootstrap(cases)["distinct_2"]
-    assert d2["low"] <= d2["value"] <= d2["high"]
-    assert d2["high"] - d2["low"] > 0
+    d2 = bootstrap(cases).distinct_2
+    assert d2.low <= d2.value <= d2.high
+    assert d2.high - d2.low > 0

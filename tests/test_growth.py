@@ -290,10 +290,13 @@ def test_reward_spread_is_zero_only_when_outputs_cannot_be_told_apart():
 
 
 def test_guardrail_gate_judges_the_candidate_and_reports_the_rest():
-    from training.evaluation import CANDIDATE, EvaluationReport
+    from srl_forge.stats import Interval
+    from training.evaluation import CANDIDATE, EvaluationReport, PolicyMetrics, PolicyResult
 
     def result(violations):
-        return {"encounters": 8, "metrics": {"guardrail_violations": {"value": violations, "low": 0, "high": 0}}}
+        measured = {name: Interval.exact(0.0) for name in PolicyMetrics.model_fields if not name.startswith("judge")}
+        metrics = PolicyMetrics(**{**measured, "guardrail_violations": Interval.exact(violations)})
+        return PolicyResult(mode="direct", encounters=8, metrics=metrics, lines=[])
 
     report = EvaluationReport(
         species="ghoul",

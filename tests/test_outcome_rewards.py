@@ -1,15 +1,14 @@
 """The RLVR outcome reward: the graded decision the rules engine verifies, and the line parts."""
 
-import json
-
 import pytest
 
 from srl_forge.grading import action_scores
 from srl_forge.grounding import grounding_score, grounding_terms, parrots
 from srl_forge.policy import parse_decision
 from srl_forge.rulebook import load_rulebook
-from srl_forge.rules_engine import DialogueConstraints, RulesEngine
+from srl_forge.rules_engine import BannedWord, DialogueConstraints, RulesEngine, VoiceMarkers
 from tests.helpers import RULES_ROOT, make_encounter
+from training.outcome_dataset import action_score_column
 from training.rewards import (
     RLVR_REWARD_WEIGHTS,
     decision_format_reward,
@@ -20,8 +19,9 @@ from training.rewards import (
 )
 
 VOICE = DialogueConstraints(
-    markers_any=(("vampire.voice", ("mortal", "the night")),), banned_words=(("world.no_modern_speech", "okay"),)
-).model_dump_json()
+    markers_any=(VoiceMarkers(rule_id="vampire.voice", markers=("mortal", "the night")),),
+    banned_words=(BannedWord(rule_id="world.no_modern_speech", word="okay"),),
+).model_dump()
 VAMPIRE = RulesEngine(load_rulebook(RULES_ROOT, "vampire"))
 # Night, a hungry vampire, an uninvited dwelling, a lone hunter offering garlic:
 #   vampire.threshold (85) forbids attack, feed and prefers request_invitation;
@@ -38,7 +38,7 @@ DWELLING = make_encounter(
         "utterance": "I brought you something you might like.",
     },
 )
-SCORES = json.dumps(action_scores(VAMPIRE.decide(DWELLING), VAMPIRE.vocabulary))
+SCORES = action_score_column(action_scores(VAMPIRE.decide(DWELLING), VAMPIRE.vocabulary))
 
 
 def graded(action, line="Put that garlic away, mortal."):
@@ -97,7 +97,7 @@ def test_grounding_rewards_references_to_this_encounter_not_parroting():
     assert parrots("Something you might like, hunter? Garlic?", utterance)
     assert grounding_score("Something you might like, hunter? Garlic?", terms, utterance) == 0.0
     completion = '<think>t</think>\nACTION: request_invitation\nSAY: "A gift of garlic, hunter? Invite me in."'
-    assert line_grounding_reward(None, [completion], [json.dumps(terms)], [utterance]) == [1.0]
+    assert line_grounding_reward(None, [completion], [terms], [utterance]) == [1.0]
 
 
 def test_voice_markers_do_not_count_as_grounding():

@@ -1,7 +1,6 @@
 """Serving: the guardrails on a streamed answer, persona files, and the OpenAI-compatible server
 end to end (a real model and adapters, the `openai` client over HTTP on 127.0.0.1)."""
 
-import json
 import socket
 import threading
 import time
@@ -13,6 +12,7 @@ from serving.server import AnswerGuard
 from srl_forge.errors import InputError
 from srl_forge.lore import LoreLimits
 from srl_forge.personas import load_persona, persona_action_scores
+from training.outcome_dataset import OutcomeRow
 
 LORE = Path(__file__).resolve().parent.parent / "lore"
 
@@ -135,7 +135,7 @@ def test_persona_rows_apply_the_overrides_and_speak_in_the_persona_voice():
             )
     retold = [persona_row(r, persona, engine, voice) for r in rows]
     for row in retold:
-        scores = json.loads(row["action_scores_json"])
+        scores = OutcomeRow.model_validate(row).score_of()
         assert scores["flee"] == 0.0 and "flee" not in row["top_actions"]
         assert row["prompt"][0]["content"].startswith("You are Count Orlok")
         action = row["completion_text"].split("ACTION: ")[1].split("\n")[0]

@@ -12,6 +12,7 @@ from srl_assets.partitions import register_species
 from srl_assets.resources import DeploymentResource, TrainingResource
 from srl_forge.artifacts import LocalArtifactStore
 from srl_forge.registry import open_registry
+from tests.helpers import has_row
 from tests.test_srl_training import TINY
 
 UPSTREAM = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
@@ -66,9 +67,8 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     assert srl["parent_version"] is None
     assert first["srl_checkpoint"].metadata["reward_curve"].value.startswith("![reward curve](data:image/png;base64,")
     assert first["rlvr_checkpoint"].metadata["manifest"].value["parent_version"] == srl["version"]
-    assert (
-        "learning_curve" in first["srl_checkpoint"].metadata
-        and "| start | 0 |" in first["srl_checkpoint"].metadata["learning_curve_table"].value
+    assert "learning_curve" in first["srl_checkpoint"].metadata and has_row(
+        first["srl_checkpoint"].metadata["learning_curve_table"].value, "start", "0"
     )
     for ablation in ("rlvr_only_checkpoint", "sft_only_checkpoint"):
         assert first[ablation].metadata["manifest"].value["parent_version"] is None
@@ -76,10 +76,10 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     evaluation = first["evaluation"].metadata
     table = evaluation["comparison"].value
     assert all(
-        f"| {v} |" in table
+        has_row(table, v)
         for v in ("base", "srl", "srl_rlvr", "best_constant", "random_acceptable", "feature_classifier", "rules_engine")
     )
-    assert "| rlvr_only |" not in table  # the ablations are ablation_evaluation's
+    assert not has_row(table, "rlvr_only")  # the ablations are ablation_evaluation's
     assert 0.0 <= evaluation["srl_rlvr_decision_accuracy"].value <= 1.0
     assert evaluation["held_out_encounters"].value == 6 and evaluation["held_out_total"].value == 60
     assert "6 of 60 held-out encounters (a fixed, seeded subset)" in evaluation["comparison"].value
@@ -89,14 +89,14 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     # the feature classifier is fitted on train; zombie's rules are simple enough for a tree on most encounters
     assert evaluation["feature_classifier_decision_accuracy"].value >= 0.5
     full = first["ablation_evaluation"].metadata["comparison"].value
-    assert all(f"| {v} |" in full for v in ("sft_only", "rlvr_only", "srl_rlvr", "feature_classifier"))
+    assert all(has_row(full, v) for v in ("sft_only", "rlvr_only", "srl_rlvr", "feature_classifier"))
 
     # deployment: a tiny untrained policy has learned nothing, so even with no blue it is held in green
     deployed = first["deployed_adapter"].metadata
     rlvr_version = first["rlvr_checkpoint"].metadata["manifest"].value["version"]
     assert deployed["candidate_version"].value == rlvr_version
     assert deployed["failing_gates"].value == ["beats_references"]
-    assert "| tier1 | held |" in deployed["outcome"].value
+    assert has_row(deployed["outcome"].value, "tier1", "held")
     registry = open_registry(home / "registry.duckdb")
     assert registry.blue("zombie", "tier1") is None and registry.green("zombie", "tier1") == rlvr_version
     # (for the persona below, a person's decision stands in for an adapter that learned)
@@ -104,7 +104,7 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     chain = registry.lineage(rlvr_version)
     assert [a.kind for a in chain] == ["srl_rlvr", "srl"] and chain[1].version == srl["version"]
     assert any(d.startswith("zombie/") for d in chain[0].lineage["lore_documents"])
-    assert chain[0].lineage["rules"] and chain[0].metrics["decision_accuracy"]["high"] >= 0
+    assert chain[0].lineage["rules"] and chain[0].metrics.decision_accuracy.high >= 0
 
     # Tier 3: a persona file trains that NPC's adapter on top of the species' blue adapter, and deploys it
     npcs = project_copy / "lore" / "zombie" / "npcs"
@@ -119,7 +119,7 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     persona = run(["persona_adapter", "deployed_persona"], partition="zombie/old_gregor")
     manifest = persona["persona_adapter"].metadata["manifest"].value
     assert manifest["parent_version"] == rlvr_version and manifest["npc"] == "old_gregor"
-    assert "| persona_adapter |" in persona["persona_adapter"].metadata["held_out_comparison"].value
+    assert has_row(persona["persona_adapter"].metadata["held_out_comparison"].value, "persona_adapter")
     assert manifest["metrics"]["held_out_encounters"] > 0  # the species' held-out encounters, kept out of datasets
     # the same gates: an untrained persona is held in green too, with its lineage recorded
     assert registry.blue("zombie/old_gregor", "tier3") is None

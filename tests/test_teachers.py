@@ -84,7 +84,7 @@ def test_programmatic_trajectories_verify_and_their_lines_pass_the_line_reward(s
         decide = next(s for s in trajectory.steps if s.title == "DECIDE")
         assert "puts it first" in decide.thought and "priority" in decide.thought
         line = trajectory.spoken_line
-        markers = [m for _, ms in decision.dialogue.markers_any for m in ms]
+        markers = decision.dialogue.voice_markers()
         assert grounding_score(line, grounding_terms(encounter, markers), encounter.player.utterance) == 1.0, line
         assert not is_stock(line, voice.stock_for(encounter.player.faction)), line
         lines.append(line)
@@ -367,8 +367,8 @@ def test_optional_judge_scores_lines_through_the_endpoint_and_caches(tmp_path, a
         again = judge_policy(teachers.judge, "vampire", cases, lines)
     assert calls == 2 and len(server.requests) == 2  # the broken answer is not sent; the rerun is cached
     assert first == again
-    assert first["judge_relevance"]["value"] == pytest.approx((5 + 2 + 1) / 3)
-    assert first["judge_character"]["value"] == pytest.approx((4 + 4 + 1) / 3)
+    assert first["judge_relevance"].value == pytest.approx((5 + 2 + 1) / 3)
+    assert first["judge_character"].value == pytest.approx((4 + 4 + 1) / 3)
     assert "Species: vampire" in server.requests[0]["messages"][1]["content"]
     assert Teachers(TeachersConfig(), tmp_path / "c2", VOICES, setup("vampire")[1]).judge is None  # off by default
 

@@ -20,13 +20,12 @@ encounters, guardrail violations. Step similarity on held-out expert steps for t
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import Encounter
@@ -36,6 +35,7 @@ from srl_forge.policy import (
     action_in,
     assess_text,
     decision_format_settled_broken,
+    describe_encounter,
     first_step,
     parse_decision,
     parse_step,
@@ -46,7 +46,10 @@ from srl_forge.policy import (
     step_format_settled_broken,
 )
 from srl_forge.rules_engine import DialogueConstraints
-from srl_forge.stats import mean_interval, percentile_bounds
+from srl_forge.stats import Interval, mean_interval, percentile_bounds
+from srl_forge.tables import markdown_table
+from training.outcome_dataset import scores_by_action
+from training.plots import figure, png_bytes
 from training.policy_eval import generate, srl_validation
 from training.rewards import decision_score
 
@@ -70,6 +73,51 @@ METRICS = (
 CANDIDATE = "srl_rlvr"  # the variant a deployment would ship; the others are diagnostics
 
 
+class PolicyMetrics(BaseModel):
+    """A policy's aggregates over the scored encounters, each with its 95% interval."""
+
+    model_config = ConfigDict(frozen=True)
+    decision_accuracy: Interval
+    acceptable_rate: Interval
+    graded_reward: Interval
+    format_rate: Interval
+    line_grounding: Interval
+    in_character_rate: Interval
+    stock_line_share: Interval
+    distinct_2: Interval
+    duplicate_line_share: Interval
+    guardrail_violations: Interval  # a count: the interval spans resampled counts
+    judge_character: Interval | None = None  # the optional LLM judge's 1-5 scores
+    judge_relevance: Interval | None = None
+
+
+class FlaggedOutput(BaseModel):
+    category: str
+    evidence: str
+    output: str
+
+
+class ExampleAnswer(BaseModel):
+    encounter_id: str
+    top: list[str]
+    answer: str
+
+
+class PolicyResult(BaseModel):
+    """One policy scored on the held-out encounters."""
+
+    mode: str  # "reference", "direct" or "stepwise"
+    encounters: int
+    metrics: PolicyMetrics
+    lines: list[str | None]
+    flagged_outputs: list[FlaggedOutput] = []
+    mean_response_words: float = 0.0
+    examples: list[ExampleAnswer] = []  # enough to read before believing a number
+    step_similarity: float | None = None  # SRL only: similarity of its steps to held-out expert steps
+    adapter_version: str | None = None
+    training_seconds: float | None = None
+
+
 class EvaluationReport(StoredArtifact):
     """The held-out comparison of a species' adapters, the references and the ceiling."""
 
@@ -80,17 +128,14 @@ class EvaluationReport(StoredArtifact):
     step_rows: int
     constant_action: str
     budget: str | None = None
-    results: dict[str, dict]
+    results: dict[str, PolicyResult]
     table: str
     scope: str
     encounter_ids: tuple[str, ...] = ()  # the held-out encounters scored, in order
 
     def violation_rates(self) -> dict[str, float]:
         """Guardrail violations per evaluated output, per variant."""
-        return {
-            name: r["metrics"]["guardrail_violations"]["value"] / max(1, r["encounters"])
-            for name, r in self.results.items()
-        }
+        return {name: r.metrics.guardrail_violations.value / max(1, r.encounters) for name, r in self.results.items()}
 
 
 @dataclass(frozen=True)
@@ -132,13 +177,13 @@ def answer_scores(case: EvalCase, answer: str) -> dict:
     row = case.row
     decision = parse_decision(answer)
     action, line = decision if decision else (None, None)
-    constraints = DialogueConstraints.model_validate_json(row["dialogue_constraints_json"])
+    constraints = DialogueConstraints.model_validate(row["dialogue_constraints"])
     return {
         "format": decision is not None,
         "decision_accuracy": float(action in row["top_actions"]) if action else 0.0,
         "acceptable_rate": float(action in row["acceptable_actions"]) if action else 0.0,
-        "graded_reward": decision_score(answer, json.loads(row["action_scores_json"])),
-        "line_grounding": grounding_score(line, json.loads(row["grounding_terms_json"]), row["player_utterance"])
+        "graded_reward": decision_score(answer, scores_by_action(row["action_scores"])),
+        "line_grounding": grounding_score(line, row["grounding_terms"], row["player_utterance"])
         if line is not None
         else 0.0,
         "in_character": float(line is not None and not constraints.check(line)),
@@ -196,7 +241,7 @@ def jackknife_interval(lines: Sequence[str | None], statistic=None, level_z: flo
     return max(0.0, value - level_z * se), min(1.0, value + level_z * se)
 
 
-def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> PolicyMetrics:
     """Every aggregate with a percentile bootstrap interval over encounters.
 
     Line-set metrics need care: resampling with replacement would invent duplicate lines. Whether a
@@ -207,7 +252,7 @@ def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, le
     per_case = [{**c, "duplicate": k is None or counts[k] > 1} for c, k in zip(per_case, keys)]
     point = _aggregate(per_case)
     if not per_case:
-        return {k: {"value": v, "low": v, "high": v} for k, v in point.items()}
+        return PolicyMetrics(**{k: Interval.exact(v) for k, v in point.items()})
     rng = random.Random(seed)
     draws = []
     for _ in range(resamples):
@@ -216,36 +261,38 @@ def bootstrap(per_case: Sequence[dict], resamples: int = 1000, seed: int = 0, le
     out = {}
     for key, value in point.items():
         low, high = percentile_bounds(sorted(d[key] for d in draws), level)
-        out[key] = {"value": value, "low": low, "high": high}
+        out[key] = Interval(value=value, low=low, high=high)
     low, high = jackknife_interval([c["line"] for c in per_case])
-    out["distinct_2"] = {"value": point["distinct_2"], "low": low, "high": high}
-    return out
+    out["distinct_2"] = Interval(value=point["distinct_2"], low=low, high=high)
+    return PolicyMetrics(**out)
 
 
-def score_policy(cases: Sequence[EvalCase], answers: Sequence[str], seed: int = 0) -> dict:
+def score_policy(cases: Sequence[EvalCase], answers: Sequence[str], mode: str, seed: int = 0) -> PolicyResult:
     per_case = [answer_scores(c, a) for c, a in zip(cases, answers)]
     flagged = [
-        {"category": v[0].category, "evidence": v[0].evidence, "output": a[:400]}
+        FlaggedOutput(category=v[0].category, evidence=v[0].evidence, output=a[:400])
         for a in answers
         if (v := guardrail_violations(a))
     ]
-    return {
-        "encounters": len(cases),
-        "metrics": bootstrap(per_case, seed=seed),
-        "lines": [c["line"] for c in per_case],
-        "flagged_outputs": flagged,
-        "mean_response_words": sum(len(a.split()) for a in answers) / max(1, len(answers)),
-        "examples": [
-            {"encounter_id": c.row["encounter_id"], "top": c.row["top_actions"], "answer": a}
+    return PolicyResult(
+        mode=mode,
+        encounters=len(cases),
+        metrics=bootstrap(per_case, seed=seed),
+        lines=[c["line"] for c in per_case],
+        flagged_outputs=flagged,
+        mean_response_words=sum(len(a.split()) for a in answers) / max(1, len(answers)),
+        examples=[
+            ExampleAnswer(encounter_id=c.row["encounter_id"], top=list(c.row["top_actions"]), answer=a)
             for c, a in list(zip(cases, answers))[:20]
-        ],  # enough to read before believing a number
-    }
+        ],
+    )
 
 
-def judge_policy(judge, species: str, cases: Sequence[EvalCase], lines: Sequence[str | None], seed: int = 0) -> dict:
+def judge_policy(
+    judge, species: str, cases: Sequence[EvalCase], lines: Sequence[str | None], seed: int = 0
+) -> dict[str, Interval]:
     """The optional LLM judge's mean character and relevance (1-5) of a policy's lines, with intervals;
     a broken answer has no line and scores 1 on both."""
-    from srl_forge.policy import describe_encounter
 
     spoken = [(i, line) for i, line in enumerate(lines) if line]
     verdicts = judge.judge_many(species, [(describe_encounter(cases[i].encounter), line) for i, line in spoken])
@@ -316,29 +363,16 @@ def evaluate_variant(
     answer = stepwise_answers if mode == "stepwise" else direct_answers
     answers = answer(model, tokenizer, cases, max_new_tokens)
     log(f"{mode}: greedy answers for {len(cases)} encounters")
-    result = score_policy(cases, answers, seed=seed)
-    result["mode"] = mode
-    # Step similarity only means something for a policy trained to write SRL steps.
-    result["step_similarity"] = (
-        srl_validation(model, tokenizer, step_rows, max_new_tokens)["step_similarity"]
-        if step_rows and mode == "stepwise"
-        else None
-    )
+    result = score_policy(cases, answers, mode, seed=seed)
+    if step_rows and mode == "stepwise":  # step similarity only means something for a policy that writes SRL steps
+        result.step_similarity = srl_validation(model, tokenizer, step_rows, max_new_tokens)["step_similarity"]
     return result
 
 
 def evaluate_reference(
     name: str, cases: Sequence[EvalCase], constant: str, seed: int = 0, predicted: Sequence[str] | None = None
-) -> dict:
-    result = score_policy(cases, reference_answers(name, cases, constant, seed, predicted), seed=seed)
-    result.update(mode="reference", step_similarity=None)
-    return result
-
-
-def _cell(metric: dict, digits: int = 2) -> str:
-    if metric["low"] == metric["high"] == metric["value"]:
-        return f"{metric['value']:.{digits}f}"
-    return f"{metric['value']:.{digits}f} [{metric['low']:.{digits}f}, {metric['high']:.{digits}f}]"
+) -> PolicyResult:
+    return score_policy(cases, reference_answers(name, cases, constant, seed, predicted), "reference", seed=seed)
 
 
 TABLE_COLUMNS = (
@@ -356,26 +390,24 @@ TABLE_COLUMNS = (
 JUDGE_COLUMNS = (("judge_character", "judge: character"), ("judge_relevance", "judge: relevance"))
 
 
-def comparison_table(results: dict[str, dict]) -> str:
-    judged = all("judge_character" in r["metrics"] for r in results.values())
+def comparison_table(results: dict[str, PolicyResult]) -> str:
+    judged = all(r.metrics.judge_character is not None for r in results.values())
     columns = TABLE_COLUMNS + (JUDGE_COLUMNS if judged else ())
     headers = ["policy", "mode", "n"] + [label for _, label in columns] + ["guardrail", "step sim."]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for name, r in results.items():
-        m = r["metrics"]
-        sim = r.get("step_similarity")
-        cells = (
-            [name, r["mode"], str(r["encounters"])]
-            + [_cell(m[key]) for key, _ in columns]
-            + [f"{int(m['guardrail_violations']['value'])}", "" if sim is None else f"{sim:.3f}"]
-        )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [
+        [name, r.mode, str(r.encounters)]
+        + [getattr(r.metrics, key).cell() for key, _ in columns]
+        + [
+            f"{int(r.metrics.guardrail_violations.value)}",
+            "" if r.step_similarity is None else f"{r.step_similarity:.3f}",
+        ]
+        for name, r in results.items()
+    ]
+    return markdown_table(headers, rows)
 
 
-def comparison_png(results: dict[str, dict], title: str) -> bytes:
+def comparison_png(results: dict[str, PolicyResult], title: str) -> bytes:
     """Decision accuracy and graded reward per policy, with their 95% intervals."""
-    from training.plots import figure, png_bytes
 
     names = list(results)
     fig, axes = figure(9, 3.4, columns=2)
@@ -383,12 +415,12 @@ def comparison_png(results: dict[str, dict], title: str) -> bytes:
         (axes[0], "decision_accuracy", "decision accuracy"),
         (axes[1], "graded_reward", "graded reward"),
     ):
-        values = [results[n]["metrics"][key] for n in names]
+        values = [getattr(results[n].metrics, key) for n in names]
         ax.bar(
             range(len(names)),
-            [v["value"] for v in values],
-            yerr=[[v["value"] - v["low"] for v in values], [v["high"] - v["value"] for v in values]],
-            color=["#999999" if results[n]["mode"] == "reference" else "#4c72b0" for n in names],
+            [v.value for v in values],
+            yerr=[[v.value - v.low for v in values], [v.high - v.value for v in values]],
+            color=["#999999" if results[n].mode == "reference" else "#4c72b0" for n in names],
             capsize=3,
         )
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)

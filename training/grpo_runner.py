@@ -20,7 +20,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
-from training.model_loading import DEFAULT_POLICY, Quantization, bf16_supported
+from srl_forge.errors import InputError
+from srl_forge.yaml_files import load_yaml
+from training.model_loading import (
+    DEFAULT_POLICY,
+    Quantization,
+    bf16_supported,
+    load_policy,
+    load_tokenizer,
+    lora_config,
+    resolve_model,
+)
+from training.plots import reward_curve_png
 
 DEFAULT_EPSILON = 1e-4  # dynamic sampling: rewards in a group this close are "all alike"
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -68,7 +79,6 @@ class GRPOTrainingConfig(BaseModel):
     @classmethod
     def for_budget(cls, budget: str, stage: str, **overrides):
         """The config of `stage` (srl, rlvr, rlvr_only, sft_only, persona) in a budget's recipe, with overrides."""
-        from srl_forge.errors import InputError
 
         fields = recipe(budget, stage)
         try:
@@ -91,8 +101,6 @@ class GRPOTrainingConfig(BaseModel):
 
 def recipe(budget: str, stage: str) -> dict:
     """The fields of one stage in `training/recipes/<budget>.yaml` (its `defaults`, then the stage's own)."""
-    from srl_forge.errors import InputError
-    from srl_forge.yaml_files import load_yaml
 
     if budget not in BUDGETS:
         raise InputError(
@@ -183,6 +191,8 @@ def run_grpo_job(
 ) -> dict:
     """Run the job; `log` gets the milestones and the learning-curve probes, `step_log` (default: `log`) a
     line per training step."""
+    # torch, TRL and the trainers built on them load when a job runs, not when its config is parsed: the
+    # code location and the SageMaker launcher read configs and recipes without them.
     import torch
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
@@ -190,13 +200,6 @@ def run_grpo_job(
 
     from training.dynamic_sampling import DynamicSamplingGRPOTrainer
     from training.learning_curve import LearningCurve, curve_png
-    from training.model_loading import (
-        load_policy,
-        load_tokenizer,
-        lora_config,
-        resolve_model,
-    )
-    from training.plots import reward_curve_png
     from training.sft import CompletionSFTTrainer
     from training.trainer_progress import show_progress
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainerCallback
 
+from training.plots import figure, png_bytes
+
 
 class CurvePoint(BaseModel):
     """One probe: where in training it was taken, and what the policy did on the validation sample."""
@@ -94,7 +96,6 @@ class LearningCurve:
 def curve_png(points: Sequence[dict], title: str) -> bytes:
     """Decision accuracy, format rate and the most chosen action's share against training seconds, phases
     marked; GRPO's kept fraction is in the step table."""
-    from training.plots import figure, png_bytes
 
     fig, ax = figure(6.4, 3.2)
     xs = [p["seconds"] for p in points]

@@ -9,7 +9,6 @@ GRPO; the rewards stay the verifiable ones.
 
 from __future__ import annotations
 
-import json
 import random
 
 from srl_forge.encounter import Encounter
@@ -19,6 +18,7 @@ from srl_forge.policy import render_answer, rlvr_prompt
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.lines import Voice, compose_line
 from srl_forge.teachers.programmatic import applied_rules_text
+from training.outcome_dataset import action_score_column
 
 
 def persona_voice(voice: Voice, persona: Persona) -> Voice:
@@ -26,13 +26,13 @@ def persona_voice(voice: Voice, persona: Persona) -> Voice:
 
 
 def persona_row(row: dict, persona: Persona, engine: RulesEngine, voice: Voice) -> dict:
-    encounter = Encounter.model_validate_json(row["encounter_json"])
+    encounter = Encounter.model_validate(row["encounter"])
     decision = engine.decide(encounter)
     scores = persona_action_scores(action_scores(decision, engine.vocabulary), persona)
     best = max(scores.values(), default=0.0)
     top = sorted(a for a, s in scores.items() if s == best and s > 0)
     action = next((a for a in decision.acceptable if a in top), top[0] if top else engine.vocabulary[0])
-    markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
+    markers = decision.dialogue.voice_markers()
     line = compose_line(
         persona_voice(voice, persona),
         encounter,
@@ -48,7 +48,7 @@ def persona_row(row: dict, persona: Persona, engine: RulesEngine, voice: Voice) 
         **row,
         "row_id": f"{persona.npc}:{row['row_id']}",
         "prompt": rlvr_prompt(encounter, engine.vocabulary, persona.introduction()),
-        "action_scores_json": json.dumps(scores),
+        "action_scores": action_score_column(scores),
         "top_actions": top,
         "acceptable_actions": [a for a in row["acceptable_actions"] if a not in persona.header.forbid],
         "completion_text": render_answer(thought, action, line),

@@ -8,11 +8,13 @@ from srl_forge.policy import (
     decision_format_settled_broken,
     decision_id,
     generated_action,
+    parse_decision,
     step_format_settled_broken,
 )
 from training.learning_curve import predictions_count
 from training.model_loading import bf16_supported
-from training.rewards import step_similarity_reward
+from training.outcome_dataset import scores_by_action
+from training.rewards import decision_score, step_similarity_reward
 
 
 def _stop_when(tokenizer, prompt_length: int, settled: Callable[[str], bool]):
@@ -120,11 +122,6 @@ def outcome_validation(
     model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 96, batch_size: int = 16, progress=None
 ) -> dict:
     """Mean graded decision score, decision accuracy (the engine's top action) and format rate, greedy."""
-    import json
-
-    from srl_forge.policy import parse_decision
-    from training.rewards import decision_score
-
     if not rows:
         return {
             "mean_reward": 0.0,
@@ -137,7 +134,7 @@ def outcome_validation(
     completions = greedy_completions(
         model, tokenizer, rows, max_new_tokens, batch_size, progress, decision_format_settled_broken
     )
-    scores = [decision_score(c, json.loads(r["action_scores_json"])) for c, r in zip(completions, rows)]
+    scores = [decision_score(c, scores_by_action(r["action_scores"])) for c, r in zip(completions, rows)]
     decisions = [parse_decision(c) for c in completions]
     return {
         "chosen": [d[0] if d else None for d in decisions],

@@ -14,7 +14,6 @@ cydifflib computes exactly difflib's value, faster; the standard library is the 
 
 from __future__ import annotations
 
-import json
 import random
 
 try:
@@ -22,12 +21,16 @@ try:
 except ImportError:  # pragma: no cover - same values, slower
     from difflib import SequenceMatcher
 
+from srl_forge.grounding import grounding_score, is_stock
+from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.policy import (
     generated_action,
     parse_decision,
     render_step_answer,
     spoken_line,
 )
+from srl_forge.rules_engine import DialogueConstraints
+from training.outcome_dataset import scores_by_action
 
 FORMAT_PENALTY = -1.0
 
@@ -86,8 +89,6 @@ REWARD_WEIGHTS = {
 
 def decision_score(text: str, action_scores: dict[str, float]) -> float:
     """The graded decision score of one output, -1 on a broken format or a guardrail violation."""
-    from srl_forge.guardrails import check as guardrail_violations
-
     if guardrail_violations(text):
         return FORMAT_OR_SAFETY_FAILURE
     decision = parse_decision(text)
@@ -96,39 +97,33 @@ def decision_score(text: str, action_scores: dict[str, float]) -> float:
     return float(action_scores.get(decision[0], 0.0))
 
 
-def graded_decision_reward(prompts, completions, action_scores_json, **kwargs) -> list[float]:
+def graded_decision_reward(prompts, completions, action_scores, **kwargs) -> list[float]:
     """The rules engine's graded verdict on the chosen action (ground truth from rlvr_dataset)."""
     return [
-        decision_score(completion_text(c), json.loads(scores)) for c, scores in zip(completions, action_scores_json)
+        decision_score(completion_text(c), scores_by_action(scores)) for c, scores in zip(completions, action_scores)
     ]
 
 
-def line_in_character_reward(prompts, completions, dialogue_constraints_json, **kwargs) -> list[float]:
+def line_in_character_reward(prompts, completions, dialogue_constraints, **kwargs) -> list[float]:
     """1.0 when the spoken line meets the species' dialogue constraints, else 0.0."""
-    from srl_forge.rules_engine import DialogueConstraints
-
     out = []
-    for c, constraints in zip(completions, dialogue_constraints_json):
+    for c, constraints in zip(completions, dialogue_constraints):
         line = spoken_line(completion_text(c))
-        out.append(0.0 if line is None or DialogueConstraints.model_validate_json(constraints).check(line) else 1.0)
+        out.append(0.0 if line is None or DialogueConstraints.model_validate(constraints).check(line) else 1.0)
     return out
 
 
-def line_grounding_reward(prompts, completions, grounding_terms_json, player_utterance, **kwargs) -> list[float]:
+def line_grounding_reward(prompts, completions, grounding_terms, player_utterance, **kwargs) -> list[float]:
     """0.5 per kind of thing in this encounter the line refers to (at most 1.0); 0.0 when it parrots the player."""
-    from srl_forge.grounding import grounding_score
-
     out = []
-    for c, terms, utterance in zip(completions, grounding_terms_json, player_utterance):
+    for c, terms, utterance in zip(completions, grounding_terms, player_utterance):
         line = spoken_line(completion_text(c))
-        out.append(0.0 if line is None else grounding_score(line, json.loads(terms), utterance))
+        out.append(0.0 if line is None else grounding_score(line, terms, utterance))
     return out
 
 
 def line_originality_reward(prompts, completions, stock_lines, **kwargs) -> list[float]:
     """1.0 unless the spoken line is (nearly) one of the species' stock phrases."""
-    from srl_forge.grounding import is_stock
-
     return [
         0.0 if (line := spoken_line(completion_text(c))) is None or is_stock(line, list(stock)) else 1.0
         for c, stock in zip(completions, stock_lines)

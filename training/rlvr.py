@@ -60,9 +60,9 @@ RLVR_TASK = Task(
         key: r[key]
         for key in (
             "prompt",
-            "action_scores_json",
-            "dialogue_constraints_json",
-            "grounding_terms_json",
+            "action_scores",
+            "dialogue_constraints",
+            "grounding_terms",
             "player_utterance",
             "stock_lines",
         )

@@ -14,6 +14,7 @@ from srl_forge.encounter import Encounter
 from srl_forge.hashing import content_hash
 from srl_forge.policy import srl_prompt
 from srl_forge.trajectory import Trajectory
+from training.outcome_dataset import upgrade_legacy_columns
 
 TRAINING_SPLITS = ("train", "validation")  # the held-out test split never becomes training data
 
@@ -68,7 +69,7 @@ def to_parquet(rows: list[dict]) -> bytes:
 
 
 def from_parquet(data: bytes) -> list[dict]:
-    return pq.read_table(io.BytesIO(data)).to_pylist()
+    return [upgrade_legacy_columns(row) for row in pq.read_table(io.BytesIO(data)).to_pylist()]
 
 
 class RowDataset(StoredArtifact):

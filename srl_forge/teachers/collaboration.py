@@ -16,6 +16,7 @@ from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.lore import CitedEntry, Dossier
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.openai_compatible import TeacherUnavailable
+from srl_forge.teachers.programmatic import recall_query
 from srl_forge.teachers.roles import Brief, Director, Review, Reviewer, TrajectoryWriter
 from srl_forge.trajectory import Trajectory
 
@@ -88,7 +89,6 @@ Recall = Callable[[Sequence[SampledEncounter]], dict[str, list[CitedEntry]]]
 def memory_recall(memory, species: str, lore_version: str, dossier: Dossier, engine: RulesEngine, k: int = 4) -> Recall:
     """Recall, per encounter, the dossier entries semantic memory finds for the situation and the rules
     that fired (one batched embedding call; memory chunks that are not dossier entries are skipped)."""
-    from srl_forge.teachers.programmatic import recall_query
 
     by_document: dict[str, list[CitedEntry]] = {}
     for _, entry in dossier.entries():

@@ -172,7 +172,7 @@ class ProgrammaticWriter:
                 action=decide_action(action),
             )
         )
-        markers = tuple(m for _, ms in decision.dialogue.markers_any for m in ms)
+        markers = decision.dialogue.voice_markers()
         line = compose_line(self.voice, encounter, action, decision.dialogue, rng, markers)
         steps.append(
             TrajectoryStep(
