@@ -22,6 +22,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from srl_forge.tables import markdown_table
+
 REPO = Path(__file__).resolve().parent.parent
 CHAIN = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
 TARGET_RATIO = 0.25
@@ -170,18 +172,37 @@ def to_markdown(out: dict) -> str:
         f"Five species ({', '.join(out['species'])}), the data chain ({' -> '.join(out['chain'])}) with its "
         "checks; the sensors and the declarative automation choose what runs.",
         "",
-        "| change | runs | asset partitions re-materialized | seconds | share of the full refresh | target |",
-        "|---|---|---|---|---|---|",
-        f"| full refresh (from scratch) | {full['runs']} | {full['asset_partitions']} | {full['seconds']} | 1.00 | |",
-        f"| no change | {quiet['runs']} | {quiet['asset_partitions']} | {quiet['seconds']} | | "
-        f"{'met' if quiet['runs'] == 0 else 'MISSED'} (0 runs) |",
-        f"| one lore file ({edit['edited']}) | {edit['runs']} | {edit['asset_partitions']}: "
-        f"{_ran(edit)} | {edit['seconds']} | {edit['ratio_to_full']:.2f} | "
-        f"{'met' if only_ghoul and edit['ratio_to_full'] <= TARGET_RATIO else 'MISSED'} "
-        f"(ghoul only, <= {TARGET_RATIO}) |",
-        f"| live event `{state['event']}` | {state['runs']} | {state['asset_partitions']}: {_ran(state)} | "
-        f"{state['seconds']} | {state['ratio_to_full']:.2f} | "
-        f"{'met' if 'lore' not in sum(state['ran'].values(), []) else 'MISSED'} (no lore re-run) |",
+        markdown_table(
+            ["change", "runs", "asset partitions re-materialized", "seconds", "share of the full refresh", "target"],
+            [
+                ["full refresh (from scratch)", full["runs"], full["asset_partitions"], full["seconds"], "1.00", ""],
+                [
+                    "no change",
+                    quiet["runs"],
+                    quiet["asset_partitions"],
+                    quiet["seconds"],
+                    "",
+                    f"{'met' if quiet['runs'] == 0 else 'MISSED'} (0 runs)",
+                ],
+                [
+                    f"one lore file ({edit['edited']})",
+                    edit["runs"],
+                    f"{edit['asset_partitions']}: {_ran(edit)}",
+                    edit["seconds"],
+                    f"{edit['ratio_to_full']:.2f}",
+                    f"{'met' if only_ghoul and edit['ratio_to_full'] <= TARGET_RATIO else 'MISSED'} "
+                    f"(ghoul only, <= {TARGET_RATIO})",
+                ],
+                [
+                    f"live event `{state['event']}`",
+                    state["runs"],
+                    f"{state['asset_partitions']}: {_ran(state)}",
+                    state["seconds"],
+                    f"{state['ratio_to_full']:.2f}",
+                    f"{'met' if 'lore' not in sum(state['ran'].values(), []) else 'MISSED'} (no lore re-run)",
+                ],
+            ],
+        ),
     ]
     return "\n".join(lines) + "\n"
 

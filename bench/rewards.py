@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from srl_forge.tables import markdown_table
+
 TARGET_REWARD_SHARE = 0.01
 TARGET_TRAINER_RATIO = 1.1
 WORDS = (
@@ -257,10 +259,11 @@ def to_markdown(out: dict) -> str:
         "",
         "## SRL reward (difflib step similarity)",
         "",
-        "| action tokens | rewards/s | ms per reward |",
-        "|---|---|---|",
+        markdown_table(
+            ["action tokens", "rewards/s", "ms per reward"],
+            [[r["action_tokens"], r["rewards_per_s"], r["ms_per_reward"]] for r in out["reward"]],
+        ),
     ]
-    lines += [f"| {r['action_tokens']} | {r['rewards_per_s']} | {r['ms_per_reward']} |" for r in out["reward"]]
     steps = {r["trainer"]: r for r in out["steps"]}
     ours, plain = steps["ours"], steps["plain"]
     ratio = plain["samples_per_s"] / ours["samples_per_s"]
@@ -269,20 +272,27 @@ def to_markdown(out: dict) -> str:
         f"## Training steps (SmolLM2-135M + rank-16 LoRA, SRL task, CPU; {ours['steps']} timed steps after "
         "one warm-up step, each trainer in its own process)",
         "",
-        "| trainer | samples/s | tokens/s | reward share of the step | peak RSS MB |",
-        "|---|---|---|---|---|",
     ]
     names = {
         "ours": "GRPO: ours (dynamic sampling)",
         "plain": "GRPO: plain TRL GRPOTrainer",
         "sft": "SFT warm-up (TRL SFTTrainer, unchanged)",
     }
-    for kind in ("ours", "plain", "sft"):
-        r = steps[kind]
-        share = "" if kind == "sft" else f"{r['reward_share']:.3%}"
-        lines.append(
-            f"| {names[kind]} | {r['samples_per_s']} | {r['tokens_per_s'] or ''} | {share} | {r['peak_rss_mb']} |"
+    lines.append(
+        markdown_table(
+            ["trainer", "samples/s", "tokens/s", "reward share of the step", "peak RSS MB"],
+            [
+                [
+                    names[kind],
+                    steps[kind]["samples_per_s"],
+                    steps[kind]["tokens_per_s"] or "",
+                    "" if kind == "sft" else f"{steps[kind]['reward_share']:.3%}",
+                    steps[kind]["peak_rss_mb"],
+                ]
+                for kind in ("ours", "plain", "sft")
+            ],
         )
+    )
     per_step = out["completions_per_step"]
     worst = max(r["ms_per_reward"] for r in out["reward"] if r["action_tokens"] <= 256) * per_step / 1000
     worst_share = worst / (ours["seconds"] / ours["steps"])

@@ -18,6 +18,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from srl_forge.tables import markdown_table
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_SECONDS = 10 * 60  # the whole one-species job on a 2-core CPU (issue 12)
 
@@ -105,10 +107,8 @@ def to_markdown(report: dict) -> str:
         f"Total: {report['total_seconds']} s (target {report['target_seconds']} s: "
         f"{'met' if report['within_target'] else 'missed'})",
         "",
-        "| asset | seconds |",
-        "|---|---|",
+        markdown_table(["asset", "seconds"], report["asset_seconds"].items()),
     ]
-    lines += [f"| {k} | {v} |" for k, v in report["asset_seconds"].items()]
     phases = report.get("training_phase_seconds") or {}
     if phases:
         names = list(dict.fromkeys(name for p in phases.values() for name in p))
@@ -116,10 +116,8 @@ def to_markdown(report: dict) -> str:
             "",
             "Training jobs, seconds per phase:",
             "",
-            "| asset | " + " | ".join(names) + " |",
-            "|---|" + "---|" * len(names),
+            markdown_table(["asset", *names], [[asset, *(p.get(n, "") for n in names)] for asset, p in phases.items()]),
         ]
-        lines += [f"| {asset} | " + " | ".join(str(p.get(n, "")) for n in names) + " |" for asset, p in phases.items()]
     if report.get("evaluation_table"):
         lines += [
             "",

@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from srl_forge.tables import markdown_table
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
@@ -320,28 +322,51 @@ def to_markdown(out: dict) -> str:
         "",
         "TTFT = time from sending the request to the first streamed delta (thinking or content).",
         "",
-        "| tier | model | prompt tokens | streams | requests | TTFT p50 / p95 ms | budget ms | p50 within budget | "
-        "whole answer p50 / p95 ms | streamed pieces/s p50 / p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in out["tiers"]:
-        within = "" if r["ttft_ms"]["p50"] is None else ("yes" if r["ttft_ms"]["p50"] <= r["budget_ms"] else "NO")
-        lines.append(
-            f"| {r['tier']} | `{r['model']}` | {r['prompt_tokens']} | {r['concurrency']} | {r['requests']} | "
-            f"{_cell(r['ttft_ms'])} | {r['budget_ms']:.0f} | {within} | {_cell(r['total_ms'])} | "
-            f"{_cell(r['stream_pieces_per_s'])} |"
-        )
-    lines += [
+        markdown_table(
+            [
+                "tier",
+                "model",
+                "prompt tokens",
+                "streams",
+                "requests",
+                "TTFT p50 / p95 ms",
+                "budget ms",
+                "p50 within budget",
+                "whole answer p50 / p95 ms",
+                "streamed pieces/s p50 / p95",
+            ],
+            [
+                [
+                    r["tier"],
+                    f"`{r['model']}`",
+                    r["prompt_tokens"],
+                    r["concurrency"],
+                    r["requests"],
+                    _cell(r["ttft_ms"]),
+                    f"{r['budget_ms']:.0f}",
+                    "" if r["ttft_ms"]["p50"] is None else ("yes" if r["ttft_ms"]["p50"] <= r["budget_ms"] else "NO"),
+                    _cell(r["total_ms"]),
+                    _cell(r["stream_pieces_per_s"]),
+                ]
+                for r in out["tiers"]
+            ],
+        ),
         "",
         "## Engines, in process, one stream",
         "",
-        "| engine | TTFT p50 ms | TTFT p95 ms | tokens/s p50 |",
-        "|---|---|---|---|",
+        markdown_table(
+            ["engine", "TTFT p50 ms", "TTFT p95 ms", "tokens/s p50"],
+            [
+                [
+                    e["engine"],
+                    "" if e["ttft_p50_ms"] is None else f"{e['ttft_p50_ms']:.0f}",
+                    "" if e["ttft_p50_ms"] is None else f"{e['ttft_p95_ms']:.0f}",
+                    "" if e["tokens_per_s_p50"] is None else f"{e['tokens_per_s_p50']:.1f}",
+                ]
+                for e in out["engines"]
+            ],
+        ),
     ]
-    for e in out["engines"]:
-        rate = "" if e["tokens_per_s_p50"] is None else f"{e['tokens_per_s_p50']:.1f}"
-        ttft = ("", "") if e["ttft_p50_ms"] is None else (f"{e['ttft_p50_ms']:.0f}", f"{e['ttft_p95_ms']:.0f}")
-        lines.append(f"| {e['engine']} | {ttft[0]} | {ttft[1]} | {rate} |")
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from srl_forge.tables import markdown_table
+
 LATENCY_S = 0.2
 TARGET_EFFICIENCY = 0.8
 
@@ -119,18 +121,38 @@ def to_markdown(out: dict) -> str:
         "bound = concurrency / (latency x calls per encounter). Target: >= "
         f"{TARGET_EFFICIENCY:.0%} of the bound; an unchanged re-run makes 0 calls.",
         "",
-        "| concurrency | encounters | calls (per encounter) | seconds | trajectories/s | bound/s | efficiency | "
-        "tokens in / out | cost $ | re-run calls | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        markdown_table(
+            [
+                "concurrency",
+                "encounters",
+                "calls (per encounter)",
+                "seconds",
+                "trajectories/s",
+                "bound/s",
+                "efficiency",
+                "tokens in / out",
+                "cost $",
+                "re-run calls",
+                "target",
+            ],
+            [
+                [
+                    r["concurrency"],
+                    r["encounters"],
+                    f"{r['calls']} ({r['calls_per_encounter']})",
+                    r["seconds"],
+                    r["trajectories_per_s"],
+                    r["bound_per_s"],
+                    f"{r['efficiency']:.0%}",
+                    f"{r['prompt_tokens']} / {r['completion_tokens']}",
+                    r["cost_usd"],
+                    r["rerun_calls"],
+                    "met" if r["efficiency"] >= TARGET_EFFICIENCY and r["rerun_calls"] == 0 else "MISSED",
+                ]
+                for r in out["rows"]
+            ],
+        ),
     ]
-    for r in out["rows"]:
-        met = r["efficiency"] >= TARGET_EFFICIENCY and r["rerun_calls"] == 0
-        lines.append(
-            f"| {r['concurrency']} | {r['encounters']} | {r['calls']} ({r['calls_per_encounter']}) | "
-            f"{r['seconds']} | {r['trajectories_per_s']} | {r['bound_per_s']} | {r['efficiency']:.0%} | "
-            f"{r['prompt_tokens']} / {r['completion_tokens']} | {r['cost_usd']} | {r['rerun_calls']} | "
-            f"{'met' if met else 'MISSED'} |"
-        )
     top = max(out["rows"], key=lambda r: r["calls"] / r["seconds"])
     lines += [
         "",

@@ -17,7 +17,6 @@ not) and `GET /v1/models`.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -26,6 +25,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from serving.engine import open_engine
@@ -353,20 +356,16 @@ def build_app(server: ForgeServer):
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
 
-        def chunk(delta: dict, finish: str | None = None) -> str:
-            return (
-                "data: "
-                + json.dumps(
-                    {
-                        "id": completion_id,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": request.model,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                    }
-                )
-                + "\n\n"
+        def chunk(delta: ChoiceDelta, finish: str | None = None) -> str:
+            """One server-sent event: the OpenAI client's own chunk type, so a client parses what it expects."""
+            event = ChatCompletionChunk(
+                id=completion_id,
+                object="chat.completion.chunk",
+                created=created,
+                model=request.model,
+                choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
             )
+            return f"data: {event.model_dump_json(exclude_unset=True)}\n\n"
 
         def all_events():
             yield first
@@ -375,13 +374,13 @@ def build_app(server: ForgeServer):
         if request.stream:
 
             def sse():
-                yield chunk({"role": "assistant", "content": ""})
+                yield chunk(ChoiceDelta(role="assistant", content=""))
                 for kind, value in all_events():
                     if kind == "reasoning":
-                        yield chunk({"reasoning_content": value})
+                        yield chunk(ChoiceDelta(reasoning_content=value))  # the field vLLM and llama.cpp stream
                     elif kind == "content":
-                        yield chunk({"content": value})
-                yield chunk({}, "stop")
+                        yield chunk(ChoiceDelta(content=value))
+                yield chunk(ChoiceDelta(), "stop")
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream")
@@ -394,30 +393,27 @@ def build_app(server: ForgeServer):
                 content += value
             else:
                 record = value
-        return JSONResponse(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": request.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {
-                            "role": "assistant",
-                            "content": content.strip(),
-                            "reasoning_content": reasoning.strip(),
-                        },
-                    }
-                ],
-                "srl_forge": {
-                    "action": record.npc_action,
-                    "line": record.npc_line,
-                    "guardrail_replaced": bool(record.served.guardrail_categories),
-                    "ttft_ms": record.served.ttft_ms,
-                },
-            }
+        completion = ChatCompletion(
+            id=completion_id,
+            object="chat.completion",
+            created=created,
+            model=request.model,
+            choices=[
+                Choice(
+                    index=0,
+                    finish_reason="stop",
+                    message=ChatCompletionMessage(
+                        role="assistant", content=content.strip(), reasoning_content=reasoning.strip()
+                    ),
+                )
+            ],
+            srl_forge={  # what the game needs beyond the text: the decision, and whether the guard replaced it
+                "action": record.npc_action,
+                "line": record.npc_line,
+                "guardrail_replaced": bool(record.served.guardrail_categories),
+                "ttft_ms": record.served.ttft_ms,
+            },
         )
+        return JSONResponse(completion.model_dump(mode="json", exclude_unset=True))
 
     return app

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.errors import InputError
+from srl_forge.tables import markdown_table
 from srl_forge.yaml_files import load_yaml
 from training.model_loading import (
     DEFAULT_POLICY,
@@ -405,9 +406,12 @@ def model_card(metrics: dict, job: GRPOJob) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     points = metrics["learning_curve"]
-    curve = "\n".join(
-        f"| {p['phase']} | {p['step']} | {p['seconds']:.0f} | {p['decision_accuracy']:.2f} | {p['format_rate']:.2f} |"
-        for p in points
+    curve = markdown_table(
+        ["phase", "step", "seconds", "decision accuracy", "format"],
+        [
+            [p["phase"], p["step"], f"{p['seconds']:.0f}", f"{p['decision_accuracy']:.2f}", f"{p['format_rate']:.2f}"]
+            for p in points
+        ],
     )
     sft = metrics["sft"]
     supervised = (
@@ -432,8 +436,6 @@ def model_card(metrics: dict, job: GRPOJob) -> str:
 
 Validation (`{job.validation_data}`, {points[0]["rows"] if points else 0} rows, greedy) through training:
 
-| phase | step | seconds | decision accuracy | format |
-|---|---|---|---|---|
 {curve}
 """)
     return str(card)
