@@ -50,6 +50,9 @@ STEPWISE_ENCOUNTERS = 30  # a rollout costs a generation round per step: the eva
 SFT_ONLY = {"max_steps": 0}
 THREE_EPOCHS = Setting("rules first (the applied rules, then the action)", {**SFT_ONLY, "sft_epochs": 3.0})
 SRL_NOW = {"sft_learning_rate": 2e-3, "num_generations": 8, "prompts_per_step": 1, "max_steps": 1}  # the recipe's
+SRL_PARSES = Setting("SRL 0.3 epoch + 1 GRPO step", srl={**SRL_NOW, "sft_epochs": 0.3}, score="stepwise")
+# the standard recipe's RLVR stage (training/recipes/standard.yaml) over the frozen baseline
+RLVR_NOW = {"sft_learning_rate": 2e-3, "num_generations": 8, "prompts_per_step": 1, "sft_epochs": 2.0, "max_steps": 8}
 SWEEPS: dict[str, tuple[str, list[Setting]]] = {
     "thought": (
         "What the expert answer's thought holds, 3 supervised epochs (lr 1e-3), no GRPO.",
@@ -124,6 +127,16 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
         [
             Setting(f"SRL {epochs:g} epoch + 1 GRPO step", srl={**SRL_NOW, "sft_epochs": epochs}, score="stepwise")
             for epochs in (0.05, 0.15, 0.3)
+        ],
+    ),
+    "srl-chain": (
+        "What an SRL stage that parses (0.3 epochs of step rows, sweep srl-steps) adds before the RLVR stage: "
+        "SRL→RLVR against RLVR-only given the chain's seconds as supervised epochs, and the same RLVR stage "
+        "from the base model.",
+        [
+            Setting("SRL 0.3 epoch, then RLVR 2 epochs + 8 GRPO steps", RLVR_NOW, start_from=SRL_PARSES),
+            Setting("RLVR-only, the chain's seconds: 5.3 epochs + 8 GRPO steps", {**RLVR_NOW, "sft_epochs": 5.3}),
+            Setting("RLVR stage alone from the base model: 2 epochs + 8 GRPO steps", RLVR_NOW),
         ],
     ),
     "quick": (
@@ -314,7 +327,8 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
     if setting.start_from is not None:
         before = run_setting(setting.start_from, species, data, work, log)
         seconds, phases = before["training_seconds"], {"start": before["training_seconds"]}
-        parent = str(work / before["folder"] / "rlvr_out" / "adapter")
+        stage = "srl_out" if setting.start_from.score == "stepwise" else "rlvr_out"  # the adapter it ended with
+        parent = str(work / before["folder"] / stage / "adapter")
     if setting.srl is not None:
         srl_job = SRLJob(
             config=baseline_config(SRLConfig, setting.budget, "srl", setting.srl),
