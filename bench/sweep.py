@@ -215,15 +215,21 @@ def expert_answer(trajectory, thought: str) -> str:
     return render_answer(reason, trajectory.final_action, trajectory.spoken_line)
 
 
-def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> dict:
+def merged_policy(adapter_dir: Path, model_path: str):
+    """A trained adapter merged into a fresh base (as the evaluation scores it), and its tokenizer."""
     from peft import PeftModel
 
-    from training.learning_curve import predictions_count
     from training.model_loading import load_base_model, load_tokenizer
+
+    model = PeftModel.from_pretrained(load_base_model(model_path), str(adapter_dir)).merge_and_unload()
+    return model, load_tokenizer(model_path)
+
+
+def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> dict:
+    from training.learning_curve import predictions_count
     from training.policy_eval import outcome_validation
 
-    tokenizer = load_tokenizer(model_path)
-    model = PeftModel.from_pretrained(load_base_model(model_path), str(adapter_dir)).merge_and_unload()
+    model, tokenizer = merged_policy(adapter_dir, model_path)
     started = time.perf_counter()
     result = outcome_validation(model, tokenizer, rows)
     correct = [
@@ -244,15 +250,11 @@ def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> di
 
 def stepwise_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> dict:
     """The SRL adapter rolled out step by step from ASSESS, scored as the evaluation scores it."""
-    from peft import PeftModel
-
     from srl_forge.encounter import Encounter
     from training.evaluation import EvalCase, score_policy, stepwise_answers
     from training.learning_curve import predictions_count
-    from training.model_loading import load_base_model, load_tokenizer
 
-    tokenizer = load_tokenizer(model_path)
-    model = PeftModel.from_pretrained(load_base_model(model_path), str(adapter_dir)).merge_and_unload()
+    model, tokenizer = merged_policy(adapter_dir, model_path)
     started = time.perf_counter()
     cases = [EvalCase(row=r, encounter=Encounter.model_validate(r["encounter"])) for r in rows]
     answers = stepwise_answers(model, tokenizer, cases, max_new_tokens=96)

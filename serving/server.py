@@ -94,7 +94,6 @@ class Monster:
     """What the server knows of one served model: its species' rules, voice and (Tier 3) persona."""
 
     def __init__(self, config: ServingConfig, adapter: ServedAdapter):
-
         self.adapter = adapter
         species, _, npc = adapter.target.partition("/")
         self.species, self.npc = species, npc or None
@@ -160,7 +159,6 @@ class AnswerGuard:
 
 class ForgeServer:
     def __init__(self, config: ServingConfig, pool: ServingEngine | None = None):
-
         self.config = config
         self.tiers = load_tiers(Path(config.tiers_file))
         self.store = open_artifact_store(config.artifacts_root, config.artifacts_cache)

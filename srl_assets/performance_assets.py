@@ -51,7 +51,6 @@ def adapter_performance(
     artifacts: ArtifactStoreResource,
     deployment: DeploymentResource,
 ) -> Output[dict]:
-
     species = context.partition_key
     registry = deployment.open()
     records, problems = read_player_logs(player_logs.location, species)

@@ -114,11 +114,9 @@ class DeploymentResource(ConfigurableResource):
     serving_engine: str = "auto"  # the engine `make serve` uses, so the latency gate measures what serves
 
     def open(self):
-
         return open_registry(self.registry)
 
     def tiers(self):
-
         return load_tiers(Path(self.tiers_file))
 
 
@@ -275,7 +273,6 @@ class TeachersResource(ConfigurableResource):
         return load_voice(Path(self.voices_root), rulebook)
 
     def build(self, rulebook):
-
         return Teachers(self.config(), Path(self.cache_dir), Path(self.voices_root), rulebook)
 
 

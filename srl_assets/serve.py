@@ -17,7 +17,6 @@ from srl_assets.resources import embedded_resources, resolved
 
 
 def serving_config(**overrides):
-
     r = embedded_resources()
     return ServingConfig(
         registry=resolved(r["deployment"].registry),

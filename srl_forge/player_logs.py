@@ -210,7 +210,6 @@ def filter_player_records(
 
 
 def _pseudonym(player_id: str) -> str:
-
     return "player-" + content_hash(f"player:{player_id}")[:12]
 
 

@@ -45,10 +45,9 @@ from srl_forge.policy import (
     srl_prompt,
     step_format_settled_broken,
 )
-from srl_forge.rules_engine import DialogueConstraints
 from srl_forge.stats import Interval, mean_interval, percentile_bounds
 from srl_forge.tables import markdown_table
-from training.outcome_dataset import scores_by_action
+from training.outcome_dataset import OutcomeRow
 from training.plots import figure, png_bytes
 from training.policy_eval import generate, srl_validation
 from training.rewards import decision_score
@@ -57,19 +56,6 @@ VARIANTS = ("base", "srl", "srl_rlvr")  # the evaluation asset's; the deployment
 ABLATIONS = ("sft_only", "rlvr_only")  # the ablation_evaluation asset's, on the same held-out encounters
 REFERENCES = ("best_constant", "random_acceptable", "feature_classifier", "rules_engine")
 MAX_ROLLOUT_STEPS = 9  # ASSESS is given; trajectories have at most 2 recalls, 3 rules, DECIDE and SPEAK
-METRICS = (
-    "decision_accuracy",
-    "acceptable_rate",
-    "graded_reward",
-    "format_rate",
-    "line_grounding",
-    "in_character_rate",
-    "distinct_2",
-    "duplicate_line_share",
-    "guardrail_violations",
-)
-
-
 CANDIDATE = "srl_rlvr"  # the variant a deployment would ship; the others are diagnostics
 
 
@@ -174,20 +160,17 @@ def reference_answers(
 
 def answer_scores(case: EvalCase, answer: str) -> dict:
     """Every per-encounter measure of one answer."""
-    row = case.row
+    row = OutcomeRow.model_validate(case.row)
     decision = parse_decision(answer)
     action, line = decision if decision else (None, None)
-    constraints = DialogueConstraints.model_validate(row["dialogue_constraints"])
     return {
         "format": decision is not None,
-        "decision_accuracy": float(action in row["top_actions"]) if action else 0.0,
-        "acceptable_rate": float(action in row["acceptable_actions"]) if action else 0.0,
-        "graded_reward": decision_score(answer, scores_by_action(row["action_scores"])),
-        "line_grounding": grounding_score(line, row["grounding_terms"], row["player_utterance"])
-        if line is not None
-        else 0.0,
-        "in_character": float(line is not None and not constraints.check(line)),
-        "stock": line is not None and is_stock(line, list(row["stock_lines"])),
+        "decision_accuracy": float(action in row.top_actions) if action else 0.0,
+        "acceptable_rate": float(action in row.acceptable_actions) if action else 0.0,
+        "graded_reward": decision_score(answer, row.score_of()),
+        "line_grounding": grounding_score(line, row.grounding_terms, row.player_utterance) if line is not None else 0.0,
+        "in_character": float(line is not None and not row.dialogue_constraints.check(line)),
+        "stock": line is not None and is_stock(line, row.stock_lines),
         "guardrail": bool(guardrail_violations(answer)),
         "line": line,
     }
