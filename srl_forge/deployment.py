@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.errors import InputError
-from srl_forge.registry import TIERS, AdapterRegistry
+from srl_forge.registry import TIERS, AdapterRegistry, Gate
 from srl_forge.stats import Interval
 from srl_forge.yaml_files import load_yaml
 
@@ -61,14 +61,6 @@ def load_tiers(path: Path) -> dict[str, TierSpec]:
             err = exc.errors()[0]
             raise InputError(path, f"tiers.{name}." + ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
     return out
-
-
-class Gate(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    name: str
-    passed: bool
-    detail: str
-    numbers: dict[str, float | int | None] = Field(default_factory=dict)
 
 
 def accuracy_gate(candidate: Interval, blue: Interval | None, held_out: int | None = None) -> Gate:
@@ -305,14 +297,13 @@ def deploy_candidate(
             latency_gate(ttft_p50_ms, spec.ttft_budget_ms, tier),
         ]
         reason = gate_reason(gates)
-        dumped = [g.model_dump() for g in gates]
         if failing(gates):
-            registry.hold(adapter.target, tier, adapter.version, dumped, triggered_by, reason)
+            registry.hold(adapter.target, tier, adapter.version, gates, triggered_by, reason)
             outcomes.append(
                 TierOutcome(tier=tier, result="held", blue=blue, previous_blue=blue, reason=reason, gates=gates)
             )
         else:
-            registry.promote(adapter.target, tier, adapter.version, dumped, triggered_by, reason)
+            registry.promote(adapter.target, tier, adapter.version, gates, triggered_by, reason)
             outcomes.append(
                 TierOutcome(
                     tier=tier, result="promoted", blue=adapter.version, previous_blue=blue, reason=reason, gates=gates

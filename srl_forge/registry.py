@@ -13,7 +13,10 @@ event of a (target, tier); green is the latest `candidate`. Nothing is updated o
 rollback is one more row, and the history is the table.
 
 The same SQL runs on DuckDB (embedded: a file, one short-lived connection per operation) and on
-PostgreSQL (production: `postgresql://` URL, psycopg2); only the placeholder style differs.
+PostgreSQL (production: `postgresql://` URL, psycopg2); only the placeholder style and the JSON column type
+(DuckDB `JSON`, PostgreSQL `JSONB`, so lineage, metrics and gates can be queried in SQL) differ. A registry
+written before these columns were JSON (text columns `lineage_json`, `metrics_json`, `gates_json`) is
+migrated in place when it is opened: the columns are renamed and retyped, every row kept.
 """
 
 from __future__ import annotations
@@ -57,6 +60,16 @@ class AdapterMetrics(BaseModel):
     persona_address_share: float | None = None  # persona adapters: lines that address the player as the persona does
 
 
+class Gate(BaseModel):
+    """One promotion gate's verdict on a candidate, with the numbers it compared (kept in the log)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    passed: bool
+    detail: str
+    numbers: dict[str, float | int | None] = Field(default_factory=dict)
+
+
 class AdapterVersion(BaseModel):
     model_config = ConfigDict(frozen=True)
     version: str  # content hash of the adapter folder
@@ -80,7 +93,7 @@ class DeploymentEvent(BaseModel):
     version: str | None  # the version this event concerns (the candidate, the new blue)
     previous_blue: str | None
     reason: str
-    gates: list[dict] = Field(default_factory=list)
+    gates: list[Gate] = Field(default_factory=list)
     triggered_by: str
 
 
@@ -92,12 +105,18 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS adapter_versions (
         version VARCHAR PRIMARY KEY, target VARCHAR NOT NULL, kind VARCHAR NOT NULL,
         base_model VARCHAR NOT NULL, adapter_uri VARCHAR NOT NULL, parent_version VARCHAR,
-        lineage_json VARCHAR NOT NULL, metrics_json VARCHAR NOT NULL, registered_at VARCHAR NOT NULL)""",
+        lineage {json} NOT NULL, metrics {json} NOT NULL, registered_at VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS deployment_events (
         event_id BIGINT PRIMARY KEY, happened_at VARCHAR NOT NULL, target VARCHAR NOT NULL, tier VARCHAR NOT NULL,
         action VARCHAR NOT NULL, version VARCHAR, previous_blue VARCHAR, reason VARCHAR NOT NULL,
-        gates_json VARCHAR NOT NULL, triggered_by VARCHAR NOT NULL)""",
+        gates {json} NOT NULL, triggered_by VARCHAR NOT NULL)""",
 ]
+# (table, column) of a registry written before the JSON columns, and the column it became
+_LEGACY_TEXT_COLUMNS = (
+    ("adapter_versions", "lineage_json", "lineage"),
+    ("adapter_versions", "metrics_json", "metrics"),
+    ("deployment_events", "gates_json", "gates"),
+)
 _VERSION_COLUMNS = (
     "version",
     "target",
@@ -105,8 +124,8 @@ _VERSION_COLUMNS = (
     "base_model",
     "adapter_uri",
     "parent_version",
-    "lineage_json",
-    "metrics_json",
+    "lineage",
+    "metrics",
     "registered_at",
 )
 _EVENT_COLUMNS = (
@@ -118,7 +137,7 @@ _EVENT_COLUMNS = (
     "version",
     "previous_blue",
     "reason",
-    "gates_json",
+    "gates",
     "triggered_by",
 )
 
@@ -127,15 +146,34 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _from_json(value: Any) -> Any:
+    """A JSON column's value: psycopg2 hands JSONB over decoded, DuckDB hands JSON over as text."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 class AdapterRegistry:
     """The registry in a database. Use `open_registry(url_or_path)`."""
 
     def __init__(self, database: Database):
         self.database = database
         self.label = f"registry {database.label}"  # where it lives, for messages (never a password)
+        json_type = "JSONB" if database.dialect == "postgresql" else "JSON"
         with self._connect() as cur:
             for statement in _SCHEMA:
-                cur.execute(statement)
+                cur.execute(statement.format(json=json_type))
+            self._migrate_text_columns(cur, json_type)
+
+    def _migrate_text_columns(self, cur, json_type: str) -> None:
+        for table, old, new in _LEGACY_TEXT_COLUMNS:
+            cur.execute(
+                self._sql("SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = ?"),
+                [table, old],
+            )
+            if cur.fetchone() is None:
+                continue
+            cur.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+            cast = f" USING {new}::JSONB" if json_type == "JSONB" else ""
+            cur.execute(f"ALTER TABLE {table} ALTER COLUMN {new} TYPE {json_type}{cast}")
 
     def _connect(self):
         return self.database.transaction()
@@ -187,8 +225,8 @@ class AdapterRegistry:
             base_model=values["base_model"],
             adapter_uri=values["adapter_uri"],
             parent_version=values["parent_version"],
-            lineage=json.loads(values["lineage_json"]),
-            metrics=AdapterMetrics.model_validate_json(values["metrics_json"]),
+            lineage=_from_json(values["lineage"]),
+            metrics=AdapterMetrics.model_validate(_from_json(values["metrics"])),
             registered_at=datetime.fromisoformat(values["registered_at"]),
         )
 
@@ -234,7 +272,7 @@ class AdapterRegistry:
                     event.version,
                     event.previous_blue,
                     event.reason,
-                    json.dumps(event.gates, sort_keys=True, default=str),
+                    json.dumps([g.model_dump() for g in event.gates], sort_keys=True),
                     event.triggered_by,
                 ],
             )
@@ -256,7 +294,7 @@ class AdapterRegistry:
         for row in rows:
             values = dict(zip(_EVENT_COLUMNS, row))
             values["at"] = datetime.fromisoformat(values.pop("happened_at"))
-            values["gates"] = json.loads(values.pop("gates_json"))
+            values["gates"] = _from_json(values["gates"])
             out.append(DeploymentEvent(**values))
         return out
 
@@ -303,7 +341,7 @@ class AdapterRegistry:
         target: str,
         tier: str,
         version: str,
-        gates: list[dict],
+        gates: list[Gate],
         triggered_by: str,
         reason: str = "all gates passed",
     ) -> DeploymentEvent:
@@ -322,7 +360,7 @@ class AdapterRegistry:
         )
 
     def hold(
-        self, target: str, tier: str, version: str, gates: list[dict], triggered_by: str, reason: str
+        self, target: str, tier: str, version: str, gates: list[Gate], triggered_by: str, reason: str
     ) -> DeploymentEvent:
         return self.append(
             DeploymentEvent(

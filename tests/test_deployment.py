@@ -4,6 +4,7 @@ from datetime import UTC
 
 import pytest
 
+from srl_forge.databases import open_database
 from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, vllm_config
 from srl_forge.errors import InputError
 from srl_forge.registry import AdapterMetrics, AdapterVersion, RegistryError, open_registry
@@ -368,3 +369,48 @@ def test_embedded_registry_waits_for_another_process_holding_the_file(tmp_path):
     assert time.perf_counter() - started > 0.2  # it waited for the holder rather than failing
     holder.join()
     assert registry.get("v1") is not None
+
+
+def test_lineage_metrics_and_gates_are_json_columns_queryable_in_sql(registry):
+    deploy(registry, adapter("j1", lineage={"rules_version": "rules-xyz"}))
+    with registry.database.transaction() as cur:
+        cur.execute("SELECT lineage ->> 'rules_version' FROM adapter_versions WHERE version = 'j1'")
+        assert cur.fetchone()[0] == "rules-xyz"
+        cur.execute("SELECT metrics -> 'decision_accuracy' ->> 'low' FROM adapter_versions")
+        assert float(cur.fetchone()[0]) == 0.5
+        cur.execute("SELECT gates FROM deployment_events WHERE action = 'promote' ORDER BY event_id LIMIT 1")
+        assert cur.fetchone() is not None
+    promoted = next(e for e in registry.events("vampire") if e.action == "promote")
+    assert {"beats_references", "no_guardrail_violations"} <= {g.name for g in promoted.gates}
+    assert all(isinstance(g.passed, bool) and g.detail for g in promoted.gates)
+
+
+def test_a_registry_with_the_old_text_columns_is_migrated_keeping_every_row(database_location):
+    legacy = [
+        """CREATE TABLE adapter_versions (
+            version VARCHAR PRIMARY KEY, target VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+            base_model VARCHAR NOT NULL, adapter_uri VARCHAR NOT NULL, parent_version VARCHAR,
+            lineage_json VARCHAR NOT NULL, metrics_json VARCHAR NOT NULL, registered_at VARCHAR NOT NULL)""",
+        """CREATE TABLE deployment_events (
+            event_id BIGINT PRIMARY KEY, happened_at VARCHAR NOT NULL, target VARCHAR NOT NULL, tier VARCHAR NOT NULL,
+            action VARCHAR NOT NULL, version VARCHAR, previous_blue VARCHAR, reason VARCHAR NOT NULL,
+            gates_json VARCHAR NOT NULL, triggered_by VARCHAR NOT NULL)""",
+        """INSERT INTO adapter_versions VALUES ('old1', 'vampire', 'srl_rlvr', 'small', 'file:///store/old1', NULL,
+            '{"rules_version": "r0"}', '{"decision_accuracy": {"value": 0.7, "low": 0.6, "high": 0.8}}',
+            '2026-11-01T00:00:00+00:00')""",
+        """INSERT INTO deployment_events VALUES (1, '2026-11-01T00:00:01+00:00', 'vampire', 'tier1', 'promote',
+            'old1', NULL, 'all gates passed',
+            '[{"name": "guardrails", "passed": true, "detail": "0 violations", "numbers": {"violations": 0}}]',
+            'test')""",
+    ]
+    with open_database(database_location).transaction() as cur:
+        for statement in legacy:
+            cur.execute(statement)
+    registry = open_registry(database_location)
+    old = registry.get("old1")
+    assert old.lineage == {"rules_version": "r0"} and old.metrics.decision_accuracy.low == 0.6
+    (event,) = registry.events("vampire", "tier1")
+    assert event.gates[0].name == "guardrails" and event.gates[0].numbers == {"violations": 0}
+    assert registry.blue("vampire", "tier1") == "old1"
+    registry.register(adapter("new1"))  # the migrated tables take new rows
+    assert open_registry(database_location).get("new1").metrics.best_constant_accuracy == 0.2
