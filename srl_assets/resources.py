@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableResource, EnvVar
 
@@ -203,10 +204,10 @@ def embedded_resources(
         "training": TrainingResource(
             budget=settings.training_budget,
             model=settings.policy_model,
-            config_overrides_json=settings.overrides_json("srl"),
+            srl_overrides=settings.srl_overrides,
             evaluation_encounters=encounter_count(settings.evaluation_encounters),
             stepwise_encounters=encounter_count(settings.stepwise_encounters),
-            rlvr_overrides_json=settings.overrides_json("rlvr"),
+            rlvr_overrides=settings.rlvr_overrides,
             work_root=str(home / "training"),
             model_cache=str(home),
             launcher=settings.training_launcher,
@@ -284,8 +285,8 @@ class TrainingResource(ConfigurableResource):
     budget: str = "quick"
     model: str = "smollm2-135m-instruct"
     quantization: str = "none"
-    config_overrides_json: str | None = None  # JSON object of SRLConfig fields
-    rlvr_overrides_json: str | None = None  # JSON object of RLVRConfig fields
+    srl_overrides: dict[str, Any] | None = None  # SRLConfig fields over the recipe's `srl` section
+    rlvr_overrides: dict[str, Any] | None = None  # RLVRConfig fields over the recipe's other sections
     evaluation_encounters: int | None = None  # held-out encounters scored; 0 or None: all of them
     # of those, rolled out step by step (SRL); None: 12 on quick, 30 on standard, all on full
     stepwise_encounters: int | None = None
@@ -351,13 +352,9 @@ class TrainingResource(ConfigurableResource):
 
     def config(self, stage: str):
         """The training config of a stage (srl, rlvr, rlvr_only, sft_only, persona) under this budget's recipe
-        (`training/recipes/<budget>.yaml`); the overrides JSON (SRL's for `srl`, RLVR's for the others) wins."""
-        import json
-
-        cls, overrides_json = (
-            (SRLConfig, self.config_overrides_json) if stage == "srl" else (RLVRConfig, self.rlvr_overrides_json)
-        )
-        overrides = json.loads(overrides_json) if overrides_json else {}
+        (`training/recipes/<budget>.yaml`); the overrides (SRL's for `srl`, RLVR's for the others) win."""
+        cls, overrides = (SRLConfig, self.srl_overrides) if stage == "srl" else (RLVRConfig, self.rlvr_overrides)
+        overrides = dict(overrides or {})
         if stage == "sft_only":  # what makes the ablation: no reinforcement, whatever the RLVR overrides say
             overrides["max_steps"] = 0
         return cls.for_budget(

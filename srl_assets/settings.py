@@ -4,9 +4,8 @@ fails when the settings load, naming the variable."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from srl_forge.errors import InputError
 from srl_forge.lore import LoreLimits
 from srl_forge.tables import markdown_table
+from training.grpo_runner import GRPOTrainingConfig
 from training.model_loading import DEFAULT_POLICY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +41,12 @@ class ForgeSettings(BaseSettings):
     serving_engine: Literal["auto", "llama.cpp", "transformers"] = Field("auto", description="what `make serve` uses")
     training_budget: Literal["quick", "standard", "full"] = Field("quick", description="training/recipes/<budget>.yaml")
     policy_model: str = Field(DEFAULT_POLICY, description="a Hugging Face id or a local folder")
-    srl_overrides: dict | None = Field(None, description="a JSON object of SRL config fields over the recipe")
-    rlvr_overrides: dict | None = Field(None, description="a JSON object of RLVR config fields over the recipe")
+    srl_overrides: dict[str, Any] | None = Field(
+        None, description="a JSON object of SRL config fields over the recipe (training/grpo_runner.py names them)"
+    )
+    rlvr_overrides: dict[str, Any] | None = Field(
+        None, description="a JSON object of RLVR config fields over the recipe (training/grpo_runner.py names them)"
+    )
     evaluation_encounters: Count = Field(None, description="held-out encounters scored: a number or 'all'")
     stepwise_encounters: Count = Field(None, description="of those, rolled out step by step: a number or 'all'")
     training_launcher: Literal["auto", "in_process", "sagemaker"] = Field("auto", description="where training runs")
@@ -61,13 +65,16 @@ class ForgeSettings(BaseSettings):
     def _count(cls, value):
         return None if value == "" else value
 
+    @field_validator("srl_overrides", "rlvr_overrides")
+    @classmethod
+    def _training_fields(cls, value):
+        if value:  # an unknown field or a wrong type fails here, when the settings load, not in a run
+            GRPOTrainingConfig(**value)
+        return value
+
     @property
     def lore_limits(self) -> LoreLimits:
         return LoreLimits(max_file_bytes=self.max_lore_file_bytes, max_section_chars=self.max_lore_section_chars)
-
-    def overrides_json(self, stage: Literal["srl", "rlvr"]) -> str | None:
-        value = self.srl_overrides if stage == "srl" else self.rlvr_overrides
-        return json.dumps(value) if value else None
 
 
 def encounter_count(value: Count) -> int | None:

@@ -18,7 +18,8 @@ def test_the_environment_reaches_the_resources(monkeypatch, tmp_path):
     assert resources["project_files"].lore_limits.max_file_bytes == 20000
     training = resources["training"]
     assert training.budget == "standard" and training.evaluation_encounters == 0 and training.stepwise_encounters == 12
-    assert training.rlvr_overrides_json == '{"max_steps": 3}' and training.config_overrides_json is None
+    assert training.rlvr_overrides == {"max_steps": 3} and training.srl_overrides is None
+    assert training.config("rlvr").max_steps == 3 and training.config("sft_only").max_steps == 0
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,8 @@ def test_the_environment_reaches_the_resources(monkeypatch, tmp_path):
         ("SRL_FORGE_TRAINING_BUDGET", "huge"),
         ("SRL_FORGE_EVALUATION_ENCOUNTERS", "some"),
         ("SRL_FORGE_RLVR_OVERRIDES", "max_steps=3"),
+        ("SRL_FORGE_RLVR_OVERRIDES", '{"max_stepz": 3}'),
+        ("SRL_FORGE_SRL_OVERRIDES", '{"sft_epochs": -1}'),
         ("SRL_FORGE_SERVING_ENGINE", "vllm"),
     ],
 )

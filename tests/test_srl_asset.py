@@ -2,8 +2,6 @@
 the ablations (SFT-only, RLVR-only), the held-out evaluation tables, and a deployment that holds back an
 adapter which has not learned. Versions are never overwritten."""
 
-import json
-
 from dagster import AssetKey, DagsterInstance, materialize
 
 from asset_checks import CHECKS
@@ -32,8 +30,8 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     resources = dict(defs.resources)
     resources["training"] = TrainingResource(
         model=tiny_policy,
-        config_overrides_json=json.dumps(TINY),
-        rlvr_overrides_json=json.dumps(TINY),
+        srl_overrides=TINY,
+        rlvr_overrides=TINY,
         evaluation_encounters=6,
         evaluation_step_rows=4,
         work_root=str(home / "training"),
