@@ -51,9 +51,9 @@ class Refresher:
     def tick_sensors(self) -> None:
         from dagster import build_sensor_context
 
-        from srl_assets.sensors import lore_sensor, player_log_sensor
+        from srl_assets.sensors import player_log_sensor, source_sensor
 
-        for sensor in (lore_sensor, player_log_sensor):
+        for sensor in (source_sensor, player_log_sensor):
             context = build_sensor_context(
                 instance=self.instance, cursor=self.sensor_cursors.get(sensor.name), resources=self.defs.resources
             )

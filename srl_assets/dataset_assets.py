@@ -9,6 +9,7 @@ from srl_assets.failures import input_errors_as_failures
 from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import TeachersResource
+from srl_assets.trajectory_assets import voice_sources
 from srl_forge.encounters import EncounterSet
 from srl_forge.rulebook import CompiledRules
 from srl_forge.rules_engine import RulesEngine
@@ -70,6 +71,7 @@ def srl_dataset(
     code_version="rlvr-dataset-5",
     kinds={"python", "parquet"},
     automation_condition=FRESH,
+    deps=[voice_sources],  # its stock phrases
     description="RLVR rows: the encounter and the verifier's ground truth (the graded score of every action, "
     "dialogue constraints, grounding terms, stock phrases), no expert text. Train and validation splits only.",
 )

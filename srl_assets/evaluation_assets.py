@@ -17,6 +17,7 @@ from srl_assets.resources import (
     TrainingResource,
 )
 from srl_assets.training_assets import png_markdown
+from srl_assets.trajectory_assets import voice_sources
 from srl_forge.encounters import EncounterSet
 from srl_forge.grading import best_constant_action
 from srl_forge.rulebook import CompiledRules
@@ -172,6 +173,7 @@ def _report(
     code_version="evaluation-4",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
+    deps=[voice_sources],  # the lines are scored against the voice
     description="Held-out comparison of base / SRL (rolled out step by step) / SRL→RLVR next to the best constant "
     "action, a random acceptable action, a feature classifier fitted on the train split (what the data can teach) "
     "and the rules engine (ceiling): decision accuracy, acceptable rate, graded reward, format, line grounding, in "
@@ -240,6 +242,7 @@ def evaluation(
     group_name="ablations",
     code_version="ablation-evaluation-1",
     kinds={"pytorch", "python"},
+    deps=[voice_sources],  # the lines are scored against the voice
     description="The paper's comparison in full: the evaluation's rows plus SFT-only and RLVR-only, scored on the "
     "same held-out encounters with the same references, and the seconds each adapter trained.",
 )

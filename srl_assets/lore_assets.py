@@ -12,10 +12,10 @@ from dagster import (
 
 from srl_assets.automation import FRESH
 from srl_assets.failures import input_errors_as_failures
-from srl_assets.metadata import markdown_table, versioned
+from srl_assets.metadata import SOURCE_VERSION_READ, markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.resources import ProjectFiles, SemanticMemoryResource
-from srl_forge.lore import SpeciesLore, load_species_lore, lore_source_version
+from srl_forge.lore import SpeciesLore, load_species_lore
 from srl_forge.species import discover_species
 
 
@@ -28,7 +28,7 @@ def lore_sources(context, project_files: ProjectFiles):
     known = set(context.instance.get_dynamic_partitions(species_partitions.name))
     return DataVersionsByPartition(
         {
-            species: DataVersion(lore_source_version(project_files.lore_path, species, project_files.lore_limits))
+            species: DataVersion(project_files.lore_version(species))
             for species in discover_species(project_files.lore_path)
             if species in known
         }
@@ -50,6 +50,7 @@ def lore(
     project_files: ProjectFiles,
     memory: SemanticMemoryResource,
 ) -> Output[SpeciesLore]:
+    read_version = project_files.lore_version(context.partition_key)
     with input_errors_as_failures():
         species_lore = load_species_lore(project_files.lore_path, context.partition_key, project_files.lore_limits)
 
@@ -65,6 +66,7 @@ def lore(
     return versioned(
         species_lore,
         {
+            SOURCE_VERSION_READ: read_version,
             "documents": len(species_lore.documents),
             "words": words,
             "dossier_entries": len(dossier.entries()),

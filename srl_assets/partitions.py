@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from dagster import DagsterInstance, DynamicPartitionsDefinition
+from dagster import DagsterInstance, DataVersion, DataVersionsByPartition, DynamicPartitionsDefinition
 
 from srl_forge.personas import discover_personas
 from srl_forge.species import discover_species, require_known_species
@@ -34,3 +35,9 @@ def register_personas(instance: DagsterInstance, lore_root: Path) -> list[str]:
     if new:
         instance.add_dynamic_partitions(npc_partitions.name, new)
     return new
+
+
+def versions_by_species(instance: DagsterInstance, version_of: Callable[[str], str]) -> DataVersionsByPartition:
+    """An observable per-species source's versions: `version_of(species)` for every registered species."""
+    species = instance.get_dynamic_partitions(species_partitions.name)
+    return DataVersionsByPartition({s: DataVersion(version_of(s)) for s in species})

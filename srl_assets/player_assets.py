@@ -2,7 +2,6 @@
 
 from dagster import (
     AssetExecutionContext,
-    DataVersion,
     MetadataValue,
     Output,
     asset,
@@ -11,7 +10,7 @@ from dagster import (
 
 from srl_assets.automation import FRESH
 from srl_assets.metadata import versioned
-from srl_assets.partitions import species_partitions
+from srl_assets.partitions import species_partitions, versions_by_species
 from srl_assets.resources import PlayerLogsResource
 from srl_forge.hashing import content_hash
 from srl_forge.player_logs import (
@@ -29,14 +28,7 @@ from srl_forge.player_logs import (
     "data version once enough new records arrive.",
 )
 def player_logs(context, player_logs: PlayerLogsResource):
-    from dagster import DataVersionsByPartition
-
-    return DataVersionsByPartition(
-        {
-            species: DataVersion(content_hash(log_watermark(player_logs.location, species)))
-            for species in context.instance.get_dynamic_partitions(species_partitions.name)
-        }
-    )
+    return versions_by_species(context.instance, lambda s: content_hash(log_watermark(player_logs.location, s)))
 
 
 @asset(

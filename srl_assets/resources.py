@@ -24,12 +24,13 @@ from srl_forge.databases import is_postgres
 from srl_forge.deployment import load_tiers
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
-from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits
+from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, lore_source_version
 from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
 from srl_forge.registry import open_registry
-from srl_forge.teachers.lines import load_voice
+from srl_forge.rulebook import rules_source_version
+from srl_forge.teachers.lines import load_voice, voice_source_version
 from srl_forge.teachers.team import Teachers, TeachersConfig
-from srl_forge.yaml_files import load_yaml
+from srl_forge.yaml_files import MAX_SOURCE_FILE_BYTES, load_yaml
 from training.rlvr import RLVRConfig
 from training.sagemaker_launcher import SageMakerLauncher, SageMakerSettings
 from training.srl import SRLConfig
@@ -56,6 +57,12 @@ class ProjectFiles(ConfigurableResource):
     @property
     def rules_path(self) -> Path:
         return Path(self.rules_root)
+
+    def lore_version(self, species: str) -> str:
+        return lore_source_version(self.lore_path, species, self.lore_limits)
+
+    def rules_version(self, species: str) -> str:
+        return rules_source_version(self.rules_path, species, MAX_SOURCE_FILE_BYTES)
 
 
 class ArtifactStoreResource(ConfigurableResource):
@@ -267,6 +274,9 @@ class TeachersResource(ConfigurableResource):
         """Around teacher calls in an asset: an endpoint outage retries the step, then fails it clearly."""
 
         return teacher_outages_retried(self.outage_retries, self.outage_wait_s, context.retry_number)
+
+    def voice_version(self, species: str) -> str:
+        return voice_source_version(Path(self.voices_root), species, MAX_SOURCE_FILE_BYTES)
 
     def voice(self, rulebook):
         """The species' voice file: the expert's intents and the species' stock phrases."""

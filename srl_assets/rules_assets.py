@@ -11,8 +11,8 @@ from dagster import (
 
 from srl_assets.automation import FRESH
 from srl_assets.failures import input_errors_as_failures
-from srl_assets.metadata import markdown_table, versioned
-from srl_assets.partitions import species_partitions
+from srl_assets.metadata import SOURCE_VERSION_READ, markdown_table, versioned
+from srl_assets.partitions import species_partitions, versions_by_species
 from srl_assets.resources import GameStateResource, ProjectFiles
 from srl_forge.databases import redact
 from srl_forge.errors import InputError
@@ -28,13 +28,22 @@ def game_state(game_state_db: GameStateResource) -> DataVersion:
     return DataVersion(game_state_db.store().version())
 
 
+@observable_source_asset(
+    partitions_def=species_partitions,
+    group_name="sources",
+    description="Rule files per species: rules/global.yaml (every species) and rules/<species>.yaml.",
+)
+def rules_sources(context, project_files: ProjectFiles):
+    return versions_by_species(context.instance, project_files.rules_version)
+
+
 @asset(
     partitions_def=species_partitions,
     group_name="rules",
     code_version="rules-2",
     kinds={"python", "yaml"},
     automation_condition=FRESH,
-    deps=[game_state],
+    deps=[game_state, rules_sources],
     description="The species' rulebook (global + species YAML, validated against its lore) and the rules "
     "switched on by the live game state.",
 )
@@ -44,6 +53,7 @@ def rules(
     project_files: ProjectFiles,
     game_state_db: GameStateResource,
 ) -> Output[CompiledRules]:
+    read_version = project_files.rules_version(context.partition_key)
     with input_errors_as_failures():
         rulebook = load_rulebook(project_files.rules_path, context.partition_key, lore.document_ids)
         state = game_state_db.store().current()
@@ -60,6 +70,7 @@ def rules(
     return versioned(
         compiled,
         {
+            SOURCE_VERSION_READ: read_version,
             "rules": len(rulebook.rules),
             "active_rules": len(active_ids),
             "switched_off_by_events": MetadataValue.json(

@@ -1,26 +1,35 @@
 """Sensors: notice lore, game-state and player-log changes, so automation re-runs only what went stale.
 
-- `lore_sensor` hashes each species' lore files and the game state every tick and records a new
-  data version (a runless observation) only for what changed. A new lore folder becomes a new
-  species partition, observed at once (an unobserved source would block automation silently).
+- `source_sensor` hashes each species' lore, rule and voice files and the game state every tick and
+  records a new data version (a runless observation) only for what changed. A new lore folder becomes a
+  new species partition, observed at once (an unobserved source would block automation silently). It
+  also records when it first saw each version, and once automation has had its chance, re-requests a
+  reader whose last run read an older version (an edit made while that reader ran is not lost).
 - `player_log_sensor` keeps a per-species watermark of log records in its cursor; once a species
   has `stale_after_records` new records, it records a new version of that species' `player_logs`.
 - `automation` evaluates the assets' automation conditions; it runs by default.
 """
 
 import json
+import time
 
 from dagster import (
     AssetObservation,
+    AssetRecordsFilter,
     AssetSelection,
     AutomationConditionSensorDefinition,
+    DagsterRunStatus,
     DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
 
+from srl_assets.lore_assets import lore as lore_asset
 from srl_assets.lore_assets import lore_sources
+from srl_assets.metadata import SOURCE_VERSION_READ
 from srl_assets.partitions import npc_partitions, species_partitions
 from srl_assets.persona_assets import persona_source_version, persona_sources
 from srl_assets.player_assets import player_logs as player_logs_source
@@ -29,27 +38,58 @@ from srl_assets.resources import (
     GameStateResource,
     PlayerLogsResource,
     ProjectFiles,
+    TeachersResource,
 )
-from srl_assets.rules_assets import game_state
+from srl_assets.rules_assets import game_state, rules_sources
+from srl_assets.rules_assets import rules as rules_asset
+from srl_assets.trajectory_assets import expert_trajectories, voice_sources
 from srl_forge.errors import InputError
 from srl_forge.hashing import content_hash
-from srl_forge.lore import lore_source_version
 from srl_forge.personas import discover_personas, split_persona_key
 from srl_forge.player_logs import log_watermark
 from srl_forge.species import discover_species
 
 DATA_VERSION_TAG = "dagster/data_version"
+PARTITION_TAG = "dagster/partition"
+
+
+# A source, the asset that reads it first, and how the current version of a species' files is hashed.
+SOURCES = (
+    ("lore", lore_sources, lore_asset, lambda files, teachers, species: files.lore_version(species)),
+    ("rules", rules_sources, rules_asset, lambda files, teachers, species: files.rules_version(species)),
+    ("voices", voice_sources, expert_trajectories, lambda files, teachers, species: teachers.voice_version(species)),
+)
+# How long automation has to pick up a newly observed version before the sensor re-requests a reader that
+# did not read it (the automation sensor evaluates every 30 s).
+REREAD_GRACE_SECONDS = 120.0
+ACTIVE_RUN_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 
 
 @sensor(
-    name="lore_sensor",
+    name="source_sensor",
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Records new data versions of lore_sources (per species) and game_state when they change; "
-    "registers a species when its lore folder appears.",
+    asset_selection=AssetSelection.assets(lore_asset, rules_asset, expert_trajectories),
+    description="Records new data versions of each species' lore, rule and voice files and of the game state "
+    "when they change; registers a species when its lore folder appears; re-requests a reader (lore, rules, "
+    "expert_trajectories) whose last run read an older version than the newest observed one.",
 )
-def lore_sensor(context: SensorEvaluationContext, project_files: ProjectFiles, game_state_db: GameStateResource):
-    cursor = json.loads(context.cursor) if context.cursor else {"lore": {}, "game_state": None}
+def source_sensor(
+    context: SensorEvaluationContext,
+    project_files: ProjectFiles,
+    game_state_db: GameStateResource,
+    teachers: TeachersResource,
+):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    for name, *_ in SOURCES:
+        cursor.setdefault(name, {})
+    cursor.setdefault("observed_at", {})
+    cursor.setdefault("game_state", None)
     on_disk = discover_species(project_files.lore_path, on_invalid=lambda exc: context.log.error(str(exc)))
     known = set(context.instance.get_dynamic_partitions(species_partitions.name))
     new = [s for s in on_disk if s not in known]
@@ -57,19 +97,50 @@ def lore_sensor(context: SensorEvaluationContext, project_files: ProjectFiles, g
         # registered before the observations below, which need the partitions to exist
         context.instance.add_dynamic_partitions(species_partitions.name, new)
         context.log.info(f"registered new species: {', '.join(new)}")
-    events = []
-    for species in on_disk:
-        version = lore_source_version(project_files.lore_path, species, project_files.lore_limits)
-        if cursor["lore"].get(species) != version:
-            events.append(
-                AssetObservation(asset_key=lore_sources.key, partition=species, tags={DATA_VERSION_TAG: version})
-            )
-            cursor["lore"][species] = version
+    now = time.time()
+    events, run_requests = [], []
+    for name, source, reader, version_of in SOURCES:
+        for species in on_disk:
+            version = version_of(project_files, teachers, species)
+            if cursor[name].get(species) != version:
+                events.append(
+                    AssetObservation(asset_key=source.key, partition=species, tags={DATA_VERSION_TAG: version})
+                )
+                cursor[name][species] = version
+                cursor["observed_at"][f"{name}/{species}"] = now
+            elif now - cursor["observed_at"].get(f"{name}/{species}", 0.0) >= REREAD_GRACE_SECONDS:
+                request = _reread_request(context.instance, reader, species, version)
+                if request is not None:
+                    run_requests.append(request)
     state_version = game_state_db.store().version()
     if cursor["game_state"] != state_version:
         events.append(AssetObservation(asset_key=game_state.key, tags={DATA_VERSION_TAG: state_version}))
         cursor["game_state"] = state_version
-    return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
+    return SensorResult(asset_events=events, run_requests=run_requests, cursor=json.dumps(cursor, sort_keys=True))
+
+
+def _reread_request(instance, reader, species: str, newest: str) -> RunRequest | None:
+    """A run of `reader` for `species` when its last materialization read an older source version than
+    `newest` and no run of that partition is under way. Automation misses such an edit when the reader
+    itself materialized in the same evaluation window as the observation (its own update cancels the
+    trigger); the run key makes the request once per version."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=reader.key, asset_partitions=[species]), limit=1
+    ).records
+    if not records:
+        return None  # never materialized: automation requests missing partitions itself
+    read = records[0].asset_materialization.metadata.get(SOURCE_VERSION_READ)
+    if read is None or read.value == newest:
+        return None
+    active = instance.get_runs(RunsFilter(statuses=ACTIVE_RUN_STATUSES, tags={PARTITION_TAG: species}), limit=50)
+    if any(run.asset_selection is None or reader.key in run.asset_selection for run in active):
+        return None
+    return RunRequest(
+        run_key=f"reread:{reader.key.to_user_string()}:{species}:{newest}",
+        asset_selection=[reader.key],
+        partition_key=species,
+        tags={"srl_forge/reason": f"{reader.key.to_user_string()} read an older source version than {newest[:12]}"},
+    )
 
 
 @sensor(
@@ -139,4 +210,4 @@ automation_sensor = AutomationConditionSensorDefinition(
     description="Materializes stale species partitions (declarative automation on every asset).",
 )
 
-SENSORS = [lore_sensor, player_log_sensor, persona_sensor, automation_sensor]
+SENSORS = [source_sensor, player_log_sensor, persona_sensor, automation_sensor]

@@ -2,12 +2,18 @@
 
 from collections import Counter
 
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import (
+    AssetExecutionContext,
+    MetadataValue,
+    Output,
+    asset,
+    observable_source_asset,
+)
 
 from srl_assets.automation import FRESH
 from srl_assets.failures import input_errors_as_failures
-from srl_assets.metadata import markdown_table, versioned
-from srl_assets.partitions import species_partitions
+from srl_assets.metadata import SOURCE_VERSION_READ, markdown_table, versioned
+from srl_assets.partitions import species_partitions, versions_by_species
 from srl_assets.resources import (
     ArtifactStoreResource,
     SemanticMemoryResource,
@@ -25,12 +31,23 @@ from srl_forge.teachers.collaboration import (
 from training.step_dataset import to_parquet
 
 
+@observable_source_asset(
+    partitions_def=species_partitions,
+    group_name="sources",
+    description="Voice files per species (voices/<species>.yaml): the intents and stock phrases the expert's "
+    "lines are written from; read by the stages that speak (trajectories, the RLVR rows, evaluation).",
+)
+def voice_sources(context, teachers: TeachersResource):
+    return versions_by_species(context.instance, teachers.voice_version)
+
+
 @asset(
     partitions_def=species_partitions,
     group_name="trajectories",
     code_version="trajectories-4",
     kinds={"python", "openai", "parquet"},
     automation_condition=FRESH,
+    deps=[voice_sources],
     description="Step-by-step expert trajectories (assess, recall lore, apply rule, decide, speak) written by "
     "the teachers and accepted by the rules engine; rejects kept in a table with their reasons.",
 )
@@ -44,6 +61,7 @@ def expert_trajectories(
     memory: SemanticMemoryResource,
 ) -> Output[TrajectoryBatch]:
     species = context.partition_key
+    read_version = teachers.voice_version(species)
     with input_errors_as_failures():
         team = teachers.build(rules.rulebook)
         trajectory_team = team.team  # the writer's voice file is read here
@@ -84,6 +102,7 @@ def expert_trajectories(
     return versioned(
         batch,
         {
+            SOURCE_VERSION_READ: read_version,
             "accepted": len(batch.accepted),
             "rejected": len(batch.rejected),
             "acceptance_rate": MetadataValue.float(len(batch.accepted) / max(1, total)),

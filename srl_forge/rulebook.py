@@ -25,9 +25,9 @@ from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import Encounter, GameState, encounter_field_paths
 from srl_forge.errors import InputError
 from srl_forge.guardrails import injection_evidence
-from srl_forge.hashing import content_hash
+from srl_forge.hashing import content_hash, files_version
 from srl_forge.species import validate_species_id
-from srl_forge.yaml_files import load_yaml
+from srl_forge.yaml_files import load_yaml, read_source_file
 
 COMPARE_OPS = {"gt", "gte", "lt", "lte"}
 MEMBER_OPS = {"in", "not_in"}
@@ -224,7 +224,7 @@ def validate_condition(condition: Any, where: str, source: Path) -> None:
 
 def _read_rule_file(path: Path) -> RuleFile:
     try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
+        raw = load_yaml(read_source_file(path))
     except yaml.YAMLError as exc:
         raise InputError(path, "yaml", f"not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -240,6 +240,13 @@ def _read_rule_file(path: Path) -> RuleFile:
             if isinstance(index, int) and index < len(rules) and isinstance(rules[index], dict):
                 field = f"rules[{rules[index].get('id', index)}]." + ".".join(str(p) for p in err["loc"][2:])
         raise InputError(path, field, err["msg"]) from exc
+
+
+def rules_source_version(rules_root: Path, species: str, max_bytes: int) -> str:
+    """The version of what `load_rulebook` reads for a species: `global.yaml` and `<species>.yaml` as on disk."""
+    return files_version(
+        [("global.yaml", rules_root / "global.yaml"), (f"{species}.yaml", rules_root / f"{species}.yaml")], max_bytes
+    )
 
 
 def load_rulebook(rules_root: Path, species: str, lore_document_ids: typing.Iterable[str] | None = None) -> Rulebook:

@@ -8,15 +8,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.helpers import LORE_ROOT, RULES_ROOT, SEED  # noqa: E402 - after the offline switches above
+from tests.helpers import LORE_ROOT, RULES_ROOT, SEED, VOICES_ROOT  # noqa: E402 - after the offline switches above
 
 
 @pytest.fixture
 def project_copy(tmp_path) -> Path:
-    """A writable copy of lore/, rules/ and the game-state seed, for tests that edit inputs."""
+    """A writable copy of lore/, rules/, voices/ and the game-state seed, for tests that edit inputs."""
     root = tmp_path / "project"
     shutil.copytree(LORE_ROOT, root / "lore")
     shutil.copytree(RULES_ROOT, root / "rules")
+    shutil.copytree(VOICES_ROOT, root / "voices")
     (root / "game_state").mkdir()
     shutil.copy(SEED, root / "game_state" / "seed.yaml")
     return root

@@ -8,6 +8,7 @@ from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
 REPO = Path(__file__).resolve().parent.parent
 LORE_ROOT = REPO / "lore"
 RULES_ROOT = REPO / "rules"
+VOICES_ROOT = REPO / "voices"
 SEED = REPO / "game_state" / "seed.yaml"
 SPECIES = ["vampire", "werewolf", "zombie", "ghoul", "lich"]
 

@@ -25,9 +25,11 @@ from srl_forge.grounding import (
     grounding_terms,
     is_stock,
 )
+from srl_forge.guardrails import injection_evidence
+from srl_forge.hashing import files_version
 from srl_forge.rulebook import Rulebook
 from srl_forge.rules_engine import DialogueConstraints
-from srl_forge.yaml_files import load_yaml
+from srl_forge.yaml_files import load_yaml, read_source_file
 
 FOE_NAMES = {
     "villagers": "villager",
@@ -80,10 +82,15 @@ def foe_name(faction: str) -> str:
     return FOE_NAMES.get(faction, faction.rstrip("s"))
 
 
+def voice_source_version(voices_root: Path, species: str, max_bytes: int) -> str:
+    """The version of a species' voice file as on disk (what `load_voice` reads)."""
+    return files_version([(f"{species}.yaml", voices_root / f"{species}.yaml")], max_bytes)
+
+
 def load_voice(voices_root: Path, rulebook: Rulebook) -> Voice:
     path = voices_root / f"{rulebook.species}.yaml"
     try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
+        raw = load_yaml(read_source_file(path))
     except FileNotFoundError as exc:
         raise InputError(path, "file", f"no voice file for {rulebook.species}") from exc
     except yaml.YAMLError as exc:
@@ -95,6 +102,14 @@ def load_voice(voices_root: Path, rulebook: Rulebook) -> Voice:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise InputError(path, ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+    # the voice's words become the expert's lines, so the monster's trained speech: screened like lore
+    texts = [("address", voice.address), ("stock_lines", voice.stock_lines), ("groans", voice.groans)]
+    texts += [(f"intents.{action}", lines) for action, lines in voice.intents.items()]
+    for field, lines in texts:
+        for i, line in enumerate(lines):
+            evidence = injection_evidence(line)
+            if evidence:
+                raise InputError(path, f"{field}[{i}]", f"reads as instructions to a model ({evidence!r})")
     for action in rulebook.actions:
         if not voice.intents.get(action):
             raise InputError(path, f"intents.{action}", "each action needs at least one intent")
