@@ -17,11 +17,13 @@ def served_performance(
     evaluated_metrics: Callable,
     margin: float,
     min_answers: int,
+    guardrail_limit: float = 0.05,
 ) -> list[dict]:
     """Per (served model, adapter version): decision accuracy against the engine's top actions (persona
     overrides are not re-applied here: a persona that avoids its species' top choice counts as a miss),
     guardrail replacements, format failures, latency; `stale` when accuracy is below the evaluated one
-    by more than `margin` with at least `min_answers` answers."""
+    by more than `margin`, or more than `guardrail_limit` of its lines replaced by the guardrails, with at least
+    `min_answers` answers (`stale_reason` says which)."""
     groups: dict[tuple[str, str], list[PlayerLogRecord]] = defaultdict(list)
     for record in records:
         groups[(record.served.model, record.served.adapter_version or "")].append(record)
@@ -33,7 +35,12 @@ def served_performance(
         evaluated_accuracy = evaluated_metrics(version).decision_accuracy
         evaluated = evaluated_accuracy.value if evaluated_accuracy else None
         ttfts = [r.served.ttft_ms for r in group if r.served.ttft_ms is not None]
-        stale = evaluated is not None and len(group) >= min_answers and accuracy.value < evaluated - margin
+        replaced = sum(bool(r.served.guardrail_categories) for r in group)
+        judged = len(group) >= min_answers
+        reasons = [
+            *(["accuracy"] if judged and evaluated is not None and accuracy.value < evaluated - margin else []),
+            *(["guardrails"] if judged and replaced / len(group) > guardrail_limit else []),
+        ]
         rows.append(
             {
                 "model": model,
@@ -41,11 +48,12 @@ def served_performance(
                 "answers": len(group),
                 "decision_accuracy": accuracy.model_dump(),
                 "evaluated_accuracy": evaluated,
-                "guardrail_replaced": sum(bool(r.served.guardrail_categories) for r in group),
+                "guardrail_replaced": replaced,
                 "format_failures": sum(not r.served.format_ok for r in group),
                 "ttft_p50_ms": percentile(ttfts, 0.5),
                 "ttft_p95_ms": percentile(ttfts, 0.95),
-                "stale": stale,
+                "stale": bool(reasons),
+                "stale_reason": " and ".join(reasons),
             }
         )
     return rows

@@ -32,6 +32,7 @@ ASSETS = [
     rules_assets.rules_sources,
     rules_assets.rules,
     player_assets.player_logs,
+    player_assets.served_drift,
     player_assets.player_interactions,
     encounter_assets.encounters,
     trajectory_assets.voice_sources,

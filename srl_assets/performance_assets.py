@@ -31,6 +31,7 @@ from srl_forge.stats import Interval
 class PerformanceConfig(Config):
     accuracy_drop_margin: float = 0.10  # served accuracy this far below the evaluated level marks the adapter stale
     min_answers: int = 20  # fewer served answers than this: too few to judge
+    guardrail_replaced_limit: float = 0.05  # a larger share of lines replaced by the guardrails: stale too
 
 
 @asset(
@@ -42,7 +43,9 @@ class PerformanceConfig(Config):
     automation_condition=FRESH,
     description="Served answers of the species' adapters, re-verified by the rules engine: decision accuracy, "
     "guardrail replacements, format failures and latency per served model and adapter version; the adapter is "
-    "marked stale when its served accuracy falls below its evaluated accuracy by the configured margin.",
+    "marked stale when its served accuracy falls below its evaluated accuracy by the configured margin or the "
+    "guardrails replace too many of its lines. A stale adapter makes `served_drift` (performance_sensor) and so "
+    "the species' training chain stale: it retrains without a person.",
 )
 def adapter_performance(
     context: AssetExecutionContext,
@@ -71,14 +74,21 @@ def adapter_performance(
         adapter = registry.get(version) if version else None
         return adapter.metrics if adapter else AdapterMetrics()
 
-    rows = served_performance(served, engine_for, evaluated_metrics, config.accuracy_drop_margin, config.min_answers)
+    rows = served_performance(
+        served,
+        engine_for,
+        evaluated_metrics,
+        config.accuracy_drop_margin,
+        config.min_answers,
+        config.guardrail_replaced_limit,
+    )
     stale = [r for r in rows if r["stale"]]
     summary = {
         "species": species,
         "served_answers": len(served),
         "unreadable_records": len(problems),
         "by_model": rows,
-        "stale": [f"{r['model']}@{r['adapter_version'][:12]}" for r in stale],
+        "stale": [f"{r['model']}@{r['adapter_version'][:12]} ({r['stale_reason']})" for r in stale],
     }
     return Output(
         summary,
@@ -110,7 +120,7 @@ def adapter_performance(
                         r["format_failures"],
                         f"{r['ttft_p50_ms']:.0f}",
                         f"{r['ttft_p95_ms']:.0f}",
-                        "STALE" if r["stale"] else "",
+                        f"STALE: {r['stale_reason']}" if r["stale"] else "",
                     ]
                     for r in rows
                 ],

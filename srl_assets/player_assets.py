@@ -1,7 +1,10 @@
-"""Player history: the logs as an observable source, filtered into interactions fit to learn from."""
+"""Player history: the logs as an observable source, filtered into interactions fit to learn from; and the
+drift of the served adapters in live play, the source that retrains a species when its monster falls behind."""
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
     MetadataValue,
     Output,
     asset,
@@ -57,3 +60,29 @@ def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsR
             "personal_data_removed": MetadataValue.json(report.redactions),
         },
     )
+
+
+@observable_source_asset(
+    partitions_def=species_partitions,
+    group_name="sources",
+    description="Which served adapters of the species fell behind in live play (adapter_performance's stale list). "
+    "performance_sensor records a new version when that list becomes non-empty or changes; srl_checkpoint depends "
+    "on it, so a drop in served accuracy (or a rise in guardrail replacements) retrains the species' chain.",
+)
+def served_drift(context):
+    return versions_by_species(context.instance, lambda s: drift_version(stale_adapters(context.instance, s)))
+
+
+def stale_adapters(instance, species: str) -> list[str]:
+    """The stale list of the species' latest `adapter_performance` (empty: none, or not materialized)."""
+    records = instance.fetch_materializations(
+        # by key: the performance asset sits downstream of this module's assets
+        AssetRecordsFilter(asset_key=AssetKey("adapter_performance"), asset_partitions=[species]),
+        limit=1,
+    ).records
+    value = records[0].asset_materialization.metadata.get("stale_adapters") if records else None
+    return sorted(value.value) if value is not None else []
+
+
+def drift_version(stale: list[str]) -> str:
+    return content_hash(sorted(stale)) if stale else "healthy"

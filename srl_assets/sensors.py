@@ -32,6 +32,7 @@ from srl_assets.lore_assets import lore_sources
 from srl_assets.metadata import SOURCE_VERSION_READ
 from srl_assets.partitions import npc_partitions, species_partitions
 from srl_assets.persona_assets import persona_source_version, persona_sources
+from srl_assets.player_assets import drift_version, served_drift, stale_adapters
 from srl_assets.player_assets import player_logs as player_logs_source
 from srl_assets.resources import (
     DeploymentResource,
@@ -210,4 +211,36 @@ automation_sensor = AutomationConditionSensorDefinition(
     description="Materializes stale species partitions (declarative automation on every asset).",
 )
 
-SENSORS = [source_sensor, player_log_sensor, persona_sensor, automation_sensor]
+
+@sensor(
+    name="performance_sensor",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Records a new served_drift version for a species when its adapter_performance lists stale "
+    "adapters (served accuracy below the evaluated level by the margin, or guardrail replacements up), so the "
+    "species' training chain retrains by automation; a healthy species records nothing.",
+)
+def performance_sensor(context: SensorEvaluationContext):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    events = []
+    for species in context.instance.get_dynamic_partitions(species_partitions.name):
+        stale = stale_adapters(context.instance, species)
+        version = drift_version(stale)
+        # the first look records the species' state (an unobserved source would keep its chain from
+        # automation); after that only a new stale list does: recovering retrains nothing
+        if (species not in cursor or stale) and cursor.get(species) != version:
+            events.append(
+                AssetObservation(
+                    asset_key=served_drift.key,
+                    partition=species,
+                    tags={DATA_VERSION_TAG: version},
+                    metadata={"stale_adapters": stale},
+                )
+            )
+            if stale:
+                context.log.info(f"{species}: served adapters behind ({', '.join(stale)}): its chain is stale")
+            cursor[species] = version
+    return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
+
+
+SENSORS = [source_sensor, performance_sensor, player_log_sensor, persona_sensor, automation_sensor]

@@ -23,6 +23,7 @@ from dagster import (
 from srl_assets.automation import FRESH
 from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
+from srl_assets.player_assets import served_drift
 from srl_assets.resources import ArtifactStoreResource, TrainingResource
 from srl_forge.artifacts import write_atomically
 from srl_forge.hashing import content_hash
@@ -233,6 +234,7 @@ def _usable_parent(context, store, manifest: dict | None) -> dict | None:
     code_version="srl-checkpoint-4",
     kinds={"pytorch", "python"},
     automation_condition=FRESH,
+    deps=[served_drift],  # live play fell behind: retrain (performance_sensor)
     description="SRL LoRA adapter: a supervised phase on the expert's steps, then step-wise GRPO with the difflib "
     "step-similarity reward and dynamic sampling; warm-starts from the species' previous adapter with a replay "
     "of earlier rows. Metadata: the validation learning curve through both phases.",

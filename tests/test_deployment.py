@@ -332,6 +332,11 @@ def test_served_performance_reverifies_answers_and_flags_a_drop():
     assert rows["v1"]["stale"] is True  # 0.25 < 0.8 - 0.1
     assert rows["v2"]["decision_accuracy"]["value"] == 1.0 and rows["v2"]["stale"] is False
     assert rows["v2"]["guardrail_replaced"] == 1 and rows["v1"]["ttft_p50_ms"] == 120.0
+    assert rows["v1"]["stale_reason"] == "accuracy"
+    # one line in 12 replaced by the guardrails is over a 5% limit: stale for that, once enough answers count
+    judged = served_performance(records, lambda v: engine, lambda v: evaluated[v], margin=0.1, min_answers=10)
+    v2 = next(r for r in judged if r["adapter_version"] == "v2")
+    assert v2["stale"] is True and v2["stale_reason"] == "guardrails"
     # too few answers to judge: never stale
     few = served_performance(records[:5], lambda v: engine, lambda v: evaluated[v], margin=0.1, min_answers=20)
     assert few[0]["stale"] is False

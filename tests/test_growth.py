@@ -8,13 +8,20 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckKey,
     AssetKey,
+    AssetMaterialization,
+    AssetRecordsFilter,
     AssetSelection,
     DagsterInstance,
+    MetadataValue,
     build_sensor_context,
     evaluate_automation_conditions,
     materialize,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
 )
 
 from asset_checks import CHECKS
@@ -45,14 +52,19 @@ class Forge:
         )
         self.instance = DagsterInstance.ephemeral()
         self.run_requests = []  # what the sensors asked to run, beside automation
-        self.cursors = {"source_sensor": None, "player_log_sensor": None}
+        self.sensors = {
+            "source_sensor": source_sensor,
+            "player_log_sensor": player_log_sensor,
+            "performance_sensor": sensors.performance_sensor,
+        }
+        self.cursors = dict.fromkeys(self.sensors)
         self.automation_cursor = None
 
     def cursors_version(self, source, species):
         return json.loads(self.cursors["source_sensor"])[source][species]
 
     def tick_sensors(self):
-        for name, fn in (("source_sensor", source_sensor), ("player_log_sensor", player_log_sensor)):
+        for name, fn in self.sensors.items():
             context = build_sensor_context(
                 instance=self.instance, cursor=self.cursors[name], resources=self.defs.resources
             )
@@ -190,6 +202,55 @@ def test_hostile_rule_and_voice_files_fail_their_asset_naming_the_file_and_the_s
     error = str(next(e for e in ghoul.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error)
     assert "ghoul.yaml" in error and "stock_lines[0]" in error
     assert forge.materialize("vampire", ["lore", "rules"]).success  # the other species are untouched
+
+
+def _report_chain_materialized(forge, species):
+    """Mark srl_checkpoint and everything above it materialized for one species (runless reports: what
+    automation sees after a real run, without training here; the training itself is tested elsewhere)."""
+    graph = forge.defs.resolve_asset_graph()
+    upstream = AssetSelection.assets("srl_checkpoint").upstream().resolve(graph)
+    for key in sorted(k for k in upstream if graph.get(k).is_materializable):
+        forge.instance.report_runless_asset_event(AssetMaterialization(asset_key=key, partition=species))
+        latest = forge.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, asset_partitions=[species]), limit=1
+        ).records[0]
+        target = AssetCheckEvaluationTargetMaterializationData(
+            storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
+        )
+        for check in graph.get(key).check_keys:  # and its checks passed on it, as a real run leaves them
+            forge.instance.report_runless_asset_event(
+                AssetCheckEvaluation(
+                    asset_key=key,
+                    check_name=check.name,
+                    passed=True,
+                    partition=species,
+                    target_materialization_data=target,
+                )
+            )
+
+
+def _performance(forge, species, stale):
+    forge.instance.report_runless_asset_event(
+        AssetMaterialization(
+            asset_key="adapter_performance", partition=species, metadata={"stale_adapters": MetadataValue.json(stale)}
+        )
+    )
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_a_served_accuracy_drop_makes_the_training_chain_stale_and_nothing_else_does(forge, drop):
+    forge.tick_sensors()
+    for species in ("vampire", "zombie"):
+        _report_chain_materialized(forge, species)
+        _performance(forge, species, [])
+    forge.tick_sensors()  # the first look records every species' served state
+    assert forge.evaluate(["srl_checkpoint"]) == {}
+    _performance(forge, "vampire", ["vampire@abc123 (accuracy)"] if drop else [])
+    _performance(forge, "zombie", [])
+    forge.tick_sensors()
+    assert forge.evaluate(["srl_checkpoint"]) == ({"srl_checkpoint": ["vampire"]} if drop else {})
+    forge.tick_sensors()  # the same stale list again: requested once, not on every tick
+    assert forge.evaluate(["srl_checkpoint"]) == {}
 
 
 def test_game_state_change_makes_every_species_rules_stale(forge):
