@@ -226,9 +226,9 @@ def performance_sensor(context: SensorEvaluationContext):
     for species in context.instance.get_dynamic_partitions(species_partitions.name):
         stale = stale_adapters(context.instance, species)
         version = drift_version(stale)
-        # the first look records the species' state (an unobserved source would keep its chain from
-        # automation); after that only a new stale list does: recovering retrains nothing
-        if (species not in cursor or stale) and cursor.get(species) != version:
+        # only a new stale list is recorded: a healthy species (served_drift never observed does not hold
+        # automation back) and one recovering retrain nothing, and an upgrade retrains no species
+        if stale and cursor.get(species) != version:
             events.append(
                 AssetObservation(
                     asset_key=served_drift.key,
@@ -237,9 +237,8 @@ def performance_sensor(context: SensorEvaluationContext):
                     metadata={"stale_adapters": stale},
                 )
             )
-            if stale:
-                context.log.info(f"{species}: served adapters behind ({', '.join(stale)}): its chain is stale")
-            cursor[species] = version
+            context.log.info(f"{species}: served adapters behind ({', '.join(stale)}): its chain is stale")
+        cursor[species] = version
     return SensorResult(asset_events=events, cursor=json.dumps(cursor, sort_keys=True))
 
 

@@ -243,7 +243,7 @@ def test_a_served_accuracy_drop_makes_the_training_chain_stale_and_nothing_else_
     for species in ("vampire", "zombie"):
         _report_chain_materialized(forge, species)
         _performance(forge, species, [])
-    forge.tick_sensors()  # the first look records every species' served state
+    forge.tick_sensors()  # healthy: served_drift is not observed, and that holds nothing back
     assert forge.evaluate(["srl_checkpoint"]) == {}
     _performance(forge, "vampire", ["vampire@abc123 (accuracy)"] if drop else [])
     _performance(forge, "zombie", [])
