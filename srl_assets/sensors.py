@@ -90,6 +90,7 @@ def source_sensor(
     for name, *_ in SOURCES:
         cursor.setdefault(name, {})
     cursor.setdefault("observed_at", {})
+    cursor.setdefault("settled", {})  # source/species -> the version its reader was checked against
     cursor.setdefault("game_state", None)
     on_disk = discover_species(project_files.lore_path, on_invalid=lambda exc: context.log.error(str(exc)))
     known = set(context.instance.get_dynamic_partitions(species_partitions.name))
@@ -109,10 +110,15 @@ def source_sensor(
                 )
                 cursor[name][species] = version
                 cursor["observed_at"][f"{name}/{species}"] = now
-            elif now - cursor["observed_at"].get(f"{name}/{species}", 0.0) >= REREAD_GRACE_SECONDS:
-                request = _reread_request(context.instance, reader, species, version)
-                if request is not None:
-                    run_requests.append(request)
+            elif (
+                cursor["settled"].get(f"{name}/{species}") != version
+                and now - cursor["observed_at"].get(f"{name}/{species}", 0.0) >= REREAD_GRACE_SECONDS
+            ):
+                state = _read_state(context.instance, reader, species, version)
+                if state == "behind":
+                    run_requests.append(_reread_request(reader, species, version))
+                if state != "pending":  # checked once per version, not on every tick after
+                    cursor["settled"][f"{name}/{species}"] = version
     state_version = game_state_db.store().version()
     if cursor["game_state"] != state_version:
         events.append(AssetObservation(asset_key=game_state.key, tags={DATA_VERSION_TAG: state_version}))
@@ -120,22 +126,27 @@ def source_sensor(
     return SensorResult(asset_events=events, run_requests=run_requests, cursor=json.dumps(cursor, sort_keys=True))
 
 
-def _reread_request(instance, reader, species: str, newest: str) -> RunRequest | None:
-    """A run of `reader` for `species` when its last materialization read an older source version than
-    `newest` and no run of that partition is under way. Automation misses such an edit when the reader
-    itself materialized in the same evaluation window as the observation (its own update cancels the
-    trigger); the run key makes the request once per version."""
+def _read_state(instance, reader, species: str, newest: str) -> str:
+    """ "current" when the reader's last materialization read `newest` (or predates recording what it read),
+    "behind" when it read an older version, "pending" when it never materialized (automation requests missing
+    partitions itself) or a run of that partition is under way. Automation misses an edit when the reader
+    itself materialized in the same evaluation window as the observation: its own update cancels the trigger."""
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=reader.key, asset_partitions=[species]), limit=1
     ).records
     if not records:
-        return None  # never materialized: automation requests missing partitions itself
+        return "pending"
     read = records[0].asset_materialization.metadata.get(SOURCE_VERSION_READ)
     if read is None or read.value == newest:
-        return None
+        return "current"
     active = instance.get_runs(RunsFilter(statuses=ACTIVE_RUN_STATUSES, tags={PARTITION_TAG: species}), limit=50)
     if any(run.asset_selection is None or reader.key in run.asset_selection for run in active):
-        return None
+        return "pending"
+    return "behind"
+
+
+def _reread_request(reader, species: str, newest: str) -> RunRequest:
+    """One run of the reader for the species; the run key makes it once per version."""
     return RunRequest(
         run_key=f"reread:{reader.key.to_user_string()}:{species}:{newest}",
         asset_selection=[reader.key],

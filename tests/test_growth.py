@@ -178,9 +178,11 @@ def test_an_edit_observed_as_its_reader_materializes_is_not_lost(forge, monkeypa
     assert forge.materialize("ghoul", ["lore"]).success
     read = forge.instance.fetch_materializations(AssetKey("lore"), limit=1).records[0]
     assert read.asset_materialization.metadata["source_version_read"].value == forge.cursors_version("lore", "ghoul")
+    newest = forge.cursors_version("lore", "ghoul")
+    assert sensors._read_state(forge.instance, sensors.lore_asset, "ghoul", newest) == "current"
     forge.run_requests.clear()
     forge.tick_sensors()
-    assert forge.run_requests == []  # the reader now read the newest version: nothing more
+    assert forge.run_requests == []  # requested once for this version, checked once: nothing more
     assert "rules" in forge.evaluate()  # and lore's new version flows on through automation
 
 
