@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 from serving.latency import percentile
@@ -23,7 +23,9 @@ def served_performance(
     overrides are not re-applied here: a persona that avoids its species' top choice counts as a miss),
     guardrail replacements, format failures, latency; `stale` when accuracy is below the evaluated one
     by more than `margin`, or more than `guardrail_limit` of its lines replaced by the guardrails, with at least
-    `min_answers` answers (`stale_reason` says which)."""
+    `min_answers` answers (`stale_reason` says which). The game's feedback is counted beside them: answers
+    reported on, outcomes by label, those that went wrong (by the verdicts of the adapter's own rulebook)
+    and lines rated down."""
     groups: dict[tuple[str, str], list[PlayerLogRecord]] = defaultdict(list)
     for record in records:
         groups[(record.served.model, record.served.adapter_version or "")].append(record)
@@ -36,6 +38,8 @@ def served_performance(
         evaluated = evaluated_accuracy.value if evaluated_accuracy else None
         ttfts = [r.served.ttft_ms for r in group if r.served.ttft_ms is not None]
         replaced = sum(bool(r.served.guardrail_categories) for r in group)
+        outcomes = engine.rulebook.outcomes if engine is not None else {}
+        reported = [r for r in group if r.feedback is not None]
         judged = len(group) >= min_answers
         reasons = [
             *(["accuracy"] if judged and evaluated is not None and accuracy.value < evaluated - margin else []),
@@ -52,6 +56,10 @@ def served_performance(
                 "format_failures": sum(not r.served.format_ok for r in group),
                 "ttft_p50_ms": percentile(ttfts, 0.5),
                 "ttft_p95_ms": percentile(ttfts, 0.95),
+                "feedback": len(reported),
+                "outcomes": dict(Counter(r.feedback.outcome for r in reported if r.feedback.outcome)),
+                "went_wrong": sum(r.went_wrong(outcomes) for r in reported),
+                "rated_down": sum(r.feedback.rating == -1 for r in reported),
                 "stale": bool(reasons),
                 "stale_reason": " and ".join(reasons),
             }

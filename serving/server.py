@@ -11,17 +11,23 @@ not) and `GET /v1/models`.
   replaced by a safe in-character one (the rules engine's decision with an expert line) and logged.
 - Every request/answer is appended to the player logs (`served-<date>.jsonl`), so live play flows
   back into training through the player-log sensor.
+- `POST /v1/feedback` lets the game report how the encounter went after an answer, keyed by the
+  response id it was given: an outcome label of the species' closed set (`outcomes` in the rule
+  files) and an optional rating of the line. It is validated, screened like utterances and appended
+  to the same logs; answers that went wrong are learned again, lines rated down never become examples.
 - A watcher polls the registry's deployment log and loads or drops adapters when a promotion or a
   rollback happens (hot reload), without a restart.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,9 +45,17 @@ from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
 from srl_forge.guardrails import check as guardrail_violations
+from srl_forge.guardrails import injection_evidence
 from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, load_species_lore
 from srl_forge.personas import load_persona
-from srl_forge.player_logs import PlayerLogRecord, ServedInfo, append_player_log
+from srl_forge.player_logs import (
+    Feedback,
+    FeedbackRecord,
+    PlayerLogRecord,
+    ServedInfo,
+    append_player_log,
+    find_served_answer,
+)
 from srl_forge.policy import (
     ThinkingStream,
     action_in,
@@ -56,6 +70,24 @@ from srl_forge.teachers.lines import compose_line, load_voice
 
 log = logging.getLogger("serving")
 TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
+MAX_FEEDBACK_BYTES = 4096  # one label, a rating and a short comment: anything longer is not feedback
+RECENT_ANSWERS = 50_000  # response ids remembered in memory; older ones are found in the logs
+
+
+class FeedbackError(Exception):
+    """Feedback refused: `status` is the HTTP code (404 unknown answer, 413 too large, 422 invalid)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    response_id: str
+    outcome: str | None = None
+    rating: int | None = None
+    comment: str | None = None
 
 
 class ServingConfig(BaseModel):
@@ -177,6 +209,8 @@ class ForgeServer:
             config.engine, self.base_model, config.model_cache, config.threads, config.prefix_cache_size
         )
         self.monsters: dict[str, Monster] = {}
+        self.recent: OrderedDict[str, str] = OrderedDict()  # response id -> species, newest last
+        self._recent_lock = threading.Lock()
         self.log_position = -1
         self._stop = threading.Event()
         self.reload()
@@ -266,7 +300,7 @@ class ForgeServer:
             encounter, monster.engine.vocabulary, monster.persona.introduction() if monster.persona else None
         )
 
-    def answer_events(self, request: ChatRequest):
+    def answer_events(self, request: ChatRequest, response_id: str | None = None):
         """Yields ("reasoning" | "content", text) pieces and finally ("done", record)."""
         monster = self.monsters.get(request.model)
         if monster is None:
@@ -307,14 +341,74 @@ class ForgeServer:
                 format_ok=decision is not None,
                 guardrail_categories=replaced,
             ),
+            response_id=response_id,
         )
         append_player_log(self.config.player_logs_root, record)
+        if response_id:
+            with self._recent_lock:
+                self.recent[response_id] = monster.species
+                while len(self.recent) > RECENT_ANSWERS:
+                    self.recent.popitem(last=False)
         yield "done", record
+
+    # --- feedback -----------------------------------------------------------------------------
+
+    def species_of_answer(self, response_id: str) -> str | None:
+        with self._recent_lock:
+            species = self.recent.get(response_id)
+        if species is not None:
+            return species
+        for species in sorted({m.species for m in self.monsters.values()}):  # an answer before a restart
+            if find_served_answer(self.config.player_logs_root, species, response_id) is not None:
+                return species
+        return None
+
+    def outcomes_of(self, species: str) -> dict[str, str]:
+        monster = next((m for m in self.monsters.values() if m.species == species), None)
+        rulebook = monster.engine.rulebook if monster else load_rulebook(Path(self.config.rules_root), species)
+        return rulebook.outcomes
+
+    def record_feedback(self, body: bytes) -> FeedbackRecord:
+        """Validate, screen and append the game's feedback on an answer; raises FeedbackError and stores
+        nothing when any part is refused."""
+        if len(body) > MAX_FEEDBACK_BYTES:
+            raise FeedbackError(413, f"feedback is {len(body)} bytes; at most {MAX_FEEDBACK_BYTES}")
+        try:
+            request = FeedbackRequest.model_validate(json.loads(body or b"null"))
+            feedback = Feedback(outcome=request.outcome, rating=request.rating, comment=request.comment)
+        except json.JSONDecodeError as exc:
+            raise FeedbackError(422, f"feedback is not JSON: {exc.msg}") from exc
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(map(str, err["loc"])) or "body"
+            raise FeedbackError(422, f"feedback field '{field}': {err['msg']}") from exc
+        if feedback.outcome is None and feedback.rating is None:
+            raise FeedbackError(422, "feedback needs an 'outcome' or a 'rating'")
+        species = self.species_of_answer(request.response_id)
+        if species is None:
+            raise FeedbackError(404, f"no served answer has the id {request.response_id!r}")
+        outcomes = self.outcomes_of(species)
+        if feedback.outcome is not None and feedback.outcome not in outcomes:
+            known = ", ".join(outcomes)
+            problem = f"{feedback.outcome!r} is not a {species} outcome ({known})"
+            raise FeedbackError(422, f"feedback field 'outcome': {problem}")
+        if feedback.comment:
+            evidence = injection_evidence(feedback.comment)
+            violations = guardrail_violations(feedback.comment)
+            if evidence or violations:
+                reason = f"reads as instructions to a model ({evidence!r})" if evidence else violations[0].category
+                raise FeedbackError(422, f"feedback field 'comment' refused: {reason}")
+        record = FeedbackRecord(
+            timestamp=datetime.now(UTC), species=species, response_id=request.response_id, feedback=feedback
+        )
+        append_player_log(self.config.player_logs_root, record)
+        return record
 
 
 def build_app(server: ForgeServer):
-    from fastapi import FastAPI, HTTPException
+    from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="srl-forge monsters", version="1")
 
@@ -344,14 +438,14 @@ def build_app(server: ForgeServer):
             request = ChatRequest.model_validate(body)
             if request.model not in server.monsters:
                 raise HTTPException(404, f"model {request.model!r} is not served; try one of {sorted(server.monsters)}")
-            events = server.answer_events(request)
+            completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"  # what the game's feedback names
+            events = server.answer_events(request, completion_id)
             first = next(events)  # validates the encounter before any byte is sent
         except ValidationError as exc:
             err = exc.errors()[0]
             raise HTTPException(400, f"request field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
 
         def chunk(delta: ChoiceDelta, finish: str | None = None) -> str:
@@ -413,5 +507,20 @@ def build_app(server: ForgeServer):
             },
         )
         return JSONResponse(completion.model_dump(mode="json", exclude_unset=True))
+
+    async def feedback(http_request: Request):
+        """How the encounter went after an answer: `{"response_id": "chatcmpl-...", "outcome": "<label>",
+        "rating": -1 | 0 | 1, "comment": "..."}` (an outcome or a rating at least)."""
+        body = await http_request.body()
+        try:
+            record = await run_in_threadpool(server.record_feedback, body)
+        except FeedbackError as exc:
+            raise HTTPException(exc.status, str(exc)) from exc
+        verdict = server.outcomes_of(record.species).get(record.feedback.outcome or "")
+        return {"response_id": record.response_id, "species": record.species, "recorded": True, "verdict": verdict}
+
+    # the annotation is a string here (postponed annotations) and Request a local name: give FastAPI the class
+    feedback.__annotations__["http_request"] = Request
+    app.post("/v1/feedback")(feedback)
 
     return app

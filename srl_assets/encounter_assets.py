@@ -30,12 +30,13 @@ class EncounterDesignConfig(Config):
 @asset(
     partitions_def=species_partitions,
     group_name="encounters",
-    code_version="encounters-5",
+    code_version="encounters-6",
     kinds={"python"},
     automation_condition=FRESH,
     description="Encounters where the decision matters (designer role): stratified so no action is the engine's "
     "top choice in more than ~30% of a split, contested encounters and near-miss pairs in the same split, every "
-    "rule covered; plus encounters mined from player logs. Split by scenario hash into train / validation / test.",
+    "rule covered; plus encounters mined from player logs (those the game reported as gone wrong first, each with a "
+    "near miss). Split by scenario hash into train / validation / test.",
 )
 def encounters(
     context: AssetExecutionContext,
@@ -46,11 +47,12 @@ def encounters(
 ) -> Output[EncounterSet]:
     rulebook, live_state = rules.rulebook, rules.game_state
     records = player_interactions.records
+    went_wrong = frozenset(r.encounter.encounter_id for r in records if r.went_wrong(rulebook.outcomes))
     with input_errors_as_failures():
         designer = teachers.build(rulebook).designer
     spec = DesignSpec(**config.model_dump())
     with teachers.outages_retried(context):
-        encounter_set = designer.design(rulebook, live_state, spec, [r.encounter for r in records])
+        encounter_set = designer.design(rulebook, live_state, spec, [r.encounter for r in records], went_wrong)
     if encounter_set.uncovered:
         context.log.warning(f"rules below {config.min_per_rule} encounters: {encounter_set.uncovered}")
     splits = Counter(e.split for e in encounter_set.encounters)
@@ -69,6 +71,8 @@ def encounters(
             "validation": splits["validation"],
             "test": splits["test"],
             "mined_from_player_logs": origins["player_log"],
+            # served answers the game reported as gone wrong: their encounters are offered first, with a near miss
+            "mined_went_wrong": sum(e.encounter_id in went_wrong for e in encounter_set.encounters),
             "near_miss_pairs": near_misses,
             "contested_share_train": MetadataValue.float(profiles["train"]["contested_share"]),
             "open_share_train": MetadataValue.float(profiles["train"]["open_share"]),

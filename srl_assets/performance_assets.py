@@ -37,12 +37,13 @@ class PerformanceConfig(Config):
 @asset(
     partitions_def=species_partitions,
     group_name="deployment",
-    code_version="adapter-performance-1",
+    code_version="adapter-performance-2",
     kinds={"python"},
     deps=[player_logs_source, deployed_adapter],
     automation_condition=FRESH,
     description="Served answers of the species' adapters, re-verified by the rules engine: decision accuracy, "
-    "guardrail replacements, format failures and latency per served model and adapter version; the adapter is "
+    "guardrail replacements, format failures and latency per served model and adapter version, and the game's "
+    "feedback (outcomes reported, answers that went wrong, lines rated down); the adapter is "
     "marked stale when its served accuracy falls below its evaluated accuracy by the configured margin or the "
     "guardrails replace too many of its lines. A stale adapter makes `served_drift` (performance_sensor) and so "
     "the species' training chain stale: it retrains without a person.",
@@ -95,6 +96,8 @@ def adapter_performance(
         data_version=DataVersion(content_hash(summary)),
         metadata={
             "served_answers": len(served),
+            "feedback_reports": sum(r["feedback"] for r in rows),
+            "answers_went_wrong": sum(r["went_wrong"] for r in rows),
             "stale_adapters": MetadataValue.json(summary["stale"]),
             "by_model": markdown_table(
                 [
@@ -107,6 +110,10 @@ def adapter_performance(
                     "format failures",
                     "TTFT p50 ms",
                     "TTFT p95 ms",
+                    "feedback",
+                    "went wrong",
+                    "rated down",
+                    "outcomes",
                     "stale",
                 ],
                 [
@@ -120,6 +127,10 @@ def adapter_performance(
                         r["format_failures"],
                         f"{r['ttft_p50_ms']:.0f}",
                         f"{r['ttft_p95_ms']:.0f}",
+                        r["feedback"],
+                        r["went_wrong"],
+                        r["rated_down"],
+                        ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items())),
                         f"STALE: {r['stale_reason']}" if r["stale"] else "",
                     ]
                     for r in rows

@@ -39,12 +39,13 @@ def player_logs(context, player_logs: PlayerLogsResource):
 @asset(
     partitions_def=species_partitions,
     group_name="player_history",
-    code_version="player-interactions-2",
+    code_version="player-interactions-3",
     kinds={"python"},
     deps=[player_logs],
     automation_condition=FRESH,
     description="Player interactions fit to learn from: prompt-injection attempts and guardrail violations "
-    "dropped, personal data removed, players pseudonymised.",
+    "dropped, personal data removed, players pseudonymised; the game's feedback attached to the answers it names "
+    "(a line rated down is removed, so it never becomes an example).",
 )
 def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsResource) -> Output[PlayerInteractions]:
     species = context.partition_key
@@ -58,6 +59,8 @@ def player_interactions(context: AssetExecutionContext, player_logs: PlayerLogsR
             "records_read": report.read,
             "records_kept": report.kept,
             "unreadable_records": len(problems),
+            "with_feedback": report.with_feedback,
+            "lines_rated_down": report.lines_rated_down,
             "dropped": MetadataValue.json(report.dropped),
             "personal_data_removed": MetadataValue.json(report.redactions),
         },

@@ -418,8 +418,14 @@ class EncounterDesigner:
 
     # -- the set ---------------------------------------------------------------------------------
     def design(
-        self, spec: DesignSpec | None = None, mined: typing.Iterable[Encounter] = (), **overrides
+        self,
+        spec: DesignSpec | None = None,
+        mined: typing.Iterable[Encounter] = (),
+        went_wrong: frozenset[str] = frozenset(),
+        **overrides,
     ) -> EncounterSet:
+        """`mined`: encounters from player logs, offered before any designed one; those whose served answer went
+        wrong (`went_wrong`, encounter ids) are oversampled: offered first, each with a near-miss partner."""
         spec = (spec or DesignSpec()).model_copy(update=overrides) if overrides else (spec or DesignSpec())
         spec = DesignSpec.model_validate(spec.model_dump())
         chosen: dict[str, SampledEncounter] = {}
@@ -466,14 +472,18 @@ class EncounterDesigner:
             label = label_of(base)
             if label.conflict:
                 return  # the rules contradict each other: no ground truth to learn from
-            partner = self.near_miss(base, label) if self.rng.random() < spec.near_miss_rate else None
+            wants_partner = eid in went_wrong or self.rng.random() < spec.near_miss_rate
+            partner = self.near_miss(base, label) if wants_partner else None
             if partner and partner[1].encounter_id not in chosen and quota.fits(split, [label, partner[2]]):
                 add(base, split, origin, target, eid)
                 add(partner[1], split, origin, target, eid, near_miss_of=eid, flipped=partner[0])
             elif quota.fits(split, [label]):
                 add(base, split, origin, target, eid)
 
-        for encounter in mined:
+        mined = list(mined)
+        for encounter in [e for e in mined if e.encounter_id in went_wrong] + [
+            e for e in mined if e.encounter_id not in went_wrong
+        ]:
             offer(encounter, "player_log", None)
         decisive = [r for r in self.rulebook.rules if r.forbid or r.require or r.prefer]
         rules = decisive or list(self.rulebook.rules)

@@ -1,7 +1,10 @@
-"""Historical player interactions, one record per answer or game event. Two stores behind the same
-three functions (append, read, watermark), chosen by the location: JSONL files under
-`<folder>/<species>/*.jsonl` (embedded default; a game may also drop its own files there), or the
-`player_logs` table of a PostgreSQL database (`postgresql://` URL, production)."""
+"""Historical player interactions, one record per answer or game event, and the game's feedback on served
+answers. Two stores behind the same functions (append, read, watermark), chosen by the location: JSONL
+files under `<folder>/<species>/*.jsonl` (embedded default; a game may also drop its own files there), or
+the `player_logs` table of a PostgreSQL database (`postgresql://` URL, production).
+
+Feedback (`POST /v1/feedback`) is appended as its own line, keyed by the response id the server returned;
+reading attaches the newest feedback to the served answer it names, so the log stays append-only."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import re
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.databases import is_postgres, open_database, redact
@@ -39,6 +43,30 @@ class ServedInfo(BaseModel):
     guardrail_categories: tuple[str, ...] = ()
 
 
+MAX_FEEDBACK_COMMENT_CHARS = 500
+
+
+class Feedback(BaseModel):
+    """What the game reports after an answer: how the encounter went (a label of the species' closed set,
+    `Rulebook.outcomes`) and, optionally, a designer's rating of the line (-1 down, +1 up) with a comment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    outcome: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    rating: Literal[-1, 0, 1] | None = None
+    comment: str | None = Field(default=None, max_length=MAX_FEEDBACK_COMMENT_CHARS)
+
+
+class FeedbackRecord(BaseModel):
+    """One feedback line of the log: appended after the answer it names."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["feedback"] = "feedback"
+    timestamp: datetime
+    species: str
+    response_id: str
+    feedback: Feedback
+
+
 class PlayerLogRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
     timestamp: datetime
@@ -49,6 +77,14 @@ class PlayerLogRecord(BaseModel):
     npc_line: str | None = None
     npc: str | None = None  # the named NPC (tier 3), if any
     served: ServedInfo | None = None  # set for answers of the serving layer
+    response_id: str | None = None  # the id the server returned (`chatcmpl-...`): what feedback names
+    feedback: Feedback | None = None  # the newest feedback on this answer (a game may also write it inline)
+
+    def went_wrong(self, outcomes: dict[str, str]) -> bool:
+        """The game said this answer went wrong: an outcome with the verdict `went_wrong`, or a line rated down."""
+        if self.feedback is None:
+            return False
+        return self.feedback.rating == -1 or outcomes.get(self.feedback.outcome or "") == "went_wrong"
 
 
 class PlayerInteractions(StoredArtifact):
@@ -78,7 +114,7 @@ def _pg(location: str):
     return database
 
 
-def append_player_log(root: Path | str, record: PlayerLogRecord) -> Path | str:
+def append_player_log(root: Path | str, record: PlayerLogRecord | FeedbackRecord) -> Path | str:
     """Append one record: to `<root>/<species>/served-<date>.jsonl`, the folder the player-log sensor
     watches (one `write` of a whole line under a lock, so concurrent requests never interleave), or as
     one row of the `player_logs` table when `root` is a PostgreSQL URL."""
@@ -130,15 +166,25 @@ def _raw_lines(root: Path | str, species: str):
 
 
 def read_player_logs(root: Path | str, species: str) -> tuple[list[PlayerLogRecord], list[tuple[str, str]]]:
-    """Valid records, and (file:line or table row, problem) for every record that could not be read."""
+    """Valid records, each with the newest feedback on it attached, and (file:line or table row, problem)
+    for every record that could not be read (feedback naming no answer of the species among them)."""
     validate_species_id(species)
     records, problems = [], []
+    feedback: dict[str, tuple[str, FeedbackRecord]] = {}
     for where, line, problem in _raw_lines(root, species):
         if problem:
             problems.append((where, problem))
             continue
         try:
-            record = PlayerLogRecord.model_validate(json.loads(line))
+            data = json.loads(line)
+            if isinstance(data, dict) and data.get("kind") == "feedback":
+                note = FeedbackRecord.model_validate(data)
+                if note.species != species:
+                    problems.append((where, f"feedback is for {note.species!r}, not {species!r}"))
+                else:
+                    feedback[note.response_id] = (where, note)  # the newest wins
+                continue
+            record = PlayerLogRecord.model_validate(data)
         except (json.JSONDecodeError, ValidationError) as exc:
             problems.append((where, str(exc).splitlines()[0][:200]))
             continue
@@ -146,7 +192,21 @@ def read_player_logs(root: Path | str, species: str) -> tuple[list[PlayerLogReco
             problems.append((where, f"record is for {record.species!r}, not {species!r}"))
             continue
         records.append(record)
+    answered = {r.response_id for r in records if r.response_id}
+    for response_id, (where, _) in feedback.items():
+        if response_id not in answered:
+            problems.append((where, f"feedback on {response_id!r}, which is no answer in the {species} logs"))
+    records = [
+        r.model_copy(update={"feedback": feedback[r.response_id][1].feedback}) if r.response_id in feedback else r
+        for r in records
+    ]
     return records, problems
+
+
+def find_served_answer(root: Path | str, species: str, response_id: str) -> PlayerLogRecord | None:
+    """The served answer with this response id in a species' logs, or None."""
+    records, _ = read_player_logs(root, species)
+    return next((r for r in records if r.response_id == response_id), None)
 
 
 # --- filtering before player history may teach anything --------------------------------------
@@ -165,6 +225,8 @@ class FilterReport(BaseModel):
     kept: int
     dropped: dict[str, int]  # reason -> records
     redactions: dict[str, int]  # kind of personal data -> occurrences removed
+    with_feedback: int = 0  # kept records the game reported on
+    lines_rated_down: int = 0  # kept situations whose served line was rated down: the line is removed
 
 
 def redact_personal_data(text: str, counts: dict[str, int] | None = None) -> str:
@@ -189,6 +251,7 @@ def filter_player_records(
     kept: list[PlayerLogRecord] = []
     dropped: dict[str, int] = {}
     redactions: dict[str, int] = {}
+    with_feedback = rated_down = 0
     for record in records:
         said = record.encounter.player.utterance
         if len(said) > max_utterance_chars:  # checked first: the other screens need not scan it
@@ -205,8 +268,27 @@ def filter_player_records(
         clean = redact_personal_data(said, redactions)
         player = record.encounter.player.model_copy(update={"utterance": clean})
         encounter = record.encounter.model_copy(update={"player": player})
-        kept.append(record.model_copy(update={"encounter": encounter, "player_id": _pseudonym(record.player_id)}))
-    return kept, FilterReport(read=len(records), kept=len(kept), dropped=dropped, redactions=redactions)
+        update = {"encounter": encounter, "player_id": _pseudonym(record.player_id)}
+        if record.feedback is not None:
+            with_feedback += 1
+            comment = record.feedback.comment
+            if comment and (injection_evidence(comment) or guardrail_violations(comment)):
+                comment = None  # a game may write logs itself: its comments pass the same screen as the API's
+            update["feedback"] = record.feedback.model_copy(
+                update={"comment": redact_personal_data(comment, redactions) if comment else None}
+            )
+            if record.feedback.rating == -1:  # a line rated down never becomes an example: only the situation stays
+                rated_down += 1
+                update["npc_line"] = None
+        kept.append(record.model_copy(update=update))
+    return kept, FilterReport(
+        read=len(records),
+        kept=len(kept),
+        dropped=dropped,
+        redactions=redactions,
+        with_feedback=with_feedback,
+        lines_rated_down=rated_down,
+    )
 
 
 def _pseudonym(player_id: str) -> str:

@@ -74,11 +74,20 @@ class Rule(BaseModel):
         return evaluate_condition(self.when, encounter)
 
 
+# What a game may report about how an encounter went after a served answer (`POST /v1/feedback`): each
+# label of the closed set says whether the monster's answer did what it should (`as_intended`), went wrong
+# (the encounter is worth learning again: mined encounters that went wrong are oversampled), or neither.
+OutcomeVerdict = typing.Literal["as_intended", "went_wrong", "neutral"]
+OUTCOME_LABEL = r"^[a-z][a-z0-9_]{0,39}$"
+
+
 class RuleFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     species: str | None = None
     actions: tuple[str, ...] = ()
     events: tuple[str, ...] = ()  # event names known to the world (global file)
+    # outcome label -> verdict: the shared set (global file) plus the species' own
+    outcomes: dict[typing.Annotated[str, Field(pattern=OUTCOME_LABEL)], OutcomeVerdict] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
 
 
@@ -91,6 +100,7 @@ class Rulebook(BaseModel):
     shared_actions: tuple[str, ...]
     known_events: tuple[str, ...]
     rules: tuple[Rule, ...]
+    outcomes: dict[str, OutcomeVerdict] = Field(default_factory=dict)  # what a game may report (feedback)
 
     @property
     def version(self) -> str:
@@ -266,6 +276,13 @@ def load_rulebook(rules_root: Path, species: str, lore_document_ids: typing.Iter
         raise InputError(species_path, "species", f"expected {species!r}, found {own.species!r}")
     vocabulary = tuple(dict.fromkeys(shared.actions + own.actions))
     known_events = shared.events
+    for label, verdict in own.outcomes.items():
+        if shared.outcomes.get(label, verdict) != verdict:
+            raise InputError(
+                species_path,
+                f"outcomes.{label}",
+                f"{verdict!r} contradicts global.yaml's {shared.outcomes[label]!r} for the same label",
+            )
     seen: dict[str, Path] = {}
     for path, rule_file in ((global_path, shared), (species_path, own)):
         for rule in rule_file.rules:
@@ -298,4 +315,5 @@ def load_rulebook(rules_root: Path, species: str, lore_document_ids: typing.Iter
         shared_actions=shared.actions,
         known_events=known_events,
         rules=tuple(shared.rules + own.rules),
+        outcomes={**shared.outcomes, **own.outcomes},
     )

@@ -326,7 +326,12 @@ class LLMDesigner:
         self.seed = seed
 
     def design(
-        self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec, mined: list[Encounter]
+        self,
+        rulebook: Rulebook,
+        live_state: GameState,
+        spec: DesignSpec,
+        mined: list[Encounter],
+        went_wrong: frozenset[str] = frozenset(),
     ) -> EncounterSet:
         rules = "\n".join(f"- {r.id}: {r.description}" for r in rulebook.rules)
         drafts = self.client.complete(
@@ -345,7 +350,9 @@ class LLMDesigner:
             EncounterProposals,
         )
         proposed = [e for e in drafts.encounters if e.npc.species == rulebook.species]
-        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(spec, mined=list(mined) + proposed)
+        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(
+            spec, mined=list(mined) + proposed, went_wrong=went_wrong
+        )
 
 
 class LLMWriter:

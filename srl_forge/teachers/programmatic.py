@@ -32,9 +32,14 @@ class ProgrammaticDesigner:
         self.seed = seed
 
     def design(
-        self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec, mined: list[Encounter]
+        self,
+        rulebook: Rulebook,
+        live_state: GameState,
+        spec: DesignSpec,
+        mined: list[Encounter],
+        went_wrong: frozenset[str] = frozenset(),
     ) -> EncounterSet:
-        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(spec, mined=mined)
+        return EncounterDesigner(rulebook, live_state, seed=self.seed).design(spec, mined=mined, went_wrong=went_wrong)
 
 
 def _overlap(a: str, b: str) -> int:

@@ -49,7 +49,12 @@ class Loremaster(Protocol):
 
 class Designer(Protocol):
     def design(
-        self, rulebook: Rulebook, live_state: GameState, spec: DesignSpec, mined: list[Encounter]
+        self,
+        rulebook: Rulebook,
+        live_state: GameState,
+        spec: DesignSpec,
+        mined: list[Encounter],
+        went_wrong: frozenset[str] = frozenset(),
     ) -> EncounterSet: ...
 
 
