@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.machine import commit, machine
 from bench.run import RESULTS, run
 from srl_forge.tables import markdown_table
-from training.model_loading import bf16_supported
 
 TARGET_MARGIN_OVER_CONSTANT = 0.40
 SPECIES = ("vampire", "werewolf", "zombie", "ghoul", "lich")
@@ -38,39 +36,6 @@ ADAPTERS = {
     "rlvr_only_checkpoint": "rlvr_only",
     "sft_only_checkpoint": "sft_only",
 }
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            platform.processor(),
-        )
-        if Path("/proc/cpuinfo").exists()
-        else ""
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-        "bf16": bf16_supported(),  # float32 without it: about 3.5x the seconds of a supervised step
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def commit() -> str:
-    return subprocess.run(
-        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent
-    ).stdout.strip()
 
 
 def verdict(results: dict) -> dict:

@@ -6,13 +6,13 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.machine import machine
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def write_report(name: str, out: dict, markdown) -> Path:
     """Adds the date and the machine to `out`, writes both files, prints the markdown; returns the stem."""
-    from bench.learning import machine
-
     out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **out}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"{name}-{out['date'][:10]}T{out['date'][11:13]}{out['date'][14:16]}"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.machine import commit, machine
 from srl_forge.tables import markdown_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -25,6 +25,11 @@ TARGET_SECONDS = 10 * 60  # the whole one-species job on a 2-core CPU (issue 12)
 
 
 TRAINED = ("srl_checkpoint", "rlvr_checkpoint", "rlvr_only_checkpoint", "sft_only_checkpoint")
+
+
+def machine_summary(m: dict) -> str:
+    bf16 = "yes" if m["bf16"] else "no"
+    return f"{m['cpu']}, {m['cores']} cores, bf16 {bf16}, torch {m['torch']}, Python {m['python']}"
 
 
 def embedded_home(species: str, home: Path):
@@ -102,7 +107,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         f"# Benchmark: {report['species']} ({report['date']})",
         "",
-        f"Machine: {report['machine']}",
+        f"Machine: {report['machine']}. Commit `{report.get('commit', '?')}`.",
         "",
         f"Total: {report['total_seconds']} s (target {report['target_seconds']} s: "
         f"{'met' if report['within_target'] else 'missed'})",
@@ -140,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         report = run(species, home)
         report.update(
             date=datetime.now(UTC).isoformat(timespec="seconds"),
-            machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            machine=machine_summary(machine()),
+            commit=commit(),
         )
         evaluation = report.pop("evaluation_report", None) or {}
         report.update(

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.machine import machine
 from srl_forge.tables import markdown_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -196,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import uvicorn
 
-    from bench.learning import machine
     from serving.server import ForgeServer, build_app
     from srl_assets.serve import serving_config
     from srl_forge.artifacts import LocalArtifactStore

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.machine import machine
 from bench.report import RESULTS
 from srl_forge.stats import Interval, mean_interval
 from srl_forge.tables import markdown_table
@@ -503,8 +504,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=int, nargs="*", help="run only these settings (0-based)")
     args = parser.parse_args(argv)
     import subprocess
-
-    from bench.learning import machine
 
     question, settings = SWEEPS[args.sweep]
     home = Path(args.home or Path.cwd() / ".forge-sweeps" / args.species).resolve()
