@@ -13,7 +13,7 @@ from dagster import (
 from srl_assets.encounter_assets import encounters
 from srl_assets.metadata import markdown_table
 from srl_assets.partitions import species_partitions
-from srl_forge.encounters import EncounterSet, task_difficulty_report
+from srl_forge.encounters import DesignSpec, EncounterSet, task_difficulty_report
 from srl_forge.rulebook import CompiledRules
 from srl_forge.rules_engine import RulesEngine
 
@@ -21,9 +21,10 @@ from srl_forge.rules_engine import RulesEngine
 class TaskDifficultyConfig(Config):
     max_best_constant_accuracy: float = 0.35  # any one action may be the engine's top choice at most this often
     max_random_acceptable_accuracy: float = 0.7  # a random acceptable action must usually miss the top choice
-    min_train: int = 300
-    min_validation: int = 60
-    min_test: int = 60
+    # a split's minimum size: unset, the size the `encounters` run was configured to design (its DesignSpec)
+    min_train: int | None = None
+    min_validation: int | None = None
+    min_test: int | None = None
 
 
 @asset_check(
@@ -32,13 +33,16 @@ class TaskDifficultyConfig(Config):
     partitions_def=species_partitions,
     additional_ins={"rules": AssetIn("rules")},
     description="The task is not too easy: on every split the best constant action and a random acceptable "
-    "action rarely hit the rules engine's top choice, and every split has its minimum size.",
+    "action rarely hit the rules engine's top choice, and every split has the size the encounters were designed "
+    "with (or the check's own minimum).",
 )
 def task_difficulty(
     context: AssetCheckExecutionContext, config: TaskDifficultyConfig, encounters: EncounterSet, rules: CompiledRules
 ) -> AssetCheckResult:
     report = task_difficulty_report(encounters, RulesEngine(rules.rulebook))
-    minimum = {"train": config.min_train, "validation": config.min_validation, "test": config.min_test}
+    spec = encounters.spec or DesignSpec()
+    asked = {"train": config.min_train, "validation": config.min_validation, "test": config.min_test}
+    minimum = {split: spec.size(split) if n is None else n for split, n in asked.items()}
     failures = []
     for split, r in report.items():
         if r["best_constant"]["accuracy"] > config.max_best_constant_accuracy:
@@ -68,6 +72,7 @@ def task_difficulty(
                 [
                     "split",
                     "n",
+                    "minimum",
                     "best constant (acc. / graded)",
                     "random acceptable (acc. / graded)",
                     "contested",
@@ -79,6 +84,7 @@ def task_difficulty(
                     (
                         split,
                         r["encounters"],
+                        minimum[split],
                         f"{r['best_constant']['name']} {r['best_constant']['accuracy']:.2f} / "
                         f"{r['best_constant']['graded']:.2f}",
                         f"{r['random_acceptable']['accuracy']:.2f} / {r['random_acceptable']['graded']:.2f}",

@@ -15,15 +15,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource, EnvVar, get_dagster_logger
 
 from srl_assets.failures import teacher_outages_retried
 from srl_assets.settings import ForgeSettings, encounter_count, load_settings
 from srl_forge.artifacts import StoredArtifact, decode_artifact, open_artifact_store
-from srl_forge.databases import is_postgres
+from srl_forge.databases import is_postgres, redact
 from srl_forge.deployment import load_tiers
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
+from srl_forge.hashing import content_hash
 from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, lore_source_version
 from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
 from srl_forge.registry import open_registry
@@ -90,8 +91,26 @@ class GameStateResource(ConfigurableResource):
 
     def store(self) -> GameStateStore:
         store = GameStateStore(self.location)
-        store.load_seed(Path(self.seed_path))
+        seed = Path(self.seed_path)
+        if not store.load_seed(seed) and store.differs_from_seed(seed):
+            _warn_seed_not_applied(seed, self.location)
         return store
+
+
+_SEED_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_seed_not_applied(seed: Path, location: str) -> None:
+    """Once per process and seed content: an edited seed on an existing store is not applied, said plainly."""
+    key = (str(seed), content_hash(seed.read_bytes()))
+    if key in _SEED_WARNED:
+        return
+    _SEED_WARNED.add(key)
+    get_dagster_logger().warning(
+        f"{seed} differs from the live game state in {redact(location)}: a seed only starts an empty store, so "
+        "this edit is not applied (the game owns the live state). To apply it: "
+        "python -m srl_assets.run --reseed-game-state (every species' rules then re-run)"
+    )
 
 
 @lru_cache(maxsize=2)

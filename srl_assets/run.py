@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from dagster import DagsterInstance
 
 from srl_assets.definitions import defs
 from srl_assets.partitions import npc_partitions, register_personas, register_species
 from srl_forge.errors import InputError
+from srl_forge.game_state import GameStateStore
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +23,24 @@ def main(argv: list[str] | None = None) -> int:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--species", help="species partition to materialize, e.g. vampire")
     target.add_argument(
+        "--reseed-game-state",
+        action="store_true",
+        help="replace the live game state with game_state/seed.yaml (a seed otherwise only starts an empty store)",
+    )
+    target.add_argument(
         "--npc",
         help="a named NPC (Tier 3) to train and deploy, e.g. vampire/count_orlok; its species must have a blue adapter",
     )
     args = parser.parse_args(argv)
+    if args.reseed_game_state:
+        game_state = defs.resources["game_state_db"]
+        try:
+            GameStateStore(game_state.location).load_seed(Path(game_state.seed_path), replace=True)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"game state replaced by {game_state.seed_path}; the source sensor sees the new version on its next tick")
+        return 0
     lore_root = defs.resources["project_files"].lore_path
     instance = DagsterInstance.get()
     try:

@@ -285,3 +285,15 @@ def test_generation_stops_each_sequence_once_its_predicate_holds(tiny_policy):
     cut = [o[0] for o in generate(model, tokenizer, prompts, max_new_tokens=24, stop_when=lambda text: len(text) >= 2)]
     for whole, stopped in zip(full, cut):  # greedy: the stopped text is where the whole one met the predicate
         assert len(whole) > len(stopped) >= 2 and whole.startswith(stopped)
+
+
+def test_importing_the_training_library_prints_no_bitsandbytes_kernel_notice():
+    import subprocess
+    import sys
+
+    code = "import training, peft, bitsandbytes"
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "gemm_4bit_forward" not in quiet.stderr + quiet.stdout
+    # the notice exists: without the training library's setting it is printed (so the test can fail)
+    loud = subprocess.run([sys.executable, "-c", "import peft, bitsandbytes"], capture_output=True, text=True)
+    assert "gemm_4bit_forward" in loud.stderr + loud.stdout

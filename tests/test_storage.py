@@ -118,6 +118,28 @@ def test_game_state_seed_and_live_events(database_location):
     assert GameStateStore(database_location).current().time_of_day == "dawn"  # another process sees it
 
 
+def test_an_edited_seed_on_an_existing_store_is_said_not_applied_until_reseeded(tmp_path, monkeypatch, capsys):
+    from srl_assets import run
+    from srl_assets.resources import GameStateResource
+
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(SEED.read_text())
+    resource = GameStateResource(location=str(tmp_path / "gs.duckdb"), seed_path=str(seed))
+    warnings = []
+    monkeypatch.setattr("srl_assets.resources.get_dagster_logger", lambda: type("L", (), {"warning": warnings.append}))
+    assert not resource.store().differs_from_seed(seed) and warnings == []  # a fresh store takes the seed
+    seed.write_text(SEED.read_text().replace("{name: blood_moon, active: false}", "{name: blood_moon, active: true}"))
+    resource.store()
+    resource.store()  # said once per seed content, not on every use
+    assert len(warnings) == 1 and str(seed) in warnings[0] and "--reseed-game-state" in warnings[0]
+    assert resource.store().current().live_events == ()  # kept: the game owns the live state
+
+    monkeypatch.setattr(run, "defs", type("D", (), {"resources": {"game_state_db": resource}}))
+    assert run.main(["--reseed-game-state"]) == 0 and "game state replaced" in capsys.readouterr().out
+    assert resource.store().current().live_events == ("blood_moon",)
+    assert not resource.store().differs_from_seed(seed)
+
+
 @pytest.mark.parametrize(
     "text,field",
     [

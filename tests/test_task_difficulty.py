@@ -10,7 +10,7 @@ from srl_forge.encounter import GameState
 from srl_forge.encounters import EncounterDesigner, task_difficulty_report
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
-from tests.helpers import RULES_ROOT, SPECIES
+from tests.helpers import RULES_ROOT, SPECIES, has_row
 
 
 @pytest.mark.parametrize("species", SPECIES)
@@ -35,8 +35,8 @@ rules:
 """
 
 
-def test_check_fails_an_easy_task_and_stops_downstream(project_copy, tmp_path):
-    (project_copy / "rules" / "vampire.yaml").write_text(EASY_RULES)
+def _project(project_copy, tmp_path):
+    """The project copy's definitions and an instance that knows its species."""
     defs = build_definitions(
         home=tmp_path / "home",
         lore_root=project_copy / "lore",
@@ -45,6 +45,12 @@ def test_check_fails_an_easy_task_and_stops_downstream(project_copy, tmp_path):
     )
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
+    return defs, instance
+
+
+def test_check_fails_an_easy_task_and_stops_downstream(project_copy, tmp_path):
+    (project_copy / "rules" / "vampire.yaml").write_text(EASY_RULES)
+    defs, instance = _project(project_copy, tmp_path)
     result = materialize(
         [*ASSETS, *CHECKS],
         partition_key="vampire",
@@ -61,3 +67,32 @@ def test_check_fails_an_easy_task_and_stops_downstream(project_copy, tmp_path):
     assert any("always 'seek_shelter' hits the top action in 1.00 > 0.35" in f for f in failures), failures
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "encounters" in materialized and "expert_trajectories" not in materialized
+
+
+def test_split_sizes_are_the_ones_the_encounters_were_designed_with(project_copy, tmp_path):
+    defs, instance = _project(project_copy, tmp_path)
+    sizes = {"train_size": 90, "validation_size": 24, "test_size": 24}
+
+    def difficulty(check_config):
+        result = materialize(
+            [*ASSETS, *CHECKS],
+            partition_key="zombie",
+            instance=instance,
+            resources=defs.resources,
+            selection=["lore", "rules", "player_interactions", "encounters"],
+            run_config={
+                "ops": {
+                    "encounters": {"config": sizes},
+                    "encounters_task_difficulty": {"config": check_config},
+                }
+            },
+            raise_on_error=False,
+        )
+        key = AssetCheckKey(AssetKey("encounters"), "task_difficulty")
+        return next(e for e in result.get_asset_check_evaluations() if e.asset_check_key == key)
+
+    designed = difficulty({})
+    assert designed.passed, designed.metadata["failures"].value  # 90/24/24 asked for, 90/24/24 required
+    assert has_row(designed.metadata["difficulty"].value, "train", "90", "90")
+    stricter = difficulty({"min_test": 60})  # a studio's own floor still holds
+    assert not stricter.passed and "test: 24 encounters < 60" in stricter.metadata["failures"].value
