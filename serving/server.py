@@ -31,6 +31,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fastapi import Request  # at module level: FastAPI resolves the endpoint's (postponed) annotation here
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
 from openai.types.chat.chat_completion import Choice
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
@@ -45,7 +46,6 @@ from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
 from srl_forge.guardrails import check as guardrail_violations
-from srl_forge.guardrails import injection_evidence
 from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, load_species_lore
 from srl_forge.personas import load_persona
 from srl_forge.player_logs import (
@@ -55,6 +55,7 @@ from srl_forge.player_logs import (
     ServedInfo,
     append_player_log,
     find_served_answer,
+    text_refusal,
 )
 from srl_forge.policy import (
     ThinkingStream,
@@ -82,12 +83,10 @@ class FeedbackError(Exception):
         self.status = status
 
 
-class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FeedbackRequest(Feedback):
+    """The feedback and the response id of the answer it is about."""
+
     response_id: str
-    outcome: str | None = None
-    rating: int | None = None
-    comment: str | None = None
 
 
 class ServingConfig(BaseModel):
@@ -368,14 +367,14 @@ class ForgeServer:
         rulebook = monster.engine.rulebook if monster else load_rulebook(Path(self.config.rules_root), species)
         return rulebook.outcomes
 
-    def record_feedback(self, body: bytes) -> FeedbackRecord:
-        """Validate, screen and append the game's feedback on an answer; raises FeedbackError and stores
-        nothing when any part is refused."""
+    def record_feedback(self, body: bytes) -> tuple[FeedbackRecord, str | None]:
+        """Validate, screen and append the game's feedback on an answer; the record and its outcome's verdict.
+        Raises FeedbackError and stores nothing when any part is refused."""
         if len(body) > MAX_FEEDBACK_BYTES:
             raise FeedbackError(413, f"feedback is {len(body)} bytes; at most {MAX_FEEDBACK_BYTES}")
         try:
             request = FeedbackRequest.model_validate(json.loads(body or b"null"))
-            feedback = Feedback(outcome=request.outcome, rating=request.rating, comment=request.comment)
+            feedback = Feedback.model_validate(request.model_dump(exclude={"response_id"}))
         except json.JSONDecodeError as exc:
             raise FeedbackError(422, f"feedback is not JSON: {exc.msg}") from exc
         except ValidationError as exc:
@@ -387,26 +386,26 @@ class ForgeServer:
         species = self.species_of_answer(request.response_id)
         if species is None:
             raise FeedbackError(404, f"no served answer has the id {request.response_id!r}")
-        outcomes = self.outcomes_of(species)
+        try:
+            outcomes = self.outcomes_of(species)
+        except InputError as exc:  # the species is no longer served and its rule file is broken
+            raise FeedbackError(503, f"the {species} outcomes cannot be read: {exc}") from exc
         if feedback.outcome is not None and feedback.outcome not in outcomes:
             known = ", ".join(outcomes)
             problem = f"{feedback.outcome!r} is not a {species} outcome ({known})"
             raise FeedbackError(422, f"feedback field 'outcome': {problem}")
-        if feedback.comment:
-            evidence = injection_evidence(feedback.comment)
-            violations = guardrail_violations(feedback.comment)
-            if evidence or violations:
-                reason = f"reads as instructions to a model ({evidence!r})" if evidence else violations[0].category
-                raise FeedbackError(422, f"feedback field 'comment' refused: {reason}")
+        refusal = text_refusal(feedback.comment) if feedback.comment else None
+        if refusal:
+            raise FeedbackError(422, f"feedback field 'comment' refused: {refusal}")
         record = FeedbackRecord(
             timestamp=datetime.now(UTC), species=species, response_id=request.response_id, feedback=feedback
         )
         append_player_log(self.config.player_logs_root, record)
-        return record
+        return record, outcomes.get(feedback.outcome or "")
 
 
 def build_app(server: ForgeServer):
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, HTTPException
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
 
@@ -508,19 +507,15 @@ def build_app(server: ForgeServer):
         )
         return JSONResponse(completion.model_dump(mode="json", exclude_unset=True))
 
+    @app.post("/v1/feedback")
     async def feedback(http_request: Request):
         """How the encounter went after an answer: `{"response_id": "chatcmpl-...", "outcome": "<label>",
         "rating": -1 | 0 | 1, "comment": "..."}` (an outcome or a rating at least)."""
         body = await http_request.body()
         try:
-            record = await run_in_threadpool(server.record_feedback, body)
+            record, verdict = await run_in_threadpool(server.record_feedback, body)
         except FeedbackError as exc:
             raise HTTPException(exc.status, str(exc)) from exc
-        verdict = server.outcomes_of(record.species).get(record.feedback.outcome or "")
         return {"response_id": record.response_id, "species": record.species, "recorded": True, "verdict": verdict}
-
-    # the annotation is a string here (postponed annotations) and Request a local name: give FastAPI the class
-    feedback.__annotations__["http_request"] = Request
-    app.post("/v1/feedback")(feedback)
 
     return app

@@ -480,10 +480,7 @@ class EncounterDesigner:
             elif quota.fits(split, [label]):
                 add(base, split, origin, target, eid)
 
-        mined = list(mined)
-        for encounter in [e for e in mined if e.encounter_id in went_wrong] + [
-            e for e in mined if e.encounter_id not in went_wrong
-        ]:
+        for encounter in sorted(mined, key=lambda e: e.encounter_id not in went_wrong):  # stable: log order kept
             offer(encounter, "player_log", None)
         decisive = [r for r in self.rulebook.rules if r.forbid or r.require or r.prefer]
         rules = decisive or list(self.rulebook.rules)

@@ -24,6 +24,7 @@ from srl_forge.encounter import Encounter
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.guardrails import injection_evidence
 from srl_forge.hashing import content_hash
+from srl_forge.rulebook import OUTCOME_LABEL
 from srl_forge.species import validate_species_id
 
 
@@ -51,7 +52,7 @@ class Feedback(BaseModel):
     `Rulebook.outcomes`) and, optionally, a designer's rating of the line (-1 down, +1 up) with a comment."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    outcome: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    outcome: str | None = Field(default=None, pattern=OUTCOME_LABEL)
     rating: Literal[-1, 0, 1] | None = None
     comment: str | None = Field(default=None, max_length=MAX_FEEDBACK_COMMENT_CHARS)
 
@@ -204,9 +205,28 @@ def read_player_logs(root: Path | str, species: str) -> tuple[list[PlayerLogReco
 
 
 def find_served_answer(root: Path | str, species: str, response_id: str) -> PlayerLogRecord | None:
-    """The served answer with this response id in a species' logs, or None."""
-    records, _ = read_player_logs(root, species)
-    return next((r for r in records if r.response_id == response_id), None)
+    """The served answer with this response id in a species' logs, or None: only lines holding the id are
+    parsed, so an unknown id costs a scan of the text, not a validation of every record."""
+    for _, line, problem in _raw_lines(root, species):
+        if problem or response_id not in line:
+            continue
+        try:
+            data = json.loads(line)
+            if data.get("kind") != "feedback" and data.get("response_id") == response_id:
+                return PlayerLogRecord.model_validate(data)
+        except (json.JSONDecodeError, ValidationError, AttributeError):
+            continue
+    return None
+
+
+def text_refusal(text: str) -> str | None:
+    """Why free text from a player or a game may not be kept (it reads as instructions to a model, or breaks a
+    guardrail), or None."""
+    evidence = injection_evidence(text)
+    if evidence:
+        return f"reads as instructions to a model ({evidence!r})"
+    violations = guardrail_violations(text)
+    return f"guardrail:{violations[0].category}" if violations else None
 
 
 # --- filtering before player history may teach anything --------------------------------------
@@ -272,7 +292,7 @@ def filter_player_records(
         if record.feedback is not None:
             with_feedback += 1
             comment = record.feedback.comment
-            if comment and (injection_evidence(comment) or guardrail_violations(comment)):
+            if comment and text_refusal(comment):
                 comment = None  # a game may write logs itself: its comments pass the same screen as the API's
             update["feedback"] = record.feedback.model_copy(
                 update={"comment": redact_personal_data(comment, redactions) if comment else None}
