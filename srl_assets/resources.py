@@ -24,7 +24,6 @@ from srl_forge.databases import is_postgres, redact
 from srl_forge.deployment import load_tiers
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
-from srl_forge.hashing import content_hash
 from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, lore_source_version
 from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
 from srl_forge.registry import open_registry
@@ -92,17 +91,17 @@ class GameStateResource(ConfigurableResource):
     def store(self) -> GameStateStore:
         store = GameStateStore(self.location)
         seed = Path(self.seed_path)
-        if not store.load_seed(seed) and store.differs_from_seed(seed):
+        if store.load_seed(seed) == "kept_seed_differs":
             _warn_seed_not_applied(seed, self.location)
         return store
 
 
-_SEED_WARNED: set[tuple[str, str]] = set()
+_SEED_WARNED: set[tuple[str, str, int]] = set()
 
 
 def _warn_seed_not_applied(seed: Path, location: str) -> None:
-    """Once per process and seed content: an edited seed on an existing store is not applied, said plainly."""
-    key = (str(seed), content_hash(seed.read_bytes()))
+    """Once per process, store and seed edit: an edited seed on an existing store is not applied, said plainly."""
+    key = (str(seed), location, seed.stat().st_mtime_ns)
     if key in _SEED_WARNED:
         return
     _SEED_WARNED.add(key)

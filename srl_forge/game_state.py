@@ -10,6 +10,7 @@ Seed file format:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import ValidationError
@@ -71,11 +72,16 @@ class GameStateStore:
             con.execute("SELECT count(*) FROM world_flags")
             return con.fetchone()[0] == 0
 
-    def load_seed(self, path: Path, known_events: tuple[str, ...] | None = None, replace: bool = False) -> bool:
-        """Load the seed (validated first) unless the store already holds a state (or `replace`); whether it did."""
+    def load_seed(
+        self, path: Path, known_events: tuple[str, ...] | None = None, replace: bool = False
+    ) -> Literal["seeded", "kept", "kept_seed_differs"]:
+        """Load the seed (validated first) unless the store already holds a state (or `replace`). Returns what
+        happened: a kept store whose state is not the seed's means an edited seed that was not applied."""
         world, events = read_seed(path, known_events)
         if not replace and not self.is_empty():
-            return False
+            active = tuple(sorted(e["name"] for e in events if e.get("active", True)))
+            seeded = GameState(**{k: str(v) for k, v in world.items()}, live_events=active)  # stored as text
+            return "kept" if seeded == self.current() else "kept_seed_differs"
         with self._connect() as con:
             con.execute("DELETE FROM world_flags")
             con.execute("DELETE FROM live_events")
@@ -83,13 +89,7 @@ class GameStateStore:
             self._upsert(
                 con, "live_events", "name", "active", [(e["name"], bool(e.get("active", True))) for e in events]
             )
-        return True
-
-    def differs_from_seed(self, path: Path) -> bool:
-        """Whether the seed file describes another state than the store holds (an edit a kept store ignores)."""
-        world, events = read_seed(path)
-        active = tuple(sorted(e["name"] for e in events if e.get("active", True)))
-        return GameState(**{k: str(v) for k, v in world.items()}, live_events=active) != self.current()
+        return "seeded"
 
     def set_flag(self, key: str, value: str) -> None:
         GameState(**{**self.current().model_dump(exclude={"live_events"}), key: value})

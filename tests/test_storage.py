@@ -127,7 +127,9 @@ def test_an_edited_seed_on_an_existing_store_is_said_not_applied_until_reseeded(
     resource = GameStateResource(location=str(tmp_path / "gs.duckdb"), seed_path=str(seed))
     warnings = []
     monkeypatch.setattr("srl_assets.resources.get_dagster_logger", lambda: type("L", (), {"warning": warnings.append}))
-    assert not resource.store().differs_from_seed(seed) and warnings == []  # a fresh store takes the seed
+    resource.store()
+    assert warnings == []  # a fresh store takes the seed
+    assert GameStateStore(resource.location).load_seed(seed) == "kept"
     seed.write_text(SEED.read_text().replace("{name: blood_moon, active: false}", "{name: blood_moon, active: true}"))
     resource.store()
     resource.store()  # said once per seed content, not on every use
@@ -137,7 +139,7 @@ def test_an_edited_seed_on_an_existing_store_is_said_not_applied_until_reseeded(
     monkeypatch.setattr(run, "defs", type("D", (), {"resources": {"game_state_db": resource}}))
     assert run.main(["--reseed-game-state"]) == 0 and "game state replaced" in capsys.readouterr().out
     assert resource.store().current().live_events == ("blood_moon",)
-    assert not resource.store().differs_from_seed(seed)
+    assert GameStateStore(resource.location).load_seed(seed) == "kept"
 
 
 @pytest.mark.parametrize(
