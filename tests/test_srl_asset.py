@@ -30,7 +30,8 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     resources = dict(defs.resources)
     resources["training"] = TrainingResource(
         model=tiny_policy,
-        srl_overrides=TINY,
+        # a few supervised steps of the ~2,000 step rows: the chain is what is tested here, not learning
+        srl_overrides={**TINY, "sft_epochs": 0.02},
         rlvr_overrides=TINY,
         evaluation_encounters=6,
         evaluation_step_rows=4,
