@@ -46,6 +46,7 @@ from srl_forge.encounter import Encounter, Location, NPCState, Player
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
 from srl_forge.guardrails import check as guardrail_violations
+from srl_forge.guardrails import player_disclosure
 from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, load_species_lore
 from srl_forge.personas import load_persona
 from srl_forge.player_logs import (
@@ -67,7 +68,7 @@ from srl_forge.policy import (
 from srl_forge.registry import open_registry
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
-from srl_forge.teachers.lines import compose_line, load_voice
+from srl_forge.teachers.lines import compose_line, load_voice, step_back_line
 
 log = logging.getLogger("serving")
 TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
@@ -152,6 +153,16 @@ class Monster:
             self.voice, encounter, action, decision.dialogue, random.Random(encounter.encounter_id), markers
         )
         return action, line
+
+    def step_back_answer(self, encounter: Encounter) -> tuple[str, str]:
+        """The answer to a player who may be at risk for real: a calm action (watching, else leaving) whatever
+        the rules would have the monster do, and the voice's step-back line."""
+        vocabulary = self.engine.vocabulary
+        action = next((a for a in ("observe", "flee") if a in vocabulary), vocabulary[0])
+        return action, step_back_line(self.voice, encounter, random.Random(encounter.encounter_id))
+
+
+WITHHELD_UTTERANCE = "[withheld: player disclosure]"
 
 
 class AnswerGuard:
@@ -311,16 +322,29 @@ class ForgeServer:
             request.max_completion_tokens or request.max_tokens or self.config.max_new_tokens,
         )
         guard = AnswerGuard()
-        for piece in self.pool.stream(
-            request.model, self.prompt_for(monster, encounter), max_tokens, request.temperature or 0.0, stats
-        ):
-            yield from guard.feed(piece)
-            if guard.replaced:
-                log.warning(f"{request.model}: answer replaced by a safe one (guardrails: {', '.join(guard.replaced)})")
-                break
-        events, action, line = guard.finish(lambda: monster.safe_answer(encounter))
-        yield from events
-        replaced, decision = guard.replaced, guard.decision
+        disclosure = player_disclosure(encounter.player.utterance)
+        if disclosure:  # a real person may be at risk: no model, no menace, and the words are not kept
+            action, line = monster.step_back_answer(encounter)
+            yield "content", render_said(action, line, False)
+            log.warning(
+                f"{request.model}: player disclosure ({disclosure}) in answer {response_id}: answered with the "
+                "step-back line; the words are withheld from the logs, route the id to the studio's safety process"
+            )
+            player = encounter.player.model_copy(update={"utterance": WITHHELD_UTTERANCE})
+            encounter = encounter.model_copy(update={"player": player})
+            replaced, decision = (), (action, line)
+        else:
+            for piece in self.pool.stream(
+                request.model, self.prompt_for(monster, encounter), max_tokens, request.temperature or 0.0, stats
+            ):
+                yield from guard.feed(piece)
+                if guard.replaced:
+                    categories = ", ".join(guard.replaced)
+                    log.warning(f"{request.model}: answer replaced by a safe one (guardrails: {categories})")
+                    break
+            events, action, line = guard.finish(lambda: monster.safe_answer(encounter))
+            yield from events
+            replaced, decision = guard.replaced, guard.decision
         record = PlayerLogRecord(
             timestamp=datetime.now(UTC),
             species=monster.species,
@@ -339,6 +363,7 @@ class ForgeServer:
                 cached_prompt_tokens=stats.cached_prompt_tokens,
                 format_ok=decision is not None,
                 guardrail_categories=replaced,
+                disclosure=disclosure,
             ),
             response_id=response_id,
         )
@@ -502,6 +527,7 @@ def build_app(server: ForgeServer):
                 "action": record.npc_action,
                 "line": record.npc_line,
                 "guardrail_replaced": bool(record.served.guardrail_categories),
+                "disclosure": record.served.disclosure,  # for the studio's safety process
                 "ttft_ms": record.served.ttft_ms,
             },
         )

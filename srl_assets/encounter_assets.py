@@ -49,10 +49,10 @@ def encounters(
     records = player_interactions.records
     went_wrong = frozenset(r.encounter.encounter_id for r in records if r.went_wrong(rulebook.outcomes))
     with input_errors_as_failures():
-        designer = teachers.build(rulebook).designer
+        built = teachers.build(rulebook)
     spec = DesignSpec(**config.model_dump())
-    with teachers.outages_retried(context):
-        encounter_set = designer.design(rulebook, live_state, spec, [r.encounter for r in records], went_wrong)
+    with teachers.outages_retried(context, built):
+        encounter_set = built.designer.design(rulebook, live_state, spec, [r.encounter for r in records], went_wrong)
     if encounter_set.uncovered:
         context.log.warning(f"rules below {config.min_per_rule} encounters: {encounter_set.uncovered}")
     splits = Counter(e.split for e in encounter_set.encounters)

@@ -39,11 +39,12 @@ def player_logs(context, player_logs: PlayerLogsResource):
 @asset(
     partitions_def=species_partitions,
     group_name="player_history",
-    code_version="player-interactions-3",
+    code_version="player-interactions-4",
     kinds={"python"},
     deps=[player_logs],
     automation_condition=FRESH,
-    description="Player interactions fit to learn from: prompt-injection attempts and guardrail violations "
+    description="Player interactions fit to learn from: prompt-injection attempts, players disclosing real-world "
+    "self-harm, abuse or danger, and guardrail violations "
     "dropped, personal data removed, players pseudonymised; the game's feedback attached to the answers it names "
     "(a line rated down is removed, so it never becomes an example).",
 )

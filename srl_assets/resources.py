@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -288,10 +289,17 @@ class TeachersResource(ConfigurableResource):
         except ValueError as exc:
             raise InputError(path, "teachers", str(exc).splitlines()[0] if str(exc) else "invalid") from exc
 
-    def outages_retried(self, context):
-        """Around teacher calls in an asset: an endpoint outage retries the step, then fails it clearly."""
+    @contextmanager
+    def outages_retried(self, context, built=None):
+        """Around teacher calls in an asset: an endpoint outage retries the step, then fails it clearly. With
+        the `built` teachers, one line per role says how the calls went (retries are logged at DEBUG only)."""
 
-        return teacher_outages_retried(self.outage_retries, self.outage_wait_s, context.retry_number)
+        try:
+            with teacher_outages_retried(self.outage_retries, self.outage_wait_s, context.retry_number):
+                yield
+        finally:
+            for line in built.ledger.summary() if built is not None else []:
+                context.log.info(line)
 
     def voice_version(self, species: str) -> str:
         return voice_source_version(Path(self.voices_root), species, MAX_SOURCE_FILE_BYTES)
@@ -316,7 +324,7 @@ class TrainingResource(ConfigurableResource):
     srl_overrides: dict[str, Any] | None = None  # SRLConfig fields over the recipe's `srl` section
     rlvr_overrides: dict[str, Any] | None = None  # RLVRConfig fields over the recipe's other sections
     evaluation_encounters: int | None = None  # held-out encounters scored; 0 or None: all of them
-    # of those, rolled out step by step (SRL); None: 12 on quick, 30 on standard, all on full
+    # of those, rolled out step by step (SRL); None: 2 on tiny, 12 on quick, 30 on standard, all on full
     stepwise_encounters: int | None = None
     evaluation_step_rows: int = 8  # held-out expert steps scored for step similarity
     work_root: str
@@ -339,7 +347,7 @@ class TrainingResource(ConfigurableResource):
         if self.launcher not in ("auto", "in_process", "sagemaker"):
             raise InputError("training resource", "launcher", f"{self.launcher!r} is not auto, in_process or sagemaker")
         configured = bool(self.sagemaker_role_arn and self.sagemaker_image_uri and self.sagemaker_s3_root)
-        if self.launcher == "in_process" or (self.launcher == "auto" and (self.budget == "quick" or not configured)):
+        if self.launcher == "in_process" or (self.launcher == "auto" and (self.budget in ("tiny", "quick") or not configured)):
             return None
         if not configured:
             raise InputError(
@@ -372,7 +380,7 @@ class TrainingResource(ConfigurableResource):
         """How many of them the SRL adapter is rolled out on step by step (a generation round per step)."""
         if self.stepwise_encounters is not None:
             return self.stepwise_encounters or None
-        return 12 if self.budget == "quick" else 30 if self.budget == "standard" else None
+        return {"tiny": 2, "quick": 12, "standard": 30}.get(self.budget)
 
     @property
     def model_cache_path(self) -> Path:

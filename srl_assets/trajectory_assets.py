@@ -44,7 +44,7 @@ def voice_sources(context, teachers: TeachersResource):
 @asset(
     partitions_def=species_partitions,
     group_name="trajectories",
-    code_version="trajectories-4",
+    code_version="trajectories-5",
     kinds={"python", "openai", "parquet"},
     automation_condition=FRESH,
     deps=[voice_sources],
@@ -66,7 +66,7 @@ def expert_trajectories(
         team = teachers.build(rules.rulebook)
         trajectory_team = team.team  # the writer's voice file is read here
     engine = RulesEngine(rules.rulebook)
-    with teachers.outages_retried(context):
+    with teachers.outages_retried(context, team):
         dossier = team.loremaster.consolidate(lore)
         recall = memory_recall(memory.memory(), species, lore.version, dossier, engine)
         batch = produce_trajectories(
@@ -121,6 +121,7 @@ def expert_trajectories(
             "llm_calls": int(usage["calls"]),
             "llm_cache_hits": int(usage["cache_hits"]),
             "llm_retries": int(usage["retries"]),
+            "llm_reasks": int(usage["reasks"]),  # answers instructor could not parse or validate, asked again
             "prompt_tokens": int(usage["prompt_tokens"]),
             "completion_tokens": int(usage["completion_tokens"]),
             "cost_usd": MetadataValue.float(float(usage["cost_usd"])),

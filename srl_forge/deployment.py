@@ -24,7 +24,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from srl_forge.errors import InputError
+from srl_forge.errors import InputError, raise_all, validation_errors
 from srl_forge.registry import TIERS, AdapterRegistry, Gate
 from srl_forge.stats import Interval
 from srl_forge.yaml_files import load_yaml
@@ -51,15 +51,18 @@ def load_tiers(path: Path) -> dict[str, TierSpec]:
     tiers = raw.get("tiers") if isinstance(raw, dict) else None
     if not isinstance(tiers, dict):
         raise InputError(path, "tiers", "a mapping of tier1/tier2/tier3 is required")
-    out = {}
+    out, problems = {}, []  # every problem of every tier, reported together
     for name, spec in tiers.items():
         if name not in TIERS:
-            raise InputError(path, f"tiers.{name}", f"unknown tier; expected one of {', '.join(TIERS)}")
+            problems.append(InputError(path, f"tiers.{name}", f"unknown tier; expected one of {', '.join(TIERS)}"))
+            continue
         try:
             out[name] = TierSpec.model_validate(spec)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise InputError(path, f"tiers.{name}." + ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+            problems += validation_errors(
+                path, exc, lambda loc, name=name: f"tiers.{name}" + "".join(f".{p}" for p in loc)
+            )
+    raise_all(problems)
     return out
 
 

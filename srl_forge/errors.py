@@ -35,3 +35,14 @@ def raise_all(errors: list[InputError]) -> None:
         raise errors[0]
     if errors:
         raise InputErrors(errors)
+
+
+def validation_errors(source: str | Path, exc, field_of=None) -> list[InputError]:
+    """Every problem of a pydantic `ValidationError`, each an InputError naming the file and the field's
+    dotted path (`field_of(loc)` may name it better, e.g. a rule by its id instead of its index)."""
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        field = field_of(loc) if field_of else None
+        out.append(InputError(source, field or ".".join(str(p) for p in loc) or "document", err["msg"]))
+    return out

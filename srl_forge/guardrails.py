@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srl_forge.hashing import content_hash
-from srl_forge.policy import MARKUP
+from srl_forge.text_screen import normalise
 
 CATEGORIES = ("real_world_harm", "slur", "sexual_minors", "self_harm")
 
@@ -91,31 +91,50 @@ def is_safe(text: str) -> bool:
     return not check(text)
 
 
-# --- prompt injection: text that talks to a model instead of describing the game ------------------
-# Screened wherever outside text becomes training data: player utterances (dropped and counted), and
-# lore documents, rule texts and persona files (refused, naming the file and line).
+# --- player disclosures: a real person may be at risk ------------------------------------------------
+# What a player says about themselves, outside the fiction: asking how to hurt themselves, saying they are
+# abused or in danger. Such an utterance is never training data (`player_logs.filter_player_records` drops it
+# under `disclosure:<category>`), and the server answers it with the voice's step-back line and logs the
+# category (never the words) for the studio's own safety process.
 
-PROMPT_INJECTION = re.compile(
-    r"ignore (all |any |the )?(previous|prior|above|earlier) (instructions|prompts?|rules)"
-    r"|disregard (all |any |the )?(previous|prior|above|your) (instructions|prompts?|rules)"
-    r"|system prompt|developer mode|jailbreak|you are now (a|an|the) "
-    r"|pretend (you are|to be) (an? )?(ai|assistant|chatgpt)"
-    r"|" + MARKUP,
-    re.IGNORECASE,
-)
+DISCLOSURE_CATEGORIES = ("self_harm", "abuse", "danger")
+
+_FIRST_PERSON_HARM = r"(?:kill|hurt|harm|cut|burn|starve|poison|hang|end) (?:myself|my ?self|my (?:own )?life)"
+_DISCLOSURES = {
+    "self_harm": [
+        r"\b(?:how (?:do|can|could|would|should|might) i|ways? to|best way to|easiest way to|help me|going to|gonna"
+        r"|want to|wanna|i will|i'll|i might|thinking (?:about|of)|planning to|tried to|try to) " + _FIRST_PERSON_HARM,
+        r"\b" + _FIRST_PERSON_HARM + r"\b.{0,40}\b(?:for real|in real life|irl|really|tonight|honestly)\b",
+        r"\bsuicid\w*|\bself[- ]?harm\w*|\boverdos\w*",
+        r"\bi (?:don'?t|do not|no longer) want to (?:live|be alive|exist|wake up)\b",
+        r"\b(?:no reason|nothing left) to live\b|\bi(?:'d| would) be better off dead\b",
+        r"\bi(?:'ve| have) been (?:cutting|hurting|harming) myself\b",
+    ],
+    "abuse": [
+        r"\b(?:my|our) (?:dad|father|mom|mum|mother|parents?|step-?(?:dad|mom|mum|father|mother)|uncle|aunt|husband"
+        r"|wife|boyfriend|girlfriend|partner|teacher|coach|brother|sister|carer|guardian)\s+(?:\w+\s+)?"
+        r"(?:hits|beats|hurts|abuses|touches|molests|rapes|chokes|threatens|hit|beat|abused|touched|raped|choked)\s+me\b",
+        r"\bi(?:'m| am| was| have been|'ve been) (?:being )?(?:abused|molested|raped|groomed|sexually assaulted)\b",
+        r"\bsomeone (?:is |keeps )?(?:touching|abusing|hitting|beating) me\b",
+    ],
+    "danger": [
+        r"\b(?:in real life|irl|for real|in the real world|outside the game)\b.{0,40}\b(?:in danger|not safe|unsafe"
+        r"|scared for my life|being (?:followed|stalked|threatened))\b",
+        r"\b(?:in danger|not safe|unsafe|scared for my life|being (?:followed|stalked))\b.{0,40}"
+        r"\b(?:in real life|irl|for real|in the real world|outside the game)\b",
+        r"\bsomeone is (?:breaking into|trying to get into|outside) my (?:house|home|flat|apartment|room)\b",
+        r"\bi(?:'ve| have) (?:taken|swallowed) (?:too many|all (?:the|my)) (?:pills|tablets)\b",
+        r"\b(?:call|need) (?:911|999|112|an ambulance|the police)\b",
+    ],
+}
+_DISCLOSURE_PATTERNS = {category: [re.compile(p) for p in patterns] for category, patterns in _DISCLOSURES.items()}
 
 
-def injection_evidence(text: str) -> str | None:
-    """The words that read as instructions to a model (prompt injection), or None."""
-    match = PROMPT_INJECTION.search(text)
-    return match.group(0) if match else None
-
-
-def injected_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, evidence) for every line of a document that reads as instructions to a model."""
-    found = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        evidence = injection_evidence(line)
-        if evidence:
-            found.append((number, evidence))
-    return found
+def player_disclosure(text: str) -> str | None:
+    """The category (`DISCLOSURE_CATEGORIES`) when a player discloses or asks about real-world self-harm, abuse
+    or danger, or None. Read after the text screen's normalisation (look-alikes, spacing, case)."""
+    folded = normalise(text)
+    for category, patterns in _DISCLOSURE_PATTERNS.items():
+        if any(p.search(folded) for p in patterns):
+            return category
+    return None

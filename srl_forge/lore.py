@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.errors import InputError, raise_all
-from srl_forge.guardrails import injected_lines
 from srl_forge.hashing import content_hash
 from srl_forge.species import SHARED_LORE_FOLDER, check_inside, require_known_species
+from srl_forge.text_screen import screened_units
 from srl_forge.yaml_files import load_yaml
 
 Topic = Literal["behaviour", "dialogue", "decisions", "weaknesses", "relations"]
@@ -194,17 +194,18 @@ def lore_files(
 
 
 def screen_for_injection(path: Path, text: str, kind: str) -> None:
-    """Refuse a document with lines that read as instructions to a model: what lore, rules and
-    personas say is read by the teachers and trained on, so it must describe the game, not talk to
-    the model. InputError names the file and the line (all of them)."""
-    found = injected_lines(text)
+    """Refuse a document with a unit (paragraph, bullet, heading, after joining wrapped lines) that reads as
+    instructions to a model (`srl_forge.text_screen`): what lore, rules and personas say is read by the
+    teachers and trained on, so it must describe the game, not talk to the model. InputError names the file
+    and the line range, with every refused unit and the rule that fired."""
+    found = screened_units(text)
     if found:
-        number, evidence = found[0]
-        others = f" (also lines {', '.join(str(n) for n, _ in found[1:])})" if len(found) > 1 else ""
+        (unit, finding), rest = found[0], found[1:]
+        others = f" (also {', '.join(u.lines for u, _ in rest)})" if rest else ""
         raise InputError(
             path,
-            f"line {number}",
-            f"reads as instructions to a model ({evidence!r}){others}: "
+            unit.lines,
+            f"reads as instructions to a model ({finding}){others}: "
             f"{kind} is read by the teachers and trained on; describe the game instead",
         )
 

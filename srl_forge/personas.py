@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from srl_forge.errors import InputError
+from srl_forge.errors import InputError, raise_all, validation_errors
 from srl_forge.hashing import content_hash
 from srl_forge.lore import DEFAULT_LORE_LIMITS, LoreLimits, check_document_file, screen_for_injection
 from srl_forge.species import discover_species, validate_species_id
@@ -81,25 +81,33 @@ def load_persona(
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(path, "encoding", "persona files must be UTF-8") from exc
-    screen_for_injection(path, text, "a persona")
+    problems: list[InputError] = []  # every problem of the file, reported together
+    try:
+        screen_for_injection(path, text, "a persona")
+    except InputError as exc:
+        problems.append(exc)
     match = FRONT_MATTER.match(text.replace("\r\n", "\n"))
     if not match:
-        raise InputError(path, "front matter", "a persona file starts with '---', YAML fields, then '---'")
+        problems.append(InputError(path, "front matter", "a persona file starts with '---', YAML fields, then '---'"))
+        raise_all(problems)
     try:
         raw = load_yaml(match.group(1)) or {}
     except yaml.YAMLError as exc:
-        raise InputError(path, "front matter", str(exc).splitlines()[0]) from exc
+        problems.append(InputError(path, "front matter", str(exc).splitlines()[0]))
+        raise_all(problems)
     try:
         header = PersonaHeader.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(path, ".".join(str(p) for p in err["loc"]) or "front matter", err["msg"]) from exc
+        header = None
+        problems.extend(validation_errors(path, exc, lambda loc: None if loc else "front matter"))
+    forbid = raw.get("forbid") if isinstance(raw, dict) and isinstance(raw.get("forbid"), list) else []
     if actions is not None:
-        unknown = [a for a in header.forbid if a not in actions]
+        unknown = [a for a in forbid if a not in actions]
         if unknown:
-            raise InputError(
-                path, "forbid", f"unknown actions {unknown}; the {species} actions are {', '.join(actions)}"
+            problems.append(
+                InputError(path, "forbid", f"unknown actions {unknown}; the {species} actions are {', '.join(actions)}")
             )
+    raise_all(problems)
     description = " ".join(match.group(2).split())[:1200]
     return Persona(species=species, npc=npc, header=header, description=description, version=content_hash(text))
 

@@ -22,10 +22,11 @@ from srl_forge.artifacts import StoredArtifact
 from srl_forge.databases import is_postgres, open_database, redact
 from srl_forge.encounter import Encounter
 from srl_forge.guardrails import check as guardrail_violations
-from srl_forge.guardrails import injection_evidence
+from srl_forge.guardrails import player_disclosure
 from srl_forge.hashing import content_hash
 from srl_forge.rulebook import OUTCOME_LABEL
 from srl_forge.species import validate_species_id
+from srl_forge.text_screen import screen
 
 
 class ServedInfo(BaseModel):
@@ -42,6 +43,9 @@ class ServedInfo(BaseModel):
     cached_prompt_tokens: int = 0  # prompt tokens served from the system-prompt cache
     format_ok: bool = True
     guardrail_categories: tuple[str, ...] = ()
+    # the player disclosed real-world self-harm, abuse or danger (`guardrails.player_disclosure`): the
+    # answer was the voice's step-back line and the words are withheld from the log
+    disclosure: str | None = None
 
 
 MAX_FEEDBACK_COMMENT_CHARS = 500
@@ -222,9 +226,9 @@ def find_served_answer(root: Path | str, species: str, response_id: str) -> Play
 def text_refusal(text: str) -> str | None:
     """Why free text from a player or a game may not be kept (it reads as instructions to a model, or breaks a
     guardrail), or None."""
-    evidence = injection_evidence(text)
-    if evidence:
-        return f"reads as instructions to a model ({evidence!r})"
+    finding = screen(text)
+    if finding:
+        return f"reads as instructions to a model ({finding})"
     violations = guardrail_violations(text)
     return f"guardrail:{violations[0].category}" if violations else None
 
@@ -265,7 +269,8 @@ def filter_player_records(
     records: list[PlayerLogRecord],
     max_utterance_chars: int = MAX_UTTERANCE_CHARS,
 ) -> tuple[list[PlayerLogRecord], FilterReport]:
-    """Keep records fit to learn from: utterances within the size limit, no prompt-injection attempts,
+    """Keep records fit to learn from: utterances within the size limit, no prompt-injection attempts, no
+    player disclosing real-world self-harm, abuse or danger (counted as `disclosure:<category>`, never kept),
     nothing against the guardrails, personal data removed from what the player said."""
 
     kept: list[PlayerLogRecord] = []
@@ -277,8 +282,12 @@ def filter_player_records(
         if len(said) > max_utterance_chars:  # checked first: the other screens need not scan it
             dropped["utterance_too_long"] = dropped.get("utterance_too_long", 0) + 1
             continue
-        if injection_evidence(said):
+        if screen(said):
             dropped["prompt_injection"] = dropped.get("prompt_injection", 0) + 1
+            continue
+        disclosure = (record.served.disclosure if record.served else None) or player_disclosure(said)
+        if disclosure:  # a real person may be at risk: the studio's safety process has it, training never does
+            dropped[f"disclosure:{disclosure}"] = dropped.get(f"disclosure:{disclosure}", 0) + 1
             continue
         violations = guardrail_violations(f"{said}\n{record.npc_line or ''}")
         if violations:

@@ -30,8 +30,6 @@ ACTION_IN = re.compile(r"ACTION:\s*([a-z_]+)")  # an action id anywhere
 SPOKEN_IN = re.compile(r'SAY:\s*"(.*)"', re.DOTALL)  # a SPEAK step's line (quotes inside it kept)
 ACTION_LINE = re.compile(r"(?m)ACTION:\s*([a-z_]+)\s*$")
 SAY_LINE = re.compile(r'(?m)SAY:\s*"([^"\n]+)"\s*$')
-# The grammar's markers in outside text (player words, lore, rules): that text is talking to a model.
-MARKUP = r"</?(system|think)>|\bACTION:\s*[a-z_]+|\bSAY:\s*\""
 
 # --- prompts --------------------------------------------------------------------------------------
 

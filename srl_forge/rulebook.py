@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounter import Encounter, GameState, encounter_field_paths
-from srl_forge.errors import InputError
-from srl_forge.guardrails import injection_evidence
+from srl_forge.errors import InputError, InputErrors, raise_all, validation_errors
 from srl_forge.hashing import content_hash, files_version
 from srl_forge.species import validate_species_id
+from srl_forge.text_screen import screen
 from srl_forge.yaml_files import load_yaml, read_source_file
 
 COMPARE_OPS = {"gt", "gte", "lt", "lte"}
@@ -239,17 +239,19 @@ def _read_rule_file(path: Path) -> RuleFile:
         raise InputError(path, "yaml", f"not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise InputError(path, "document", "a rule file must be a mapping with 'rules'")
+    rules = raw.get("rules") if isinstance(raw.get("rules"), list) else []
+
+    def by_rule_id(loc: tuple) -> str | None:  # "rules[vampire.dawn_shelter].priority", not "rules.3.priority"
+        if loc[:1] == ("rules",) and len(loc) > 1 and isinstance(loc[1], int) and loc[1] < len(rules):
+            if isinstance(rules[loc[1]], dict):
+                return f"rules[{rules[loc[1]].get('id', loc[1])}]" + "".join(f".{p}" for p in loc[2:])
+        return None
+
     try:
         return RuleFile.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        if err["loc"][:1] == ("rules",) and len(err["loc"]) > 1:
-            rules = raw.get("rules") or []
-            index = err["loc"][1]
-            if isinstance(index, int) and index < len(rules) and isinstance(rules[index], dict):
-                field = f"rules[{rules[index].get('id', index)}]." + ".".join(str(p) for p in err["loc"][2:])
-        raise InputError(path, field, err["msg"]) from exc
+        raise_all(validation_errors(path, exc, by_rule_id))
+        raise  # unreachable: a ValidationError has at least one error
 
 
 def rules_source_version(rules_root: Path, species: str, max_bytes: int) -> str:
@@ -270,45 +272,63 @@ def load_rulebook(rules_root: Path, species: str, lore_document_ids: typing.Iter
     for path in (global_path, species_path):
         if not path.is_file():
             raise InputError(path, "file", f"rule file missing for species {species!r}")
-    shared = _read_rule_file(global_path)
-    own = _read_rule_file(species_path)
+    problems: list[InputError] = []  # every problem of both files, reported together
+
+    def read(path: Path) -> RuleFile | None:
+        try:
+            return _read_rule_file(path)
+        except InputError as exc:
+            problems.extend(exc.errors if isinstance(exc, InputErrors) else [exc])
+            return None
+
+    shared, own = read(global_path), read(species_path)
+    if shared is None or own is None:
+        raise_all(problems)
     if own.species != species:
-        raise InputError(species_path, "species", f"expected {species!r}, found {own.species!r}")
+        problems.append(InputError(species_path, "species", f"expected {species!r}, found {own.species!r}"))
     vocabulary = tuple(dict.fromkeys(shared.actions + own.actions))
     known_events = shared.events
     for label, verdict in own.outcomes.items():
         if shared.outcomes.get(label, verdict) != verdict:
-            raise InputError(
-                species_path,
-                f"outcomes.{label}",
-                f"{verdict!r} contradicts global.yaml's {shared.outcomes[label]!r} for the same label",
+            problems.append(
+                InputError(
+                    species_path,
+                    f"outcomes.{label}",
+                    f"{verdict!r} contradicts global.yaml's {shared.outcomes[label]!r} for the same label",
+                )
             )
     seen: dict[str, Path] = {}
     for path, rule_file in ((global_path, shared), (species_path, own)):
         for rule in rule_file.rules:
             field = f"rules[{rule.id}]"
+
+            def problem(where: str, message: str, path: Path = path, field: str = field) -> None:
+                problems.append(InputError(path, f"{field}{where}", message))
+
             if rule.id in seen:
-                raise InputError(path, f"{field}.id", f"duplicate rule id (also in {seen[rule.id]})")
+                problem(".id", f"duplicate rule id (also in {seen[rule.id]})")
             seen[rule.id] = path
-            evidence = injection_evidence(rule.description)
-            if evidence:
-                raise InputError(
-                    path,
-                    f"{field}.description",
-                    f"reads as instructions to a model ({evidence!r}): "
+            if finding := screen(rule.description):
+                problem(
+                    ".description",
+                    f"reads as instructions to a model ({finding}): "
                     "rule texts reach the teachers' prompts; describe the rule instead",
                 )
             for effect in ("forbid", "require", "prefer"):
                 for action in getattr(rule, effect):
                     if action not in vocabulary:
-                        raise InputError(path, f"{field}.{effect}", f"unknown action {action!r} for {species}")
+                        problem(f".{effect}", f"unknown action {action!r} for {species}")
             for gate in ("only_during", "not_during"):
                 for event in getattr(rule.events, gate):
                     if event not in known_events:
-                        raise InputError(path, f"{field}.events.{gate}", f"unknown live event {event!r}")
+                        problem(f".events.{gate}", f"unknown live event {event!r}")
             if lore_document_ids is not None and rule.source not in set(lore_document_ids):
-                raise InputError(path, f"{field}.source", f"cites unknown lore document {rule.source!r}")
-            validate_condition(rule.when, f"{field}.when", path)
+                problem(".source", f"cites unknown lore document {rule.source!r}")
+            try:
+                validate_condition(rule.when, f"{field}.when", path)
+            except InputError as exc:
+                problems.append(exc)
+    raise_all(problems)
     return Rulebook(
         species=species,
         actions=vocabulary,

@@ -95,7 +95,7 @@ def latest(instance):
     return instance.get_latest_materialization_event(AssetKey("expert_trajectories")).asset_materialization
 
 
-def test_a_misbehaving_endpoint_is_ridden_out_and_the_version_is_the_undisturbed_one(forge, tmp_path):
+def test_a_misbehaving_endpoint_is_ridden_out_and_the_version_is_the_undisturbed_one(forge, tmp_path, capfd):
     server, instance, resources, home = forge
     server.faults = (
         [("ok",)] * 5
@@ -107,6 +107,14 @@ def test_a_misbehaving_endpoint_is_ridden_out_and_the_version_is_the_undisturbed
     assert disturbed.success
     metadata = latest(instance).metadata
     assert metadata["llm_retries"].value >= 5 and metadata["accepted"].value > 0
+    assert metadata["llm_reasks"].value >= 1  # the malformed answer was asked again
+    # quiet: no retry reaches stderr (instructor logs each failed attempt as an ERROR: sent to DEBUG), and the
+    # run says in one line per role how its calls went
+    assert "API call failed" not in capfd.readouterr().err
+    messages = [e.message for e in instance.all_logs(disturbed.run_id) if e.message]
+    summaries = [m for m in messages if m.startswith("teacher ")]
+    (summary,) = summaries  # the reviewer is the one role on an endpoint here
+    assert summary.startswith("teacher reviewer: ") and " 0 transport retries" not in summary
     version = latest(instance).tags["dagster/data_version"]
 
     # the same inputs on a quiet endpoint from scratch give the same version: nothing was corrupted

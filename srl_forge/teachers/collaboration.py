@@ -14,10 +14,12 @@ from srl_forge.artifacts import StoredArtifact
 from srl_forge.encounters import SampledEncounter
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.lore import CitedEntry, Dossier
+from srl_forge.policy import spoken_in
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.openai_compatible import TeacherUnavailable
 from srl_forge.teachers.programmatic import recall_query
 from srl_forge.teachers.roles import Brief, Director, Review, Reviewer, TrajectoryWriter
+from srl_forge.text_screen import screen
 from srl_forge.trajectory import Trajectory
 
 
@@ -118,8 +120,9 @@ def memory_recall(memory, species: str, lore_version: str, dossier: Dossier, eng
 def verification_failures(
     trajectory: Trajectory, sampled: SampledEncounter, engine: RulesEngine
 ) -> list[tuple[str, str]]:
-    """The final gate: format, then the rules engine's verdict on the action and the spoken line, and the
-    guardrails on everything the trajectory says."""
+    """The final gate: format, then the rules engine's verdict on the action and the spoken line, the
+    guardrails on everything the trajectory says, and the text screen on its words (a teacher's output is
+    trained on: it must not talk to the model either)."""
     failures = [("format", problem) for problem in trajectory.structural_problems()]
     if trajectory.encounter_id != sampled.encounter_id:
         failures.append(("format", "trajectory is for another encounter"))
@@ -130,7 +133,24 @@ def verification_failures(
         (f"guardrail:{v.category}", f"the trajectory breaks the content policy ({v.evidence})")
         for v in guardrail_violations(trajectory.render())
     ]
-    return list(verdict.reasons) + unsafe
+    return list(verdict.reasons) + unsafe + _instructions_in(trajectory)
+
+
+def _instructions_in(trajectory: Trajectory) -> list[tuple[str, str]]:
+    """The trajectory's own words (thoughts, step texts, the spoken line) that read as instructions to a model;
+    the grammar it is written in (`ACTION:`, `SAY:`) is not screened, only what it carries."""
+    found = []
+    for k, step in enumerate(trajectory.steps, start=1):
+        words = [step.thought]
+        if step.title == "SPEAK":
+            words.append(spoken_in(step.action) or "")
+        elif step.title != "DECIDE":
+            words.append(step.action)
+        for text in words:
+            if finding := screen(text):
+                found.append(("prompt_injection", f"step {k} reads as instructions to a model ({finding})"))
+                break
+    return found
 
 
 def produce_trajectories(

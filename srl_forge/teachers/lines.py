@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from srl_forge.encounter import Encounter
-from srl_forge.errors import InputError
+from srl_forge.errors import InputError, raise_all, validation_errors
 from srl_forge.grounding import (
     ITEM_TERMS,
     NUMBER_WORDS,
@@ -25,10 +25,10 @@ from srl_forge.grounding import (
     grounding_terms,
     is_stock,
 )
-from srl_forge.guardrails import injection_evidence
 from srl_forge.hashing import files_version
 from srl_forge.rulebook import Rulebook
 from srl_forge.rules_engine import DialogueConstraints
+from srl_forge.text_screen import screen
 from srl_forge.yaml_files import load_yaml, read_source_file
 
 FOE_NAMES = {
@@ -66,6 +66,12 @@ HOUR_WHERE = {"dawn": "before the dawn", "day": "under this sun", "dusk": "at du
 WEATHER_WHERE = {"rain": "in the rain", "storm": "in this storm", "fog": "in this fog", "clear": "under the stars"}
 
 
+DEFAULT_STEP_BACK = (
+    "The night can wait, {address}. If something is hurting you beyond this game, "
+    "reach for someone you trust, or a helpline, tonight."
+)
+
+
 class Voice(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     species: str
@@ -73,6 +79,9 @@ class Voice(BaseModel):
     intents: dict[str, tuple[str, ...]]
     stock_lines: tuple[str, ...] = ()
     groans: tuple[str, ...] = ()  # a voice of groans only: lines are groans around single words
+    # what the monster says when a player seems to be at risk for real (`guardrails.player_disclosure`):
+    # still in the world, never menacing, pointing to help outside the game
+    step_back: tuple[str, ...] = (DEFAULT_STEP_BACK,)
 
     def stock_for(self, faction: str) -> list[str]:
         return [line.replace("{foe}", foe_name(faction)) for line in self.stock_lines]
@@ -95,27 +104,31 @@ def load_voice(voices_root: Path, rulebook: Rulebook) -> Voice:
         raise InputError(path, "file", f"no voice file for {rulebook.species}") from exc
     except yaml.YAMLError as exc:
         raise InputError(path, "yaml", f"not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("species") != rulebook.species:
-        raise InputError(path, "species", f"expected species {rulebook.species!r}")
+    if not isinstance(raw, dict):
+        raise InputError(path, "document", "a voice file is a mapping with 'species', 'address' and 'intents'")
+    problems: list[InputError] = []  # every problem of the file, reported together
+    if raw.get("species") != rulebook.species:
+        problems.append(InputError(path, "species", f"expected species {rulebook.species!r}"))
     try:
         voice = Voice.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(path, ".".join(str(p) for p in err["loc"]), err["msg"]) from exc
+        voice = None
+        problems.extend(validation_errors(path, exc))
     # the voice's words become the expert's lines, so the monster's trained speech: screened like lore
-    texts = [("address", voice.address), ("stock_lines", voice.stock_lines), ("groans", voice.groans)]
-    texts += [(f"intents.{action}", lines) for action, lines in voice.intents.items()]
-    for field, lines in texts:
-        for i, line in enumerate(lines):
-            evidence = injection_evidence(line)
-            if evidence:
-                raise InputError(path, f"{field}[{i}]", f"reads as instructions to a model ({evidence!r})")
+    # (read from the file as written, so a broken field elsewhere does not hide them)
+    fields = [(name, raw.get(name)) for name in ("address", "stock_lines", "groans", "step_back")]
+    intents = raw.get("intents") if isinstance(raw.get("intents"), dict) else {}
+    fields += [(f"intents.{action}", lines) for action, lines in intents.items()]
+    for field, lines in fields:
+        for i, line in enumerate(lines if isinstance(lines, list) else []):
+            if isinstance(line, str) and (finding := screen(line)):
+                problems.append(InputError(path, f"{field}[{i}]", f"reads as instructions to a model ({finding})"))
     for action in rulebook.actions:
-        if not voice.intents.get(action):
-            raise InputError(path, f"intents.{action}", "each action needs at least one intent")
-    unknown = set(voice.intents) - set(rulebook.actions)
-    if unknown:
-        raise InputError(path, f"intents.{sorted(unknown)[0]}", "not an action of this species")
+        if not intents.get(action):
+            problems.append(InputError(path, f"intents.{action}", "each action needs at least one intent"))
+    for action in sorted(set(intents) - set(rulebook.actions)):
+        problems.append(InputError(path, f"intents.{action}", "not an action of this species"))
+    raise_all(problems)
     return voice
 
 
@@ -195,3 +208,10 @@ def compose_line(
         if best_key is None or key > best_key:
             best, best_key = line, key
     return best or "..."
+
+
+def step_back_line(voice: Voice, encounter: Encounter, rng: random.Random) -> str:
+    """The voice's step-back line for a player who may be at risk for real: no menace, help named."""
+    foe = foe_name(encounter.player.faction)
+    address = rng.choice(voice.address).replace("{foe}", foe) if voice.address else "traveller"
+    return rng.choice(voice.step_back).replace("{address}", address).replace("{foe}", foe)

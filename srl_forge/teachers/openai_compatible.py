@@ -9,13 +9,17 @@
 - A role's API key must be in its environment variable when the teachers are built (`require_api_key`).
 - Responses are cached by a hash of role, model, prompt and response schema: re-running with
   unchanged inputs makes no calls.
-- Token use and cost are accounted per role.
+- Token use and cost are accounted per role, with transport retries and re-asks for malformed output.
+  The retries themselves are logged at DEBUG only (instructor logs each failed attempt as an ERROR,
+  which on a flaky endpoint is hundreds of lines); `UsageLedger.summary` is the one line per role a
+  run reports instead.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -43,6 +47,25 @@ from srl_forge.teachers.roles import Brief, Review, ReviewAspect
 from srl_forge.trajectory import Trajectory, TrajectoryStep
 
 T = TypeVar("T", bound=BaseModel)
+
+
+class _AsDebug(logging.Handler):
+    """Re-log a library's records (its sub-loggers' too) at DEBUG under `srl_forge.teachers.<name>`: kept for
+    whoever turns on debug logging, silent on a normal run's stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = logging.getLogger(f"{__name__}.{record.name}")
+        if target.isEnabledFor(logging.DEBUG):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            target.handle(record)
+
+
+# instructor logs every failed attempt (which tenacity and instructor then retry) as an ERROR; the HTTP client
+# logs every request at INFO. What a run needs is the per-role summary, and TeacherUnavailable when it fails.
+for _name in ("instructor", "httpx", "httpx2"):
+    _library = logging.getLogger(_name)
+    _library.addHandler(_AsDebug())
+    _library.propagate = False
 
 
 class RoleEndpoint(BaseModel):
@@ -80,6 +103,9 @@ class ResponseCache:
         os.replace(tmp, self.root / f"{key}.json")
 
 
+LEDGER_KEYS = ("calls", "cache_hits", "retries", "reasks", "prompt_tokens", "completion_tokens", "cost_usd")
+
+
 class UsageLedger:
     """Calls, cache hits, tokens and cost per role (thread-safe)."""
 
@@ -90,7 +116,7 @@ class UsageLedger:
     def _row(self, role: str) -> dict[str, float]:
         return self.by_role.setdefault(
             role,
-            {"calls": 0, "cache_hits": 0, "retries": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0},
+            dict.fromkeys(LEDGER_KEYS, 0) | {"cost_usd": 0.0},
         )
 
     def record(self, role: str, endpoint: RoleEndpoint, usage) -> None:
@@ -110,8 +136,16 @@ class UsageLedger:
             self._row(role)[what] += 1
 
     def totals(self) -> dict[str, float]:
-        keys = ("calls", "cache_hits", "retries", "prompt_tokens", "completion_tokens", "cost_usd")
-        return {k: sum(row[k] for row in self.by_role.values()) for k in keys}
+        return {k: sum(row[k] for row in self.by_role.values()) for k in LEDGER_KEYS}
+
+    def summary(self) -> list[str]:
+        """One line per role that called a model: calls, cache hits, retries and re-asks."""
+        return [
+            f"teacher {role}: {int(row['calls'])} calls, {int(row['cache_hits'])} from the cache, "
+            f"{int(row['retries'])} transport retries, {int(row['reasks'])} re-asks for malformed output"
+            for role, row in sorted(self.by_role.items())
+            if row["calls"] or row["cache_hits"] or row["retries"] or row["reasks"]
+        ]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -197,6 +231,8 @@ class RoleClient:
                 base_url=self.endpoint.base_url, api_key=api_key, timeout=self.endpoint.timeout_s, max_retries=0
             )
             self._client = instructor.from_openai(raw, mode=instructor.Mode.JSON)
+            # a re-ask: instructor could not parse or validate the answer and asks again
+            self._client.on("parse:error", lambda *args, **kwargs: self.ledger.count(self.role, "reasks"))
         return self._client
 
     def cache_key(self, messages: list[dict], response_model: type[BaseModel]) -> str:
