@@ -59,9 +59,10 @@ serve: $(STAMP)
 
 # The studio's questions, each written to bench/results/<name>-<date>T<time>.{json,md} (the one-species
 # run to bench/results/<species>.{json,md}): incremental refresh, teacher throughput, reward and step
-# cost, the whole one-species job. About 40 minutes on 2 cores.
+# cost, the whole one-species job. About an hour on 2 cores.
 bench: $(STAMP)
 	$(PY) -m bench.incremental
+	$(PY) -m bench.incremental --through deployment
 	$(PY) -m bench.teachers
 	$(PY) -m bench.rewards
 	$(PY) -m bench.run

@@ -6,10 +6,11 @@ automation decide what to re-materialize after (a) a tick with no change, (b) on
 wall time next to the full refresh. Targets: (a) 0 runs, (b) exactly the changed species' chain in
 <= 0.25 of the full refresh, (c) only what depends on the game state.
 
-Scope: the data chain, lore -> rules -> encounters -> trajectories -> datasets (with their checks).
-Training follows the same staleness (its assets are downstream of the datasets) but costs ~10 minutes
-per species on this CPU, which would scale both sides of the ratio alike; it is measured by the
-one-species benchmark (`bench.run`).
+Scope: the data chain, lore -> rules -> encounters -> trajectories -> datasets (with their checks). With
+`--through deployment` the chain runs on through SRL, SRL->RLVR, evaluation and deployment on the `tiny`
+training budget (training/recipes/tiny.yaml: every stage, seconds per species, nothing learned), and the
+changes measured are the full refresh, no change and the lore edit: what one edit re-trains and redeploys
+against retraining all five species.
 """
 
 from __future__ import annotations
@@ -22,28 +23,41 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from srl_assets.chains import DATA_CHAIN, PRODUCT_CHAIN
 from srl_forge.tables import markdown_table
 
 REPO = Path(__file__).resolve().parent.parent
-CHAIN = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
+CHAIN, TRAINING_CHAIN = DATA_CHAIN, PRODUCT_CHAIN
 TARGET_RATIO = 0.25
 
 
 class Refresher:
     """The sensors and the automation as the daemon runs them, with each requested run executed."""
 
-    def __init__(self, project: Path, home: Path):
+    def __init__(self, project: Path, home: Path, chain: list[str] = CHAIN):
         from dagster import DagsterInstance
 
         from srl_assets.definitions import build_definitions
+        from srl_assets.resources import TrainingResource
 
-        self.project, self.home = project, home
+        self.project, self.home, self.chain = project, home, chain
         self.defs = build_definitions(
             home=home,
             lore_root=project / "lore",
             rules_root=project / "rules",
             game_state_seed=project / "game_state" / "seed.yaml",
         )
+        self.resources = dict(self.defs.resources)
+        if chain != CHAIN:  # training on the tiny budget: the chain's cost, not a monster worth serving
+            configured = self.resources["training"]
+            self.resources["training"] = TrainingResource(
+                budget="tiny",
+                model=configured.model,
+                evaluation_encounters=6,
+                work_root=configured.work_root,
+                model_cache=configured.model_cache,
+                launcher="in_process",
+            )
         self.instance = DagsterInstance.ephemeral()
         self.sensor_cursors: dict[str, str | None] = {}
         self.automation_cursor = None
@@ -69,12 +83,12 @@ class Refresher:
         result = evaluate_automation_conditions(
             defs=self.defs,
             instance=self.instance,
-            asset_selection=AssetSelection.assets(*CHAIN),
+            asset_selection=AssetSelection.assets(*self.chain),
             cursor=self.automation_cursor,
         )
         self.automation_cursor = result.cursor
         by_partition: dict[str, list[str]] = defaultdict(list)
-        for asset in CHAIN:
+        for asset in self.chain:
             for partition in result.get_requested_partitions(AssetKey(asset)):
                 by_partition[partition].append(asset)
         return dict(by_partition)
@@ -89,7 +103,7 @@ class Refresher:
             [*ASSETS, *CHECKS],
             partition_key=partition,
             instance=self.instance,
-            resources=self.defs.resources,
+            resources=self.resources,
             selection=assets,
             raise_on_error=False,
         )
@@ -113,25 +127,25 @@ class Refresher:
         }
 
 
-def benchmark(workdir: Path) -> dict:
+def benchmark(workdir: Path, chain: list[str] = CHAIN) -> dict:
     from srl_assets.partitions import register_species
     from srl_forge.game_state import GameStateStore
 
     project = workdir / "project"
     for folder in ("lore", "rules", "game_state"):
         shutil.copytree(REPO / folder, project / folder)
-    forge = Refresher(project, workdir / "home")
+    forge = Refresher(project, workdir / "home", chain)
     species = register_species(forge.instance, project / "lore")
     forge.tick_sensors()
     forge.requested()  # the first evaluation: everything is missing
 
     started = time.perf_counter()
     for name in species:
-        forge.run(name, CHAIN)
+        forge.run(name, chain)
     full = {
         "seconds": round(time.perf_counter() - started, 1),
         "runs": len(species),
-        "asset_partitions": len(species) * len(CHAIN),
+        "asset_partitions": len(species) * len(chain),
     }
     quiet = forge.until_settled()
 
@@ -139,11 +153,14 @@ def benchmark(workdir: Path) -> dict:
     lore_file.write_text(lore_file.read_text() + "- Laughs at every funeral it crashes.\n")
     lore_edit = forge.until_settled()
 
-    GameStateStore(forge.home / "game_state.duckdb").set_event("blood_moon", True)
-    game_state = forge.until_settled()
+    game_state = None
+    if chain == CHAIN:  # through deployment, every species re-trains on a live event: the full refresh again
+        GameStateStore(forge.home / "game_state.duckdb").set_event("blood_moon", True)
+        game_state = forge.until_settled()
     return {
         "species": species,
-        "chain": CHAIN,
+        "chain": chain,
+        "training_budget": None if chain == CHAIN else "tiny",
         "full_refresh": full,
         "no_change_tick": quiet,
         "lore_edit": {
@@ -151,7 +168,9 @@ def benchmark(workdir: Path) -> dict:
             "edited": "lore/ghoul/dialogue.md",
             "ratio_to_full": round(lore_edit["seconds"] / full["seconds"], 3),
         },
-        "game_state_change": {
+        "game_state_change": None
+        if game_state is None
+        else {
             **game_state,
             "event": "blood_moon",
             "ratio_to_full": round(game_state["seconds"] / full["seconds"], 3),
@@ -169,8 +188,13 @@ def to_markdown(out: dict) -> str:
         "",
         machine_line(out),
         "",
-        f"Five species ({', '.join(out['species'])}), the data chain ({' -> '.join(out['chain'])}) with its "
-        "checks; the sensors and the declarative automation choose what runs.",
+        f"Five species ({', '.join(out['species'])}), the chain ({' -> '.join(out['chain'])}) with its "
+        "checks; the sensors and the declarative automation choose what runs."
+        + (
+            f" Training on the `{out['training_budget']}` budget (every stage, nothing learned: the chain's cost)."
+            if out.get("training_budget")
+            else ""
+        ),
         "",
         markdown_table(
             ["change", "runs", "asset partitions re-materialized", "seconds", "share of the full refresh", "target"],
@@ -193,15 +217,21 @@ def to_markdown(out: dict) -> str:
                     f"{'met' if only_ghoul and edit['ratio_to_full'] <= TARGET_RATIO else 'MISSED'} "
                     f"(ghoul only, <= {TARGET_RATIO})",
                 ],
+            ]
+            + (
                 [
-                    f"live event `{state['event']}`",
-                    state["runs"],
-                    f"{state['asset_partitions']}: {_ran(state)}",
-                    state["seconds"],
-                    f"{state['ratio_to_full']:.2f}",
-                    f"{'met' if 'lore' not in sum(state['ran'].values(), []) else 'MISSED'} (no lore re-run)",
-                ],
-            ],
+                    [
+                        f"live event `{state['event']}`",
+                        state["runs"],
+                        f"{state['asset_partitions']}: {_ran(state)}",
+                        state["seconds"],
+                        f"{state['ratio_to_full']:.2f}",
+                        f"{'met' if 'lore' not in sum(state['ran'].values(), []) else 'MISSED'} (no lore re-run)",
+                    ]
+                ]
+                if state
+                else []
+            ),
         ),
     ]
     return "\n".join(lines) + "\n"
@@ -214,9 +244,14 @@ def _ran(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from bench.report import write_report
 
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--through", choices=["datasets", "deployment"], default="datasets", help="how far the chain runs"
+    )
+    through = parser.parse_args(argv).through
+    chain, name = (CHAIN, "incremental") if through == "datasets" else (TRAINING_CHAIN, "incremental-training")
     with tempfile.TemporaryDirectory(prefix="srl-bench-incremental-") as workdir:
-        write_report("incremental", benchmark(Path(workdir)), to_markdown)
+        write_report(name, benchmark(Path(workdir), chain), to_markdown)
     return 0
 
 

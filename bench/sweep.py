@@ -165,21 +165,11 @@ def build_data(species: str, home: Path) -> dict:
     from dagster import AssetKey
 
     from bench.run import embedded_home
+    from srl_assets.chains import DATA_CHAIN
 
     defs, instance = embedded_home(species, home)
     # Built each time (half a minute): the data follows the code; settings trained on identical data are reused.
-    selection = [
-        AssetKey(k)
-        for k in (
-            "lore",
-            "rules",
-            "player_interactions",
-            "encounters",
-            "expert_trajectories",
-            "srl_dataset",
-            "rlvr_dataset",
-        )
-    ]
+    selection = [AssetKey(k) for k in DATA_CHAIN]
     result = defs.resolve_job_def("species_pipeline").execute_in_process(
         partition_key=species, instance=instance, asset_selection=selection
     )

@@ -118,7 +118,9 @@ def persona_adapter(
         voice = teachers.voice(rulebook)
     species_rows = artifacts.load(parent.lineage["rlvr_dataset_uri"], RowDataset).rows
     rows = [persona_row(r, persona, engine, voice) for r in species_rows]
-    budget_rows = {"quick": 48, "standard": 160}.get(training.budget)  # the voice needs few rows; `full`: all
+    budget_rows = {"tiny": 8, "quick": 48, "standard": 160}.get(
+        training.budget
+    )  # the voice needs few rows; `full`: all
     train = [r for r in rows if r["split"] == "train"]
     train = random.Random(persona.key).sample(train, min(len(train), budget_rows or len(train)))
     kept = train + [r for r in rows if r["split"] != "train"]

@@ -347,7 +347,9 @@ class TrainingResource(ConfigurableResource):
         if self.launcher not in ("auto", "in_process", "sagemaker"):
             raise InputError("training resource", "launcher", f"{self.launcher!r} is not auto, in_process or sagemaker")
         configured = bool(self.sagemaker_role_arn and self.sagemaker_image_uri and self.sagemaker_s3_root)
-        if self.launcher == "in_process" or (self.launcher == "auto" and (self.budget in ("tiny", "quick") or not configured)):
+        if self.launcher == "in_process" or (
+            self.launcher == "auto" and (self.budget in ("tiny", "quick") or not configured)
+        ):
             return None
         if not configured:
             raise InputError(

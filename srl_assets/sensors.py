@@ -237,8 +237,8 @@ def performance_sensor(context: SensorEvaluationContext):
     for species in context.instance.get_dynamic_partitions(species_partitions.name):
         stale = stale_adapters(context.instance, species)
         version = drift_version(stale)
-        # only a new stale list is recorded: a healthy species (served_drift never observed does not hold
-        # automation back) and one recovering retrain nothing, and an upgrade retrains no species
+        # only a new stale list is recorded: a healthy species and one recovering retrain nothing, and an
+        # upgrade retrains no species (served_drift never observed holds nothing back: automation.RETRAINED)
         if stale and cursor.get(species) != version:
             events.append(
                 AssetObservation(

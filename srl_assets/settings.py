@@ -39,7 +39,9 @@ class ForgeSettings(BaseSettings):
     max_lore_section_chars: int = Field(20_000, gt=0, description="the longest section of a lore document")
     teachers_config: str | None = Field(None, description="teachers YAML; unset: the programmatic expert")
     serving_engine: Literal["auto", "llama.cpp", "transformers"] = Field("auto", description="what `make serve` uses")
-    training_budget: Literal["quick", "standard", "full"] = Field("quick", description="training/recipes/<budget>.yaml")
+    training_budget: Literal["tiny", "quick", "standard", "full"] = Field(
+        "quick", description="training/recipes/<budget>.yaml"
+    )
     policy_model: str = Field(DEFAULT_POLICY, description="a Hugging Face id or a local folder")
     srl_overrides: dict[str, Any] | None = Field(
         None, description="a JSON object of SRL config fields over the recipe (training/grpo_runner.py names them)"

@@ -20,7 +20,7 @@ from dagster import (
     asset,
 )
 
-from srl_assets.automation import FRESH
+from srl_assets.automation import FRESH, RETRAINED
 from srl_assets.metadata import markdown_table, versioned
 from srl_assets.partitions import species_partitions
 from srl_assets.player_assets import served_drift
@@ -233,7 +233,7 @@ def _usable_parent(context, store, manifest: dict | None) -> dict | None:
     pool="training",  # one trainer at a time on a shared instance (config/dagster/postgres.yaml)
     code_version="srl-checkpoint-4",
     kinds={"pytorch", "python"},
-    automation_condition=FRESH,
+    automation_condition=RETRAINED,  # served_drift is a trigger only
     deps=[served_drift],  # live play fell behind: retrain (performance_sensor)
     description="SRL LoRA adapter: a supervised phase on the expert's steps, then step-wise GRPO with the difflib "
     "step-similarity reward and dynamic sampling; warm-starts from the species' previous adapter with a replay "

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
+from srl_assets.chains import DATA_CHAIN
 from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
 from srl_forge.artifacts import LocalArtifactStore
@@ -185,7 +186,7 @@ def test_rows_stored_with_json_columns_read_back_native():
 
 # --- the asset chain ---------------------------------------------------------------------------
 
-CHAIN = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
+CHAIN = DATA_CHAIN
 
 
 @pytest.fixture
@@ -202,8 +203,19 @@ def forge(project_copy, tmp_path):
     return defs, instance, home
 
 
-def run_chain(defs, instance, species):
-    result = materialize(ASSETS, partition_key=species, instance=instance, resources=defs.resources, selection=CHAIN)
+# for tests of behaviour that does not depend on the task's size (determinism, mining): a seventh of the work
+SMALL_ENCOUNTERS = {"ops": {"encounters": {"config": {"train_size": 40, "validation_size": 15, "test_size": 15}}}}
+
+
+def run_chain(defs, instance, species, run_config=None):
+    result = materialize(
+        ASSETS,
+        partition_key=species,
+        instance=instance,
+        resources=defs.resources,
+        selection=CHAIN,
+        run_config=run_config,
+    )
     assert result.success
     return result
 
@@ -245,9 +257,9 @@ def test_unchanged_inputs_give_the_same_versions(forge):
             for k in CHAIN
         }
 
-    run_chain(defs, instance, "ghoul")
+    run_chain(defs, instance, "ghoul", SMALL_ENCOUNTERS)
     first = versions()
-    run_chain(defs, instance, "ghoul")
+    run_chain(defs, instance, "ghoul", SMALL_ENCOUNTERS)
     assert versions() == first
 
 
@@ -267,7 +279,7 @@ def test_player_logs_are_mined_into_encounters(forge):
     (folder / "day1.jsonl").write_text(json.dumps(record) + "\n{broken json\n")
     records, problems = read_player_logs(home / "player_logs", "zombie")
     assert len(records) == 1 and problems[0][0].endswith("day1.jsonl:2")
-    run_chain(defs, instance, "zombie")
+    run_chain(defs, instance, "zombie", SMALL_ENCOUNTERS)
     meta = instance.get_latest_materialization_event(AssetKey("encounters")).asset_materialization.metadata
     assert meta["mined_from_player_logs"].value == 1
     interactions = instance.get_latest_materialization_event(AssetKey("player_interactions")).asset_materialization

@@ -15,7 +15,7 @@ from training.rlvr import RLVRConfig, decision_text
 from training.srl import SRLConfig
 
 
-@pytest.mark.parametrize("budget", ["quick", "standard", "full"])
+@pytest.mark.parametrize("budget", ["tiny", "quick", "standard", "full"])
 def test_every_stage_of_every_recipe_is_a_valid_config(budget):
     for stage in ("srl", "rlvr", "rlvr_only", "sft_only", "persona"):
         config = (SRLConfig if stage == "srl" else RLVRConfig).for_budget(budget, stage)

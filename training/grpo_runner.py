@@ -36,7 +36,7 @@ from training.plots import reward_curve_png
 
 DEFAULT_EPSILON = 1e-4  # dynamic sampling: rewards in a group this close are "all alike"
 RECIPES = Path(__file__).resolve().parent / "recipes"
-BUDGETS = ("quick", "standard", "full")
+BUDGETS = ("tiny", "quick", "standard", "full")
 Precision = Literal["auto", "float32", "bfloat16"]
 
 
