@@ -30,6 +30,14 @@ ACTION_IN = re.compile(r"ACTION:\s*([a-z_]+)")  # an action id anywhere
 SPOKEN_IN = re.compile(r'SAY:\s*"(.*)"', re.DOTALL)  # a SPEAK step's line (quotes inside it kept)
 ACTION_LINE = re.compile(r"(?m)ACTION:\s*([a-z_]+)\s*$")
 SAY_LINE = re.compile(r'(?m)SAY:\s*"([^"\n]+)"\s*$')
+# The grammar's markers inside outside text (lore, rules, player words, a teacher's thoughts): such text dictates
+# an answer to the model. Read by `text_screen` after NFKC, case-sensitively as the parser above reads them.
+GRAMMAR_IN_TEXT: dict[str, re.Pattern[str]] = {
+    "think_tag": re.compile(r"(</?\s*(?:think|system|assistant|answer|reasoning)\s*>)", re.IGNORECASE),
+    "dictated_action": re.compile(r"(\bACTION\s*:\s*[a-z_]+)"),
+    "dictated_line": re.compile(r"(\bSAY\s*:\s*[\"“])"),
+    "dictated_step": re.compile(r"(\*\*(?:" + "|".join(re.escape(t) for t in STEP_TITLES) + r")\*\*)"),
+}
 
 # --- prompts --------------------------------------------------------------------------------------
 

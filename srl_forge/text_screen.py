@@ -35,7 +35,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from srl_forge.policy import STEP_TITLES
+from srl_forge.policy import GRAMMAR_IN_TEXT
 
 # Cyrillic and Greek letters that render like Latin ones ("іgnore" with a Cyrillic і): NFKC keeps them apart.
 _LOOK_ALIKES = str.maketrans(
@@ -168,15 +168,6 @@ FAMILIES: dict[str, dict[str, re.Pattern[str]]] = {
         ),
     },
 }
-# The policy's grammar is matched as its parser reads it (`srl_forge.policy`), case and all: "they say:" is
-# prose, `SAY: "` is an answer dictated to the model.
-_TITLES = "|".join(re.escape(t) for t in STEP_TITLES)
-MARKUP_RULES: dict[str, re.Pattern[str]] = {
-    "think_tag": re.compile(r"(</?\s*(?:think|system|assistant|answer|reasoning)\s*>)", re.IGNORECASE),
-    "dictated_action": re.compile(r"(\bACTION\s*:\s*[a-z_]+)"),
-    "dictated_line": re.compile(r"(\bSAY\s*:\s*[\"“])"),
-    "dictated_step": re.compile(r"(\*\*(?:" + _TITLES + r")\*\*)"),
-}
 
 
 @dataclass(frozen=True)
@@ -208,7 +199,8 @@ def findings(text: str, first_only: bool = False) -> list[Finding]:
                 if first_only:
                     return out
     cased = normalise(text, fold_case=False)
-    for rule, pattern in MARKUP_RULES.items():
+    # the policy's grammar, as the contract says its parser reads it (case and all: "they say:" is prose)
+    for rule, pattern in GRAMMAR_IN_TEXT.items():
         if match := pattern.search(cased):
             out.append(Finding("markup", rule, match.group(1).strip()))
             if first_only:
