@@ -251,6 +251,27 @@ def test_llm_team_accepts_verified_trajectory_and_accounts_tokens(tmp_path, api_
     assert all(r["model"] == "test-model" for r in server.requests)
 
 
+def test_llm_writer_and_reviewers_see_what_memory_recalled_with_its_citation(tmp_path, api_key):
+    lore, _, engine = setup("vampire")
+    entry = lore.dossier.weaknesses[0]
+    with FakeOpenAI(Script()) as server:
+        teachers = llm_teachers(server, tmp_path)
+        produce_trajectories(
+            [sampled(THRESHOLD)],
+            engine,
+            lore.dossier,
+            teachers.team,
+            recall=lambda encounters: {e.encounter_id: (entry,) for e in encounters},
+        )
+    recalled = (
+        f"Recalled from memory for this encounter (cite as '<document id>: <entry>'):\n- {entry.source}: {entry.text}"
+    )
+    prompts = {r["messages"][0]["content"][:30]: r["messages"][-1]["content"] for r in server.requests}
+    writer = next(v for k, v in prompts.items() if k.startswith("You are the trajectory writer"))
+    reviewer = next(v for k, v in prompts.items() if k.startswith("You are a strict reviewer"))
+    assert recalled in writer and recalled in reviewer
+
+
 def test_llm_forbidden_action_goes_to_rejects_with_rule_id(tmp_path, api_key):
     with FakeOpenAI(Script(writer_action="feed")) as server:
         batch = run_llm(llm_teachers(server, tmp_path))

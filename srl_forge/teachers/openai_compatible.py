@@ -407,8 +407,8 @@ class LLMWriter:
                 {
                     "role": "user",
                     "content": f"Encounter:\n{describe_encounter(encounter)}\n\nDossier:\n"
-                    f"{_dossier_text(brief.dossier)}\n\nRules that apply:\n{brief.rules_summary()}\n\n"
-                    f"Variant {variant}.",
+                    f"{_dossier_text(brief.dossier)}\n\n{brief.recalled_text()}Rules that apply:\n"
+                    f"{brief.rules_summary()}\n\nVariant {variant}.",
                 },
             ],
             TrajectoryDraft,
@@ -445,7 +445,8 @@ class LLMReviewer:
                 {
                     "role": "user",
                     "content": f"Encounter:\n{describe_encounter(encounter)}\n\nDossier:\n"
-                    f"{_dossier_text(brief.dossier)}\n\nRules:\n{brief.rules_summary()}\n\nTrajectory:\n{trajectory.render()}",
+                    f"{_dossier_text(brief.dossier)}\n\n{brief.recalled_text()}Rules:\n{brief.rules_summary()}\n\n"
+                    f"Trajectory:\n{trajectory.render()}",
                 },
             ],
             Review,

@@ -26,6 +26,14 @@ class Brief(BaseModel):
     rule_descriptions: dict[str, str]  # fired rule id -> description
     recalled: tuple[CitedEntry, ...] = ()  # dossier entries semantic memory recalled for this encounter
 
+    def recalled_text(self) -> str:
+        """What semantic memory recalled for this encounter, each entry with its citation, as a prompt section
+        (empty when nothing was recalled): an LLM teacher sees the same memory the programmatic writer uses."""
+        if not self.recalled:
+            return ""
+        entries = "\n".join(f"- {entry.source}: {entry.text}" for entry in self.recalled)
+        return f"Recalled from memory for this encounter (cite as '<document id>: <entry>'):\n{entries}\n\n"
+
     def rules_summary(self) -> str:
         lines = [
             f"- {e.rule_id} (priority {e.priority}, {e.status}): {e.effect} — "
