@@ -122,6 +122,8 @@ def expert_trajectories(
             "llm_cache_hits": int(usage["cache_hits"]),
             "llm_retries": int(usage["retries"]),
             "llm_reasks": int(usage["reasks"]),  # answers instructor could not parse or validate, asked again
+            # an LLM loremaster's entries left out of the dossier: no known citation, or words that talk to a model
+            "dossier_entries_dropped": MetadataValue.json(dict(getattr(team.loremaster, "dropped", {}))),
             "prompt_tokens": int(usage["prompt_tokens"]),
             "completion_tokens": int(usage["completion_tokens"]),
             "cost_usd": MetadataValue.float(float(usage["cost_usd"])),

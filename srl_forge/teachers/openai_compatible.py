@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,6 +45,7 @@ from srl_forge.lore import CitedEntry, Dossier, SpeciesLore
 from srl_forge.policy import describe_encounter
 from srl_forge.rulebook import Rulebook
 from srl_forge.teachers.roles import Brief, Review, ReviewAspect
+from srl_forge.text_screen import screen
 from srl_forge.trajectory import Trajectory, TrajectoryStep
 
 T = TypeVar("T", bound=BaseModel)
@@ -328,8 +330,13 @@ def _dossier_text(dossier: Dossier) -> str:
 
 
 class LLMLoremaster:
+    """Consolidates a species' lore into a dossier. An entry is kept only with a citation of one of the
+    species' documents and words that pass the text screen; the others are dropped and counted by reason
+    (`dropped`, shown in the `expert_trajectories` metadata)."""
+
     def __init__(self, client: RoleClient):
         self.client = client
+        self.dropped: Counter[str] = Counter()
 
     def consolidate(self, lore: SpeciesLore) -> Dossier:
         documents = "\n\n".join(f"## {d.doc_id} — {d.title}\n{d.body}" for d in lore.documents)
@@ -345,8 +352,15 @@ class LLMLoremaster:
             DossierDraft,
         )
         known = set(lore.document_ids)
+
+        def kept(entry: CitedEntry) -> bool:
+            reason = "uncited" if entry.source not in known else "reads_as_instructions" if screen(entry.text) else None
+            if reason:
+                self.dropped[reason] += 1
+            return reason is None
+
         sections = {
-            name: tuple(e for e in getattr(draft, name) if e.source in known)
+            name: tuple(e for e in getattr(draft, name) if kept(e))
             for name in ("traits", "weaknesses", "speech_style", "taboos", "facts")
         }
         return Dossier(species=lore.species, documents=lore.dossier.documents, **sections)
