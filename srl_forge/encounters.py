@@ -120,7 +120,7 @@ class SampledEncounter(BaseModel):
     model_config = ConfigDict(frozen=True)
     encounter_id: str
     split: Split
-    origin: Literal["designer", "player_log"]
+    origin: Literal["designer", "player_log", "teacher_proposal"]  # the last: an LLM designer's proposal
     targeted_rule: str | None = None
     encounter: Encounter
     scenario_id: str | None = None  # near-misses share their scenario (and so their split)
@@ -422,10 +422,12 @@ class EncounterDesigner:
         spec: DesignSpec | None = None,
         mined: typing.Iterable[Encounter] = (),
         went_wrong: frozenset[str] = frozenset(),
+        proposed: typing.Iterable[Encounter] = (),
         **overrides,
     ) -> EncounterSet:
         """`mined`: encounters from player logs, offered before any designed one; those whose served answer went
-        wrong (`went_wrong`, encounter ids) are oversampled: offered first, each with a near-miss partner."""
+        wrong (`went_wrong`, encounter ids) are oversampled: offered first, each with a near-miss partner.
+        `proposed`: an LLM designer's encounters, offered next, kept only where they fit the same balance."""
         spec = (spec or DesignSpec()).model_copy(update=overrides) if overrides else (spec or DesignSpec())
         spec = DesignSpec.model_validate(spec.model_dump())
         chosen: dict[str, SampledEncounter] = {}
@@ -482,6 +484,8 @@ class EncounterDesigner:
 
         for encounter in sorted(mined, key=lambda e: e.encounter_id not in went_wrong):  # stable: log order kept
             offer(encounter, "player_log", None)
+        for encounter in proposed:
+            offer(encounter, "teacher_proposal", None)
         decisive = [r for r in self.rulebook.rules if r.forbid or r.require or r.prefer]
         rules = decisive or list(self.rulebook.rules)
         attempts = 0

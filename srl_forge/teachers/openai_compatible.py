@@ -374,6 +374,7 @@ class LLMDesigner:
         self.client = client
         self.proposals = proposals
         self.seed = seed
+        self.refused = 0  # proposals of the last design left out: another species, or words that talk to a model
 
     def design(
         self,
@@ -399,9 +400,17 @@ class LLMDesigner:
             ],
             EncounterProposals,
         )
-        proposed = [e for e in drafts.encounters if e.npc.species == rulebook.species]
+        # validated as every encounter is (the schema, by instructor), of this species, and with player words that
+        # describe the game (they reach the writer's and the policy's prompts); then the same balance as the
+        # programmatic designer's, which fills what the proposals leave
+        proposed = [
+            e
+            for e in drafts.encounters
+            if e.npc.species == rulebook.species and not (e.player.utterance and screen(e.player.utterance))
+        ]
+        self.refused = len(drafts.encounters) - len(proposed)
         return EncounterDesigner(rulebook, live_state, seed=self.seed).design(
-            spec, mined=list(mined) + proposed, went_wrong=went_wrong
+            spec, mined=mined, went_wrong=went_wrong, proposed=proposed
         )
 
 
