@@ -6,14 +6,15 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.machine import machine
+from bench.machine import commit, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def write_report(name: str, out: dict, markdown) -> Path:
-    """Adds the date and the machine to `out`, writes both files, prints the markdown; returns the stem."""
-    out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **out}
+    """Adds the date, the machine and the commit to `out`, writes both files, prints the markdown; returns the
+    stem."""
+    out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "commit": commit(), **out}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"{name}-{out['date'][:10]}T{out['date'][11:13]}{out['date'][14:16]}"
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n")
@@ -25,4 +26,5 @@ def write_report(name: str, out: dict, markdown) -> Path:
 
 def machine_line(out: dict) -> str:
     m = out["machine"]
-    return f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}; {out['date']}."
+    at = f", commit `{out['commit']}`" if out.get("commit") else ""
+    return f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}; {out['date']}{at}."
