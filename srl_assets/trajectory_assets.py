@@ -118,6 +118,23 @@ def expert_trajectories(
             ),
             "top_reject_reasons": markdown_table(["reason", "count"], batch.top_reasons()),
             "teachers": MetadataValue.json(trajectory_team.labels),
+            # per model of the panel: its calls and cost, and how many of its proposals the director kept
+            "accepted_by_writer": MetadataValue.json(
+                dict(Counter(a.trajectory.teacher.removesuffix("+director") for a in batch.accepted))
+            ),
+            "teacher_usage": markdown_table(
+                ["model", "calls", "from cache", "retries", "re-asks", "prompt tokens", "completion tokens", "USD"],
+                [
+                    [
+                        name,
+                        *(int(row[k]) for k in ("calls", "cache_hits", "retries", "reasks")),
+                        int(row["prompt_tokens"]),
+                        int(row["completion_tokens"]),
+                        f"{row['cost_usd']:.4f}",
+                    ]
+                    for name, row in sorted(team.ledger.by_role.items())
+                ],
+            ),
             "llm_calls": int(usage["calls"]),
             "llm_cache_hits": int(usage["cache_hits"]),
             "llm_retries": int(usage["retries"]),

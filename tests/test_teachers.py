@@ -309,6 +309,43 @@ def test_llm_designer_proposals_are_validated_screened_and_balanced_like_the_pro
     assert all(e.encounter.species == "vampire" for e in designed.encounters)
 
 
+def test_a_panel_of_writers_and_reviewers_from_different_providers_is_configured_as_data(tmp_path, api_key):
+    lore, rulebook, engine = setup("vampire")
+    with FakeOpenAI(Script()) as first, FakeOpenAI(Script()) as second:
+
+        def member(name, server, **extra):
+            endpoint = {"model": f"{name}-model", "base_url": server.base_url, "api_key_env": "SRL_TEST_KEY"}
+            return {"name": name, "endpoint": {**endpoint, "timeout_s": 5}, **extra}
+
+        config = TeachersConfig.model_validate(
+            {
+                "writers": [member("alpha", first), member("beta", second), {"name": "expert"}],
+                "reviewers": [
+                    member("gamma", first, aspects=["lore", "character"]),
+                    member("delta", second, aspects=["rules"]),
+                ],
+            }
+        )
+        teachers = Teachers(config, tmp_path / "cache", VOICES, rulebook)
+        team = teachers.team
+        batch = produce_trajectories([sampled(THRESHOLD)], engine, lore.dossier, team)
+    assert [w.name for w in team.writers] == ["alpha", "beta", "programmatic"]
+    assert [r.aspect for r in team.reviewers] == ["lore", "character", "rules"]
+    assert len(batch.accepted) == 1
+    systems = {s: [r["messages"][0]["content"] for r in srv.requests] for s, srv in (("1", first), ("2", second))}
+    # each provider saw its own members' calls: writer alpha and lore/character reviews on the first, beta and rules on
+    # the second
+    assert any("trajectory writer" in m for m in systems["1"]) and any("trajectory writer" in m for m in systems["2"])
+    assert any("faithful to the dossier" in m for m in systems["1"]) and not any("faithful" in m for m in systems["2"])
+    assert any("respect every rule" in m for m in systems["2"]) and not any("respect every" in m for m in systems["1"])
+    assert {r["model"] for r in first.requests} == {"alpha-model", "gamma-model"}
+    assert {"alpha", "beta", "gamma", "delta"} <= set(teachers.ledger.by_role)  # usage per model
+    with pytest.raises(ValueError, match="no reviewer judges rules"):
+        TeachersConfig.model_validate({"reviewers": [{"name": "gamma", "aspects": ["lore", "character"]}]})
+    with pytest.raises(ValueError, match="unique"):
+        TeachersConfig.model_validate({"writers": [{"name": "a"}, {"name": "a"}]})
+
+
 def test_llm_forbidden_action_goes_to_rejects_with_rule_id(tmp_path, api_key):
     with FakeOpenAI(Script(writer_action="feed")) as server:
         batch = run_llm(llm_teachers(server, tmp_path))
@@ -449,4 +486,7 @@ def test_voices_are_configurable_and_only_the_writer_needs_one(tmp_path, monkeyp
 def test_the_shipped_openrouter_example_is_a_valid_teachers_config():
     """The production example a studio copies names roles, endpoints and key variables the config accepts."""
     config = TeachersConfig.model_validate(load_yaml((REPO / "config" / "teachers.openrouter.yaml").read_text()))
-    assert config.provider("writer") == "openai" and config.endpoints["writer"].api_key_env == "OPENROUTER_API_KEY"
+    assert config.provider("director") == "openai" and config.endpoints["director"].api_key_env == "OPENROUTER_API_KEY"
+    # the seed's panel: a director and four reviewers from different providers, two writers
+    assert len(config.writers) == 2 and len(config.reviewers) == 4
+    assert len({r.endpoint.base_url for r in config.reviewers}) == 4

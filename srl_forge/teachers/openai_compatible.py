@@ -415,9 +415,9 @@ class LLMDesigner:
 
 
 class LLMWriter:
-    def __init__(self, client: RoleClient):
+    def __init__(self, client: RoleClient, name: str | None = None):
         self.client = client
-        self.name = f"openai:{client.endpoint.model}"
+        self.name = name or f"openai:{client.endpoint.model}"  # a panel member's own name, where it has one
 
     def write(self, encounter: Encounter, brief: Brief, variant: int = 0) -> Trajectory:
         draft = self.client.complete(

@@ -32,9 +32,24 @@ from srl_forge.teachers.programmatic import (
     ProgrammaticWriter,
     RulesReviewer,
 )
-from srl_forge.teachers.roles import Designer, Loremaster
+from srl_forge.teachers.roles import Designer, Loremaster, ReviewAspect
 
 ROLES = ("loremaster", "designer", "writer", "reviewer", "director")
+ASPECTS: tuple[ReviewAspect, ...] = ("lore", "character", "rules")
+PROGRAMMATIC_REVIEWERS = {"lore": LoreReviewer, "character": CharacterReviewer, "rules": RulesReviewer}
+
+
+class PanelMember(BaseModel):
+    """One model of the panel: its name (in the ledger and the metadata) and its endpoint; no endpoint, the
+    programmatic expert."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:+-]+$")
+    endpoint: RoleEndpoint | None = None
+
+
+class ReviewerMember(PanelMember):
+    aspects: tuple[ReviewAspect, ...] = Field(default=ASPECTS, min_length=1)  # what this reviewer judges
 
 
 class TeachersConfig(BaseModel):
@@ -46,6 +61,10 @@ class TeachersConfig(BaseModel):
     )
     endpoints: dict[str, RoleEndpoint] = Field(default_factory=dict)
     judge: RoleEndpoint | None = None  # optional line judge for evaluation (never a training reward)
+    # A panel, as the seed describes it: any number of writers and reviewers, each its own model (and provider),
+    # each reviewer judging its aspects. Empty: the `writer` / `reviewer` role above plays it alone.
+    writers: tuple[PanelMember, ...] = ()
+    reviewers: tuple[ReviewerMember, ...] = ()
     seed: int = 0
     proposals_per_writer: int = 2
     concurrency: int = 4
@@ -57,6 +76,16 @@ class TeachersConfig(BaseModel):
                 raise ValueError(f"unknown teacher role {role!r} (roles: {', '.join(ROLES)})")
             if provider == "openai" and role not in self.endpoints:
                 raise ValueError(f"teacher role {role!r} uses 'openai' but has no endpoint")
+        names = [m.name for m in (*self.writers, *self.reviewers)]
+        duplicated = sorted(
+            {n for n in names if names.count(n) > 1} | (set(names) & set(ROLES)) | ({"judge"} & set(names))
+        )
+        if duplicated:
+            raise ValueError(f"panel member names must be unique and not a role's: {', '.join(duplicated)}")
+        if self.reviewers:
+            uncovered = [a for a in ASPECTS if not any(a in r.aspects for r in self.reviewers)]
+            if uncovered:
+                raise ValueError(f"no reviewer judges {', '.join(uncovered)}: every aspect needs one")
         return self
 
     def provider(self, role: str) -> str:
@@ -81,6 +110,12 @@ class Teachers:
         for role in ROLES:  # a missing API key fails the build, before any call is made
             if use(role) == "openai":
                 client(role).require_api_key()
+        self._members: dict[str, RoleClient] = {}
+        for member in (*config.writers, *config.reviewers):
+            if member.endpoint is not None:
+                member_client = RoleClient(member.name, member.endpoint, cache, self.ledger, config.concurrency)
+                member_client.require_api_key()
+                self._members[member.name] = member_client
         self.judge: LineJudge | None = None
         if config.judge:
             judge_client = RoleClient("judge", config.judge, cache, self.ledger, config.concurrency)
@@ -102,19 +137,31 @@ class Teachers:
         """The trajectory team, built when a stage needs it: only the programmatic writer reads the
         species' voice file, so encounters (the designer) never need one."""
         config, client, use = self.config, self._client, self.config.provider
-        writer = (
-            LLMWriter(client("writer"))
-            if use("writer") == "openai"
-            else ProgrammaticWriter(load_voice(self._voices_root, self._rulebook), seed=config.seed)
-        )
-        if use("reviewer") == "openai":
+
+        def programmatic_writer():
+            return ProgrammaticWriter(load_voice(self._voices_root, self._rulebook), seed=config.seed)
+
+        if config.writers:
+            writers = [
+                LLMWriter(self._members[m.name], m.name) if m.endpoint else programmatic_writer()
+                for m in config.writers
+            ]
+        else:
+            writers = [LLMWriter(client("writer")) if use("writer") == "openai" else programmatic_writer()]
+        if config.reviewers:
+            reviewers = [
+                LLMReviewer(self._members[m.name], aspect) if m.endpoint else PROGRAMMATIC_REVIEWERS[aspect]()
+                for m in config.reviewers
+                for aspect in m.aspects
+            ]
+        elif use("reviewer") == "openai":
             reviewer_client = client("reviewer")
-            reviewers = [LLMReviewer(reviewer_client, aspect) for aspect in ("lore", "character", "rules")]
+            reviewers = [LLMReviewer(reviewer_client, aspect) for aspect in ASPECTS]
         else:
             reviewers = [LoreReviewer(), CharacterReviewer(), RulesReviewer()]
         director = LLMDirector(client("director")) if use("director") == "openai" else ProgrammaticDirector()
         return TeacherTeam(
-            writers=[writer],
+            writers=writers,
             reviewers=reviewers,
             director=director,
             proposals_per_writer=config.proposals_per_writer,
