@@ -72,6 +72,8 @@ def encounters(
             "test": splits["test"],
             "mined_from_player_logs": origins["player_log"],
             "teacher_proposals_kept": origins["teacher_proposal"],  # an LLM designer's, where they fit the balance
+            # ... and those left out: another species, or player words that talk to a model
+            "teacher_proposals_refused": getattr(built.designer, "refused", 0),
             # served answers the game reported as gone wrong: their encounters are offered first, with a near miss
             "mined_went_wrong": sum(e.encounter_id in went_wrong for e in encounter_set.encounters),
             "near_miss_pairs": near_misses,

@@ -191,14 +191,14 @@ def screen(text: str) -> Finding | None:
 def findings(text: str, first_only: bool = False) -> list[Finding]:
     """Every rule `text` breaks, each once (for explaining a refusal)."""
     out: list[Finding] = []
-    folded = normalise(text)
+    cased = normalise(text, fold_case=False)
+    folded = cased.casefold()
     for family, rules in FAMILIES.items():
         for rule, pattern in rules.items():
             if match := pattern.search(folded):
                 out.append(Finding(family, rule, match.group(1).strip()))
                 if first_only:
                     return out
-    cased = normalise(text, fold_case=False)
     # the policy's grammar, as the contract says its parser reads it (case and all: "they say:" is prose)
     for rule, pattern in GRAMMAR_IN_TEXT.items():
         if match := pattern.search(cased):

@@ -75,21 +75,16 @@ class TrainingForge(Forge):
                 ran[species].update(assets)
         raise AssertionError(f"automation still requesting after 4 rounds: {dict(ran)}")
 
-    def latest(self, asset, species):
-        records = self.instance.fetch_materializations(
+    def record(self, asset, species):
+        return self.instance.fetch_materializations(
             AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[species]), limit=1
-        ).records
-        return records[0].asset_materialization if records else None
+        ).records[0]
+
+    def latest(self, asset, species):
+        return self.record(asset, species).asset_materialization
 
     def storage_ids(self) -> dict[tuple[str, str], int]:
-        out = {}
-        for species in SPECIES:
-            for asset in CHAIN:
-                records = self.instance.fetch_materializations(
-                    AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[species]), limit=1
-                ).records
-                out[(asset, species)] = records[0].storage_id
-        return out
+        return {(asset, species): self.record(asset, species).storage_id for species in SPECIES for asset in CHAIN}
 
     def manifest(self, asset, species) -> dict:
         return self.latest(asset, species).metadata["manifest"].value
