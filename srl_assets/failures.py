@@ -1,4 +1,5 @@
-"""Bad input surfaces in the Dagster UI as a plain Failure naming the file and the field; a teacher
+"""Bad input surfaces in the Dagster UI as a plain Failure naming the file and the field (a teacher panel with
+no qualified member for a role, naming every member's score); a teacher
 outage becomes a step retry after a wait, and a clear failure naming the role and endpoint once the
 retries run out. Neither writes a version."""
 
@@ -8,6 +9,7 @@ from dagster import Failure, MetadataValue, RetryRequested
 
 from srl_forge.errors import InputError
 from srl_forge.teachers.openai_compatible import TeacherUnavailable
+from srl_forge.teachers.qualification import NoQualifiedTeacher
 
 
 @contextmanager
@@ -20,6 +22,8 @@ def input_errors_as_failures():
             metadata={"file": MetadataValue.path(exc.source), "field": exc.field, "problem": exc.problem},
             allow_retries=False,
         ) from exc
+    except NoQualifiedTeacher as exc:  # the panel as configured cannot be trusted: retrying will not change that
+        raise Failure(description=str(exc), allow_retries=False) from exc
 
 
 @contextmanager

@@ -24,10 +24,13 @@ from srl_forge.lore import SpeciesLore
 from srl_forge.rulebook import CompiledRules
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.collaboration import (
+    TeacherTeam,
     TrajectoryBatch,
     memory_recall,
+    panel_statistics,
     produce_trajectories,
 )
+from srl_forge.teachers.openai_compatible import UsageLedger
 from training.step_dataset import to_parquet
 
 
@@ -44,7 +47,7 @@ def voice_sources(context, teachers: TeachersResource):
 @asset(
     partitions_def=species_partitions,
     group_name="trajectories",
-    code_version="trajectories-5",
+    code_version="trajectories-6",
     kinds={"python", "openai", "parquet"},
     automation_condition=FRESH,
     deps=[voice_sources],
@@ -64,19 +67,26 @@ def expert_trajectories(
     read_version = teachers.voice_version(species)
     with input_errors_as_failures():
         team = teachers.build(rules.rulebook)
-        trajectory_team = team.team  # the writer's voice file is read here
+        configured = team.team  # the writer's voice file is read here: a bad one fails before any call is made
     engine = RulesEngine(rules.rulebook)
     with teachers.outages_retried(context, team):
         dossier = team.loremaster.consolidate(lore)
+        with input_errors_as_failures():
+            qualified = team.qualified_team(engine, dossier)
+        for score in qualified.left_out:
+            context.log.warning(
+                f"teacher {score.name} left out: its {score.role} score {score.score:.2f} is below the level "
+                f"{score.level:.2f} ({score.detail})"
+            )
         recall = memory_recall(memory.memory(), species, lore.version, dossier, engine)
         batch = produce_trajectories(
             encounters.encounters,
             engine,
             dossier,
-            trajectory_team,
+            qualified.team,
             progress=lambda done, total: context.log.info(f"trajectories {done}/{total}"),
             recall=recall,
-        )
+        ).model_copy(update={"qualification": qualified.scores})
     reject_rows = [
         {
             "encounter_id": r.encounter_id,
@@ -117,10 +127,17 @@ def expert_trajectories(
                 sum(len(a.trajectory.steps) for a in batch.accepted) / max(1, len(batch.accepted))
             ),
             "top_reject_reasons": markdown_table(["reason", "count"], batch.top_reasons()),
-            "teachers": MetadataValue.json(trajectory_team.labels),
-            # per model of the panel: its calls and cost, and how many of its proposals the director kept
+            "teachers": MetadataValue.json(qualified.team.labels),
+            # per model of the panel: its calibration score, what it did in this batch, and what it cost
+            "teacher_panel": panel_table(batch, configured, team.ledger),
             "accepted_by_writer": MetadataValue.json(
                 dict(Counter(a.trajectory.teacher.removesuffix("+director") for a in batch.accepted))
+            ),
+            "teacher_qualification": MetadataValue.json(
+                {
+                    s.name: {"role": s.role, "score": round(s.score, 3), "qualified": s.qualified}
+                    for s in batch.qualification
+                }
             ),
             "teacher_usage": markdown_table(
                 ["model", "calls", "from cache", "retries", "re-asks", "prompt tokens", "completion tokens", "USD"],
@@ -148,3 +165,48 @@ def expert_trajectories(
             "rejects_uri": MetadataValue.path(rejects_uri or "(no rejects)"),
         },
     )
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def panel_table(batch: TrajectoryBatch, team: TeacherTeam, ledger: UsageLedger) -> MetadataValue:
+    """One row per writer and reviewer of the configured `team`, the members left out at qualification last:
+    what a studio compares providers on."""
+    scores = {s.name: s for s in batch.qualification}
+    accepted = Counter(a.trajectory.teacher.removesuffix("+director") for a in batch.accepted)
+    # a member's calls are in the ledger under its client's role: its own name in a panel, else the role's
+    ledger_key = {m.name: getattr(getattr(m, "client", None), "role", None) for m in (*team.writers, *team.reviewers)}
+
+    def cost(name: str) -> list:
+        usage = ledger.by_role.get(ledger_key.get(name) or "", {})
+        tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        return [int(usage.get("calls", 0)), int(tokens), f"{usage.get('cost_usd', 0.0):.4f}"]
+
+    def level(name: str) -> str:
+        score = scores.get(name)
+        return f"{score.score:.2f} / {score.level:.2f}" if score else "—"
+
+    rows = [
+        [
+            m.name,
+            m.role,
+            level(m.name),
+            m.judged,
+            _share(m.verifier_pass_rate),
+            accepted[m.name] if m.role == "writer" else "—",
+            _share(m.agreement_with_verifier),
+            _share(m.agreement_with_reviewers),
+            *cost(m.name),
+        ]
+        for m in panel_statistics(batch.proposals)
+    ]
+    rows += [
+        [s.name, f"{s.role} (left out)", level(s.name), 0, "—", "—", "—", "—", *cost(s.name)]
+        for s in batch.qualification
+        if not s.qualified
+    ]
+    headers = ["model", "role", "qualification / level", "proposals or votes", "verifier pass rate"]
+    headers += ["kept by director", "agrees with verifier", "agrees with reviewers", "calls", "tokens", "USD"]
+    return markdown_table(headers, rows)

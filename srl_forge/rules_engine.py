@@ -73,6 +73,16 @@ class DialogueConstraints(BaseModel):
         """Every marker of every voice rule (the species' own words, which are not grounding)."""
         return tuple(m for voice in self.markers_any for m in voice.markers)
 
+    def describe(self) -> str:
+        """The constraints in words, for a teacher's prompt (empty when there are none): an LLM writer or reviewer
+        cannot keep, or check, a constraint it is not told."""
+        parts = [f"use one of {', '.join(repr(m) for m in v.markers)} ({v.rule_id})" for v in self.markers_any]
+        if self.banned_words:
+            parts.append(f"never the words {', '.join(repr(b.word) for b in self.banned_words)}")
+        if self.max_words is not None:
+            parts.append(f"at most {self.max_words.limit} words ({self.max_words.rule_id})")
+        return f"The spoken line must: {'; '.join(parts)}." if parts else ""
+
     def check(self, line: str) -> list[tuple[str, str]]:
         """(rule id, reason) for every constraint the spoken line breaks."""
         problems: list[tuple[str, str]] = []

@@ -36,3 +36,30 @@ def table_rows(markdown: str) -> list[list[str]]:
 def has_row(markdown: str, *leading: str) -> bool:
     """Whether a table row of `markdown` begins with these cells."""
     return any(row[: len(leading)] == list(leading) for row in table_rows(markdown))
+
+
+def forge_with_teachers(project_copy: Path, home: Path, teachers_file: Path, **teacher_options):
+    """The code location's resources on a project copy, with the teachers from `teachers_file` (options such as
+    `outage_retries` passed on), and an ephemeral instance that knows the species."""
+    from dagster import DagsterInstance
+
+    from srl_assets.definitions import build_definitions
+    from srl_assets.partitions import register_species
+    from srl_assets.resources import TeachersResource
+
+    defs = build_definitions(
+        home=home,
+        lore_root=project_copy / "lore",
+        rules_root=project_copy / "rules",
+        game_state_seed=project_copy / "game_state" / "seed.yaml",
+    )
+    resources = dict(defs.resources)
+    resources["teachers"] = TeachersResource(
+        config_file=str(teachers_file),
+        voices_root=resources["teachers"].voices_root,
+        cache_dir=str(home / "teacher_cache"),
+        **teacher_options,
+    )
+    instance = DagsterInstance.ephemeral()
+    register_species(instance, project_copy / "lore")
+    return instance, resources

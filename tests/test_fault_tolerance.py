@@ -4,32 +4,26 @@ connections are retried and the version equals an undisturbed run's; an outage t
 retries fails the step naming the role and the endpoint, keeps the previous version current and the
 finished calls cached, and the next run makes only the missing calls."""
 
-import json
-
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, materialize
 
-from srl_assets.definitions import ASSETS, build_definitions
-from srl_assets.partitions import register_species
-from srl_assets.resources import TeachersResource
+from srl_assets.definitions import ASSETS
 from srl_forge.artifacts import LocalArtifactStore
+from tests import scripted_teachers
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import forge_with_teachers
 
 SECRET = "sk-fault-test-0123456789"
 UPSTREAM = ["lore", "rules", "player_interactions", "encounters"]
 SMALL_ENCOUNTERS = {"ops": {"encounters": {"config": {"train_size": 40, "validation_size": 10, "test_size": 10}}}}
 
 
-def approve(request) -> str:
-    return json.dumps({"aspect": "rules", "approved": True, "issues": []})
-
-
 @pytest.fixture
 def forge(project_copy, tmp_path, monkeypatch):
     """The reviewer role on the scripted endpoint (the programmatic writer and director stay, so the
     trajectories are good ones); the upstream chain materialized once."""
-    server = FakeOpenAI(approve).__enter__()
+    server = FakeOpenAI(scripted_teachers.good).__enter__()  # a reviewer that qualifies
     config = tmp_path / "teachers.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -51,22 +45,7 @@ def forge(project_copy, tmp_path, monkeypatch):
     )
     monkeypatch.setenv("FAULT_KEY", SECRET)
     home = tmp_path / "home"
-    defs = build_definitions(
-        home=home,
-        lore_root=project_copy / "lore",
-        rules_root=project_copy / "rules",
-        game_state_seed=project_copy / "game_state" / "seed.yaml",
-    )
-    resources = dict(defs.resources)
-    resources["teachers"] = TeachersResource(
-        config_file=str(config),
-        voices_root=resources["teachers"].voices_root,
-        cache_dir=str(home / "teacher_cache"),
-        outage_retries=1,
-        outage_wait_s=0,
-    )
-    instance = DagsterInstance.ephemeral()
-    register_species(instance, project_copy / "lore")
+    instance, resources = forge_with_teachers(project_copy, home, config, outage_retries=1, outage_wait_s=0)
     materialize(
         ASSETS,
         partition_key="ghoul",
@@ -131,11 +110,12 @@ def test_an_outage_outlasting_the_retries_fails_clearly_and_keeps_the_previous_v
     current = store.get_pointer("expert_trajectories", "ghoul")
     calls_first_run = len(server.requests)
 
-    # new answers are needed (the cache is cleared); the endpoint answers 30 calls, then fails for good
+    # new answers are needed (the cache is cleared); the endpoint answers the calibration's 72 reviews (3 aspects of
+    # 6 good and 18 faulty trajectories) and some of the work, then fails for good
     for cached in (home / "teacher_cache").glob("*.json"):
         cached.unlink()
     server.requests.clear()
-    server.faults = [("ok",)] * 30 + [("status", 500)] * 100_000
+    server.faults = [("ok",)] * 100 + [("status", 500)] * 100_000
     failed = trajectories(instance, resources)
     assert not failed.success
     failure = next(e for e in failed.all_events if e.is_step_failure)
@@ -145,7 +125,7 @@ def test_an_outage_outlasting_the_retries_fails_clearly_and_keeps_the_previous_v
     assert sum(e.is_step_up_for_retry for e in failed.all_events) == 1  # retried once, then failed
     assert store.get_pointer("expert_trajectories", "ghoul") == current  # the previous version stays current
     kept = len(list((home / "teacher_cache").glob("*.json")))
-    assert kept == 30  # every finished call is kept; no failure was cached
+    assert kept == 100  # every finished call is kept; no failure was cached
 
     # the endpoint is back: the next run makes only the calls that were missing
     server.faults = []

@@ -15,16 +15,26 @@ from srl_forge.lore import load_species_lore
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.collaboration import (
+    ProposalRecord,
     TrajectoriesIncomplete,
     build_brief,
+    panel_statistics,
     produce_trajectories,
     verification_failures,
 )
 from srl_forge.teachers.lines import load_voice
 from srl_forge.teachers.openai_compatible import RoleEndpoint
+from srl_forge.teachers.qualification import (
+    FAULT_ASPECTS,
+    NoQualifiedTeacher,
+    QualificationConfig,
+    calibration_encounters,
+    planted_faults,
+)
 from srl_forge.teachers.team import Teachers, TeachersConfig
 from srl_forge.trajectory import Trajectory, TrajectoryStep
 from srl_forge.yaml_files import load_yaml
+from tests import scripted_teachers
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import LORE_ROOT, REPO, RULES_ROOT, SPECIES, make_encounter
 
@@ -329,7 +339,7 @@ def test_a_panel_of_writers_and_reviewers_from_different_providers_is_configured
         teachers = Teachers(config, tmp_path / "cache", VOICES, rulebook)
         team = teachers.team
         batch = produce_trajectories([sampled(THRESHOLD)], engine, lore.dossier, team)
-    assert [w.name for w in team.writers] == ["alpha", "beta", "programmatic"]
+    assert [w.name for w in team.writers] == ["alpha", "beta", "expert"]
     assert [r.aspect for r in team.reviewers] == ["lore", "character", "rules"]
     assert len(batch.accepted) == 1
     systems = {s: [r["messages"][0]["content"] for r in srv.requests] for s, srv in (("1", first), ("2", second))}
@@ -490,3 +500,77 @@ def test_the_shipped_openrouter_example_is_a_valid_teachers_config():
     # the seed's panel: a director and four reviewers from different providers, two writers
     assert len(config.writers) == 2 and len(config.reviewers) == 4
     assert len({r.endpoint.base_url for r in config.reviewers}) == 4
+
+
+# --- qualification and the panel's agreement ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_the_programmatic_expert_meets_every_level_and_each_planted_fault_is_one_aspects(species):
+    lore, rulebook, engine = setup(species)
+    teachers = programmatic(species)
+    qualified = teachers.qualified_team(engine, lore.dossier)
+    assert {(s.role, s.score) for s in qualified.scores} == {("writer", 1.0), ("reviewer", 1.0)}
+    assert qualified.team.writers == teachers.team.writers and qualified.team.reviewers == teachers.team.reviewers
+    encounters = calibration_encounters(engine, 6, seed=7)
+    assert len({e.encounter_id for e in encounters}) == 6
+    assert calibration_encounters(engine, 6, seed=7) == encounters  # seeded
+    reviewers = {r.aspect: r for r in teachers.team.reviewers}
+    for encounter in encounters:
+        brief = build_brief(encounter, engine, lore.dossier)
+        good = teachers.team.writers[0].write(encounter, brief, 0)
+        for kind, faulty in planted_faults(good, brief.decision, lore.dossier).items():
+            # the fault's own aspect rejects it, the others let it through: one fault, one aspect
+            verdicts = {a: r.review(faulty, encounter, brief).approved for a, r in reviewers.items()}
+            assert verdicts == {a: a != FAULT_ASPECTS[kind] for a in reviewers}, kind
+
+
+def test_a_lazy_writer_and_an_approving_reviewer_are_left_out_and_named(tmp_path, api_key):
+    lore, rulebook, engine = setup("vampire")
+    with FakeOpenAI(scripted_teachers.lazy) as lazy:
+        member = {
+            "endpoint": {"model": "lazy", "base_url": lazy.base_url, "api_key_env": "SRL_TEST_KEY", "timeout_s": 5}
+        }
+        config = TeachersConfig.model_validate(
+            {
+                "writers": [{"name": "lazy-writer", **member}, {"name": "expert"}],
+                "reviewers": [{"name": "yes-man", **member}, {"name": "expert-reviewer"}],
+            }
+        )
+        qualified = Teachers(config, tmp_path / "cache", VOICES, rulebook).qualified_team(engine, lore.dossier)
+        assert [w.name for w in qualified.team.writers] == ["expert"]
+        scores = {s.name: s for s in qualified.left_out}
+        assert set(scores) == {"lazy-writer", "yes-man"}
+        assert scores["lazy-writer"].score <= 1 / 3 and scores["yes-man"].score == 0.5
+        assert scores["yes-man"].detail == "caught 0/18 planted faults, approved 6/6 good trajectories"
+
+        # with the approving reviewer the only one judging lore and character, the step cannot go on
+        reviewers = ({"name": "yes-man", **member}, {"name": "expert-rules", "aspects": ["rules"]})
+        config = TeachersConfig.model_validate({**config.model_dump(), "reviewers": reviewers})
+        teachers = Teachers(config, tmp_path / "cache", VOICES, rulebook)
+        with pytest.raises(NoQualifiedTeacher, match=r"no qualified reviewer judges character, lore .*yes-man 0\.50"):
+            teachers.qualified_team(engine, lore.dossier)
+        calls = len(lazy.requests)
+        off = config.model_copy(update={"qualification": QualificationConfig(enabled=False)})
+        assert Teachers(off, tmp_path / "cache", VOICES, rulebook).qualified_team(engine, lore.dossier).scores == []
+        assert len(lazy.requests) == calls  # and every calibration answer above came from the cache the second time
+
+
+def test_panel_statistics_measure_each_reviewer_against_the_verifier_and_the_others():
+    def record(writer, verified, **votes):
+        return ProposalRecord(encounter_id="e", writer=writer, verified=verified, votes=votes)
+
+    stats = {
+        s.name: s
+        for s in panel_statistics(
+            [
+                record("w1", True, strict=True, lax=True),
+                record("w1", False, strict=False, lax=True),
+                record("w2", False, strict=False, lax=True),
+                record("w2", False, strict=True, lax=True),
+            ]
+        )
+    }
+    assert stats["w1"].verifier_pass_rate == 0.5 and stats["w2"].verifier_pass_rate == 0.0
+    assert stats["strict"].agreement_with_verifier == 0.75 and stats["lax"].agreement_with_verifier == 0.25
+    assert stats["strict"].agreement_with_reviewers == stats["lax"].agreement_with_reviewers == 0.5

@@ -18,7 +18,7 @@ from srl_forge.policy import spoken_in
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.openai_compatible import TeacherUnavailable
 from srl_forge.teachers.programmatic import recall_query
-from srl_forge.teachers.roles import Brief, Director, Review, Reviewer, TrajectoryWriter
+from srl_forge.teachers.roles import Brief, Director, QualificationScore, Review, Reviewer, TrajectoryWriter
 from srl_forge.text_screen import screen
 from srl_forge.trajectory import Trajectory
 
@@ -40,10 +40,24 @@ class RejectedTrajectory(BaseModel):
     rendered: str | None = None
 
 
+class ProposalRecord(BaseModel):
+    """One writer's proposal for one encounter: whether the verifier passes it, and each reviewer's vote (a
+    reviewer judging several aspects approves when it approves every one). What the panel's agreement is
+    measured on."""
+
+    model_config = ConfigDict(frozen=True)
+    encounter_id: str
+    writer: str
+    verified: bool
+    votes: dict[str, bool]  # reviewer name -> approved
+
+
 class TrajectoryBatch(StoredArtifact):
     model_config = ConfigDict(frozen=True)
     accepted: list[AcceptedTrajectory]
     rejected: list[RejectedTrajectory]
+    proposals: list[ProposalRecord] = []
+    qualification: list[QualificationScore] = []  # the panel's scores on the calibration set, when it was run
 
     def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
         counts = Counter(f"{check}: {reason}" for r in self.rejected for check, reason in r.reasons)
@@ -167,6 +181,8 @@ def produce_trajectories(
     run retries exactly what is missing."""
     recalled = recall(encounters) if recall else {}
 
+    records: list[ProposalRecord] = []
+
     def one(sampled: SampledEncounter) -> AcceptedTrajectory | RejectedTrajectory | TeacherUnavailable:
         brief = build_brief(sampled.encounter, engine, dossier, recalled.get(sampled.encounter_id, ()))
         try:
@@ -176,6 +192,11 @@ def produce_trajectories(
                 for variant in range(team.proposals_per_writer)
             ]
             reviews = [[rev.review(p, sampled.encounter, brief) for rev in team.reviewers] for p in proposals]
+            made = [
+                proposal_record(p, rs, team.reviewers, not verification_failures(p, sampled, engine))
+                for p, rs in zip(proposals, reviews)
+            ]
+            records.extend(made)  # one list at once: atomic, so one encounter's records stay together
             final = team.director.direct(sampled.encounter, brief, proposals, reviews)
             failures = verification_failures(final, sampled, engine)
             final_reviews = [] if failures else [rev.review(final, sampled.encounter, brief) for rev in team.reviewers]
@@ -210,10 +231,21 @@ def produce_trajectories(
     outages = [r for r in results if isinstance(r, TeacherUnavailable)]
     if outages:
         raise TrajectoriesIncomplete(outages, len(encounters))
+    order = {e.encounter_id: i for i, e in enumerate(encounters)}  # threads finish in any order; the batch may not
     return TrajectoryBatch(
         accepted=[r for r in results if isinstance(r, AcceptedTrajectory)],
         rejected=[r for r in results if isinstance(r, RejectedTrajectory)],
+        proposals=sorted(records, key=lambda r: order[r.encounter_id]),
     )
+
+
+def proposal_record(
+    proposal: Trajectory, reviews: Sequence[Review], reviewers: Sequence[Reviewer], verified: bool
+) -> ProposalRecord:
+    votes: dict[str, bool] = {}
+    for reviewer, review in zip(reviewers, reviews):
+        votes[reviewer.name] = votes.get(reviewer.name, True) and review.approved
+    return ProposalRecord(encounter_id=proposal.encounter_id, writer=proposal.teacher, verified=verified, votes=votes)
 
 
 def acceptance_and_coverage(
@@ -228,3 +260,42 @@ def acceptance_and_coverage(
         "rule_coverage": len(fired) / max(1, len(rules)),
         "rules_never_exercised": sorted(r.id for r in rules if r.id not in fired),
     }
+
+
+@dataclass(frozen=True)
+class PanelMemberStats:
+    """How one writer or reviewer did on a batch: writers by the verifier's verdict on their proposals,
+    reviewers by how often their vote agrees with the verifier and with the other reviewers."""
+
+    name: str
+    role: str  # "writer" | "reviewer"
+    judged: int  # proposals written, or votes cast
+    verifier_pass_rate: float | None = None  # writers: share of their proposals the verifier passes
+    agreement_with_verifier: float | None = None  # reviewers: approved exactly when the verifier passed
+    agreement_with_reviewers: float | None = None  # reviewers: mean agreement with each other reviewer
+
+
+def panel_statistics(proposals: Sequence[ProposalRecord]) -> list[PanelMemberStats]:
+    """Per writer and per reviewer, from every proposal's verdict and votes (writers first, by name)."""
+    stats = []
+    for writer in sorted({p.writer for p in proposals}):
+        own = [p for p in proposals if p.writer == writer]
+        stats.append(PanelMemberStats(writer, "writer", len(own), sum(p.verified for p in own) / len(own)))
+    reviewers = sorted({name for p in proposals for name in p.votes})
+    for reviewer in reviewers:
+        voted = [p for p in proposals if reviewer in p.votes]
+        pairwise = []
+        for other in reviewers:
+            both = [p for p in voted if other != reviewer and other in p.votes]
+            if both:
+                pairwise.append(sum(p.votes[reviewer] == p.votes[other] for p in both) / len(both))
+        stats.append(
+            PanelMemberStats(
+                reviewer,
+                "reviewer",
+                len(voted),
+                agreement_with_verifier=sum(p.votes[reviewer] == p.verified for p in voted) / len(voted),
+                agreement_with_reviewers=sum(pairwise) / len(pairwise) if pairwise else None,
+            )
+        )
+    return stats

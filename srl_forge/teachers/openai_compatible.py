@@ -453,9 +453,10 @@ class LLMReviewer:
         "rules": "Does the decision respect every rule that applies?",
     }
 
-    def __init__(self, client: RoleClient, aspect: ReviewAspect):
+    def __init__(self, client: RoleClient, aspect: ReviewAspect, name: str | None = None):
         self.client = client
         self.aspect = aspect
+        self.name = name or f"openai:{client.endpoint.model}"
 
     def review(self, trajectory: Trajectory, encounter: Encounter, brief: Brief) -> Review:
         review = self.client.complete(

@@ -104,9 +104,10 @@ class ProgrammaticWriter:
     rules, decide (explaining why the winner beats the runner-up), speak (a line composed from the
     encounter, see `lines.py`)."""
 
-    name = "programmatic"
-
-    def __init__(self, voice: Voice, seed: int = 0, max_rules: int = 3, max_recalls: int = 2):
+    def __init__(
+        self, voice: Voice, seed: int = 0, max_rules: int = 3, max_recalls: int = 2, name: str = "programmatic"
+    ):
+        self.name = name  # a panel member's own name, where it has one
         self.voice = voice
         self.seed = seed
         self.max_rules = max_rules
@@ -228,6 +229,9 @@ class LoreReviewer:
 
     aspect = "lore"
 
+    def __init__(self, name: str = "programmatic"):
+        self.name = name
+
     def review(self, trajectory: Trajectory, encounter: Encounter, brief: Brief) -> Review:
         known = {(e.source, e.text) for _, e in brief.dossier.entries()}
         issues = []
@@ -249,6 +253,9 @@ class CharacterReviewer:
 
     aspect = "character"
 
+    def __init__(self, name: str = "programmatic"):
+        self.name = name
+
     def review(self, trajectory: Trajectory, encounter: Encounter, brief: Brief) -> Review:
         line = trajectory.spoken_line
         if line is None:
@@ -261,6 +268,9 @@ class RulesReviewer:
     """Rule-correct: the decision is acceptable and the rules applied are rules that fired."""
 
     aspect = "rules"
+
+    def __init__(self, name: str = "programmatic"):
+        self.name = name
 
     def review(self, trajectory: Trajectory, encounter: Encounter, brief: Brief) -> Review:
         issues = list(trajectory.structural_problems())

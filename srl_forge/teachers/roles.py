@@ -41,6 +41,8 @@ class Brief(BaseModel):
             for e in self.decision.trace
         ]
         lines.append(f"Acceptable actions, best first: {', '.join(self.decision.acceptable) or 'none'}")
+        if dialogue := self.decision.dialogue.describe():
+            lines.append(dialogue)
         return "\n".join(lines)
 
 
@@ -49,6 +51,18 @@ class Review(BaseModel):
     aspect: ReviewAspect
     approved: bool
     issues: list[str] = Field(default_factory=list)
+
+
+class QualificationScore(BaseModel):
+    """A panel member's score on the calibration set (see `qualification.py`), and whether it met its level."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    role: Literal["writer", "reviewer"]
+    score: float
+    level: float
+    qualified: bool
+    detail: str  # what the score is made of, in words
 
 
 class Loremaster(Protocol):
@@ -67,11 +81,14 @@ class Designer(Protocol):
 
 
 class TrajectoryWriter(Protocol):
+    name: str  # in the ledger, the metadata and the trajectory's `teacher`
+
     def write(self, encounter: Encounter, brief: Brief, variant: int) -> Trajectory: ...
 
 
 class Reviewer(Protocol):
     aspect: ReviewAspect
+    name: str  # one panel member may judge several aspects, one Reviewer each
 
     def review(self, trajectory: Trajectory, encounter: Encounter, brief: Brief) -> Review: ...
 

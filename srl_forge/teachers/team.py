@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from srl_forge.lore import Dossier
 from srl_forge.rulebook import Rulebook
+from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.collaboration import TeacherTeam
 from srl_forge.teachers.judge import LineJudge
 from srl_forge.teachers.lines import load_voice
@@ -32,6 +34,7 @@ from srl_forge.teachers.programmatic import (
     ProgrammaticWriter,
     RulesReviewer,
 )
+from srl_forge.teachers.qualification import QualificationConfig, Qualified, qualify
 from srl_forge.teachers.roles import Designer, Loremaster, ReviewAspect
 
 ROLES = ("loremaster", "designer", "writer", "reviewer", "director")
@@ -65,6 +68,8 @@ class TeachersConfig(BaseModel):
     # each reviewer judging its aspects. Empty: the `writer` / `reviewer` role above plays it alone.
     writers: tuple[PanelMember, ...] = ()
     reviewers: tuple[ReviewerMember, ...] = ()
+    # the minimum level a writer or reviewer meets on a calibration set before its proposals or votes count
+    qualification: QualificationConfig = QualificationConfig()
     seed: int = 0
     proposals_per_writer: int = 2
     concurrency: int = 4
@@ -132,25 +137,33 @@ class Teachers:
         )
         self._client, self._voices_root, self._rulebook = client, voices_root, rulebook
 
+    def qualified_team(self, engine: RulesEngine, dossier: Dossier) -> Qualified:
+        """The trajectory team with only the writers and reviewers that met their level on the calibration set
+        (graded by `engine`; the good trajectories are the programmatic expert's)."""
+        reference = ProgrammaticWriter(load_voice(self._voices_root, self._rulebook), seed=self.config.seed)
+        return qualify(self.team, engine, dossier, reference, self.config.qualification)
+
     @cached_property
     def team(self) -> TeacherTeam:
         """The trajectory team, built when a stage needs it: only the programmatic writer reads the
         species' voice file, so encounters (the designer) never need one."""
         config, client, use = self.config, self._client, self.config.provider
 
-        def programmatic_writer():
-            return ProgrammaticWriter(load_voice(self._voices_root, self._rulebook), seed=config.seed)
+        def programmatic_writer(name: str = "programmatic"):
+            return ProgrammaticWriter(load_voice(self._voices_root, self._rulebook), seed=config.seed, name=name)
 
         if config.writers:
             writers = [
-                LLMWriter(self._members[m.name], m.name) if m.endpoint else programmatic_writer()
+                LLMWriter(self._members[m.name], m.name) if m.endpoint else programmatic_writer(m.name)
                 for m in config.writers
             ]
         else:
             writers = [LLMWriter(client("writer")) if use("writer") == "openai" else programmatic_writer()]
         if config.reviewers:
             reviewers = [
-                LLMReviewer(self._members[m.name], aspect) if m.endpoint else PROGRAMMATIC_REVIEWERS[aspect]()
+                LLMReviewer(self._members[m.name], aspect, m.name)
+                if m.endpoint
+                else PROGRAMMATIC_REVIEWERS[aspect](m.name)
                 for m in config.reviewers
                 for aspect in m.aspects
             ]
