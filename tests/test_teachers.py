@@ -515,6 +515,8 @@ def test_the_programmatic_expert_meets_every_level_and_each_planted_fault_is_one
     encounters = calibration_encounters(engine, 6, seed=7)
     assert len({e.encounter_id for e in encounters}) == 6
     assert calibration_encounters(engine, 6, seed=7) == encounters  # seeded
+    with pytest.raises(InputError, match="qualification.encounters"):  # more than the rules can serve, named
+        calibration_encounters(engine, 6, seed=7, max_attempts=3)
     reviewers = {r.aspect: r for r in teachers.team.reviewers}
     for encounter in encounters:
         brief = build_brief(encounter, engine, lore.dossier)

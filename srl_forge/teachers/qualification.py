@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from srl_forge.encounter import Encounter, GameState
 from srl_forge.encounters import EncounterDesigner
+from srl_forge.errors import InputError
 from srl_forge.grading import top_actions
 from srl_forge.lore import Dossier
 from srl_forge.policy import decide_action, speak_action
@@ -88,10 +89,13 @@ def calibration_encounters(engine: RulesEngine, count: int, seed: int, max_attem
         tops[top[0]] += 1
         if len(picked) == count:
             return list(picked.values())
-    raise ValueError(
+    # a configuration the species' rules cannot serve: named as the teachers file's field, a Failure in the UI
+    raise InputError(
+        "teachers config",
+        "qualification.encounters",
         f"{engine.rulebook.species}: found {len(picked)} of {count} calibration encounters in {max_attempts} "
-        f"tries (one top action, a forbidden one, no action top more than {per_action} times): lower "
-        "qualification.encounters or add rules that forbid"
+        f"tries (one top action, a forbidden one, no action top more than {per_action} times): lower it, "
+        "or add rules that forbid",
     )
 
 
