@@ -17,10 +17,19 @@ not) and `GET /v1/models`.
   to the same logs; answers that went wrong are learned again, lines rated down never become examples.
 - A watcher polls the registry's deployment log and loads or drops adapters when a promotion or a
   rollback happens (hot reload), without a restart.
+- The rules hold at serve time: the action an answer names is verified by the species' rules engine in
+  its encounter before any of the answer's content is released; one the rules forbid (or that ignores a
+  requirement) is replaced by the engine's decision with an expert line when the tier says
+  `rules_enforcement: replace`, or let through and logged under `log`; counted either way.
+- Production limits: an optional API key (`Authorization: Bearer`, every route but `/health`), a request
+  size limit, bounded `max_tokens` and `temperature` (a 400 naming the field), a per-request time limit
+  after which the answer ends with the engine's decision, and Prometheus metrics at `/metrics`
+  (`serving/metrics.py`).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import random
@@ -36,10 +45,11 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 from openai.types.chat.chat_completion import Choice
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from serving.engine import open_engine
 from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
+from serving.metrics import UNKNOWN_MODEL, ServerMetrics
 from srl_forge.artifacts import open_artifact_store
 from srl_forge.deployment import load_tiers, served_name
 from srl_forge.encounter import Encounter, Location, NPCState, Player
@@ -53,6 +63,7 @@ from srl_forge.player_logs import (
     Feedback,
     FeedbackRecord,
     PlayerLogRecord,
+    RulesVerdict,
     ServedInfo,
     append_player_log,
     find_served_answer,
@@ -108,16 +119,24 @@ class ServingConfig(BaseModel):
     threads: int | None = None
     prefix_cache_size: int = 64  # system-prompt KV caches kept (one per served model); 0 turns caching off
     engine: str = "auto"  # auto | llama.cpp | transformers (see serving/engine.py)
+    api_key: SecretStr | None = None  # set: every route but /health needs `Authorization: Bearer <key>`
+    max_request_bytes: int = Field(65_536, gt=0)  # a chat request's body: messages and an encounter
+    max_tokens_limit: int | None = Field(None, gt=0)  # the most a request may ask for; unset: 2 x max_new_tokens
+    request_timeout_seconds: float = Field(30.0, gt=0)  # generation stops here; the engine's decision is said
+
+    @property
+    def tokens_limit(self) -> int:
+        return self.max_tokens_limit or 2 * self.max_new_tokens
 
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str
-    messages: list[dict]
+    messages: list[dict] = Field(min_length=1)
     stream: bool = False
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = 0.0
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(0.0, ge=0.0, le=2.0)
     user: str | None = None
     encounter: dict | None = None
 
@@ -125,8 +144,9 @@ class ChatRequest(BaseModel):
 class Monster:
     """What the server knows of one served model: its species' rules, voice and (Tier 3) persona."""
 
-    def __init__(self, config: ServingConfig, adapter: ServedAdapter):
+    def __init__(self, config: ServingConfig, adapter: ServedAdapter, rules_enforcement: str = "replace"):
         self.adapter = adapter
+        self.rules_enforcement = rules_enforcement
         species, _, npc = adapter.target.partition("/")
         self.species, self.npc = species, npc or None
         lore = load_species_lore(Path(config.lore_root), species, config.lore_limits)
@@ -154,6 +174,20 @@ class Monster:
         )
         return action, line
 
+    def verdict(self, encounter: Encounter, action: str) -> RulesVerdict:
+        """The rules engine's verdict on the action a model chose in this encounter (a persona's own
+        forbidden actions included), and what this monster's tier does when it fails."""
+        reasons = list(self.engine.verify(encounter, action).reasons)
+        if self.persona and action in self.persona.header.forbid:
+            reasons.append((f"persona:{self.persona.npc}", f"{self.persona.header.name} never does {action}"))
+        return RulesVerdict(
+            model_action=action,
+            passed=not reasons,
+            rule_ids=tuple(rule_id for rule_id, _ in reasons),
+            reasons=tuple(reason for _, reason in reasons),
+            enforcement=self.rules_enforcement,
+        )
+
     def step_back_answer(self, encounter: Encounter) -> tuple[str, str]:
         """The answer to a player who may be at risk for real: a calm action (watching, else leaving) whatever
         the rules would have the monster do, and the voice's step-back line."""
@@ -167,18 +201,31 @@ WITHHELD_UTTERANCE = "[withheld: player disclosure]"
 
 class AnswerGuard:
     """Decides what of a streamed answer may reach the game: the thinking streams as it comes (for logs, not
-    the player) and `ACTION`/`SAY` content a whole line at a time (`policy.ThinkingStream`); the first
-    guardrail violation anywhere stops the answer, and a violating or unreadable answer ends with the safe one
-    instead."""
+    the player) and `ACTION`/`SAY` content a whole line at a time (`policy.ThinkingStream`). Content is held
+    until the answer names its action and `verdict_of(action)` (the rules engine) has passed it; `ACTION`
+    comes first in the grammar, so a good answer waits for nothing. The first guardrail violation anywhere,
+    or an action the rules refuse under `replace`, stops the answer; a stopped, unreadable or timed-out
+    answer ends with the safe one instead."""
 
-    def __init__(self):
+    def __init__(self, verdict_of=None):
         self.stream = ThinkingStream()
-        self.replaced: tuple[str, ...] = ()
+        self.verdict_of = verdict_of  # action -> RulesVerdict; None: no rules check
+        self.replaced: tuple[str, ...] = ()  # guardrail categories
+        self.rules: RulesVerdict | None = None
+        self.action: str | None = None  # the first action the answer named
+        self.held: list[str] = []  # content lines waiting for the action's verdict
+        self.released = ""  # content that reached the game
+        self.timed_out = False
         self.decision: tuple[str, str] | None = None
 
     @property
     def text(self) -> str:
         return self.stream.text
+
+    @property
+    def stopped(self) -> bool:
+        """Nothing more of the model's answer may be used: the guardrails or the rules refused it."""
+        return bool(self.replaced) or (self.rules is not None and self.rules.replaced)
 
     def feed(self, piece: str) -> list[tuple[str, str]]:
         violations = guardrail_violations(self.stream.text + piece)
@@ -186,17 +233,42 @@ class AnswerGuard:
             self.stream.text += piece
             self.replaced = tuple(sorted({v.category for v in violations}))
             return []
-        return self.stream.feed(piece)
+        out = []
+        for kind, text in self.stream.feed(piece):
+            out.extend([(kind, text)] if kind == "reasoning" else self._release(text))
+            if self.stopped:
+                break
+        return out
+
+    def _release(self, line: str) -> list[tuple[str, str]]:
+        if self.action is None:
+            action = action_in(line)
+            if action is None:
+                self.held.append(line)
+                return []
+            self.action = action
+            if self.verdict_of is not None:
+                self.rules = self.verdict_of(action)
+                if self.rules.replaced:
+                    self.held.clear()
+                    return []
+            lines, self.held = [*self.held, line], []
+        else:
+            lines = [line]
+        self.released += "".join(lines)
+        return [("content", text) for text in lines]
 
     def finish(self, safe_answer) -> tuple[list[tuple[str, str]], str | None, str | None]:
         """The last content events and the (action, line) that was said. `safe_answer() -> (action, line)`."""
-        self.decision = None if self.replaced else parse_decision(self.stream.text)
-        if self.decision is not None:
-            rest = self.stream.rest()
-            return ([("content", rest)] if rest.strip() else []), *self.decision
+        rest = self.stream.rest()
+        events = self._release(rest) if rest.strip() and not self.stopped else []
+        self.decision = None if self.stopped else parse_decision(self.stream.text)
+        if self.decision is not None and self.action is not None:
+            return events, *self.decision
         safe_action, line = safe_answer()
-        said = action_in(self.stream.released)
-        return [("content", render_said(said or safe_action, line, said is not None))], said or safe_action, line
+        said = action_in(self.released)
+        ending = ("content", render_said(said or safe_action, line, said is not None))
+        return [*events, ending], said or safe_action, line
 
 
 class ForgeServer:
@@ -219,6 +291,7 @@ class ForgeServer:
             config.engine, self.base_model, config.model_cache, config.threads, config.prefix_cache_size
         )
         self.monsters: dict[str, Monster] = {}
+        self.metrics = ServerMetrics()
         self.recent: OrderedDict[str, str] = OrderedDict()  # response id -> species, newest last
         self._recent_lock = threading.Lock()
         self.log_position = -1
@@ -252,9 +325,10 @@ class ForgeServer:
         self.monsters = {
             a.name: self.monsters[a.name]
             if a.name in self.monsters and self.monsters[a.name].adapter == a
-            else Monster(self.config, a)
+            else Monster(self.config, a, self.tiers[a.tier].rules_enforcement)
             for a in wanted
         }
+        self.metrics.served_models.set(len(self.monsters))
         self.log_position = position
         for name in changes["added"]:  # the first request to a new adapter should not pay for its system prompt
             monster = self.monsters[name]
@@ -295,7 +369,11 @@ class ForgeServer:
             said = " ".join(p.get("text", "") for p in said if isinstance(p, dict))
         said = str(said)[:500]
         if request.encounter is not None:
-            encounter = Encounter.model_validate(request.encounter)
+            try:
+                encounter = Encounter.model_validate(request.encounter)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ValueError(f"request field 'encounter.{'.'.join(map(str, err['loc']))}': {err['msg']}") from exc
             if encounter.species != monster.species:
                 raise ValueError(
                     f"encounter.npc.species is {encounter.species!r}, the model {request.model!r} "
@@ -315,13 +393,15 @@ class ForgeServer:
         monster = self.monsters.get(request.model)
         if monster is None:
             raise KeyError(request.model)
+        asked = request.max_completion_tokens or request.max_tokens
+        if asked is not None and asked > self.config.tokens_limit:
+            field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+            raise ValueError(f"request field '{field}': at most {self.config.tokens_limit} (asked {asked})")
         encounter = self.encounter_for(monster, request)
         stats = StreamStats()
-        max_tokens = min(
-            self.config.max_new_tokens * 2,
-            request.max_completion_tokens or request.max_tokens or self.config.max_new_tokens,
-        )
-        guard = AnswerGuard()
+        max_tokens = asked or self.config.max_new_tokens
+        deadline = time.monotonic() + self.config.request_timeout_seconds
+        guard = AnswerGuard(lambda action: monster.verdict(encounter, action))
         disclosure = player_disclosure(encounter.player.utterance)
         if disclosure:  # a real person may be at risk: no model, no menace, and the words are not kept
             action, line = monster.step_back_answer(encounter)
@@ -334,15 +414,20 @@ class ForgeServer:
             encounter = encounter.model_copy(update={"player": player})
             replaced, decision = (), (action, line)
         else:
-            for piece in self.pool.stream(
+            pieces = self.pool.stream(
                 request.model, self.prompt_for(monster, encounter), max_tokens, request.temperature or 0.0, stats
-            ):
-                yield from guard.feed(piece)
-                if guard.replaced:
-                    categories = ", ".join(guard.replaced)
-                    log.warning(f"{request.model}: answer replaced by a safe one (guardrails: {categories})")
-                    break
+            )
+            try:
+                for piece in pieces:
+                    yield from guard.feed(piece)
+                    if guard.stopped or time.monotonic() > deadline:
+                        guard.timed_out = not guard.stopped
+                        break
+            finally:
+                pieces.close()  # the engine stops generating (and frees its lock) now, not when collected
+                stats.finished = stats.finished or time.perf_counter()
             events, action, line = guard.finish(lambda: monster.safe_answer(encounter))
+            self._log_refusals(request.model, response_id, guard)
             yield from events
             replaced, decision = guard.replaced, guard.decision
         record = PlayerLogRecord(
@@ -364,16 +449,36 @@ class ForgeServer:
                 format_ok=decision is not None,
                 guardrail_categories=replaced,
                 disclosure=disclosure,
+                rules=None if disclosure else guard.rules,
+                timed_out=guard.timed_out,
+                generated_tokens=stats.tokens,
             ),
             response_id=response_id,
         )
         append_player_log(self.config.player_logs_root, record)
+        self.metrics.answered(record)
         if response_id:
             with self._recent_lock:
                 self.recent[response_id] = monster.species
                 while len(self.recent) > RECENT_ANSWERS:
                     self.recent.popitem(last=False)
         yield "done", record
+
+    def _log_refusals(self, model: str, response_id: str | None, guard: AnswerGuard) -> None:
+        if guard.replaced:
+            categories = ", ".join(guard.replaced)
+            log.warning(f"{model}: answer {response_id} replaced by a safe one (guardrails: {categories})")
+        rules = guard.rules
+        if rules is not None and not rules.passed:
+            done = "replaced by the engine's decision" if rules.replaced else "let through (rules_enforcement: log)"
+            log.warning(
+                f"{model}: answer {response_id} names {rules.model_action!r}, which the rules refuse here "
+                f"({'; '.join(rules.reasons)}): {done}"
+            )
+        if guard.timed_out:
+            log.warning(
+                f"{model}: answer {response_id} stopped at the {self.config.request_timeout_seconds:g} s time limit"
+            )
 
     # --- feedback -----------------------------------------------------------------------------
 
@@ -429,12 +534,52 @@ class ForgeServer:
         return record, outcomes.get(feedback.outcome or "")
 
 
+OPEN_PATHS = frozenset({"/health"})  # what a load balancer probes without the key
+
+
+async def limited_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes (declared or streamed)."""
+    from fastapi import HTTPException
+
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"request body is {declared} bytes; at most {limit}")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise HTTPException(413, f"request body passes {limit} bytes")
+    return bytes(body)
+
+
+def authorized(request: Request, key: SecretStr) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.get_secret_value().encode())
+
+
 def build_app(server: ForgeServer):
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="srl-forge monsters", version="1")
+
+    @app.middleware("http")
+    async def require_api_key(request: Request, call_next):
+        key = server.config.api_key
+        if key is not None and request.url.path not in OPEN_PATHS and not authorized(request, key):
+            server.metrics.refused(UNKNOWN_MODEL, 401)
+            return JSONResponse(
+                {"detail": "an API key is required: send `Authorization: Bearer <key>`"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
+
+    @app.get("/metrics")
+    def metrics():
+        data, content_type = server.metrics.exposition()
+        return Response(data, media_type=content_type)
 
     @app.get("/health")
     def health():
@@ -456,20 +601,31 @@ def build_app(server: ForgeServer):
             ],
         }
 
+    def refuse(status: int, message: str, model: str = UNKNOWN_MODEL) -> HTTPException:
+        server.metrics.refused(model, status)
+        return HTTPException(status, message)
+
     @app.post("/v1/chat/completions")
-    def chat(body: dict):
+    async def chat(http_request: Request):
         try:
-            request = ChatRequest.model_validate(body)
-            if request.model not in server.monsters:
-                raise HTTPException(404, f"model {request.model!r} is not served; try one of {sorted(server.monsters)}")
-            completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"  # what the game's feedback names
-            events = server.answer_events(request, completion_id)
-            first = next(events)  # validates the encounter before any byte is sent
+            body = await limited_body(http_request, server.config.max_request_bytes)
+        except HTTPException as exc:
+            raise refuse(exc.status_code, exc.detail) from exc
+        try:
+            request = ChatRequest.model_validate(json.loads(body or b"null"))
+        except json.JSONDecodeError as exc:
+            raise refuse(400, f"request body is not JSON: {exc.msg}") from exc
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise HTTPException(400, f"request field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
+            raise refuse(400, f"request field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}") from exc
+        if request.model not in server.monsters:
+            raise refuse(404, f"model {request.model!r} is not served; try one of {sorted(server.monsters)}")
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"  # what the game's feedback names
+        events = server.answer_events(request, completion_id)
+        try:
+            first = await run_in_threadpool(next, events)  # validates the encounter before any byte is sent
         except ValueError as exc:
-            raise HTTPException(400, str(exc)) from exc
+            raise refuse(400, str(exc), request.model) from exc
         created = int(time.time())
 
         def chunk(delta: ChoiceDelta, finish: str | None = None) -> str:
@@ -501,14 +657,18 @@ def build_app(server: ForgeServer):
 
             return StreamingResponse(sse(), media_type="text/event-stream")
 
-        reasoning, content, record = "", "", None
-        for kind, value in all_events():
-            if kind == "reasoning":
-                reasoning += value
-            elif kind == "content":
-                content += value
-            else:
-                record = value
+        def collect() -> tuple[str, str, PlayerLogRecord]:
+            reasoning, content, record = "", "", None
+            for kind, value in all_events():
+                if kind == "reasoning":
+                    reasoning += value
+                elif kind == "content":
+                    content += value
+                else:
+                    record = value
+            return reasoning, content, record
+
+        reasoning, content, record = await run_in_threadpool(collect)
         completion = ChatCompletion(
             id=completion_id,
             object="chat.completion",
@@ -527,6 +687,7 @@ def build_app(server: ForgeServer):
                 "action": record.npc_action,
                 "line": record.npc_line,
                 "guardrail_replaced": bool(record.served.guardrail_categories),
+                "rules": record.served.rules.model_dump(mode="json") if record.served.rules else None,
                 "disclosure": record.served.disclosure,  # for the studio's safety process
                 "ttft_ms": record.served.ttft_ms,
             },

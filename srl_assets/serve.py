@@ -14,10 +14,11 @@ import sys
 
 from serving.server import ForgeServer, ServingConfig, build_app
 from srl_assets.resources import embedded_resources, resolved
+from srl_assets.settings import load_settings
 
 
 def serving_config(**overrides):
-    r = embedded_resources()
+    r, settings = embedded_resources(), load_settings()
     return ServingConfig(
         registry=resolved(r["deployment"].registry),
         tiers_file=r["deployment"].tiers_file,
@@ -31,6 +32,9 @@ def serving_config(**overrides):
         voices_root=r["teachers"].voices_root,
         model_cache=r["training"].model_cache,
         engine=r["deployment"].serving_engine,
+        api_key=settings.serve_api_key,
+        max_request_bytes=settings.serve_max_request_bytes,
+        request_timeout_seconds=settings.serve_request_timeout_seconds,
         **overrides,
     )
 

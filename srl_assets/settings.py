@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from srl_forge.errors import InputError
@@ -39,6 +39,13 @@ class ForgeSettings(BaseSettings):
     max_lore_section_chars: int = Field(20_000, gt=0, description="the longest section of a lore document")
     teachers_config: str | None = Field(None, description="teachers YAML; unset: the programmatic expert")
     serving_engine: Literal["auto", "llama.cpp", "transformers"] = Field("auto", description="what `make serve` uses")
+    serve_api_key: SecretStr | None = Field(
+        None, description="`make serve`: every route but /health needs `Authorization: Bearer <key>` (never logged)"
+    )
+    serve_max_request_bytes: int = Field(65_536, gt=0, description="`make serve`: the largest chat request body")
+    serve_request_timeout_seconds: float = Field(
+        30.0, gt=0, description="`make serve`: an answer still generating then ends with the rules engine's decision"
+    )
     training_budget: Literal["tiny", "quick", "standard", "full"] = Field(
         "quick", description="training/recipes/<budget>.yaml"
     )
@@ -104,7 +111,9 @@ def settings_table() -> str:
             kind = "one of " + ", ".join(f"`{v}`" for v in get_args(field.annotation))
         else:
             kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-        kind = kind.replace(" | ", " or ").replace("Literal['all']", "`all`")
+        kind = (
+            kind.replace(" | ", " or ").replace("Literal['all']", "`all`").replace("pydantic.types.SecretStr", "secret")
+        )
         rows.append([f"`SRL_FORGE_{name.upper()}`", kind, shown, field.description or ""])
     return markdown_table(["variable", "type", "default", "what"], rows)
 

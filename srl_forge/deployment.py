@@ -39,6 +39,9 @@ class TierSpec(BaseModel):
     precision: dict[Literal["embedded", "production"], str] = Field(
         default_factory=lambda: {"embedded": "float32", "production": "fp8"}
     )
+    # an answer whose action the rules engine forbids here (or that ignores a requirement): `replace` says the
+    # engine's decision with an expert line instead, `log` lets it through; both are counted and logged
+    rules_enforcement: Literal["replace", "log"] = "replace"
 
 
 def load_tiers(path: Path) -> dict[str, TierSpec]:

@@ -29,6 +29,21 @@ from srl_forge.species import validate_species_id
 from srl_forge.text_screen import screen
 
 
+class RulesVerdict(BaseModel):
+    """The rules engine's verdict on the action a served model chose, and what the server did about it."""
+
+    model_config = ConfigDict(frozen=True)
+    model_action: str  # what the model said it would do
+    passed: bool
+    rule_ids: tuple[str, ...] = ()  # the rules (or checks) it broke
+    reasons: tuple[str, ...] = ()
+    enforcement: Literal["replace", "log"] = "replace"
+
+    @property
+    def replaced(self) -> bool:
+        return not self.passed and self.enforcement == "replace"
+
+
 class ServedInfo(BaseModel):
     """How a served answer was produced: which model and adapter, how fast, and whether the guardrails
     replaced it (the violating text itself is not kept)."""
@@ -41,11 +56,14 @@ class ServedInfo(BaseModel):
     total_ms: float | None = None
     tokens_per_second: float | None = None
     cached_prompt_tokens: int = 0  # prompt tokens served from the system-prompt cache
+    generated_tokens: int = 0
     format_ok: bool = True
     guardrail_categories: tuple[str, ...] = ()
     # the player disclosed real-world self-harm, abuse or danger (`guardrails.player_disclosure`): the
     # answer was the voice's step-back line and the words are withheld from the log
     disclosure: str | None = None
+    rules: RulesVerdict | None = None  # None: the model named no action (the safe answer was said)
+    timed_out: bool = False  # generation stopped at the request's time limit
 
 
 MAX_FEEDBACK_COMMENT_CHARS = 500

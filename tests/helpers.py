@@ -1,6 +1,10 @@
 """What the tests share that is not a fixture: the checkout's folders, the species and a compact
 encounter builder."""
 
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
@@ -63,3 +67,44 @@ def forge_with_teachers(project_copy: Path, home: Path, teachers_file: Path, **t
     instance = DagsterInstance.ephemeral()
     register_species(instance, project_copy / "lore")
     return instance, resources
+
+
+@contextmanager
+def serving_on_loopback(app):
+    """An ASGI app under uvicorn on a free 127.0.0.1 port for the block; yields the port."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if uv.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+def local_serving_config(folder: Path, tiers: Path, model_cache: Path, **fields):
+    """A `ServingConfig` over one test folder (registry, artifacts, logs and game state in it) and the
+    checkout's lore, rules and voices."""
+    from serving.server import ServingConfig
+
+    return ServingConfig(
+        registry=str(folder / "registry.duckdb"),
+        artifacts_root=str(folder / "artifacts"),
+        player_logs_root=str(folder / "player_logs"),
+        game_state_db=str(folder / "state.duckdb"),
+        lore_root=str(LORE_ROOT),
+        rules_root=str(RULES_ROOT),
+        voices_root=str(VOICES_ROOT),
+        tiers_file=str(tiers),
+        model_cache=str(model_cache),
+        **fields,
+    )

@@ -2,9 +2,6 @@
 end to end (a real model and adapters, the `openai` client over HTTP on 127.0.0.1)."""
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ from serving.server import AnswerGuard
 from srl_forge.errors import InputError
 from srl_forge.lore import LoreLimits
 from srl_forge.personas import load_persona, persona_action_scores
+from tests.helpers import local_serving_config, serving_on_loopback
 from training.outcome_dataset import OutcomeRow
 
 LORE = Path(__file__).resolve().parent.parent / "lore"
@@ -149,12 +147,6 @@ def test_persona_rows_apply_the_overrides_and_speak_in_the_persona_voice():
 # --- the server, end to end -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _make_adapter(tiny_policy: str, folder: Path, seed: int) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -171,9 +163,7 @@ def _make_adapter(tiny_policy: str, folder: Path, seed: int) -> Path:
 
 @pytest.fixture
 def served(tmp_path, tiny_policy, model_cache):
-    import uvicorn
-
-    from serving.server import ForgeServer, ServingConfig, build_app
+    from serving.server import ForgeServer, build_app
     from srl_forge.artifacts import LocalArtifactStore
     from srl_forge.deployment import deploy_candidate
     from srl_forge.registry import AdapterVersion, open_registry
@@ -215,34 +205,13 @@ def served(tmp_path, tiny_policy, model_cache):
 
     assert publish("a" * 64, "vampire", "srl_rlvr", 1, "species") == {"tier1": "promoted"}
     assert publish("b" * 64, "vampire/count_orlok", "persona", 2, "persona", parent="a" * 64) == {"tier3": "promoted"}
-    config = ServingConfig(
-        registry=str(registry_path),
-        artifacts_root=str(tmp_path / "artifacts"),
-        player_logs_root=str(tmp_path / "player_logs"),
-        game_state_db=str(tmp_path / "state.duckdb"),
-        lore_root=str(LORE),
-        rules_root=str(root / "rules"),
-        voices_root=str(root / "voices"),
-        tiers_file=str(tiers),
-        model_cache=str(model_cache),
-        max_new_tokens=24,
-        threads=1,
-    )
+    config = local_serving_config(tmp_path, tiers, model_cache, max_new_tokens=24, threads=1)
     from srl_forge.game_state import GameStateStore
 
     GameStateStore(config.game_state_db).load_seed(root / "game_state" / "seed.yaml")
     server = ForgeServer(config)
-    port = _free_port()
-    uv = uvicorn.Server(uvicorn.Config(build_app(server), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if uv.started:
-            break
-        time.sleep(0.1)
-    yield {"server": server, "port": port, "registry": registry, "publish": publish, "config": config}
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving_on_loopback(build_app(server)) as port:
+        yield {"server": server, "port": port, "registry": registry, "publish": publish, "config": config}
 
 
 def test_streaming_chat_through_the_openai_client_is_logged_for_training(served):

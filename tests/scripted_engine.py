@@ -1,0 +1,49 @@
+"""A serving engine that says what a test tells it to (the `ServingEngine` protocol), a few characters at a
+time: the server's own handling of an answer (guardrails, the rules at serve time, limits, metrics) is tested
+with answers a tiny random model would never write, such as a well-formed answer naming a forbidden action."""
+
+import threading
+import time
+
+from serving.engine_protocol import ServedAdapter, StreamStats
+
+
+class ScriptedEngine:
+    name = "scripted"
+    tokenizer = None
+
+    def __init__(self, answer: str = "", piece_chars: int = 4, seconds_per_piece: float = 0.0):
+        self.answer = answer
+        self.piece_chars = piece_chars
+        self.seconds_per_piece = seconds_per_piece
+        self.adapters: dict[str, ServedAdapter] = {}
+        self.prompts: list[list[dict]] = []
+        self.pieces_sent = 0
+        self._lock = threading.Lock()
+
+    def sync(self, wanted: list[ServedAdapter]) -> dict[str, list[str]]:
+        names = {a.name for a in wanted}
+        added = sorted(names - set(self.adapters))
+        removed = sorted(set(self.adapters) - names)
+        self.adapters = {a.name: a for a in wanted}
+        return {"added": added, "removed": removed}
+
+    def warm(self, name: str | None, messages: list[dict]) -> int:
+        return 0
+
+    def stream(self, name, messages, max_new_tokens=96, temperature=0.0, stats: StreamStats | None = None):
+        stats = stats or StreamStats()
+        if name is not None and name not in self.adapters:
+            raise KeyError(name)
+        self.prompts.append(messages)
+        text = self.answer
+        for start in range(0, len(text), self.piece_chars)[:max_new_tokens]:
+            if self.seconds_per_piece:
+                time.sleep(self.seconds_per_piece)
+            if stats.first_token is None:
+                stats.first_token = time.perf_counter()
+            stats.tokens += 1
+            with self._lock:
+                self.pieces_sent += 1
+            yield text[start : start + self.piece_chars]
+        stats.finished = time.perf_counter()
