@@ -17,6 +17,7 @@ class ServedAdapter:
     tier: str
     version: str
     path: str  # local adapter folder
+    slot: str = "blue"  # blue: what the game is served; green: a candidate shown beside it (the playground)
 
 
 @dataclass

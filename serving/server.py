@@ -21,6 +21,9 @@ not) and `GET /v1/models`.
   its encounter before any of the answer's content is released; one the rules forbid (or that ignores a
   requirement) is replaced by the engine's decision with an expert line when the tier says
   `rules_enforcement: replace`, or let through and logged under `log`; counted either way.
+- `/playground`: a page for designers (`serving/playground.html`): pick a monster, set the encounter, type
+  what the player says and watch the answer stream with the rules engine's verdict; blue and green side
+  by side when `serve_green` also serves each slot's unpromoted candidate (as `<model>:green`).
 - Production limits: an optional API key (`Authorization: Bearer`, every route but `/health`), a request
   size limit, bounded `max_tokens` and `temperature` (a 400 naming the field), a per-request time limit
   after which the answer ends with the engine's decision, and Prometheus metrics at `/metrics`
@@ -39,6 +42,7 @@ import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 from fastapi import Request  # at module level: FastAPI resolves the endpoint's (postponed) annotation here
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
@@ -52,7 +56,19 @@ from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
 from serving.metrics import UNKNOWN_MODEL, ServerMetrics
 from srl_forge.artifacts import open_artifact_store
 from srl_forge.deployment import load_tiers, served_name
-from srl_forge.encounter import Encounter, Location, NPCState, Player
+from srl_forge.encounter import (
+    FACTIONS,
+    PLAYER_ITEMS,
+    Encounter,
+    Location,
+    LocationKind,
+    MoonPhase,
+    NPCState,
+    Player,
+    PlayerAction,
+    TimeOfDay,
+    Weather,
+)
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
 from srl_forge.guardrails import check as guardrail_violations
@@ -83,6 +99,8 @@ from srl_forge.teachers.lines import compose_line, load_voice, step_back_line
 
 log = logging.getLogger("serving")
 TIER_NUMBER = {"tier1": 1, "tier2": 2, "tier3": 3}
+GREEN_SUFFIX = ":green"
+PLAYGROUND_PAGE = Path(__file__).with_name("playground.html")
 MAX_FEEDBACK_BYTES = 4096  # one label, a rating and a short comment: anything longer is not feedback
 RECENT_ANSWERS = 50_000  # response ids remembered in memory; older ones are found in the logs
 
@@ -123,6 +141,7 @@ class ServingConfig(BaseModel):
     max_request_bytes: int = Field(65_536, gt=0)  # a chat request's body: messages and an encounter
     max_tokens_limit: int | None = Field(None, gt=0)  # the most a request may ask for; unset: 2 x max_new_tokens
     request_timeout_seconds: float = Field(30.0, gt=0)  # generation stops here; the engine's decision is said
+    serve_green: bool = False  # also serve each slot's unpromoted candidate as `<model>:green` (the playground)
 
     @property
     def tokens_limit(self) -> int:
@@ -301,17 +320,22 @@ class ForgeServer:
     # --- hot reload ---------------------------------------------------------------------------
 
     def wanted(self) -> list[ServedAdapter]:
+        slots = [("blue", slot) for slot in self.registry.blue_slots()]
+        if self.config.serve_green:
+            blue_names = {served_name(target, tier) for _, (target, tier, _) in slots}
+            slots += [("green", slot) for slot in self.registry.green_slots() if served_name(*slot[:2]) in blue_names]
         out = []
-        for target, tier, adapter in self.registry.blue_slots():
+        for color, (target, tier, adapter) in slots:
             if tier not in self.tiers or adapter.base_model != self.base_model:
                 continue
             out.append(
                 ServedAdapter(
-                    name=served_name(target, tier),
+                    name=served_name(target, tier) + (GREEN_SUFFIX if color == "green" else ""),
                     target=target,
                     tier=tier,
                     version=adapter.version,
                     path=str(self.store.local_path(adapter.adapter_uri)),
+                    slot=color,
                 )
             )
         return out
@@ -462,7 +486,83 @@ class ForgeServer:
                 self.recent[response_id] = monster.species
                 while len(self.recent) > RECENT_ANSWERS:
                     self.recent.popitem(last=False)
-        yield "done", record
+        yield "done", (record, self.summary(monster, record))
+
+    def summary(self, monster: Monster, record: PlayerLogRecord) -> dict:
+        """What a game or a designer needs beyond the text: the decision, how it was served, and the rules
+        engine's verdict on the action that was said (and what its dialogue constraints find in the line), with
+        every rule that fired in this encounter."""
+        verification = monster.engine.verify(record.encounter, record.npc_action)
+        decision = verification.decision
+        return {
+            "action": record.npc_action,
+            "line": record.npc_line,
+            "model": record.served.model,
+            "tier": record.served.tier,
+            "slot": monster.adapter.slot,
+            "adapter_version": record.served.adapter_version,
+            "ttft_ms": record.served.ttft_ms,
+            "guardrail_replaced": bool(record.served.guardrail_categories),
+            "disclosure": record.served.disclosure,  # for the studio's safety process
+            "timed_out": record.served.timed_out,
+            "rules": record.served.rules.model_dump(mode="json") if record.served.rules else None,
+            "verdict": {
+                "action": record.npc_action,
+                "passed": verification.passed,
+                "reasons": [{"rule_id": rule_id, "reason": reason} for rule_id, reason in verification.reasons],
+                "line_problems": [
+                    {"rule_id": rule_id, "reason": reason}
+                    for rule_id, reason in decision.dialogue.check(record.npc_line)
+                ],
+                "acceptable": list(decision.acceptable),
+                "fired": [
+                    {
+                        "rule_id": entry.rule_id,
+                        "status": entry.status,
+                        "effect": entry.effect,
+                        "description": monster.engine.rulebook.rule(entry.rule_id).description,
+                    }
+                    for entry in decision.trace
+                ],
+            },
+        }
+
+    def playground_options(self) -> dict:
+        """What the playground's form offers: the served monsters (blue, with green beside when served) and
+        every encounter field's values, with the live game state as the starting point."""
+        models = []
+        for name, monster in sorted(self.monsters.items()):
+            if monster.adapter.slot != "blue":
+                continue
+            green = self.monsters.get(name + GREEN_SUFFIX)
+            models.append(
+                {
+                    "id": name,
+                    "species": monster.species,
+                    "npc": monster.npc,
+                    "tier": monster.adapter.tier,
+                    "adapter_version": monster.adapter.version,
+                    "green": {"id": name + GREEN_SUFFIX, "adapter_version": green.adapter.version} if green else None,
+                    "actions": list(monster.engine.vocabulary),
+                    "live_events": list(monster.engine.rulebook.known_events),
+                }
+            )
+        return {
+            "models": models,
+            "fields": {
+                "time_of_day": list(get_args(TimeOfDay)),
+                "moon_phase": list(get_args(MoonPhase)),
+                "weather": list(get_args(Weather)),
+                "player_action": list(get_args(PlayerAction)),
+                "location_kind": list(get_args(LocationKind)),
+                "items": list(PLAYER_ITEMS),
+                "factions": list(FACTIONS),
+            },
+            "current": self.game_state.current().model_dump(mode="json"),
+            "defaults": Encounter(
+                game=self.game_state.current(), npc=NPCState(species="vampire"), player=Player(), location=Location()
+            ).model_dump(mode="json", exclude={"game"}),
+        }
 
     def _log_refusals(self, model: str, response_id: str | None, guard: AnswerGuard) -> None:
         if guard.replaced:
@@ -534,7 +634,7 @@ class ForgeServer:
         return record, outcomes.get(feedback.outcome or "")
 
 
-OPEN_PATHS = frozenset({"/health"})  # what a load balancer probes without the key
+OPEN_PATHS = frozenset({"/health", "/playground"})  # a load balancer's probe; the page (it asks for the key)
 
 
 async def limited_body(request: Request, limit: int) -> bytes:
@@ -559,7 +659,7 @@ def authorized(request: Request, key: SecretStr) -> bool:
 
 def build_app(server: ForgeServer):
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="srl-forge monsters", version="1")
@@ -575,6 +675,14 @@ def build_app(server: ForgeServer):
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return await call_next(request)
+
+    @app.get("/playground")
+    def playground():
+        return HTMLResponse(PLAYGROUND_PAGE.read_text(encoding="utf-8"))
+
+    @app.get("/playground/options")
+    def playground_options():
+        return server.playground_options()
 
     @app.get("/metrics")
     def metrics():
@@ -628,14 +736,16 @@ def build_app(server: ForgeServer):
             raise refuse(400, str(exc), request.model) from exc
         created = int(time.time())
 
-        def chunk(delta: ChoiceDelta, finish: str | None = None) -> str:
-            """One server-sent event: the OpenAI client's own chunk type, so a client parses what it expects."""
+        def chunk(delta: ChoiceDelta, finish: str | None = None, summary: dict | None = None) -> str:
+            """One server-sent event: the OpenAI client's own chunk type, so a client parses what it expects;
+            the last one also carries the answer's summary (`srl_forge`, as in a whole completion)."""
             event = ChatCompletionChunk(
                 id=completion_id,
                 object="chat.completion.chunk",
                 created=created,
                 model=request.model,
                 choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
+                **({"srl_forge": summary} if summary is not None else {}),
             )
             return f"data: {event.model_dump_json(exclude_unset=True)}\n\n"
 
@@ -647,28 +757,31 @@ def build_app(server: ForgeServer):
 
             def sse():
                 yield chunk(ChoiceDelta(role="assistant", content=""))
+                summary = None
                 for kind, value in all_events():
                     if kind == "reasoning":
                         yield chunk(ChoiceDelta(reasoning_content=value))  # the field vLLM and llama.cpp stream
                     elif kind == "content":
                         yield chunk(ChoiceDelta(content=value))
-                yield chunk(ChoiceDelta(), "stop")
+                    else:
+                        summary = value[1]
+                yield chunk(ChoiceDelta(), "stop", summary)
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream")
 
-        def collect() -> tuple[str, str, PlayerLogRecord]:
-            reasoning, content, record = "", "", None
+        def collect() -> tuple[str, str, dict]:
+            reasoning, content, summary = "", "", None
             for kind, value in all_events():
                 if kind == "reasoning":
                     reasoning += value
                 elif kind == "content":
                     content += value
                 else:
-                    record = value
-            return reasoning, content, record
+                    summary = value[1]
+            return reasoning, content, summary
 
-        reasoning, content, record = await run_in_threadpool(collect)
+        reasoning, content, summary = await run_in_threadpool(collect)
         completion = ChatCompletion(
             id=completion_id,
             object="chat.completion",
@@ -683,14 +796,7 @@ def build_app(server: ForgeServer):
                     ),
                 )
             ],
-            srl_forge={  # what the game needs beyond the text: the decision, and whether the guard replaced it
-                "action": record.npc_action,
-                "line": record.npc_line,
-                "guardrail_replaced": bool(record.served.guardrail_categories),
-                "rules": record.served.rules.model_dump(mode="json") if record.served.rules else None,
-                "disclosure": record.served.disclosure,  # for the studio's safety process
-                "ttft_ms": record.served.ttft_ms,
-            },
+            srl_forge=summary,  # what the game needs beyond the text (ForgeServer.summary)
         )
         return JSONResponse(completion.model_dump(mode="json", exclude_unset=True))
 

@@ -35,6 +35,7 @@ def serving_config(**overrides):
         api_key=settings.serve_api_key,
         max_request_bytes=settings.serve_max_request_bytes,
         request_timeout_seconds=settings.serve_request_timeout_seconds,
+        serve_green=settings.serve_green,
         **overrides,
     )
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("serving: " + ", ".join(sorted(server.monsters)), file=sys.stderr)
+    print(f"playground: http://{args.host}:{args.port}/playground", file=sys.stderr)
     server.watch()
     try:
         uvicorn.run(build_app(server), host=args.host, port=args.port, log_level="info")

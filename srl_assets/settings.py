@@ -42,6 +42,9 @@ class ForgeSettings(BaseSettings):
     serve_api_key: SecretStr | None = Field(
         None, description="`make serve`: every route but /health needs `Authorization: Bearer <key>` (never logged)"
     )
+    serve_green: bool = Field(
+        False, description="`make serve`: also serve each slot's held candidate as `<model>:green` (the playground)"
+    )
     serve_max_request_bytes: int = Field(65_536, gt=0, description="`make serve`: the largest chat request body")
     serve_request_timeout_seconds: float = Field(
         30.0, gt=0, description="`make serve`: an answer still generating then ends with the rules engine's decision"

@@ -320,6 +320,22 @@ class AdapterRegistry:
                 slots[(event.target, event.tier)] = event.version
         return [(target, tier, self.get(version)) for (target, tier), version in sorted(slots.items()) if version]
 
+    def green_slots(self) -> list[tuple[str, str, AdapterVersion]]:
+        """(target, tier, adapter) for every slot whose latest candidate is not what it serves: one held back
+        by a gate, or not promoted yet. Designers compare it with blue side by side."""
+        blue: dict[tuple[str, str], str] = {}
+        green: dict[tuple[str, str], str] = {}
+        for event in self.events():
+            if event.action in ("promote", "rollback"):
+                blue[(event.target, event.tier)] = event.version
+            elif event.action == "candidate":
+                green[(event.target, event.tier)] = event.version
+        return [
+            (target, tier, self.get(version))
+            for (target, tier), version in sorted(green.items())
+            if version != blue.get((target, tier))
+        ]
+
     def land_candidate(
         self, target: str, tier: str, version: str, triggered_by: str, reason: str = "new adapter"
     ) -> DeploymentEvent:

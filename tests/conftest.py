@@ -126,3 +126,61 @@ def postgres_url(postgres_server, request):
     postgres_server.psql(f"DROP DATABASE IF EXISTS {name};")
     postgres_server.psql(f"CREATE DATABASE {name};")
     return postgres_server.get_uri(name)
+
+
+@pytest.fixture
+def scripted_server(tmp_path):
+    """Start a real `ForgeServer` on loopback whose model text comes from a `ScriptedEngine`: call it with the
+    engine and ServingConfig fields. The registry has the vampire adapter blue on tier 1 (rules replaced) and
+    tier 2 (rules only logged), and a newer candidate the gates held back in green on both."""
+    from contextlib import ExitStack
+
+    from serving.server import ForgeServer, build_app
+    from srl_forge.artifacts import LocalArtifactStore
+    from srl_forge.deployment import deploy_candidate, load_tiers
+    from srl_forge.game_state import GameStateStore
+    from srl_forge.registry import AdapterVersion, open_registry
+    from tests.helpers import RunningServer, local_serving_config, serving_on_loopback
+
+    base = "smollm2-135m-instruct"
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text(
+        "tiers:\n"
+        f"  tier1: {{base_model: {base}, serves: species, ttft_budget_ms: 100000, rules_enforcement: replace}}\n"
+        f"  tier2: {{base_model: {base}, serves: species, ttft_budget_ms: 100000, rules_enforcement: log}}\n"
+    )
+    adapter_folder = tmp_path / "adapter"
+    adapter_folder.mkdir()
+    (adapter_folder / "adapter_config.json").write_text("{}")  # the scripted engine reads no weights
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    registry = open_registry(tmp_path / "registry.duckdb")
+
+    def publish(version: str, accuracy: float) -> dict[str, str]:
+        adapter = registry.register(
+            AdapterVersion(
+                version=version,
+                target="vampire",
+                kind="srl_rlvr",
+                base_model=base,
+                adapter_uri=store.put_directory("adapters", "vampire", adapter_folder, version),
+                metrics={
+                    "decision_accuracy": {"value": accuracy, "low": accuracy - 0.1, "high": accuracy + 0.1},
+                    "best_constant_accuracy": 0.25,
+                    "guardrail_violations": 0,
+                },
+            )
+        )
+        return {o.tier: o.result for o in deploy_candidate(registry, load_tiers(tiers), adapter, "species", 10, "t")}
+
+    assert publish("c" * 64, 0.8) == {"tier1": "promoted", "tier2": "promoted"}
+    assert publish("d" * 64, 0.2) == {"tier1": "held", "tier2": "held"}  # below the constant: stays in green
+    GameStateStore(str(tmp_path / "state.duckdb")).load_seed(SEED)
+    stack = ExitStack()
+
+    def start(engine, **fields) -> RunningServer:
+        config = local_serving_config(tmp_path, tiers, tmp_path / "models", **fields)
+        server = ForgeServer(config, pool=engine)
+        return RunningServer(server, stack.enter_context(serving_on_loopback(build_app(server))), engine)
+
+    with stack:
+        yield start

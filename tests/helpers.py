@@ -108,3 +108,40 @@ def local_serving_config(folder: Path, tiers: Path, model_cache: Path, **fields)
         model_cache=str(model_cache),
         **fields,
     )
+
+
+class RunningServer:
+    """A `ForgeServer` answering on loopback, with what its tests read: clients, its logs, its metrics."""
+
+    def __init__(self, server, port, engine):
+        self.server, self.port, self.engine = server, port, engine
+        self.url = f"http://127.0.0.1:{port}"
+
+    def client(self, api_key: str = "local", **kwargs):
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0, **kwargs)
+
+    def records(self, species: str = "vampire"):
+        from srl_forge.player_logs import read_player_logs
+
+        records, problems = read_player_logs(Path(self.server.config.player_logs_root), species)
+        assert not problems
+        return records
+
+    def metrics(self, headers: dict | None = None) -> str:
+        import httpx2
+
+        response = httpx2.get(f"{self.url}/metrics", headers=headers or {})
+        assert response.status_code == 200
+        return response.text
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The value of one sample of a Prometheus exposition (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and line.split(" ")[0] != name:
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -7,13 +7,29 @@ import time
 
 from serving.engine_protocol import ServedAdapter, StreamStats
 
+GARLIC_NIGHT = {
+    "game": {"time_of_day": "night"},
+    "npc": {"species": "vampire", "tier": 1},
+    "player": {"action": "talk", "items": ["garlic"], "faction": "hunters"},
+    "location": {"kind": "village"},
+}
+# well formed, but garlic forbids feeding (rule vampire.garlic)
+FEEDS = '<think>Warm blood, and close.</think>\nACTION: feed\nSAY: "Come closer, little one."'
+CHARMS = (
+    "<think>Garlic; I will not feed. A word will do.</think>\n"
+    'ACTION: charm\nSAY: "Sit, mortal, and tell me of the road."'
+)
+
 
 class ScriptedEngine:
     name = "scripted"
     tokenizer = None
 
-    def __init__(self, answer: str = "", piece_chars: int = 4, seconds_per_piece: float = 0.0):
+    def __init__(
+        self, answer: str = "", piece_chars: int = 4, seconds_per_piece: float = 0.0, by_model: dict | None = None
+    ):
         self.answer = answer
+        self.by_model = by_model or {}  # model name -> its own answer (blue and green saying different things)
         self.piece_chars = piece_chars
         self.seconds_per_piece = seconds_per_piece
         self.adapters: dict[str, ServedAdapter] = {}
@@ -36,7 +52,7 @@ class ScriptedEngine:
         if name is not None and name not in self.adapters:
             raise KeyError(name)
         self.prompts.append(messages)
-        text = self.answer
+        text = self.by_model.get(name, self.answer)
         for start in range(0, len(text), self.piece_chars)[:max_new_tokens]:
             if self.seconds_per_piece:
                 time.sleep(self.seconds_per_piece)

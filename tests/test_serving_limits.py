@@ -5,113 +5,21 @@ comes from `ScriptedEngine`; everything else (rules engine, guard, logs, HTTP) i
 import asyncio
 import logging
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import openai
 import pytest
 
-from srl_forge.player_logs import read_player_logs
-from tests.helpers import local_serving_config, serving_on_loopback
-from tests.scripted_engine import ScriptedEngine
+from tests.helpers import metric
+from tests.scripted_engine import CHARMS, FEEDS, GARLIC_NIGHT, ScriptedEngine
 
-ROOT = Path(__file__).resolve().parent.parent
-BASE = "smollm2-135m-instruct"
-GARLIC_NIGHT = {
-    "game": {"time_of_day": "night"},
-    "npc": {"species": "vampire", "tier": 1},
-    "player": {"action": "talk", "items": ["garlic"], "faction": "hunters"},
-    "location": {"kind": "village"},
-}
-FEEDS = '<think>Warm blood, and close.</think>\nACTION: feed\nSAY: "Come closer, little one."'
-CHARMS = '<think>Garlic; I will not feed. A word will do.</think>\nACTION: charm\nSAY: "Sit, and tell me of the road."'
 API_KEY = "sk-test-0123456789abcdef"
 
 
-class Running:
-    def __init__(self, server, port, engine):
-        self.server, self.port, self.engine = server, port, engine
-        self.url = f"http://127.0.0.1:{port}"
-
-    def client(self, api_key: str = "local", **kwargs) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0, **kwargs)
-
-    def records(self):
-        records, problems = read_player_logs(Path(self.server.config.player_logs_root), "vampire")
-        assert not problems
-        return records
-
-    def metrics(self, headers: dict | None = None) -> str:
-        import httpx2
-
-        response = httpx2.get(f"{self.url}/metrics", headers=headers or {})
-        assert response.status_code == 200
-        return response.text
-
-
-def metric(text: str, name: str, **labels) -> float:
-    """The value of one sample of a Prometheus exposition (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and line.split(" ")[0] != name:
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-@pytest.fixture
-def serve(tmp_path):
-    """Start a real server on loopback over a registry with the vampire adapter blue on tier 1 (rules
-    replaced) and tier 2 (rules only logged). Call it with ServingConfig fields and the engine."""
-    from serving.server import ForgeServer, build_app
-    from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.deployment import deploy_candidate, load_tiers
-    from srl_forge.game_state import GameStateStore
-    from srl_forge.registry import AdapterVersion, open_registry
-
-    tiers = tmp_path / "tiers.yaml"
-    tiers.write_text(
-        "tiers:\n"
-        f"  tier1: {{base_model: {BASE}, serves: species, ttft_budget_ms: 100000, rules_enforcement: replace}}\n"
-        f"  tier2: {{base_model: {BASE}, serves: species, ttft_budget_ms: 100000, rules_enforcement: log}}\n"
-    )
-    adapter_folder = tmp_path / "adapter"
-    adapter_folder.mkdir()
-    (adapter_folder / "adapter_config.json").write_text("{}")  # the scripted engine reads no weights
-    store = LocalArtifactStore(tmp_path / "artifacts")
-    registry = open_registry(tmp_path / "registry.duckdb")
-    adapter = registry.register(
-        AdapterVersion(
-            version="c" * 64,
-            target="vampire",
-            kind="srl_rlvr",
-            base_model=BASE,
-            adapter_uri=store.put_directory("adapters", "vampire", adapter_folder, "c" * 64),
-            metrics={
-                "decision_accuracy": {"value": 0.8, "low": 0.7, "high": 0.9},
-                "best_constant_accuracy": 0.25,
-                "guardrail_violations": 0,
-            },
-        )
-    )
-    outcomes = {o.tier: o.result for o in deploy_candidate(registry, load_tiers(tiers), adapter, "species", 10, "t")}
-    assert outcomes == {"tier1": "promoted", "tier2": "promoted"}
-    GameStateStore(str(tmp_path / "state.duckdb")).load_seed(ROOT / "game_state" / "seed.yaml")
-    stack = ExitStack()
-
-    def start(engine: ScriptedEngine, **fields) -> Running:
-        config = local_serving_config(tmp_path, tiers, tmp_path / "models", **fields)
-        server = ForgeServer(config, pool=engine)
-        return Running(server, stack.enter_context(serving_on_loopback(build_app(server))), engine)
-
-    with stack:
-        yield start
-
-
-def test_an_action_the_rules_forbid_never_reaches_the_player(serve):
+def test_an_action_the_rules_forbid_never_reaches_the_player(scripted_server):
     """Garlic forbids feeding (rule vampire.garlic). A well-formed answer that feeds anyway is replaced on
     the tier that enforces, before a byte of it is sent; the tier that only logs lets it through; both count."""
-    running = serve(ScriptedEngine(FEEDS))
+    running = scripted_server(ScriptedEngine(FEEDS))
     client = running.client()
     chunks = list(
         client.chat.completions.create(
@@ -143,7 +51,7 @@ def test_an_action_the_rules_forbid_never_reaches_the_player(serve):
     allowed = client.chat.completions.create(
         model="vampire", messages=[{"role": "user", "content": "Hi"}], extra_body={"encounter": GARLIC_NIGHT}
     )
-    assert allowed.choices[0].message.content == 'ACTION: charm\nSAY: "Sit, and tell me of the road."'
+    assert allowed.choices[0].message.content == 'ACTION: charm\nSAY: "Sit, mortal, and tell me of the road."'
     assert allowed.srl_forge["rules"] == {
         "model_action": "charm",
         "passed": True,
@@ -157,11 +65,11 @@ def test_an_action_the_rules_forbid_never_reaches_the_player(serve):
     assert metric(text, "srl_forge_requests_total", model="vampire", status="ok") == 2
 
 
-def test_the_api_key_is_required_and_never_logged(serve, caplog):
+def test_the_api_key_is_required_and_never_logged(scripted_server, caplog):
     from serving.server import ServingConfig
 
     caplog.set_level(logging.DEBUG)
-    running = serve(ScriptedEngine(CHARMS), api_key=API_KEY)
+    running = scripted_server(ScriptedEngine(CHARMS), api_key=API_KEY)
     hi = {"messages": [{"role": "user", "content": "Hi"}], "extra_body": {"encounter": GARLIC_NIGHT}}
     with pytest.raises(openai.AuthenticationError, match="API key is required"):
         running.client().chat.completions.create(model="vampire", **hi)
@@ -178,10 +86,10 @@ def test_the_api_key_is_required_and_never_logged(serve, caplog):
     assert API_KEY not in ServingConfig.model_validate(running.server.config.model_dump()).model_dump_json()
 
 
-def test_bad_requests_are_refused_naming_the_field(serve):
+def test_bad_requests_are_refused_naming_the_field(scripted_server):
     import httpx2
 
-    running = serve(ScriptedEngine(CHARMS), max_new_tokens=32, max_request_bytes=4096)
+    running = scripted_server(ScriptedEngine(CHARMS), max_new_tokens=32, max_request_bytes=4096)
     client = running.client()
     hi = [{"role": "user", "content": "Hi"}]
     cases = [
@@ -207,9 +115,9 @@ def test_bad_requests_are_refused_naming_the_field(serve):
     assert metric(text, "srl_forge_requests_total", model="unknown", status="413") == 1
 
 
-def test_an_answer_past_the_time_limit_ends_with_the_engines_decision(serve):
+def test_an_answer_past_the_time_limit_ends_with_the_engines_decision(scripted_server):
     engine = ScriptedEngine("<think>" + "I weigh the hunters and the garlic and the hour. " * 20, 4, 0.01)
-    running = serve(engine, request_timeout_seconds=0.3, max_new_tokens=400)
+    running = scripted_server(engine, request_timeout_seconds=0.3, max_new_tokens=400)
     started = time.perf_counter()
     reply = running.client().chat.completions.create(
         model="vampire", messages=[{"role": "user", "content": "Hi"}], extra_body={"encounter": GARLIC_NIGHT}
@@ -222,12 +130,12 @@ def test_an_answer_past_the_time_limit_ends_with_the_engines_decision(serve):
     assert metric(running.metrics(), "srl_forge_timeouts_total", model="vampire") == 1
 
 
-def test_the_server_stays_up_under_a_burst_of_mixed_requests(serve):
+def test_the_server_stays_up_under_a_burst_of_mixed_requests(scripted_server):
     """60 requests at once on loopback, good and bad mixed: every good one is answered and logged, every bad
     one refused with its status, and the server answers afterwards."""
     import httpx2
 
-    running = serve(ScriptedEngine(CHARMS), max_request_bytes=8192)
+    running = scripted_server(ScriptedEngine(CHARMS), max_request_bytes=8192)
     url = f"{running.url}/v1/chat/completions"
     good = {"model": "vampire", "messages": [{"role": "user", "content": "Hi"}], "encounter": GARLIC_NIGHT}
     kinds = {
@@ -245,7 +153,7 @@ def test_the_server_stays_up_under_a_burst_of_mixed_requests(serve):
     responses = asyncio.run(burst())
     assert [r.status_code for r in responses] == [kinds[name][1] for name in plan]
     answers = [r.json()["choices"][0]["message"]["content"] for r, name in zip(responses, plan) if name == "good"]
-    assert answers == ['ACTION: charm\nSAY: "Sit, and tell me of the road."'] * 15
+    assert answers == ['ACTION: charm\nSAY: "Sit, mortal, and tell me of the road."'] * 15
     assert len(running.records()) == 15 and len({r.response_id for r in running.records()}) == 15
     assert httpx2.get(f"{running.url}/health").json()["models"] == ["vampire", "vampire@tier2"]
     text = running.metrics()
