@@ -122,12 +122,17 @@ def to_markdown(out: dict) -> str:
         for asset, t in training.items():
             kept = [s["kept_fraction"] for s in t["steps"] if s.get("kept_fraction") is not None]
             zero = [s["zero_std_share"] for s in t["steps"] if s.get("zero_std_share") is not None]
+            phases = t.get("phase_seconds", {})
             compute.append(
                 [
                     ADAPTERS[asset],
+                    t.get("quantization", "none"),
                     f"{t['training_seconds']:.0f}",
                     f"{t['sft']['steps']} ({t['sft']['epochs']:g})",
+                    _per_step(phases.get("sft"), t["sft"]["steps"]),
                     t["grpo_steps"],
+                    _per_step(phases.get("grpo"), t["grpo_steps"]),
+                    f"{t['peak_rss_mib']:.0f}" if t.get("peak_rss_mib") else "",
                     f"{sum(kept) / len(kept) if kept else float('nan'):.2f}",
                     f"{sum(zero) / len(zero) if zero else float('nan'):.2f}",
                 ]
@@ -151,9 +156,13 @@ def to_markdown(out: dict) -> str:
             markdown_table(
                 [
                     "adapter",
+                    "base",
                     "training s",
                     "supervised steps (epochs)",
+                    "s / supervised step",
                     "GRPO steps",
+                    "s / GRPO step",
+                    "peak memory MiB",
                     "mean kept fraction",
                     "mean zero-variance groups",
                 ],
@@ -181,11 +190,21 @@ def to_markdown(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _per_step(seconds: float | None, steps: int) -> str:
+    """Seconds per step of a phase (its probes included: a learning-curve point costs a few seconds)."""
+    return f"{seconds / steps:.1f}" if seconds and steps else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--species", nargs="+", default=list(SPECIES))
     parser.add_argument("--budget", default="standard", choices=["quick", "standard", "full"])
     parser.add_argument("--home", help="home folder to use (default: a fresh temporary one per species)")
+    parser.add_argument(
+        "--quantization",
+        choices=["none", "4bit", "8bit"],
+        help="train every stage on a quantized base (QLoRA at 4bit); the results get a -4bit / -8bit suffix",
+    )
     parser.add_argument(
         "--note",
         default="",
@@ -194,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     os.environ["SRL_FORGE_TRAINING_BUDGET"] = args.budget
+    if args.quantization:
+        os.environ["SRL_FORGE_TRAINING_QUANTIZATION"] = args.quantization
+    suffix = f"-{args.quantization}" if args.quantization and args.quantization != "none" else ""
     os.environ.setdefault("SRL_FORGE_EVALUATION_ENCOUNTERS", "all")  # the benchmark scores the whole held-out split
     for species in args.species:
         home = Path(args.home) / species if args.home else Path(tempfile.mkdtemp(prefix=f"srl-learning-{species}-"))
-        stem = RESULTS / f"learning-{species}-{args.budget}"
+        stem = RESULTS / f"learning-{species}-{args.budget}{suffix}"
         report = run(species, home, job="learning_pipeline")
         out = {
             **report,
@@ -205,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine(),
             "commit": commit(),
             "stem": stem.name,
-            "command": f"python -m bench.learning --species {species} --budget {args.budget}",
+            "command": f"python -m bench.learning --species {species} --budget {args.budget}"
+            + (f" --quantization {args.quantization}" if args.quantization else ""),
             "note": args.note,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }

@@ -84,8 +84,10 @@ def run(species: str, home: Path, job: str = "species_pipeline") -> dict:
             phases[key] = mat.metadata["phase_seconds"].value
         if key in TRAINED:
             metrics = json.loads(store.get_bytes(mat.metadata["manifest"].value["metrics_uri"]))
-            training[key] = {
-                k: metrics[k] for k in ("learning_curve", "steps", "training_seconds", "sft", "grpo_steps", "precision")
+            kept = ("learning_curve", "steps", "training_seconds", "sft", "grpo_steps", "precision", "phase_seconds")
+            training[key] = {k: metrics[k] for k in kept} | {
+                k: metrics.get(k)
+                for k in ("quantization", "peak_rss_mib")  # not in adapters trained before them
             }
     final = "ablation_evaluation" if job == "learning_pipeline" else "evaluation"
     evaluation_report = result.output_for_node(final).model_dump(mode="json") if result.success else None

@@ -95,12 +95,12 @@ def _evaluate_adapters(context, store, training: TrainingResource, held: dict, v
             cases = cases[: training.stepwise_limit]  # step-by-step rollouts cost a generation round per step
         context.log.info(f"evaluating {name} ({mode}) on {len(cases)} held-out encounters")
         # A fresh base per variant (a second's load): merging an adapter changes the weights in place, and
-        # unmerging again would leave float rounding in the next variant's base.
-        model = load_base_model(held["model_path"], training.quantization)
+        # unmerging again would leave float rounding in the next variant's base. Full precision even for an
+        # adapter trained on a quantized base (QLoRA): it is scored on the base it is served on.
+        model = load_base_model(held["model_path"])
         if checkpoint:
             model = PeftModel.from_pretrained(model, str(store.local_path(checkpoint.adapter_uri)))
-            if training.quantization == "none":  # merged into this fresh base copy: no LoRA matmuls (~15% on CPU)
-                model = model.merge_and_unload()
+            model = model.merge_and_unload()  # into this fresh base copy: no LoRA matmuls (~15% on CPU)
         result = evaluate_variant(model, tokenizer, mode, cases, steps, log=context.log.info)
         if checkpoint:
             result.adapter_version, result.training_seconds = checkpoint.version, checkpoint.training_seconds

@@ -14,9 +14,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from dagster import ConfigurableResource, EnvVar, get_dagster_logger
+from pydantic import field_validator
 
 from srl_assets.failures import teacher_outages_retried
 from srl_assets.settings import ForgeSettings, encounter_count, load_settings
@@ -32,6 +33,7 @@ from srl_forge.rulebook import rules_source_version
 from srl_forge.teachers.lines import load_voice, voice_source_version
 from srl_forge.teachers.team import Teachers, TeachersConfig
 from srl_forge.yaml_files import MAX_SOURCE_FILE_BYTES, load_yaml
+from training.model_loading import Quantization
 from training.rlvr import RLVRConfig
 from training.sagemaker_launcher import SageMakerLauncher, SageMakerSettings
 from training.srl import SRLConfig
@@ -230,6 +232,7 @@ def embedded_resources(
         "training": TrainingResource(
             budget=settings.training_budget,
             model=settings.policy_model,
+            quantization=settings.training_quantization,
             srl_overrides=settings.srl_overrides,
             evaluation_encounters=encounter_count(settings.evaluation_encounters),
             stepwise_encounters=encounter_count(settings.stepwise_encounters),
@@ -320,7 +323,9 @@ class TrainingResource(ConfigurableResource):
 
     budget: str = "quick"
     model: str = "smollm2-135m-instruct"
-    quantization: str = "none"
+    # "4bit" (QLoRA) or "8bit": every stage on a quantized base, over the recipe's `quantization`; None: the recipe's.
+    # A str for Dagster's config (it has no Literal); checked against `Quantization` when set.
+    quantization: str | None = None
     srl_overrides: dict[str, Any] | None = None  # SRLConfig fields over the recipe's `srl` section
     rlvr_overrides: dict[str, Any] | None = None  # RLVRConfig fields over the recipe's other sections
     evaluation_encounters: int | None = None  # held-out encounters scored; 0 or None: all of them
@@ -341,6 +346,13 @@ class TrainingResource(ConfigurableResource):
     sagemaker_use_spot: bool = True
     sagemaker_poll_seconds: float = 30.0
     sagemaker_endpoint_url: str | None = None
+
+    @field_validator("quantization")
+    @classmethod
+    def _known_quantization(cls, value: str | None) -> str | None:
+        if value is not None and value not in get_args(Quantization):
+            raise InputError("training resource", "quantization", f"{value!r} is not one of {get_args(Quantization)}")
+        return value
 
     def sagemaker_launcher(self):
         """The SageMaker launcher when this budget trains there, else None (in process)."""
@@ -395,9 +407,8 @@ class TrainingResource(ConfigurableResource):
         overrides = dict(overrides or {})
         if stage == "sft_only":  # what makes the ablation: no reinforcement, whatever the RLVR overrides say
             overrides["max_steps"] = 0
-        return cls.for_budget(
-            self.budget, stage, **{"model": self.model, "quantization": self.quantization, **overrides}
-        )
+        chosen = {"model": self.model} | ({"quantization": self.quantization} if self.quantization else {})
+        return cls.for_budget(self.budget, stage, **(chosen | overrides))
 
     def srl_config(self):
         return self.config("srl")

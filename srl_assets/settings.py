@@ -14,7 +14,7 @@ from srl_forge.errors import InputError
 from srl_forge.lore import LoreLimits
 from srl_forge.tables import markdown_table
 from training.grpo_runner import GRPOTrainingConfig
-from training.model_loading import DEFAULT_POLICY
+from training.model_loading import DEFAULT_POLICY, Quantization
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Count = int | Literal["all"] | None
@@ -53,6 +53,9 @@ class ForgeSettings(BaseSettings):
         "quick", description="training/recipes/<budget>.yaml"
     )
     policy_model: str = Field(DEFAULT_POLICY, description="a Hugging Face id or a local folder")
+    training_quantization: Quantization | None = Field(
+        None, description="every stage on a 4-bit (QLoRA) or 8-bit base (bitsandbytes, CPU or GPU); unset: the recipe's"
+    )
     srl_overrides: dict[str, Any] | None = Field(
         None, description="a JSON object of SRL config fields over the recipe (training/grpo_runner.py names them)"
     )
@@ -110,8 +113,11 @@ def settings_table() -> str:
     for name, field in ForgeSettings.model_fields.items():
         default = field.default
         shown = f"`{default.relative_to(REPO_ROOT)}`" if isinstance(default, Path) else f"`{default}`"
+        choices = [a for a in get_args(field.annotation) if get_origin(a) is Literal]  # Literal | None
         if get_origin(field.annotation) is Literal:
             kind = "one of " + ", ".join(f"`{v}`" for v in get_args(field.annotation))
+        elif choices and len(get_args(field.annotation)) == 2 and type(None) in get_args(field.annotation):
+            kind = "one of " + ", ".join(f"`{v}`" for v in get_args(choices[0])) + " or None"
         else:
             kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
         kind = (

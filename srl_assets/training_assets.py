@@ -184,6 +184,8 @@ def train_adapter(
             "training_seconds": MetadataValue.float(float(metrics["training_seconds"])),
             "phase_seconds": MetadataValue.json(metrics.get("phase_seconds", {})),
             "precision": metrics["precision"],
+            "base_quantization": metrics.get("quantization", "none"),
+            "peak_memory_mib": MetadataValue.float(float(metrics.get("peak_rss_mib") or 0.0)),
             "launched_on": launched_on,
             "train_rows": metrics["train_rows"],
             "replayed_rows": metrics["replayed_rows"],

@@ -28,6 +28,27 @@ def test_overrides_win_over_the_recipe():
     assert RLVRConfig.for_budget("standard", "rlvr").sft_epochs == recipe("standard", "rlvr")["sft_epochs"]
 
 
+def test_quantization_is_a_recipe_setting_the_training_resource_may_override(tmp_path, monkeypatch):
+    import training.grpo_runner as runner
+    from srl_assets.resources import TrainingResource
+
+    (tmp_path / "quick.yaml").write_text("defaults: {sft_batch_size: 8}\nsrl: {quantization: 4bit}\nrlvr: {}\n")
+    monkeypatch.setattr(runner, "RECIPES", tmp_path)
+    recipe_only = TrainingResource(work_root=str(tmp_path), model_cache=str(tmp_path))
+    assert (recipe_only.config("srl").quantization, recipe_only.config("rlvr").quantization) == ("4bit", "none")
+    everywhere = TrainingResource(work_root=str(tmp_path), model_cache=str(tmp_path), quantization="8bit")
+    assert (everywhere.config("srl").quantization, everywhere.config("rlvr").quantization) == ("8bit", "8bit")
+    per_stage = TrainingResource(
+        work_root=str(tmp_path), model_cache=str(tmp_path), quantization="8bit", rlvr_overrides={"quantization": "none"}
+    )
+    assert per_stage.config("rlvr").quantization == "none"  # an explicit override, no collision
+    with pytest.raises(Exception, match="field 'quantization': '2bit' is not one of"):
+        TrainingResource(work_root=str(tmp_path), model_cache=str(tmp_path), quantization="2bit")
+    (tmp_path / "quick.yaml").write_text("srl: {quantization: 3bit}\n")
+    with pytest.raises(InputError, match=r"quick.yaml: field 'srl.quantization'"):
+        SRLConfig.for_budget("quick", "srl")
+
+
 def test_a_bad_recipe_names_the_file_and_the_field(tmp_path, monkeypatch):
     import training.grpo_runner as runner
 

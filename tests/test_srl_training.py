@@ -212,10 +212,43 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_policy, model_cache, t
     assert metrics["sft"].get("resumed")  # the finished supervised phase was not redone
 
 
-def test_quantization_without_gpu_is_a_clear_error():
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_quantized_training_runs_on_the_cpu_and_its_adapter_serves(quantization, model_cache, tmp_path):
+    """QLoRA: a LoRA trained on a 4-bit (or 8-bit) base, one supervised warm-up step and one SRL GRPO step,
+    with bitsandbytes on this CPU; the adapter then loads onto the full-precision base and is served."""
+    from bitsandbytes.nn import Linear4bit, Linear8bitLt
+
+    from serving.engine import AdapterPool
+    from serving.engine_protocol import ServedAdapter
+    from tests.tiny_policy import make_tiny_policy
+    from training.model_loading import load_base_model
+
+    tiny_policy = make_tiny_policy(tmp_path / "policy", model_cache, hidden_size=64)
+
+    quantized = load_base_model(tiny_policy, quantization)
+    layer = Linear4bit if quantization == "4bit" else Linear8bitLt
+    assert isinstance(quantized.model.layers[0].self_attn.q_proj, layer)  # the base really is quantized
+    del quantized
+    metrics = run_srl_job(
+        job_for(tmp_path, tiny_policy, model_cache, quantization=quantization, max_steps=1, sft_epochs=0.2),
+        log=lambda _: None,
+    )
+    assert metrics["sft"]["steps"] == 1 and metrics["grpo_steps"] == 1
+    assert metrics["quantization"] == quantization and metrics["peak_rss_mib"] > 100  # torch alone is more
+    adapter = tmp_path / "out" / "adapter"
+    assert (adapter / "adapter_model.safetensors").exists()
+    pool = AdapterPool(tiny_policy, threads=1)
+    pool.sync([ServedAdapter(name="lich", target="lich", tier="tier1", version="q" * 64, path=str(adapter))])
+    messages = [{"role": "user", "content": "Who goes there?"}]
+    assert "".join(pool.stream("lich", messages, max_new_tokens=6)) != ""
+
+
+def test_quantization_without_its_cpu_backend_is_a_clear_error(monkeypatch):
+    import bitsandbytes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(bitsandbytes, "__version__", "0.44.1")
+    with pytest.raises(RuntimeError, match=r"needs bitsandbytes >= 0\.49 .* has 0\.44\.1 and no CUDA GPU"):
         quantization_config("4bit")
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 from training.model_loading import DEFAULT_POLICY, resolve_model
 
 
-def make_tiny_policy(target: Path, model_cache: Path) -> str:
+def make_tiny_policy(target: Path, model_cache: Path, hidden_size: int = 32) -> str:
+    """`hidden_size` 64 for a 4-bit base: bitsandbytes quantizes a layer's inputs in blocks of 64."""
     if (target / "config.json").exists():
         return str(target)
     import torch
@@ -15,12 +16,12 @@ def make_tiny_policy(target: Path, model_cache: Path) -> str:
     config = AutoConfig.from_pretrained(smollm2)
     config.update(
         {
-            "hidden_size": 32,
-            "intermediate_size": 64,
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
             "num_hidden_layers": 2,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
-            "head_dim": 8,
+            "head_dim": hidden_size // 4,
         }
     )
     torch.manual_seed(0)

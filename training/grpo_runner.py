@@ -23,6 +23,7 @@ from srl_forge.artifacts import StoredArtifact
 from srl_forge.errors import InputError
 from srl_forge.tables import markdown_table
 from srl_forge.yaml_files import load_yaml
+from training.memory import PeakMemory
 from training.model_loading import (
     DEFAULT_POLICY,
     Quantization,
@@ -232,6 +233,7 @@ def run_grpo_job(
         phase_seconds[name] = round(phase_seconds.get(name, 0.0) + now - clock, 2)
         clock = now
 
+    memory = PeakMemory().start()
     model_path = resolve_model(config.model, Path(job.model_cache))
     tokenizer = load_tokenizer(model_path)
     lora = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout)
@@ -387,6 +389,8 @@ def run_grpo_job(
         "phase_seconds": phase_seconds,
         "training_seconds": round(training_seconds, 1),
         "precision": "bf16" if bf16 else "float32",
+        "quantization": config.quantization,  # of the base the LoRA trained on
+        "peak_rss_mib": memory.stop(),  # this job's, from loading the model to the end of GRPO
         "config": config.model_dump(),
     }
     if not is_main_process():  # under torchrun every process trained the same adapter; one writes it
@@ -427,7 +431,8 @@ def model_card(metrics: dict, job: GRPOJob) -> str:
 ---
 # {metrics["task"]} adapter
 
-- Base model: `{metrics["base_model"]}` ({metrics["precision"]} training)
+- Base model: `{metrics["base_model"]}` ({metrics["precision"]} training, base quantization
+  {metrics["quantization"]}; peak memory {metrics["peak_rss_mib"]:.0f} MiB)
 - Parent adapter: `{metrics["parent_adapter"] or "none (fresh LoRA)"}`
 - Training data: `{job.train_data}` ({metrics["new_rows"]} new rows, {metrics["replayed_rows"]} replayed)
 - Supervised phase: {supervised}

@@ -99,15 +99,25 @@ def bf16_supported() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+CPU_BITSANDBYTES = (0, 49)  # the first release line whose CPU backend runs Linear4bit / Linear8bitLt (0.50.2 tested)
+
+
 def quantization_config(quantization: Quantization):
+    """The bitsandbytes config of a 4-bit (QLoRA: NF4, double quantization) or 8-bit base, on a GPU or on
+    the CPU; a RuntimeError naming what is missing when this machine cannot run it."""
     if quantization == "none":
         return None
     import torch
 
-    if not torch.cuda.is_available():
+    try:
+        import bitsandbytes
+    except ImportError as exc:
+        raise RuntimeError(f"{quantization} training needs bitsandbytes (pip install 'bitsandbytes>=0.49')") from exc
+    found = tuple(int(part) for part in bitsandbytes.__version__.split(".")[:2] if part.isdigit())
+    if not torch.cuda.is_available() and found < CPU_BITSANDBYTES:
         raise RuntimeError(
-            f"{quantization} loading (bitsandbytes) needs a CUDA GPU, and none is available; "
-            "set quantization: none to train in full precision on CPU"
+            f"{quantization} training on the CPU needs bitsandbytes >= {'.'.join(map(str, CPU_BITSANDBYTES))} "
+            f"(its CPU backend); this environment has {bitsandbytes.__version__} and no CUDA GPU"
         )
     from transformers import BitsAndBytesConfig
 
@@ -117,7 +127,7 @@ def quantization_config(quantization: Quantization):
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=torch.bfloat16 if bf16_supported() else torch.float32,
     )
 
 
@@ -140,6 +150,8 @@ def load_base_model(model_path: str, quantization: Quantization = "none"):
     kwargs = {"quantization_config": quant} if quant else {}
     if quant is None:
         kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    elif not torch.cuda.is_available():
+        kwargs["device_map"] = {"": "cpu"}  # bitsandbytes quantizes where the weights are placed
     model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     if quant is not None:
         from peft import prepare_model_for_kbit_training
