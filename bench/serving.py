@@ -1,9 +1,10 @@
 """The serving benchmark: `make bench-serving` (or `python -m bench.serving`).
 
 1. Engine comparison on this CPU for the default model with a rank-16 LoRA, one stream in process:
-   llama.cpp (the shipped GGUF de-quantized to float32, as served, and the shipped Q4_1 itself, with the
-   adapter converted to a GGUF LoRA) and transformers + peft (the adapter beside the base), each with
-   and without reusing the prompt prefix already read; transformers merged, and the bare base model.
+   llama.cpp (the shipped GGUF de-quantized to float32, as served, that quantized to int8 (Q8_0), and the
+   shipped Q4_1 itself, with the adapter converted to a GGUF LoRA) and transformers + peft (the adapter
+   beside the base), each with and without reusing the prompt prefix already read; transformers merged,
+   and the bare base model.
 2. Through the real server over HTTP with the `openai` client and streaming: time to first token
    (first streamed delta) and tokens/s, p50/p95 at 1, 4 and 16 concurrent streams, at the encounter
    prompt length, per tier (Tier 3 prompts carry the persona's introduction, so they are longer).
@@ -127,14 +128,16 @@ def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict
     adapter = [ServedAdapter(name="a", target="a", tier="tier1", version="a" * 64, path=adapter_dir)]
     rows = []
     if llama_cpp_available():
-        from serving.gguf_lora import dequantized_gguf
+        from serving.gguf_lora import dequantized_gguf, quantized_gguf
         from serving.llama_engine import LlamaCppPool
 
         gguf_cache = Path(tempfile.mkdtemp(prefix="srl-bench-gguf-"))
         float32 = dequantized_gguf(default_policy_gguf(), gguf_cache / "base-f32.gguf")
+        int8 = quantized_gguf(float32, gguf_cache / "base-q8_0.gguf")
         for weights, path, label, reuse in (
             ("float32 GGUF", float32, "shared prompt prefix reused (the server)", True),
             ("float32 GGUF", float32, "no prefix reuse", False),
+            ("int8 (Q8_0 from float32) GGUF", int8, "shared prompt prefix reused (the server at int8)", True),
             ("shipped Q4_1 GGUF", default_policy_gguf(), "shared prompt prefix reused", True),
             ("shipped Q4_1 GGUF", default_policy_gguf(), "no prefix reuse", False),
         ):

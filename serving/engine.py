@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
-from serving.gguf_lora import dequantized_gguf
+from serving.gguf_lora import dequantized_gguf, quantized_gguf
 from serving.llama_engine import LlamaCppPool
+from srl_forge.deployment import EMBEDDED_PRECISIONS
 from training.model_loading import DEFAULT_POLICY, default_policy_gguf, load_base_model, load_tokenizer, resolve_model
 
 
@@ -36,13 +37,16 @@ class AdapterPool:
 
     name = "transformers + peft"
 
-    def __init__(self, model_path: str, threads: int | None = None, prefix_cache_size: int = 64):
+    def __init__(
+        self, model_path: str, threads: int | None = None, prefix_cache_size: int = 64, precision: str = "float32"
+    ):
         import torch
 
         if threads:
             torch.set_num_threads(threads)
+        self.precision = precision
         self.tokenizer = load_tokenizer(model_path)
-        self.base = load_base_model(model_path)
+        self.base = load_base_model(model_path, "8bit" if precision == "int8" else "none")  # bitsandbytes int8
         self.base.eval()
         self.model = self.base  # becomes a PeftModel once the first adapter is loaded
         self.adapters: dict[str, ServedAdapter] = {}  # served name -> adapter
@@ -250,13 +254,21 @@ def llama_cpp_available() -> bool:
 
 
 def open_engine(
-    engine: str, base_model: str, model_cache: str | Path, threads: int | None = None, prefix_cache_size: int = 64
+    engine: str,
+    base_model: str,
+    model_cache: str | Path,
+    threads: int | None = None,
+    prefix_cache_size: int = 64,
+    precision: str = "float32",
 ) -> ServingEngine:
-    """The serving engine for a base model. `auto`: llama.cpp for the default policy (it ships as GGUF)
-    when llama-cpp-python is installed, else transformers + peft. Production serves with vLLM."""
+    """The serving engine for a base model at a precision (`float32`, or `int8`: llama.cpp's Q8_0, or
+    bitsandbytes' int8 in transformers). `auto`: llama.cpp for the default policy (it ships as GGUF) when
+    llama-cpp-python is installed, else transformers + peft. Production serves with vLLM."""
 
     if engine not in ENGINES:
         raise ValueError(f"serving engine {engine!r}: one of {', '.join(ENGINES)}")
+    if precision not in EMBEDDED_PRECISIONS:
+        raise ValueError(f"serving precision {precision!r}: one of {', '.join(EMBEDDED_PRECISIONS)}")
     hf_path = resolve_model(base_model, Path(model_cache))
     use_llama = engine == "llama.cpp" or (engine == "auto" and base_model == DEFAULT_POLICY and llama_cpp_available())
     if use_llama:
@@ -267,5 +279,7 @@ def open_engine(
             )
 
         base = dequantized_gguf(default_policy_gguf(), Path(model_cache) / "gguf" / f"{base_model}-f32.gguf")
-        return LlamaCppPool(base, hf_path, Path(model_cache) / "gguf" / "adapters", threads)
-    return AdapterPool(hf_path, threads, prefix_cache_size)
+        if precision == "int8":  # from the float32 weights the policy was trained on, not from the shipped Q4_1
+            base = quantized_gguf(base, Path(model_cache) / "gguf" / f"{base_model}-q8_0.gguf")
+        return LlamaCppPool(base, hf_path, Path(model_cache) / "gguf" / "adapters", threads, precision=precision)
+    return AdapterPool(hf_path, threads, prefix_cache_size, precision)

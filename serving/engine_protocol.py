@@ -47,6 +47,7 @@ class ServingEngine(Protocol):
     """What the server, the latency gate and the benchmark need of an engine (`AdapterPool`, `LlamaCppPool`)."""
 
     name: str  # for reports: which engine measured or served
+    precision: str  # float32 | int8: what the base model's weights are served in
     tokenizer: object
     adapters: dict[str, ServedAdapter]
 

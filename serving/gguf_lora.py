@@ -1,4 +1,5 @@
-"""GGUF files for the llama.cpp engine: the base model de-quantized to float32, and each peft LoRA
+"""GGUF files for the llama.cpp engine: the base model de-quantized to float32 (and, for `int8`, quantized
+again to Q8_0 from there), and each peft LoRA
 adapter of a Llama-architecture model as a GGUF LoRA adapter applied over it at load time.
 
 Why float32: the policy is trained on the de-quantized weights of the shipped Q4_1 file, so a float32
@@ -82,6 +83,30 @@ def dequantized_gguf(source: Path, target: Path) -> Path:
         for tensor in reader.tensors:
             data = dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
             writer.add_tensor(tensor.name, data.reshape([int(n) for n in reversed(tensor.shape.tolist())]))
+    return target
+
+
+def quantized_gguf(source: Path, target: Path) -> Path:
+    """`source` (a float32 GGUF) as llama.cpp's 8-bit Q8_0 (blocks of 32 int8 weights with one scale), written
+    once, atomically, at `target`: the embedded engine's `int8` precision."""
+    if target.exists():
+        return target
+    import ctypes
+
+    import llama_cpp
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".gguf")[1])
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    params.nthread = os.cpu_count() or 1
+    try:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(staging).encode(), ctypes.byref(params))
+        if status != 0:
+            raise RuntimeError(f"llama.cpp could not quantize {source} to Q8_0 (status {status})")
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
     return target
 
 

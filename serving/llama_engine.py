@@ -36,10 +36,12 @@ class LlamaCppPool:
         threads: int | None = None,
         n_ctx: int = 2048,
         reuse_prefix: bool = True,
+        precision: str = "float32",  # what the base GGUF holds: float32, or int8 (Q8_0)
     ):
         import os
 
         self.gguf_path = Path(gguf_path)
+        self.precision = precision
         self.shape = base_gguf_shape(self.gguf_path)
         self.tokenizer = load_tokenizer(tokenizer_path)  # the chat template the policy was trained with
         self.cache_dir = Path(cache_dir)

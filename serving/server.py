@@ -137,6 +137,7 @@ class ServingConfig(BaseModel):
     threads: int | None = None
     prefix_cache_size: int = 64  # system-prompt KV caches kept (one per served model); 0 turns caching off
     engine: str = "auto"  # auto | llama.cpp | transformers (see serving/engine.py)
+    precision: str | None = None  # float32 | int8 over the tiers' `precision.embedded`; None: the tiers'
     api_key: SecretStr | None = None  # set: every route but /health needs `Authorization: Bearer <key>`
     max_request_bytes: int = Field(65_536, gt=0)  # a chat request's body: messages and an encounter
     max_tokens_limit: int | None = Field(None, gt=0)  # the most a request may ask for; unset: 2 x max_new_tokens
@@ -306,8 +307,21 @@ class ForgeServer:
                 f"the local server serves one base model; these tiers use {sorted(bases)}",
             )
         self.base_model = bases.pop()
+        precisions = {t.embedded_precision for t in self.tiers.values()}
+        if config.precision is None and len(precisions) != 1:
+            raise InputError(
+                config.tiers_file,
+                "tiers.*.precision.embedded",
+                f"the local server serves one base model at one precision; these tiers use {sorted(precisions)}",
+            )
+        self.precision = config.precision or precisions.pop()
         self.pool = pool or open_engine(
-            config.engine, self.base_model, config.model_cache, config.threads, config.prefix_cache_size
+            config.engine,
+            self.base_model,
+            config.model_cache,
+            config.threads,
+            config.prefix_cache_size,
+            self.precision,
         )
         self.monsters: dict[str, Monster] = {}
         self.metrics = ServerMetrics()
@@ -691,7 +705,13 @@ def build_app(server: ForgeServer):
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "models": sorted(server.monsters), "registry_position": server.log_position}
+        return {
+            "status": "ok",
+            "models": sorted(server.monsters),
+            "registry_position": server.log_position,
+            "engine": server.pool.name,
+            "precision": server.precision,
+        }
 
     @app.get("/v1/models")
     def models():

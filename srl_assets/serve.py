@@ -36,6 +36,7 @@ def serving_config(**overrides):
         max_request_bytes=settings.serve_max_request_bytes,
         request_timeout_seconds=settings.serve_request_timeout_seconds,
         serve_green=settings.serve_green,
+        precision=settings.serve_precision,
         **overrides,
     )
 

@@ -45,6 +45,9 @@ class ForgeSettings(BaseSettings):
     serve_green: bool = Field(
         False, description="`make serve`: also serve each slot's held candidate as `<model>:green` (the playground)"
     )
+    serve_precision: Literal["float32", "int8"] | None = Field(
+        None, description="`make serve`: the base model's weights, over the tiers' `precision.embedded`"
+    )
     serve_max_request_bytes: int = Field(65_536, gt=0, description="`make serve`: the largest chat request body")
     serve_request_timeout_seconds: float = Field(
         30.0, gt=0, description="`make serve`: an answer still generating then ends with the rules engine's decision"

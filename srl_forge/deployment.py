@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from srl_forge.errors import InputError, raise_all, validation_errors
 from srl_forge.registry import TIERS, AdapterRegistry, Gate
 from srl_forge.stats import Interval
 from srl_forge.yaml_files import load_yaml
+
+EMBEDDED_PRECISIONS = ("float32", "int8")  # what the local engines serve (serving.engine)
 
 
 class TierSpec(BaseModel):
@@ -36,12 +38,24 @@ class TierSpec(BaseModel):
     base_model: str
     serves: Literal["species", "persona"]
     ttft_budget_ms: float = Field(gt=0)
+    # embedded: the local engine's weights (float32, or int8: llama.cpp Q8_0 / bitsandbytes); production: vLLM's
     precision: dict[Literal["embedded", "production"], str] = Field(
         default_factory=lambda: {"embedded": "float32", "production": "fp8"}
     )
     # an answer whose action the rules engine forbids here (or that ignores a requirement): `replace` says the
     # engine's decision with an expert line instead, `log` lets it through; both are counted and logged
     rules_enforcement: Literal["replace", "log"] = "replace"
+
+    @field_validator("precision")
+    @classmethod
+    def _embedded_precision(cls, value: dict) -> dict:
+        if value.get("embedded", "float32") not in EMBEDDED_PRECISIONS:
+            raise ValueError(f"embedded precision {value['embedded']!r}: one of {', '.join(EMBEDDED_PRECISIONS)}")
+        return {"embedded": "float32", "production": "fp8"} | value
+
+    @property
+    def embedded_precision(self) -> str:
+        return self.precision["embedded"]
 
 
 def load_tiers(path: Path) -> dict[str, TierSpec]:

@@ -23,6 +23,7 @@ CHARMS = (
 
 class ScriptedEngine:
     name = "scripted"
+    precision = "float32"
     tokenizer = None
 
     def __init__(

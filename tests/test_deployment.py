@@ -275,6 +275,18 @@ def test_tiers_file_errors_name_the_field(tmp_path):
     bad.write_text("tiers:\n  tier9: {base_model: x, serves: persona, ttft_budget_ms: 5}\n")
     with pytest.raises(InputError, match="field 'tiers.tier9': unknown tier"):
         load_tiers(bad)
+    bad.write_text(
+        "tiers:\n  tier1: {base_model: x, serves: species, ttft_budget_ms: 5, precision: {embedded: int4}}\n"
+    )
+    with pytest.raises(InputError, match=r"field 'tiers.tier1.precision': .*embedded precision 'int4': one of"):
+        load_tiers(bad)
+    bad.write_text("tiers:\n  tier1: {base_model: x, serves: species, ttft_budget_ms: 5, rules_enforcement: warn}\n")
+    with pytest.raises(InputError, match=r"field 'tiers.tier1.rules_enforcement'"):
+        load_tiers(bad)
+    bad.write_text(
+        "tiers:\n  tier1: {base_model: x, serves: species, ttft_budget_ms: 5, precision: {embedded: int8}}\n"
+    )
+    assert load_tiers(bad)["tier1"].precision == {"embedded": "int8", "production": "fp8"}
 
 
 def test_served_performance_reverifies_answers_and_flags_a_drop():

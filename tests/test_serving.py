@@ -592,3 +592,70 @@ def test_the_serving_engine_is_configuration(smollm2_loras, model_cache):
         open_engine("onnx", "smollm2-135m-instruct", model_cache)
     with pytest.raises(ValueError, match="default policy's GGUF"):
         open_engine("llama.cpp", smollm2_loras[0], model_cache)
+
+
+def test_int8_serving_agrees_with_float32(smollm2_loras, model_cache, tmp_path):
+    """The embedded `int8` precision (llama.cpp Q8_0, quantized from the float32 weights the policy trained
+    on): the same next token as float32 on every prompt, nearly the same logits, and greedy answers that
+    mostly match token for token; the table is kept in test-artifacts/int8-agreement.md."""
+    import numpy as np
+
+    from serving.engine import open_engine
+    from serving.engine_protocol import ServedAdapter
+    from srl_forge.tables import markdown_table
+    from tests.helpers import REPO
+
+    path, adapters = smollm2_loras
+    served = [
+        ServedAdapter(
+            name="v", target="vampire", tier="tier1", version="i" * 64, path=str(adapters["every projection"])
+        )
+    ]
+    pools = {}
+    for precision in ("float32", "int8"):
+        pools[precision] = open_engine(
+            "llama.cpp", "smollm2-135m-instruct", model_cache, threads=2, precision=precision
+        )
+        pools[precision].sync(served)
+    assert pools["int8"].precision == "int8" and pools["int8"].gguf_path.name.endswith("q8_0.gguf")
+    assert pools["int8"].gguf_path.stat().st_size < 0.35 * pools["float32"].gguf_path.stat().st_size
+
+    def next_token_logits(pool, chat):
+        from llama_cpp import Llama
+
+        llm = Llama(
+            str(pool.gguf_path),
+            lora_path=str(pool._gguf_adapter(served[0])),
+            n_ctx=512,
+            n_threads=2,
+            verbose=False,
+            logits_all=True,
+        )
+        tokens = pool._tokens(llm, chat)
+        llm.eval(tokens)
+        return np.array(llm.scores[len(tokens) - 1])
+
+    rows, correlations, matches = [], [], []
+    for chat in CHATS:
+        f32, int8 = next_token_logits(pools["float32"], chat), next_token_logits(pools["int8"], chat)
+        correlations.append(float(np.corrcoef(f32, int8)[0, 1]))
+        answers = {
+            p: pools[p].tokenizer("".join(pools[p].stream("v", chat, max_new_tokens=16)))["input_ids"] for p in pools
+        }
+        same = next((i for i, (a, b) in enumerate(zip(*answers.values())) if a != b), min(map(len, answers.values())))
+        matches.append(same / max(1, len(answers["float32"])))
+        rows.append(
+            [
+                chat[1]["content"].split("Player: ")[1],
+                int(f32.argmax() == int8.argmax()),
+                f"{correlations[-1]:.4f}",
+                f"{matches[-1]:.2f}",
+            ]
+        )
+    (REPO / "test-artifacts").mkdir(exist_ok=True)
+    (REPO / "test-artifacts" / "int8-agreement.md").write_text(
+        markdown_table(["prompt", "same next token", "logit correlation", "greedy tokens shared (prefix)"], rows) + "\n"
+    )
+    assert all(row[1] == 1 for row in rows), rows  # the decision-bearing next token is the same
+    assert min(correlations) > 0.99, rows
+    assert sum(matches) / len(matches) >= 0.5, rows

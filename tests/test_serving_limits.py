@@ -160,3 +160,21 @@ def test_the_server_stays_up_under_a_burst_of_mixed_requests(scripted_server):
     assert metric(text, "srl_forge_requests_total", model="vampire", status="ok") == 15
     assert metric(text, "srl_forge_ttft_seconds_count", model="vampire") == 15
     assert metric(text, "srl_forge_served_models") == 2
+
+
+def test_one_server_serves_one_precision(tmp_path):
+    from serving.server import ForgeServer
+    from srl_forge.errors import InputError
+    from tests.helpers import local_serving_config
+
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text(
+        "tiers:\n"
+        "  tier1: {base_model: m, serves: species, ttft_budget_ms: 1000, precision: {embedded: int8}}\n"
+        "  tier3: {base_model: m, serves: persona, ttft_budget_ms: 500}\n"
+    )
+    config = local_serving_config(tmp_path, tiers, tmp_path / "models")
+    with pytest.raises(InputError, match=r"tiers.yaml: field 'tiers.\*.precision.embedded'.*\['float32', 'int8'\]"):
+        ForgeServer(config, pool=ScriptedEngine())
+    chosen = ForgeServer(config.model_copy(update={"precision": "int8"}), pool=ScriptedEngine())
+    assert chosen.precision == "int8"  # an explicit precision settles it
