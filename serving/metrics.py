@@ -87,7 +87,8 @@ class ServerMetrics:
             self.guard_replacements.labels(**labels, category=category).inc()
         if served.rules is not None and not served.rules.passed:
             self.rules_violations.labels(**labels, enforcement=served.rules.enforcement).inc()
-        if not served.format_ok and not served.guardrail_categories and not served.disclosure:
+        replaced_otherwise = served.guardrail_categories or served.disclosure or served.timed_out
+        if not served.format_ok and not replaced_otherwise and not (served.rules and served.rules.replaced):
             self.unreadable.labels(**labels).inc()
         if served.timed_out:
             self.timeouts.labels(**labels).inc()

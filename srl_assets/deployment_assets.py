@@ -41,12 +41,14 @@ def measure_candidate_latency(
     persona_intro: str | None = None,
 ) -> dict:
     """Time to first streamed token of the candidate on held-out encounter prompts, one stream at a time,
-    through the engine that will serve it."""
+    through the engine that will serve it, at the precision it will be served in."""
 
     held_out = encounter_set.by_split("test") or encounter_set.by_split("validation")
     picked = random.Random("latency").sample(held_out, min(len(held_out), deployment.latency_prompts))
     prompts = [rlvr_prompt(e.encounter, vocabulary, persona_intro) for e in picked]
-    pool = open_engine(deployment.serving_engine, training.model, training.model_cache_path)
+    precisions = {tier.embedded_precision for tier in deployment.tiers().values()}
+    precision = precisions.pop() if len(precisions) == 1 else "float32"  # what the embedded server serves
+    pool = open_engine(deployment.serving_engine, training.model, training.model_cache_path, precision=precision)
     pool.sync(
         [
             ServedAdapter(
@@ -58,7 +60,7 @@ def measure_candidate_latency(
             )
         ]
     )
-    return {**ttft_summary(pool, "candidate", prompts), "engine": pool.name}
+    return {**ttft_summary(pool, "candidate", prompts), "engine": f"{pool.name} ({pool.precision})"}
 
 
 def register_and_deploy(

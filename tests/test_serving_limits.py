@@ -59,10 +59,14 @@ def test_an_action_the_rules_forbid_never_reaches_the_player(scripted_server):
         "reasons": [],
         "enforcement": "replace",
     }
+    running.engine.answer = "I am a monster who forgot the format"
+    unreadable = client.chat.completions.create(model="vampire", messages=[{"role": "user", "content": "Hi"}])
+    assert unreadable.srl_forge["rules"] is None and unreadable.choices[0].message.content.startswith("ACTION: ")
     text = running.metrics()
+    assert metric(text, "srl_forge_unreadable_answers_total", model="vampire") == 1  # the refused one is not
     assert metric(text, "srl_forge_rules_violations_total", model="vampire", enforcement="replace") == 1
     assert metric(text, "srl_forge_rules_violations_total", model="vampire@tier2", enforcement="log") == 1
-    assert metric(text, "srl_forge_requests_total", model="vampire", status="ok") == 2
+    assert metric(text, "srl_forge_requests_total", model="vampire", status="ok") == 3
 
 
 def test_the_api_key_is_required_and_never_logged(scripted_server, caplog):
