@@ -101,17 +101,51 @@ def _stream_once(client, model: str, encounter: dict, max_tokens: int) -> dict:
     }
 
 
-def _load_test(client, model: str, encounters: list[dict], concurrency: int, requests: int, max_tokens: int) -> dict:
+def generated_tokens(server) -> float:
+    """Every token the server has generated so far (its Prometheus counter)."""
+    return sum(s.value for m in server.metrics.tokens.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+def _load_test(
+    client, model: str, encounters: list[dict], concurrency: int, requests: int, max_tokens: int, server
+) -> dict:
     picks = [encounters[i % len(encounters)] for i in range(requests)]
+    before, started = generated_tokens(server), time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         samples = list(pool.map(lambda e: _stream_once(client, model, e, max_tokens), picks))
+    wall = time.perf_counter() - started
     return {
         "concurrency": concurrency,
         "requests": requests,
+        "aggregate_tokens_per_s": round((generated_tokens(server) - before) / wall, 1),
         "ttft_ms": _percentiles([s["ttft_ms"] for s in samples if s["ttft_ms"] is not None]),
         "total_ms": _percentiles([s["total_ms"] for s in samples]),
         "stream_pieces_per_s": _percentiles([s["pieces_per_s"] for s in samples if s["pieces_per_s"]]),
     }
+
+
+def prefill_tokens_per_s(
+    gguf_path: Path, tokenizer_path: str, text: str, precision: str, tokens: int = 512, repeats: int = 3
+) -> dict:
+    """The compute bound: how fast this machine reads prompt tokens at the served precision, all threads, one
+    `llama_decode` of `tokens` tokens (the best of `repeats`). Every prompt token a request does not share with
+    the cached system prompt costs 1/this seconds before its first token, however requests are scheduled."""
+    from serving.batched_engine import BatchedLlamaPool
+
+    cache = Path(tempfile.mkdtemp(prefix="srl-bench-prefill-"))
+    pool = BatchedLlamaPool(gguf_path, tokenizer_path, cache, slots=1, precision=precision)
+    ids = pool._tokens([{"role": "user", "content": text}])
+    ids = (ids * (tokens // len(ids) + 1))[:tokens]
+    worker = pool._open(None)
+    seconds = []
+    for _ in range(repeats):
+        worker.prefix = []  # read it again
+        started = time.perf_counter()
+        worker.warm(ids)
+        seconds.append(time.perf_counter() - started)
+    worker.close()
+    pool.close()
+    return {"tokens": tokens, "tokens_per_s": round(tokens / min(seconds), 1), "precision": pool.precision}
 
 
 def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict]], max_new_tokens: int) -> list[dict]:
@@ -194,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--npc", default="count_orlok")
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--engine", help="the server's engine (default: SRL_FORGE_SERVING_ENGINE, serving/engine.py)")
+    parser.add_argument("--skip-engine-comparison", action="store_true", help="only the load test through the server")
     args = parser.parse_args(argv)
 
     import openai
@@ -203,13 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     from serving.server import ForgeServer, build_app
     from srl_assets.serve import serving_config
     from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, served_name
+    from srl_forge.deployment import load_tiers, served_name
     from srl_forge.encounter import Encounter
+    from srl_forge.player_logs import read_player_logs
     from srl_forge.policy import rlvr_prompt
     from srl_forge.registry import AdapterVersion, open_registry
     from training.model_loading import load_base_model, lora_config, resolve_model
 
-    config = serving_config()
+    config = serving_config(**({"engine": args.engine} if args.engine else {}))
     tiers = load_tiers(Path(config.tiers_file))
     model_path = resolve_model(next(iter(tiers.values())).base_model, Path(config.model_cache))
     work = Path(tempfile.mkdtemp(prefix="srl-serving-bench-"))
@@ -222,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     uri = store.put_directory("adapters", args.species, adapter_dir, "bench")
     registry = open_registry(work / "registry.duckdb")
     base = next(iter(tiers.values())).base_model
-    open_tiers = {k: TierSpec(**{**v.model_dump(), "ttft_budget_ms": 1e9}) for k, v in tiers.items()}
     for target, serves, version in (
         (args.species, "species", "s" * 64),
         (f"{args.species}/{args.npc}", "persona", "p" * 64),
@@ -234,10 +270,13 @@ def main(argv: list[str] | None = None) -> int:
                 kind="bench",
                 base_model=base,
                 adapter_uri=uri,
-                metrics={"decision_accuracy": {"value": 1, "low": 1, "high": 1}},
             )
         )
-        deploy_candidate(registry, open_tiers, adapter, serves, 0.0, "bench")
+        for tier in [t for t, spec in tiers.items() if spec.serves == serves]:
+            # blue without the gates: a latency benchmark's throwaway registry, and latency does not depend on
+            # what an adapter learned, only on its shape
+            registry.land_candidate(target, tier, adapter.version, "bench")
+            registry.promote(target, tier, adapter.version, [], "bench", reason="serving benchmark")
     server = ForgeServer(
         config.model_copy(
             update={
@@ -272,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         for concurrency in args.concurrency:
             requests = max(4, concurrency)
             print(f"{tier} {name}: {concurrency} concurrent streams, {requests} requests", file=sys.stderr)
-            result = _load_test(client, name, encounters, concurrency, requests, args.max_tokens)
+            result = _load_test(client, name, encounters, concurrency, requests, args.max_tokens, server)
             tier_rows.append(
                 {
                     "tier": tier,
@@ -283,20 +322,37 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     uv.should_exit = True
+    records, _ = read_player_logs(work / "player_logs", args.species)
+    asked = sum(r["requests"] for r in tier_rows) + len(tiers)  # and one warm-up per tier
+    logged = {
+        "asked": asked,
+        "logged": len(records),
+        "replaced_by_rules": sum(1 for r in records if r.served and r.served.rules and r.served.rules.replaced),
+        "unreadable": sum(1 for r in records if r.served and not r.served.format_ok),
+    }
+    compute_bound = None
+    if hasattr(server.pool, "gguf_path"):
+        monster = server.monsters[served_name(args.species, next(iter(tiers)))]
+        text = server.prompt_for(monster, Encounter.model_validate(encounters[0]))[0]["content"]
+        compute_bound = prefill_tokens_per_s(server.pool.gguf_path, model_path, text, server.precision)
 
     prompts = [
         rlvr_prompt(Encounter.model_validate(e), server.monsters[args.species].engine.vocabulary)
         for e in encounters[:8]
     ]
-    engines = engine_comparison(model_path, str(adapter_dir), prompts, args.max_tokens)
+    engines = (
+        [] if args.skip_engine_comparison else engine_comparison(model_path, str(adapter_dir), prompts, args.max_tokens)
+    )
     out = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "torch_threads": torch.get_num_threads(),
         "max_tokens": args.max_tokens,
         "base_model": base,
-        "server_engine": server.pool.name,
+        "server_engine": f"{server.pool.name} ({server.precision})",
         "tiers": tier_rows,
+        "answers": logged,
+        "compute_bound": compute_bound,
         "engines": engines,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -309,6 +365,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cell(p: dict) -> str:
     return "" if p["p50"] is None else f"{p['p50']:.0f} / {p['p95']:.0f}"
+
+
+def _answers_and_bound(out: dict) -> list[str]:
+    lines = []
+    if a := out.get("answers"):
+        lines += [
+            f"Answers logged for training: {a['logged']} of {a['asked']} asked; replaced by the rules engine "
+            f"(the tier's `rules_enforcement`): {a['replaced_by_rules']}; unreadable: {a['unreadable']}.",
+            "",
+        ]
+    if b := out.get("compute_bound"):
+        lines += [
+            f"Compute bound: this machine reads {b['tokens_per_s']:.0f} prompt tokens/s at {b['precision']} (one "
+            f"batch of {b['tokens']} tokens, all threads). A request's first token waits at least its unshared "
+            "prompt tokens divided by that, plus the prompts of the requests read in the same batches.",
+            "",
+        ]
+    return lines
 
 
 def to_markdown(out: dict) -> str:
@@ -337,6 +411,7 @@ def to_markdown(out: dict) -> str:
                 "p50 within budget",
                 "whole answer p50 / p95 ms",
                 "streamed pieces/s p50 / p95",
+                "aggregate tokens/s",
             ],
             [
                 [
@@ -350,11 +425,13 @@ def to_markdown(out: dict) -> str:
                     "" if r["ttft_ms"]["p50"] is None else ("yes" if r["ttft_ms"]["p50"] <= r["budget_ms"] else "NO"),
                     _cell(r["total_ms"]),
                     _cell(r["stream_pieces_per_s"]),
+                    r.get("aggregate_tokens_per_s", ""),
                 ]
                 for r in out["tiers"]
             ],
         ),
         "",
+        *_answers_and_bound(out),
         "## Engines, in process, one stream",
         "",
         markdown_table(

@@ -1,9 +1,11 @@
 """The local serving engines and how one is picked (`open_engine`).
 
-- llama.cpp (`llama_engine.py`) for the default policy, which ships as GGUF (served de-quantized to
-  float32 with GGUF LoRA adapters): chosen by measurement on the 2-core CPU (`bench/serving.py`,
+- llama.cpp for the default policy, which ships as GGUF (served as float32 or Q8_0 from the float32 weights
+  it trained on, with GGUF LoRA adapters): chosen by measurement on the 2-core CPU (`bench/serving.py`,
   `bench/results/serving-*.md`): a prompt read about twice as fast as transformers, decoding several
-  times faster, and with the shared prompt prefix reused a first token within Tier 3's 500 ms.
+  times faster, and with the shared prompt prefix reused a first token within Tier 3's 500 ms. By default
+  with continuous batching (`batched_engine.py`: every stream to a model advances in one decode per step);
+  `llama_engine.py` serves one request at a time and is kept as the reference it is tested against.
 - transformers + peft (`AdapterPool`, below) for any other base model, or where llama-cpp-python is
   not installed: one base model in memory, every blue adapter loaded beside it, so a promotion is a
   `load_adapter` call. Requests are served one at a time per base model (peft switches the active
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from serving.batched_engine import BatchedLlamaPool
 from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
 from serving.gguf_lora import dequantized_gguf, quantized_gguf
 from serving.llama_engine import LlamaCppPool
@@ -244,7 +247,7 @@ class AdapterPool:
                 raise errors[0]
 
 
-ENGINES = ("auto", "llama.cpp", "transformers")
+ENGINES = ("auto", "llama.cpp", "llama.cpp-batched", "transformers")
 
 
 def llama_cpp_available() -> bool:
@@ -262,15 +265,18 @@ def open_engine(
     precision: str = "float32",
 ) -> ServingEngine:
     """The serving engine for a base model at a precision (`float32`, or `int8`: llama.cpp's Q8_0, or
-    bitsandbytes' int8 in transformers). `auto`: llama.cpp for the default policy (it ships as GGUF) when
-    llama-cpp-python is installed, else transformers + peft. Production serves with vLLM."""
+    bitsandbytes' int8 in transformers). `auto`: llama.cpp with continuous batching for the default policy (it
+    ships as GGUF) when llama-cpp-python is installed, else transformers + peft; `llama.cpp`: one request at a
+    time per model (the earlier engine, kept as the reference). Production serves with vLLM."""
 
     if engine not in ENGINES:
         raise ValueError(f"serving engine {engine!r}: one of {', '.join(ENGINES)}")
     if precision not in EMBEDDED_PRECISIONS:
         raise ValueError(f"serving precision {precision!r}: one of {', '.join(EMBEDDED_PRECISIONS)}")
     hf_path = resolve_model(base_model, Path(model_cache))
-    use_llama = engine == "llama.cpp" or (engine == "auto" and base_model == DEFAULT_POLICY and llama_cpp_available())
+    use_llama = engine.startswith("llama.cpp") or (
+        engine == "auto" and base_model == DEFAULT_POLICY and llama_cpp_available()
+    )
     if use_llama:
         if base_model != DEFAULT_POLICY:
             raise ValueError(
@@ -281,5 +287,8 @@ def open_engine(
         base = dequantized_gguf(default_policy_gguf(), Path(model_cache) / "gguf" / f"{base_model}-f32.gguf")
         if precision == "int8":  # from the float32 weights the policy was trained on, not from the shipped Q4_1
             base = quantized_gguf(base, Path(model_cache) / "gguf" / f"{base_model}-q8_0.gguf")
-        return LlamaCppPool(base, hf_path, Path(model_cache) / "gguf" / "adapters", threads, precision=precision)
+        adapters = Path(model_cache) / "gguf" / "adapters"
+        if engine == "llama.cpp":
+            return LlamaCppPool(base, hf_path, adapters, threads, precision=precision)
+        return BatchedLlamaPool(base, hf_path, adapters, threads, precision=precision)
     return AdapterPool(hf_path, threads, prefix_cache_size, precision)

@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from serving.engine_protocol import ServedAdapter, StreamStats
-from serving.gguf_lora import base_gguf_shape, convert_lora
+from serving.gguf_lora import base_gguf_shape
+from serving.llama_loading import AdapterContexts, open_llama
 from training.model_loading import load_tokenizer
 
 
-class LlamaCppPool:
+class LlamaCppPool(AdapterContexts):
     """Same interface as `AdapterPool` (`ServingEngine`)."""
 
     name = "llama.cpp"
@@ -59,9 +60,7 @@ class LlamaCppPool:
         }
 
     def _open(self, lora_path: Path | None):
-        from llama_cpp import Llama
-
-        return Llama(
+        return open_llama(
             str(self.gguf_path),
             lora_path=str(lora_path) if lora_path else None,
             n_ctx=self.n_ctx,
@@ -69,40 +68,6 @@ class LlamaCppPool:
             n_threads_batch=self.threads,
             verbose=False,
         )
-
-    def _gguf_adapter(self, adapter: ServedAdapter) -> Path:
-        """The adapter as GGUF, converted once per version (a version is content-addressed)."""
-        target = self.cache_dir / f"{adapter.version}.gguf"
-        if not target.exists():
-            if not Path(adapter.path).is_dir():
-                raise FileNotFoundError(
-                    f"adapter {adapter.version} for {adapter.name}: folder {adapter.path} is missing"
-                )
-            convert_lora(Path(adapter.path), target, self.shape)
-        return target
-
-    def sync(self, wanted: list[ServedAdapter]) -> dict[str, list[str]]:
-        with self._lock:
-            added = []
-            for adapter in wanted:
-                if adapter.version not in self._contexts:
-                    self._contexts[adapter.version] = self._open(self._gguf_adapter(adapter))
-                    added.append(adapter.name)
-            keep = {a.version for a in wanted} | {""}
-            for version in [v for v in self._contexts if v not in keep]:
-                self._contexts.pop(version).close()
-            removed = sorted(set(self.adapters) - {a.name for a in wanted})
-            self.adapters = {a.name: a for a in wanted}
-            return {"added": added, "removed": removed}
-
-    def _context(self, name: str | None):
-        if name is None:
-            if "" not in self._contexts:
-                self._contexts[""] = self._open(None)
-            return self._contexts[""]
-        if name not in self.adapters:
-            raise KeyError(name)
-        return self._contexts[self.adapters[name].version]
 
     def _tokens(self, llm, messages: list[dict], generation_prompt: bool = True) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)

@@ -19,7 +19,7 @@ from srl_assets.settings import load_settings
 
 def serving_config(**overrides):
     r, settings = embedded_resources(), load_settings()
-    return ServingConfig(
+    fields = dict(
         registry=resolved(r["deployment"].registry),
         tiers_file=r["deployment"].tiers_file,
         artifacts_root=r["artifacts"].root,
@@ -37,8 +37,8 @@ def serving_config(**overrides):
         request_timeout_seconds=settings.serve_request_timeout_seconds,
         serve_green=settings.serve_green,
         precision=settings.serve_precision,
-        **overrides,
     )
+    return ServingConfig(**(fields | overrides))
 
 
 def main(argv: list[str] | None = None) -> int:

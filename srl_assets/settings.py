@@ -38,7 +38,9 @@ class ForgeSettings(BaseSettings):
     max_lore_file_bytes: int = Field(1_000_000, gt=0, description="the largest lore document accepted")
     max_lore_section_chars: int = Field(20_000, gt=0, description="the longest section of a lore document")
     teachers_config: str | None = Field(None, description="teachers YAML; unset: the programmatic expert")
-    serving_engine: Literal["auto", "llama.cpp", "transformers"] = Field("auto", description="what `make serve` uses")
+    serving_engine: Literal["auto", "llama.cpp", "llama.cpp-batched", "transformers"] = Field(
+        "auto", description="what `make serve` uses (serving/engine.py)"
+    )
     serve_api_key: SecretStr | None = Field(
         None, description="`make serve`: every route but /health needs `Authorization: Bearer <key>` (never logged)"
     )

@@ -2,6 +2,8 @@
 end to end (a real model and adapters, the `openai` client over HTTP on 127.0.0.1)."""
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -505,9 +507,9 @@ def _adapter_effect_agreement(path: str, adapter: Path, gguf_adapter: Path) -> f
     (each compared with its own base model, so the engines' small numeric differences cancel)."""
     import numpy as np
     import torch
-    from llama_cpp import Llama
     from peft import PeftModel
 
+    from serving.llama_loading import open_llama
     from training.model_loading import load_base_model, load_tokenizer
 
     tokenizer = load_tokenizer(path)
@@ -521,7 +523,7 @@ def _adapter_effect_agreement(path: str, adapter: Path, gguf_adapter: Path) -> f
             base = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
 
     def llama_logits(lora):
-        llm = Llama(
+        llm = open_llama(
             str(f32_base(path)),
             lora_path=str(lora) if lora else None,
             n_ctx=512,
@@ -583,10 +585,12 @@ def test_the_llama_cpp_engine_streams_and_reuses_what_it_already_read(smollm2_lo
 
 
 def test_the_serving_engine_is_configuration(smollm2_loras, model_cache):
+    from serving.batched_engine import BatchedLlamaPool
     from serving.engine import AdapterPool, open_engine
     from serving.llama_engine import LlamaCppPool
 
-    assert isinstance(open_engine("auto", "smollm2-135m-instruct", model_cache), LlamaCppPool)
+    assert isinstance(open_engine("auto", "smollm2-135m-instruct", model_cache), BatchedLlamaPool)
+    assert isinstance(open_engine("llama.cpp", "smollm2-135m-instruct", model_cache), LlamaCppPool)
     assert isinstance(open_engine("transformers", "smollm2-135m-instruct", model_cache), AdapterPool)
     with pytest.raises(ValueError, match="one of auto"):
         open_engine("onnx", "smollm2-135m-instruct", model_cache)
@@ -621,9 +625,9 @@ def test_int8_serving_agrees_with_float32(smollm2_loras, model_cache, tmp_path):
     assert pools["int8"].gguf_path.stat().st_size < 0.35 * pools["float32"].gguf_path.stat().st_size
 
     def next_token_logits(pool, chat):
-        from llama_cpp import Llama
+        from serving.llama_loading import open_llama
 
-        llm = Llama(
+        llm = open_llama(
             str(pool.gguf_path),
             lora_path=str(pool._gguf_adapter(served[0])),
             n_ctx=512,
@@ -659,3 +663,54 @@ def test_int8_serving_agrees_with_float32(smollm2_loras, model_cache, tmp_path):
     assert all(row[1] == 1 for row in rows), rows  # the decision-bearing next token is the same
     assert min(correlations) > 0.99, rows
     assert sum(matches) / len(matches) >= 0.5, rows
+
+
+def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_loras, tmp_path):
+    """Six players at once on one adapter: every greedy answer is token for token what the one-at-a-time
+    engine says, the system prompt is read once and shared, and a stream the game drops frees its slot."""
+    from serving.batched_engine import BatchedLlamaPool
+    from serving.engine_protocol import ServedAdapter, StreamStats
+    from serving.llama_engine import LlamaCppPool
+
+    path, adapters = smollm2_loras
+    served = [
+        ServedAdapter(
+            name="v", target="vampire", tier="tier1", version="b" * 64, path=str(adapters["every projection"])
+        )
+    ]
+    chats = [
+        [CHATS[0][0], {"role": "user", "content": f"World: night. Player: {n} hunters carrying garlic; they talk."}]
+        for n in range(1, 7)
+    ]
+    one_at_a_time = LlamaCppPool(f32_base(path), path, tmp_path / "single", threads=2)
+    one_at_a_time.sync(served)
+    expected = ["".join(one_at_a_time.stream("v", chat, max_new_tokens=12)) for chat in chats]
+    batched = BatchedLlamaPool(f32_base(path), path, tmp_path / "batched", threads=2, slots=4)
+    assert batched.sync(served) == {"added": ["v"], "removed": []}
+    system_tokens = batched.warm("v", chats[0])
+    assert system_tokens > 10
+    answers, stats = [None] * len(chats), [StreamStats() for _ in chats]
+
+    def ask(i):
+        answers[i] = "".join(batched.stream("v", chats[i], max_new_tokens=12, stats=stats[i]))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(chats))]  # more players than slots
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert answers == expected
+    assert all(s.cached_prompt_tokens >= system_tokens and s.tokens == 12 for s in stats)
+    dropped = batched.stream("v", chats[0], max_new_tokens=40)
+    assert next(dropped)
+    dropped.close()  # the game hung up
+    worker = batched._worker("v")
+    for _ in range(100):
+        if len(worker.free) == batched.slots:
+            break
+        time.sleep(0.05)
+    assert len(worker.free) == batched.slots and not worker.active
+    assert batched.sync([]) == {"added": [], "removed": ["v"]}
+    with pytest.raises(KeyError):
+        next(batched.stream("v", chats[0]))
+    batched.close()
