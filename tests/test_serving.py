@@ -714,3 +714,84 @@ def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_lo
     with pytest.raises(KeyError):
         next(batched.stream("v", chats[0]))
     batched.close()
+
+
+def test_the_server_answers_many_players_at_once_with_the_batched_engine(smollm2_loras, model_cache, tmp_path):
+    """Eight players greet the vampire at the same moment through HTTP: the server's default engine
+    (continuous batching, the SmolLM2 policy at int8) answers every stream, each answer ends in an ACTION the
+    rules engine checked (or the engine's own decision), and every one is logged for training."""
+    import asyncio
+
+    import httpx2
+
+    from serving.server import ForgeServer, build_app
+    from srl_forge.artifacts import LocalArtifactStore
+    from srl_forge.registry import AdapterVersion, open_registry
+    from tests.helpers import local_serving_config, serving_on_loopback
+
+    path, adapters = smollm2_loras
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text(
+        "tiers:\n  tier1: {base_model: smollm2-135m-instruct, serves: species, ttft_budget_ms: 100000,"
+        " precision: {embedded: int8}}\n"
+    )
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    registry = open_registry(tmp_path / "registry.duckdb")
+    version = "m" * 64
+    uri = store.put_directory("adapters", "vampire", Path(adapters["every projection"]), version)
+    registry.register(
+        AdapterVersion(
+            version=version, target="vampire", kind="srl_rlvr", base_model="smollm2-135m-instruct", adapter_uri=uri
+        )
+    )
+    registry.land_candidate("vampire", "tier1", version, "test")
+    registry.promote("vampire", "tier1", version, [], "test", reason="a test adapter, no gates")
+    server = ForgeServer(local_serving_config(tmp_path, tiers, model_cache))
+    assert server.pool.name == "llama.cpp, continuous batching" and server.precision == "int8"
+    items = ["garlic", "silver", "a torch", "gold", "wolfsbane", "a holy symbol", "a sword", "bread"]
+
+    async def greet(http, item):
+        body = {
+            "model": "vampire",
+            "stream": True,
+            "max_tokens": 40,
+            "messages": [{"role": "user", "content": f"Good evening. I bring {item}."}],
+            "encounter": {
+                "game": {"time_of_day": "night"},
+                "npc": {"species": "vampire"},
+                "player": {"action": "talk", "items": [item] if item in ("garlic", "silver") else []},
+                "location": {"kind": "village"},
+            },
+        }
+        content = ""
+        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("data: {"):
+                    chunk = json.loads(line[6:])
+                    content += "".join(c["delta"].get("content") or "" for c in chunk.get("choices", []))
+        return content
+
+    with serving_on_loopback(build_app(server)) as port:
+
+        async def everyone():
+            async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+                return await asyncio.gather(*(greet(http, item) for item in items))
+
+        answers = asyncio.run(everyone())
+    assert all(a.startswith("ACTION: ") and '\nSAY: "' in a for a in answers), answers
+    records, problems = read_logs(server)
+    assert not problems and len(records) == len(items)
+    assert all(r.served.model == "vampire" and r.served.adapter_version == version for r in records)
+    assert all(r.served.cached_prompt_tokens > 0 and r.served.ttft_ms is not None for r in records)
+    monster = server.monsters["vampire"]
+    for record in records:  # what each player was told is an action the rules allow in that player's encounter
+        assert f"ACTION: {record.npc_action}" in "\n".join(answers)
+        assert monster.verdict(record.encounter, record.npc_action).passed, record
+    server.pool.close()
+
+
+def read_logs(server):
+    from srl_forge.player_logs import read_player_logs
+
+    return read_player_logs(Path(server.config.player_logs_root), "vampire")
