@@ -24,7 +24,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.machine import commit, machine
+from bench.machine import commit, machine, training_code_version
 from bench.run import RESULTS, run
 from srl_forge.tables import markdown_table
 
@@ -88,7 +88,9 @@ def to_markdown(out: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
         f"CUDA {m['cuda']}, bf16 {m.get('bf16', 'not recorded')}. "
-        f"{out.get('note') + '. ' if out.get('note') else ''}Commit `{out['commit']}`. "
+        f"{out.get('note') + '. ' if out.get('note') else ''}Commit `{out['commit']}`"
+        + (f", training code `{out['training_code']}` (`bench/machine.py`)" if out.get("training_code") else "")
+        + ". "
         f"Run with `{out['command']}`.",
         "",
         f"Whole job: {out['total_seconds']:.0f} s ({out['total_seconds'] / 60:.0f} min). Success: {out['success']}.",
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget": args.budget,
             "machine": machine(),
             "commit": commit(),
+            "training_code": training_code_version(),
             "stem": stem.name,
             "command": f"python -m bench.learning --species {species} --budget {args.budget}"
             + (f" --quantization {args.quantization}" if args.quantization else ""),

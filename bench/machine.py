@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -41,3 +42,32 @@ def commit() -> str:
     return subprocess.run(
         ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent
     ).stdout.strip()
+
+
+# What decides what a policy learns: the code, the data and the pins. Two learning results whose training code
+# version is the same came from the same training code, whatever else changed between their commits.
+LEARNING_INPUTS = (
+    "training",
+    "srl_forge",
+    "srl_assets",
+    "asset_checks",
+    "lore",
+    "rules",
+    "voices",
+    "game_state",
+    "pyproject.toml",
+    "constraints.txt",
+)
+
+
+def training_code_version(revision: str = "HEAD", repo: Path = Path(__file__).resolve().parent.parent) -> str:
+    """A digest of git's tree ids of `LEARNING_INPUTS` at `revision` ("-dirty" when the working tree differs
+    there), so results trained at different commits can be shown to share their training code."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=repo, check=True).stdout
+
+    trees = [git("rev-parse", f"{revision}:{path}").strip() for path in LEARNING_INPUTS]
+    version = hashlib.sha256(" ".join(trees).encode()).hexdigest()[:12]
+    dirty = revision == "HEAD" and git("status", "--porcelain", "--", *LEARNING_INPUTS).strip()
+    return version + ("-dirty" if dirty else "")
