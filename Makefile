@@ -67,7 +67,7 @@ bench: $(STAMP)
 	$(PY) -m bench.rewards
 	$(PY) -m bench.run
 
-# Trains the `standard` budget with the ablations (about 90 minutes per species on 2 CPU cores) and writes the
+# Trains the `standard` budget with the ablations (about an hour per species on 2 cores with bf16) and writes the
 # held-out comparison with intervals and the learning curves to bench/results/learning-<species>-standard.*
 LEARNING_SPECIES ?= vampire werewolf zombie ghoul lich
 bench-learning: $(STAMP)
