@@ -30,7 +30,7 @@ from training.model_loading import load_tokenizer
 PREFIX_SEQ = 0  # the sequence holding the cached system prompt; requests use 1..slots
 # A step reading at least this many tokens (prompts) uses every thread; a step of generated tokens only leaves
 # one core to Python (the server, the guard, the tokenizer): on 2 cores, two llama.cpp threads and the server
-# contending made one stream decode at 15 tokens/s instead of 30 (measured, bench/results/serving-*.md)
+# contending made one stream decode at 15 tokens/s instead of 29 (bench/results/serving-engines-2026-12-04.md)
 PROMPT_BATCH_TOKENS = 32
 DONE = object()
 
@@ -69,10 +69,12 @@ class _ModelWorker:
         self.ctx = llama_cpp.llama_init_from_model(pool.model, params)
         if not self.ctx:
             raise RuntimeError(f"llama.cpp could not make a context for {pool.gguf_path}")
+        self.name = str(lora_path or "the base model")
         self.adapter = None
         if lora_path is not None:
             self.adapter = llama_cpp.llama_adapter_lora_init(pool.model, str(lora_path).encode())
             if not self.adapter:
+                llama_cpp.llama_free(self.ctx)
                 raise RuntimeError(f"llama.cpp could not load the LoRA adapter {lora_path}")
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapter)
             llama_cpp.llama_set_adapters_lora(self.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
@@ -204,32 +206,30 @@ class _ModelWorker:
                 self._finish(request)
 
     def _run(self) -> None:
-        import llama_cpp
-
         while not self._stop.is_set():
-            if not self.active:
-                self.incoming_wait()
+            waiting = []
+            if not self.active:  # idle: sleep until a request comes (or the worker is closed)
+                try:
+                    waiting.append(self.incoming.get(timeout=0.2))
+                except queue.Empty:
+                    continue
             with self.lock:
                 try:
-                    while self.free and not self.incoming.empty():
-                        self._admit(self.incoming.get_nowait())
+                    while self.free and (waiting or not self.incoming.empty()):
+                        self._admit(waiting.pop() if waiting else self.incoming.get_nowait())
                     self._step()
                 except Exception as exc:  # a failed decode ends every stream with the error, not silently
-                    for request in list(self.active):
-                        llama_cpp.llama_memory_seq_rm(self.memory, request.seq, -1, -1)
-                        self.active.remove(request)
-                        self.free.append(request.seq)
-                        request.out.put(exc)
+                    self._fail_all(exc, waiting)
 
-    def incoming_wait(self) -> None:
-        request = None
-        while request is None and not self._stop.is_set():
-            try:
-                request = self.incoming.get(timeout=0.2)
-            except queue.Empty:
-                continue
-        if request is not None:
-            self.incoming.put(request)
+    def _fail_all(self, exc: Exception, waiting: list[_Request] = ()) -> None:
+        import llama_cpp
+
+        for request in [*self.active, *waiting]:
+            if request in self.active:
+                llama_cpp.llama_memory_seq_rm(self.memory, request.seq, -1, -1)
+                self.active.remove(request)
+                self.free.append(request.seq)
+            request.out.put(exc)
 
     def submit(self, request: _Request) -> None:
         if len(request.tokens) + request.max_new_tokens > self.pool.slot_tokens:
@@ -237,10 +237,16 @@ class _ModelWorker:
         self.incoming.put(request)
 
     def close(self) -> None:
+        """Stops the worker; a stream still answering or waiting (the adapter was unloaded under it) ends with an
+        error instead of waiting forever."""
         import llama_cpp
 
         self._stop.set()
         self.thread.join(timeout=10)
+        waiting = []
+        while not self.incoming.empty():
+            waiting.append(self.incoming.get_nowait())
+        self._fail_all(RuntimeError(f"the model stopped serving (unloaded) while answering: {self.name}"), waiting)
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
         if self.adapter is not None:

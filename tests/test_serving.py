@@ -710,7 +710,11 @@ def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_lo
             break
         time.sleep(0.05)
     assert len(worker.free) == batched.slots and not worker.active
-    assert batched.sync([]) == {"added": [], "removed": ["v"]}
+    answering = batched.stream("v", chats[1], max_new_tokens=200)
+    assert next(answering)
+    assert batched.sync([]) == {"added": [], "removed": ["v"]}  # a rollback unloads it mid-answer
+    with pytest.raises(RuntimeError, match="stopped serving"):  # an error, not a stream waiting forever
+        list(answering)
     with pytest.raises(KeyError):
         next(batched.stream("v", chats[0]))
     batched.close()
