@@ -13,6 +13,7 @@ classifier on the same encounters. Written to `bench/results/sweep-<name>-<speci
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -35,9 +36,10 @@ class Setting:
     label: str
     rlvr: dict = field(default_factory=dict)  # RLVRConfig fields over the baseline's `rlvr` stage
     srl: dict | None = None  # train SRL first (SRLConfig fields over the `srl` stage) and start RLVR from it
-    thought: str = (
-        "rules"  # the expert answer's thought: "rules" (applied rules first) or "decision" (the choice first)
-    )
+    # the expert answer's thought: "rules" (applied rules first), "conditional" (only the rules whose condition
+    # held in this encounter: a species' unconditional bans are the same in every answer) or "decision" (the
+    # choice first)
+    thought: str = "rules"
     budget: str = "standard"  # the frozen baseline the fields override: bench/sweep_baselines/<budget>.yaml
     start_from: Setting | None = None  # continue from this setting's trained adapter (its seconds are counted)
     # "direct": train the RLVR stage and score its answers; "stepwise": the SRL stage alone, scored by rolling
@@ -54,6 +56,8 @@ SRL_NOW = {"sft_learning_rate": 2e-3, "num_generations": 8, "prompts_per_step": 
 SRL_PARSES = Setting("SRL 0.3 epoch + 1 GRPO step", srl={**SRL_NOW, "sft_epochs": 0.3}, score="stepwise")
 # the standard recipe's RLVR stage (training/recipes/standard.yaml) over the frozen baseline
 RLVR_NOW = {"sft_learning_rate": 2e-3, "num_generations": 8, "prompts_per_step": 1, "sft_epochs": 2.0, "max_steps": 8}
+# the standard recipe's SFT-only stage, with the curve probed four times
+SFT_SEVEN = {**SFT_ONLY, "sft_learning_rate": 2e-3, "sft_epochs": 7.0, "curve_points": 4}
 SWEEPS: dict[str, tuple[str, list[Setting]]] = {
     "thought": (
         "What the expert answer's thought holds, 3 supervised epochs (lr 1e-3), no GRPO.",
@@ -140,6 +144,24 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
             Setting("RLVR stage alone from the base model: 2 epochs + 8 GRPO steps", RLVR_NOW),
         ],
     ),
+    "conditional-thought": (
+        "Which rules the thought names: every decisive rule, or only those whose condition held here (a species' "
+        "unconditional bans, zombie.mindless and zombie.relentless, open every zombie answer and carry nothing of "
+        "the encounter); the standard SFT-only stage (7 epochs, lr 2e-3), no GRPO.",
+        [
+            Setting("every decisive rule, 7 epochs", SFT_SEVEN),
+            Setting("only the rules whose condition held, 7 epochs", SFT_SEVEN, thought="conditional"),
+        ],
+    ),
+    "sft-updates": (
+        "More supervised updates in the same seconds (LoRA dislikes large batches): batch 4 against 8, and a "
+        "higher learning rate; the standard SFT-only stage (7 epochs, lr 2e-3), no GRPO.",
+        [
+            Setting("batch 8, lr 2e-3 (the recipe)", SFT_SEVEN),
+            Setting("batch 4, lr 2e-3", {**SFT_SEVEN, "sft_batch_size": 4}),
+            Setting("batch 8, lr 4e-3", {**SFT_SEVEN, "sft_learning_rate": 4e-3}),
+        ],
+    ),
     "quick": (
         "The quick budget (the demo's minutes): its RLVR stage's supervised epochs and learning rate, from "
         "the base model.",
@@ -193,12 +215,34 @@ def build_data(species: str, home: Path) -> dict:
     return values
 
 
-def expert_answer(trajectory, thought: str) -> str:
+@functools.cache
+def conditional_thought(species: str):
+    """The thought naming only the rules whose condition held: the three highest decisive rules once a species'
+    standing rules (no condition, no event gate: they fire in every encounter) are left out."""
+    from srl_forge.rulebook import load_rulebook
+    from srl_forge.rules_engine import RulesEngine
+    from srl_forge.teachers.programmatic import NO_RULE, decisive_entries, rule_step_action
+
+    rulebook = load_rulebook(Path(__file__).resolve().parent.parent / "rules", species)
+    standing = {r.id for r in rulebook.rules if not r.when and not r.events.only_during and not r.events.not_during}
+    engine = RulesEngine(rulebook)
+
+    def thought(encounter) -> str:
+        entries = [e for e in decisive_entries(engine.decide(encounter), max_rules=99) if e.rule_id not in standing]
+        return " ".join(rule_step_action(e) for e in entries[:3]) or NO_RULE
+
+    return thought
+
+
+def expert_answer(trajectory, thought: str, encounter=None) -> str:
     from srl_forge.policy import render_answer
     from training.rlvr import decision_text
 
     if thought == "rules":
         return decision_text(trajectory)
+    if thought == "conditional":
+        rules = conditional_thought(trajectory.species)(encounter)
+        return render_answer(rules, trajectory.final_action, trajectory.spoken_line)
     decide = next(s for s in trajectory.steps if s.title == "DECIDE")
     reason = decide.thought
     if "I choose " in reason:  # the earlier format: the choice, then the one rule that puts it first
@@ -295,8 +339,12 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
 
     rlvr_rows, srl_rows = data["rlvr_dataset"], data["srl_dataset"]
     prompts = {r["encounter_id"]: r["prompt"] for r in rlvr_rows.split("train")}
+    encounters = {e.encounter_id: e.encounter for e in data["encounters"].by_split("train")}
     answers = [
-        {"prompt": prompts[a.encounter_id], "completion_text": expert_answer(a.trajectory, setting.thought)}
+        {
+            "prompt": prompts[a.encounter_id],
+            "completion_text": expert_answer(a.trajectory, setting.thought, encounters.get(a.encounter_id)),
+        }
         for a in data["expert_trajectories"].accepted
         if a.encounter_id in prompts
     ]
