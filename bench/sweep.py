@@ -37,8 +37,9 @@ class Setting:
     rlvr: dict = field(default_factory=dict)  # RLVRConfig fields over the baseline's `rlvr` stage
     srl: dict | None = None  # train SRL first (SRLConfig fields over the `srl` stage) and start RLVR from it
     # the expert answer's thought: "rules" (applied rules first), "conditional" (only the rules whose condition
-    # held in this encounter: a species' unconditional bans are the same in every answer) or "decision" (the
-    # choice first)
+    # held in this encounter: a species' unconditional bans are the same in every answer), "assess" (the expert's
+    # ASSESS step, then the rules), "evidence" (the facts the species' rule conditions read, then the rules) or
+    # "decision" (the choice first)
     thought: str = "rules"
     budget: str = "standard"  # the frozen baseline the fields override: bench/sweep_baselines/<budget>.yaml
     start_from: Setting | None = None  # continue from this setting's trained adapter (its seconds are counted)
@@ -162,6 +163,17 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
             Setting("batch 8, lr 4e-3", {**SFT_SEVEN, "sft_learning_rate": 4e-3}),
         ],
     ),
+    "evidence-thought": (
+        "Whether the thought should copy the facts before naming the rules (on the validation pairs that differ "
+        "only in hunger the adapters answered the same text: the rule choice did not read the number): the "
+        "expert's ASSESS step, or the facts the species' rule conditions read, before every decisive rule; the "
+        "standard SFT-only stage (7 epochs, lr 2e-3), no GRPO.",
+        [
+            Setting("every decisive rule, 7 epochs", SFT_SEVEN),
+            Setting("the ASSESS step, then every decisive rule", SFT_SEVEN, thought="assess"),
+            Setting("the facts the rules read, then every decisive rule", SFT_SEVEN, thought="evidence"),
+        ],
+    ),
     "quick": (
         "The quick budget (the demo's minutes): its RLVR stage's supervised epochs and learning rate, from "
         "the base model.",
@@ -234,12 +246,51 @@ def conditional_thought(species: str):
     return thought
 
 
+def condition_paths(condition: dict) -> list[str]:
+    """The encounter paths a rule condition reads, in order (through `any` and `not`)."""
+    paths = []
+    for key, value in condition.items():
+        if key == "any":
+            paths += [p for sub in value for p in condition_paths(sub)]
+        elif key == "not":
+            paths += condition_paths(value)
+        else:
+            paths.append(key)
+    return paths
+
+
+@functools.cache
+def evidence_paths(species: str) -> tuple[str, ...]:
+    """Every encounter path one of the species' rules reads, in rulebook order."""
+    from srl_forge.rulebook import load_rulebook
+
+    rulebook = load_rulebook(Path(__file__).resolve().parent.parent / "rules", species)
+    return tuple(dict.fromkeys(p for r in rulebook.rules for p in condition_paths(r.when)))
+
+
+def evidence_text(encounter) -> str:
+    """The facts the species' rules read, copied from the encounter: `hunger 0.59; items torch; ...`."""
+
+    def value(v) -> str:
+        if isinstance(v, tuple):
+            return ", ".join(v) or "none"
+        return f"{v:.2f}" if isinstance(v, float) else str(v).lower()
+
+    return "; ".join(f"{p.split('.')[-1]} {value(encounter.lookup(p))}" for p in evidence_paths(encounter.species))
+
+
 def expert_answer(trajectory, thought: str, encounter=None) -> str:
     from srl_forge.policy import render_answer
     from training.rlvr import decision_text
 
     if thought == "rules":
         return decision_text(trajectory)
+    rules = " ".join(s.action for s in trajectory.steps if s.title == "APPLY RULE")
+    if thought == "assess":
+        assess = next(s.action for s in trajectory.steps if s.title == "ASSESS")
+        return render_answer(f"{assess} {rules}", trajectory.final_action, trajectory.spoken_line)
+    if thought == "evidence":
+        return render_answer(f"{evidence_text(encounter)}. {rules}", trajectory.final_action, trajectory.spoken_line)
     if thought == "conditional":
         rules = conditional_thought(trajectory.species)(encounter)
         return render_answer(rules, trajectory.final_action, trajectory.spoken_line)
