@@ -46,6 +46,9 @@ class Setting:
     # "direct": train the RLVR stage and score its answers; "stepwise": the SRL stage alone, scored by rolling
     # its adapter out step by step (the way the evaluation scores SRL) on the first STEPWISE_ENCOUNTERS
     score: str = "direct"
+    # the answer budget the adapter is scored with (the evaluation's 96); a longer thought needs more. Scoring, not
+    # training: not part of the setting's key, so one trained adapter is scored at several budgets
+    score_tokens: int = 96
 
 
 STEPWISE_ENCOUNTERS = 30  # a rollout costs a generation round per step: the evaluation's `standard` share
@@ -167,11 +170,16 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
         "Whether the thought should copy the facts before naming the rules (on the validation pairs that differ "
         "only in hunger the adapters answered the same text: the rule choice did not read the number): the "
         "expert's ASSESS step, or the facts the species' rule conditions read, before every decisive rule; the "
-        "standard SFT-only stage (7 epochs, lr 2e-3), no GRPO.",
+        "standard SFT-only stage (7 epochs, lr 2e-3), no GRPO; each adapter scored with the evaluation's 96-token "
+        "answer budget and with 192 (the longer thoughts do not fit 96).",
         [
-            Setting("every decisive rule, 7 epochs", SFT_SEVEN),
-            Setting("the ASSESS step, then every decisive rule", SFT_SEVEN, thought="assess"),
-            Setting("the facts the rules read, then every decisive rule", SFT_SEVEN, thought="evidence"),
+            Setting(f"{label}, scored at {tokens} tokens", SFT_SEVEN, thought=thought, score_tokens=tokens)
+            for tokens in (96, 192)
+            for label, thought in (
+                ("every decisive rule", "rules"),
+                ("the ASSESS step, then every decisive rule", "assess"),
+                ("the facts the rules read, then every decisive rule", "evidence"),
+            )
         ],
     ),
     "quick": (
@@ -247,7 +255,10 @@ def conditional_thought(species: str):
 
 
 def condition_paths(condition: dict) -> list[str]:
-    """The encounter paths a rule condition reads, in order (through `any` and `not`)."""
+    """The encounter paths a rule condition reads, in the order it names them (through `any` and `not`).
+    `srl_forge.encounters.condition_paths` walks conditions the same way into a set; the thought needs the order,
+    and changing the domain's would move the training-code version the standard runs are held at (fold the two
+    together when the training code next moves)."""
     paths = []
     for key, value in condition.items():
         if key == "any":
@@ -280,14 +291,18 @@ def evidence_text(encounter) -> str:
 
 
 def expert_answer(trajectory, thought: str, encounter=None) -> str:
-    from srl_forge.policy import render_answer
+    from srl_forge.policy import render_answer, split_thinking
     from training.rlvr import decision_text
 
     if thought == "rules":
         return decision_text(trajectory)
-    rules = " ".join(s.action for s in trajectory.steps if s.title == "APPLY RULE")
+    rules = split_thinking(decision_text(trajectory))[0]  # the recipe's thought: every decisive rule
     if thought == "assess":
-        assess = next(s.action for s in trajectory.steps if s.title == "ASSESS")
+        assess = next((s.action for s in trajectory.steps if s.title == "ASSESS"), None)
+        if assess is None:
+            raise ValueError(
+                f"trajectory of encounter {trajectory.encounter_id}: no ASSESS step for the 'assess' thought"
+            )
         return render_answer(f"{assess} {rules}", trajectory.final_action, trajectory.spoken_line)
     if thought == "evidence":
         return render_answer(f"{evidence_text(encounter)}. {rules}", trajectory.final_action, trajectory.spoken_line)
@@ -311,13 +326,13 @@ def merged_policy(adapter_dir: Path, model_path: str):
     return model, load_tokenizer(model_path)
 
 
-def validation_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> dict:
+def validation_score(adapter_dir: Path, model_path: str, rows: list[dict], max_new_tokens: int = 96) -> dict:
     from training.learning_curve import predictions_count
     from training.policy_eval import outcome_validation
 
     model, tokenizer = merged_policy(adapter_dir, model_path)
     started = time.perf_counter()
-    result = outcome_validation(model, tokenizer, rows)
+    result = outcome_validation(model, tokenizer, rows, max_new_tokens=max_new_tokens)
     correct = [
         {"decision_accuracy": float(c is not None and c in r["top_actions"]), "line": None, "format": c is not None}
         for c, r in zip(result["chosen"], rows)
@@ -366,7 +381,7 @@ def parse_decision_action(answer: str) -> str | None:
 
 
 def setting_key(setting: Setting) -> dict:
-    fields = {k: v for k, v in setting.__dict__.items() if k not in ("label", "start_from")}
+    fields = {k: v for k, v in setting.__dict__.items() if k not in ("label", "start_from", "score_tokens")}
     return {**fields, "start_from": setting_key(setting.start_from)} if setting.start_from else fields
 
 
@@ -456,7 +471,9 @@ def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Cal
     seconds += metrics["training_seconds"]
     phases["rlvr"] = metrics["training_seconds"]
     model_path = resolve_model(job.config.model, Path(model_cache))
-    score = validation_score(folder / "rlvr_out" / "adapter", model_path, rlvr_rows.split("validation"))
+    score = validation_score(
+        folder / "rlvr_out" / "adapter", model_path, rlvr_rows.split("validation"), setting.score_tokens
+    )
     return {
         **setting_summary(setting, key, metrics, seconds, phases),
         "adapter": directory_digest(folder / "rlvr_out" / "adapter")[:12],

@@ -32,3 +32,42 @@ def test_the_training_code_version_changes_with_what_trains_and_only_with_it(tmp
     git("commit", "-qam", "a training change")
     assert training_code_version("HEAD", tmp_path) != first
     assert training_code_version("HEAD~1", tmp_path) == first
+
+
+def _zombie_trajectory(with_assess: bool = True):
+    from srl_forge.trajectory import Trajectory, TrajectoryStep
+
+    steps = (
+        *(
+            [TrajectoryStep(title="ASSESS", thought="t", action="Night; I am zombie, hunger 0.59.")]
+            if with_assess
+            else []
+        ),
+        TrajectoryStep(title="APPLY RULE", thought="t", action="zombie.hunger_pursuit (priority 70): prefer pursue."),
+        TrajectoryStep(title="DECIDE", thought="t", action="ACTION: pursue"),
+        TrajectoryStep(title="SPEAK", thought="t", action='SAY: "Uuh... braains..."'),
+    )
+    return Trajectory(encounter_id="e1", species="zombie", steps=steps)
+
+
+def test_the_sweep_thoughts_copy_the_facts_before_the_recipe_rules_and_still_parse():
+    import pytest
+
+    from bench.sweep import SWEEPS, expert_answer, setting_key
+    from srl_forge.policy import parse_decision, split_thinking
+    from tests.helpers import make_encounter
+
+    encounter = make_encounter("zombie", npc={"hunger": 0.59}, player={"items": ("torch",)})
+    rules = "zombie.hunger_pursuit (priority 70): prefer pursue."
+    for thought, opening in (("rules", rules), ("assess", "Night; I am zombie, hunger 0.59. "), ("evidence", "")):
+        text = expert_answer(_zombie_trajectory(), thought, encounter)
+        thinking = split_thinking(text)[0]
+        assert thinking.startswith(opening) and thinking.endswith(rules)
+        assert parse_decision(text) == ("pursue", "Uuh... braains...")
+    evidence = split_thinking(expert_answer(_zombie_trajectory(), "evidence", encounter))[0]
+    assert "hunger 0.59" in evidence and "items torch" in evidence and "weather" in evidence
+    with pytest.raises(ValueError, match="e1: no ASSESS step"):
+        expert_answer(_zombie_trajectory(with_assess=False), "assess", encounter)
+    # one trained adapter scored at two answer budgets: the budget is not part of what was trained
+    short, long = (s for s in SWEEPS["evidence-thought"][1] if s.thought == "assess")
+    assert (short.score_tokens, long.score_tokens) == (96, 192) and setting_key(short) == setting_key(long)
