@@ -112,7 +112,7 @@ def worker(trainer_kind: str, steps: int, model_cache: str) -> dict:
         resolve_model,
     )
     from training.rewards import step_format_reward, step_similarity_reward
-    from training.srl import SRLConfig
+    from training.srl import SRL_TASK, SRLConfig
 
     config = SRLConfig()  # the quick budget's defaults
     torch.manual_seed(0)
@@ -185,7 +185,7 @@ def worker(trainer_kind: str, steps: int, model_cache: str) -> dict:
             loss_type="grpo",
             beta=config.beta,
             temperature=config.temperature,
-            max_completion_length=config.max_completion_length,
+            max_completion_length=config.max_completion_length or SRL_TASK.answer_tokens,
             learning_rate=config.learning_rate,
             max_grad_norm=config.max_grad_norm,
             reward_weights=[1.0, 0.0],

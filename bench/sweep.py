@@ -38,8 +38,9 @@ class Setting:
     srl: dict | None = None  # train SRL first (SRLConfig fields over the `srl` stage) and start RLVR from it
     # the expert answer's thought: "rules" (applied rules first), "conditional" (only the rules whose condition
     # held in this encounter: a species' unconditional bans are the same in every answer), "assess" (the expert's
-    # ASSESS step, then the rules), "evidence" (the facts the species' rule conditions read, then the rules) or
-    # "decision" (the choice first)
+    # ASSESS step, then the rules: the recipe's since sweep evidence-thought), "evidence" (the facts the species'
+    # rule conditions read, then the rules) or "decision" (the choice first). The default stays the thought the
+    # earlier sweeps trained, so their settings keep their keys and meaning.
     thought: str = "rules"
     budget: str = "standard"  # the frozen baseline the fields override: bench/sweep_baselines/<budget>.yaml
     start_from: Setting | None = None  # continue from this setting's trained adapter (its seconds are counted)
@@ -254,25 +255,10 @@ def conditional_thought(species: str):
     return thought
 
 
-def condition_paths(condition: dict) -> list[str]:
-    """The encounter paths a rule condition reads, in the order it names them (through `any` and `not`).
-    `srl_forge.encounters.condition_paths` walks conditions the same way into a set; the thought needs the order,
-    and changing the domain's would move the training-code version the standard runs are held at (fold the two
-    together when the training code next moves)."""
-    paths = []
-    for key, value in condition.items():
-        if key == "any":
-            paths += [p for sub in value for p in condition_paths(sub)]
-        elif key == "not":
-            paths += condition_paths(value)
-        else:
-            paths.append(key)
-    return paths
-
-
 @functools.cache
 def evidence_paths(species: str) -> tuple[str, ...]:
     """Every encounter path one of the species' rules reads, in rulebook order."""
+    from srl_forge.encounters import condition_paths
     from srl_forge.rulebook import load_rulebook
 
     rulebook = load_rulebook(Path(__file__).resolve().parent.parent / "rules", species)
@@ -291,19 +277,14 @@ def evidence_text(encounter) -> str:
 
 
 def expert_answer(trajectory, thought: str, encounter=None) -> str:
-    from srl_forge.policy import render_answer, split_thinking
-    from training.rlvr import decision_text
+    from srl_forge.policy import render_answer
+    from training.rlvr import applied_rules, decision_text
 
-    if thought == "rules":
+    if thought == "assess":  # the recipe's answer
         return decision_text(trajectory)
-    rules = split_thinking(decision_text(trajectory))[0]  # the recipe's thought: every decisive rule
-    if thought == "assess":
-        assess = next((s.action for s in trajectory.steps if s.title == "ASSESS"), None)
-        if assess is None:
-            raise ValueError(
-                f"trajectory of encounter {trajectory.encounter_id}: no ASSESS step for the 'assess' thought"
-            )
-        return render_answer(f"{assess} {rules}", trajectory.final_action, trajectory.spoken_line)
+    rules = applied_rules(trajectory)  # every decisive rule
+    if thought == "rules":
+        return render_answer(rules, trajectory.final_action, trajectory.spoken_line)
     if thought == "evidence":
         return render_answer(f"{evidence_text(encounter)}. {rules}", trajectory.final_action, trajectory.spoken_line)
     if thought == "conditional":

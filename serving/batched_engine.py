@@ -25,6 +25,7 @@ import numpy as np
 from serving.engine_protocol import ServedAdapter, StreamStats
 from serving.gguf_lora import base_gguf_shape
 from serving.llama_loading import AdapterContexts, model_params
+from srl_forge.policy import DECISION_TOKENS
 from training.model_loading import load_tokenizer
 
 PREFIX_SEQ = 0  # the sequence holding the cached system prompt; requests use 1..slots
@@ -322,7 +323,7 @@ class BatchedLlamaPool(AdapterContexts):
         self,
         name: str | None,
         messages: list[dict],
-        max_new_tokens: int = 96,
+        max_new_tokens: int = DECISION_TOKENS,
         temperature: float = 0.0,
         stats: StreamStats | None = None,
     ) -> Iterator[str]:

@@ -32,6 +32,7 @@ from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
 from serving.gguf_lora import dequantized_gguf, quantized_gguf
 from serving.llama_engine import LlamaCppPool
 from srl_forge.deployment import EMBEDDED_PRECISIONS
+from srl_forge.policy import DECISION_TOKENS
 from training.model_loading import DEFAULT_POLICY, default_policy_gguf, load_base_model, load_tokenizer, resolve_model
 
 
@@ -158,7 +159,7 @@ class AdapterPool:
         self,
         name: str | None,
         messages: list[dict],
-        max_new_tokens: int = 96,
+        max_new_tokens: int = DECISION_TOKENS,
         temperature: float = 0.0,
         stats: StreamStats | None = None,
     ) -> Iterator[str]:

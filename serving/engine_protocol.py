@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from srl_forge.policy import DECISION_TOKENS
+
 
 @dataclass(frozen=True)
 class ServedAdapter:
@@ -57,7 +59,7 @@ class ServingEngine(Protocol):
         self,
         name: str | None,
         messages: list[dict],
-        max_new_tokens: int = 96,
+        max_new_tokens: int = DECISION_TOKENS,
         temperature: float = 0.0,
         stats: StreamStats | None = None,
     ) -> Iterator[str]: ...

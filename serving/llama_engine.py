@@ -21,6 +21,7 @@ from pathlib import Path
 from serving.engine_protocol import ServedAdapter, StreamStats
 from serving.gguf_lora import base_gguf_shape
 from serving.llama_loading import AdapterContexts, open_llama
+from srl_forge.policy import DECISION_TOKENS
 from training.model_loading import load_tokenizer
 
 
@@ -88,7 +89,7 @@ class LlamaCppPool(AdapterContexts):
         self,
         name: str | None,
         messages: list[dict],
-        max_new_tokens: int = 96,
+        max_new_tokens: int = DECISION_TOKENS,
         temperature: float = 0.0,
         stats: StreamStats | None = None,
     ) -> Iterator[str]:

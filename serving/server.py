@@ -86,6 +86,7 @@ from srl_forge.player_logs import (
     text_refusal,
 )
 from srl_forge.policy import (
+    DECISION_TOKENS,
     ThinkingStream,
     action_in,
     parse_decision,
@@ -133,7 +134,7 @@ class ServingConfig(BaseModel):
     tiers_file: str
     model_cache: str
     reload_seconds: float = 2.0
-    max_new_tokens: int = 96
+    max_new_tokens: int = DECISION_TOKENS
     threads: int | None = None
     prefix_cache_size: int = 64  # system-prompt KV caches kept (one per served model); 0 turns caching off
     engine: str = "auto"  # auto | llama.cpp | transformers (see serving/engine.py)

@@ -156,16 +156,16 @@ def assign_split(key: str, validation_fraction: float, test_fraction: float) -> 
     return "train"
 
 
-def condition_paths(condition: dict) -> set[str]:
-    paths: set[str] = set()
+def condition_paths(condition: dict) -> list[str]:
+    """The encounter paths a rule condition reads, in the order it names them (through `any` and `not`)."""
+    paths: list[str] = []
     for key, value in condition.items():
         if key == "any":
-            for sub in value:
-                paths |= condition_paths(sub)
+            paths += [p for sub in value for p in condition_paths(sub)]
         elif key == "not":
-            paths |= condition_paths(value)
+            paths += condition_paths(value)
         else:
-            paths.add(key)
+            paths.append(key)
     return paths
 
 
@@ -212,9 +212,7 @@ class EncounterDesigner:
         self.rng = random.Random(seed)
         self.paths = encounter_field_paths()
         # the features the rules look at: near-misses flip one of these
-        self.pivots = sorted(
-            set().union(*(condition_paths(r.when) for r in rulebook.rules)) if rulebook.rules else set()
-        )
+        self.pivots = sorted({p for r in rulebook.rules for p in condition_paths(r.when)})
         self.gated_events = sorted({e for r in rulebook.rules for e in r.events.only_during + r.events.not_during})
 
     # -- random base ---------------------------------------------------------------------------

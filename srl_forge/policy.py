@@ -39,6 +39,13 @@ GRAMMAR_IN_TEXT: dict[str, re.Pattern[str]] = {
     "dictated_step": re.compile(r"(\*\*(?:" + "|".join(re.escape(t) for t in STEP_TITLES) + r")\*\*)"),
 }
 
+# The answer budgets (new tokens), shared by training, evaluation and serving. A step is 40-80 tokens with its
+# thought. A decision's thought copies the facts (ASSESS) and names the rules before the action: the five species'
+# expert answers are 83-160 tokens (medians 115-130), cut before `ACTION:` at 96
+# (bench/results/sweep-evidence-thought-zombie.md: format 0.00 at 96, 1.00 at 192).
+STEP_TOKENS = 96
+DECISION_TOKENS = 192
+
 # --- prompts --------------------------------------------------------------------------------------
 
 SRL_SYSTEM = (

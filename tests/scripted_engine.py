@@ -6,6 +6,7 @@ import threading
 import time
 
 from serving.engine_protocol import ServedAdapter, StreamStats
+from srl_forge.policy import DECISION_TOKENS
 
 GARLIC_NIGHT = {
     "game": {"time_of_day": "night"},
@@ -48,7 +49,7 @@ class ScriptedEngine:
     def warm(self, name: str | None, messages: list[dict]) -> int:
         return 0
 
-    def stream(self, name, messages, max_new_tokens=96, temperature=0.0, stats: StreamStats | None = None):
+    def stream(self, name, messages, max_new_tokens=DECISION_TOKENS, temperature=0.0, stats: StreamStats | None = None):
         stats = stats or StreamStats()
         if name is not None and name not in self.adapters:
             raise KeyError(name)

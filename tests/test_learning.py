@@ -96,7 +96,7 @@ def test_completion_loss_equals_the_full_logits_loss(tiny_policy):
     assert torch.allclose(loss, full, atol=1e-5)
 
 
-def test_the_expert_answer_thinks_the_rules_then_acts(tmp_path):
+def test_the_expert_answer_copies_the_facts_names_the_rules_then_acts(tmp_path):
     from srl_forge.trajectory import Trajectory, TrajectoryStep
 
     steps = (
@@ -110,9 +110,12 @@ def test_the_expert_answer_thinks_the_rules_then_acts(tmp_path):
     )
     text = decision_text(Trajectory(encounter_id="e", species="vampire", steps=steps))
     assert text.startswith(
-        "<think>vampire.garlic (priority 60): forbid feed. world.mortal_wound (priority 40): prefer flee.</think>"
+        "<think>Night. vampire.garlic (priority 60): forbid feed. world.mortal_wound (priority 40): prefer flee."
+        "</think>"
     )
     assert parse_decision(text) == ("flee", "The night remembers you, mortal.")
+    with pytest.raises(ValueError, match="encounter e: no ASSESS step"):
+        decision_text(Trajectory(encounter_id="e", species="vampire", steps=steps[1:]))
 
 
 def test_feature_classifier_learns_a_rule_from_features():

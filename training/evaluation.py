@@ -32,6 +32,8 @@ from srl_forge.encounter import Encounter
 from srl_forge.grounding import grounding_score, is_stock, words
 from srl_forge.guardrails import check as guardrail_violations
 from srl_forge.policy import (
+    DECISION_TOKENS,
+    STEP_TOKENS,
     action_in,
     assess_text,
     decision_format_settled_broken,
@@ -339,15 +341,18 @@ def evaluate_variant(
     mode: str,
     cases: Sequence[EvalCase],
     step_rows: Sequence[dict],
-    max_new_tokens: int = 96,
+    max_new_tokens: int | None = None,
     log: Callable[[str], None] = print,
     seed: int = 0,
 ) -> dict:
-    answer = stepwise_answers if mode == "stepwise" else direct_answers
-    answers = answer(model, tokenizer, cases, max_new_tokens)
+    """`max_new_tokens`: each answer's budget (None: a step's `STEP_TOKENS` rolled out step by step, a
+    decision's `DECISION_TOKENS` answered directly)."""
+    stepwise = mode == "stepwise"
+    max_new_tokens = max_new_tokens or (STEP_TOKENS if stepwise else DECISION_TOKENS)
+    answers = (stepwise_answers if stepwise else direct_answers)(model, tokenizer, cases, max_new_tokens)
     log(f"{mode}: greedy answers for {len(cases)} encounters")
     result = score_policy(cases, answers, mode, seed=seed)
-    if step_rows and mode == "stepwise":  # step similarity only means something for a policy that writes SRL steps
+    if step_rows and stepwise:  # step similarity only means something for a policy that writes SRL steps
         result.step_similarity = srl_validation(model, tokenizer, step_rows, max_new_tokens)["step_similarity"]
     return result
 

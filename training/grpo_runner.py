@@ -68,7 +68,7 @@ class GRPOTrainingConfig(BaseModel):
     learning_rate: float = Field(default=5e-5, gt=0)
     beta: float = 0.0  # KL coefficient; the paper uses none
     temperature: float = 1.0
-    max_completion_length: int = 96  # expert steps with their thought are 40-80 tokens
+    max_completion_length: int | None = Field(default=None, gt=0)  # None: the task's answer budget
     max_grad_norm: float = 1.0
     dynamic_sampling_epsilon: float = DEFAULT_EPSILON
     # Learning curve: `curve_rows` validation rows probed (greedy) at the start and `curve_points` times in each phase.
@@ -157,6 +157,7 @@ class Task:
     sft_text: Callable[[dict], str] | None  # dataset row -> expert assistant text (None: the job's sft_data rows)
     probe: Callable  # (model, tokenizer, rows) -> {"decision_accuracy", "format_rate", "predictions", ...}
     curve_rows: Callable[[list[dict], int, int], list[dict]]  # (validation rows, n, seed) -> the probed sample
+    answer_tokens: int  # the answer budget (`srl_forge.policy`): GRPO's completion length unless the config sets one
 
 
 def read_rows(path: str | None) -> list[dict]:
@@ -320,7 +321,7 @@ def run_grpo_job(
             loss_type="grpo",
             beta=config.beta,
             temperature=config.temperature,
-            max_completion_length=config.max_completion_length,
+            max_completion_length=config.max_completion_length or task.answer_tokens,
             learning_rate=config.learning_rate,
             max_grad_norm=config.max_grad_norm,
             reward_weights=list(task.reward_weights),

@@ -14,7 +14,7 @@ import random
 from srl_forge.encounter import Encounter
 from srl_forge.grading import action_scores
 from srl_forge.personas import Persona, persona_action_scores
-from srl_forge.policy import render_answer, rlvr_prompt
+from srl_forge.policy import assess_text, render_answer, rlvr_prompt
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.lines import Voice, compose_line
 from srl_forge.teachers.programmatic import applied_rules_text
@@ -41,7 +41,9 @@ def persona_row(row: dict, persona: Persona, engine: RulesEngine, voice: Voice) 
         random.Random(f"{persona.key}:{row['row_id']}"),
         markers,
     )
-    thought = applied_rules_text(decision)
+    # the species' answer (`training.rlvr.decision_text`): the facts, then the rules, so the persona stage trains
+    # the format the species adapter it starts from writes
+    thought = f"{assess_text(encounter)} {applied_rules_text(decision)}"
     if decision.recommended and decision.recommended != action and decision.recommended in persona.header.forbid:
         thought += f" {persona.header.name} never chooses {decision.recommended}."
     return {

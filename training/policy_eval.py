@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from srl_forge.policy import (
+    DECISION_TOKENS,
+    STEP_TOKENS,
     decision_format_settled_broken,
     decision_id,
     generated_action,
@@ -100,7 +102,7 @@ def greedy_completions(model, tokenizer, rows, max_new_tokens, batch_size, progr
 
 
 def srl_validation(
-    model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 64, batch_size: int = 16, progress=None
+    model, tokenizer, rows: Sequence[dict], max_new_tokens: int = STEP_TOKENS, batch_size: int = 16, progress=None
 ) -> dict:
     """Mean step-similarity reward (-1 on bad format) and format rate, greedy, over `rows`."""
     if not rows:
@@ -119,7 +121,7 @@ def srl_validation(
 
 
 def outcome_validation(
-    model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 96, batch_size: int = 16, progress=None
+    model, tokenizer, rows: Sequence[dict], max_new_tokens: int = DECISION_TOKENS, batch_size: int = 16, progress=None
 ) -> dict:
     """Mean graded decision score, decision accuracy (the engine's top action) and format rate, greedy."""
     if not rows:
@@ -147,7 +149,7 @@ def outcome_validation(
     }
 
 
-def srl_probe(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 96) -> dict:
+def srl_probe(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = STEP_TOKENS) -> dict:
     """The SRL learning-curve probe: the format over every probed step row, and the decision over its DECIDE
     rows (the expert's earlier steps in context; the action against the engine's top actions)."""
     completions = greedy_completions(model, tokenizer, rows, max_new_tokens, 16, None, step_format_settled_broken)
@@ -165,7 +167,7 @@ def srl_probe(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 96) 
     }
 
 
-def outcome_probe(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = 96) -> dict:
+def outcome_probe(model, tokenizer, rows: Sequence[dict], max_new_tokens: int = DECISION_TOKENS) -> dict:
     """The RLVR learning-curve probe: decision accuracy, format rate and the chosen actions, greedy."""
     result = outcome_validation(model, tokenizer, rows, max_new_tokens)
     return {**result, "predictions": predictions_count(result["chosen"])}

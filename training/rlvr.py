@@ -15,7 +15,7 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 
-from srl_forge.policy import render_answer
+from srl_forge.policy import DECISION_TOKENS, render_answer
 from srl_forge.trajectory import Trajectory
 from training.grpo_runner import (
     GRPOJob,
@@ -36,14 +36,23 @@ class RLVRJob(GRPOJob):
     config: RLVRConfig
 
 
+def applied_rules(trajectory: Trajectory) -> str:
+    """The rules the expert applied, in its order (highest priority first), as one text."""
+    return " ".join(s.action for s in trajectory.steps if s.title == "APPLY RULE")
+
+
 def decision_text(trajectory: Trajectory) -> str:
     """The expert's final answer in the policy's format (the supervised phase's text, and the ceiling in
-    evaluation): the rules the expert applied, in its order (highest priority first), as the thought; then
-    the action and the line. Naming the rules before the action is what a small model learns the decision
-    from: decision-first thoughts ("I choose X: ...") reached 0.40 on vampire validation after 3 epochs where
-    these reached 0.77 (bench/results/sweep-thought.md)."""
-    rules = " ".join(s.action for s in trajectory.steps if s.title == "APPLY RULE")
-    return render_answer(rules, trajectory.final_action, trajectory.spoken_line)
+    evaluation): the expert's ASSESS step (the facts, copied from the encounter) and the rules it applied, as the
+    thought; then the action and the line. Naming the rules before the action is what a small model learns the
+    decision from: decision-first thoughts reached 0.45 on vampire validation where the rules reached 0.78
+    (bench/results/sweep-thought-vampire.md); copying the facts first lets the rules read them: zombie 0.78
+    [0.67, 0.88] against the rules alone 0.57 (sweep-evidence-thought-zombie.md), at the decision budget
+    (`DECISION_TOKENS`) such a thought needs."""
+    assess = next((s.action for s in trajectory.steps if s.title == "ASSESS"), None)
+    if assess is None:
+        raise ValueError(f"trajectory of encounter {trajectory.encounter_id}: no ASSESS step to open the answer")
+    return render_answer(f"{assess} {applied_rules(trajectory)}", trajectory.final_action, trajectory.spoken_line)
 
 
 def sample_rows(rows: list[dict], n: int, seed: int) -> list[dict]:
@@ -70,6 +79,7 @@ RLVR_TASK = Task(
     sft_text=None,  # RLVR rows carry no expert text: the expert's answers come with the job (`sft_data`)
     probe=outcome_probe,
     curve_rows=sample_rows,
+    answer_tokens=DECISION_TOKENS,
 )
 
 

@@ -14,7 +14,7 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 
-from srl_forge.policy import render_step_answer
+from srl_forge.policy import STEP_TOKENS, render_step_answer
 from training.grpo_runner import (
     GRPOJob,
     GRPOTrainingConfig,
@@ -55,6 +55,7 @@ SRL_TASK = Task(
     sft_text=lambda r: render_step_answer(r["expert_thought"], r["expert_step"]),
     probe=srl_probe,
     curve_rows=curve_rows,
+    answer_tokens=STEP_TOKENS,
 )
 
 
