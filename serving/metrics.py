@@ -62,6 +62,12 @@ class ServerMetrics:
         self.timeouts = Counter(
             "srl_forge_timeouts", "Answers stopped at the request time limit.", labels, registry=self.registry
         )
+        self.engine_errors = Counter(
+            "srl_forge_engine_errors",
+            "Answers the engine failed mid-way, ended with the rules engine's decision.",
+            labels,
+            registry=self.registry,
+        )
         self.disclosures = Counter(
             "srl_forge_player_disclosures",
             "Players who disclosed real-world danger (answered with the step-back line).",
@@ -87,11 +93,13 @@ class ServerMetrics:
             self.guard_replacements.labels(**labels, category=category).inc()
         if served.rules is not None and not served.rules.passed:
             self.rules_violations.labels(**labels, enforcement=served.rules.enforcement).inc()
-        replaced_otherwise = served.guardrail_categories or served.disclosure or served.timed_out
+        replaced_otherwise = served.guardrail_categories or served.disclosure or served.timed_out or served.engine_error
         if not served.format_ok and not replaced_otherwise and not (served.rules and served.rules.replaced):
             self.unreadable.labels(**labels).inc()
         if served.timed_out:
             self.timeouts.labels(**labels).inc()
+        if served.engine_error:
+            self.engine_errors.labels(**labels).inc()
         if served.disclosure:
             self.disclosures.labels(**labels).inc()
 

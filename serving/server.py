@@ -225,8 +225,8 @@ class AnswerGuard:
     the player) and `ACTION`/`SAY` content a whole line at a time (`policy.ThinkingStream`). Content is held
     until the answer names its action and `verdict_of(action)` (the rules engine) has passed it; `ACTION`
     comes first in the grammar, so a good answer waits for nothing. The first guardrail violation anywhere,
-    or an action the rules refuse under `replace`, stops the answer; a stopped, unreadable or timed-out
-    answer ends with the safe one instead."""
+    or an action the rules refuse under `replace`, stops the answer; a stopped, unreadable, timed-out
+    or failed answer ends with the safe one instead."""
 
     def __init__(self, verdict_of=None):
         self.stream = ThinkingStream()
@@ -237,6 +237,7 @@ class AnswerGuard:
         self.held: list[str] = []  # content lines waiting for the action's verdict
         self.released = ""  # content that reached the game
         self.timed_out = False
+        self.engine_error: str | None = None  # what the engine raised mid-answer
         self.decision: tuple[str, str] | None = None
 
     @property
@@ -462,6 +463,8 @@ class ForgeServer:
                     if guard.stopped or time.monotonic() > deadline:
                         guard.timed_out = not guard.stopped
                         break
+            except Exception as exc:  # the player still gets an answer: the rules engine's decision, as on a timeout
+                guard.engine_error = f"{type(exc).__name__}: {exc}"
             finally:
                 pieces.close()  # the engine stops generating (and frees its lock) now, not when collected
                 stats.finished = stats.finished or time.perf_counter()
@@ -490,6 +493,7 @@ class ForgeServer:
                 disclosure=disclosure,
                 rules=None if disclosure else guard.rules,
                 timed_out=guard.timed_out,
+                engine_error=guard.engine_error,
                 generated_tokens=stats.tokens,
             ),
             response_id=response_id,
@@ -520,6 +524,7 @@ class ForgeServer:
             "guardrail_replaced": bool(record.served.guardrail_categories),
             "disclosure": record.served.disclosure,  # for the studio's safety process
             "timed_out": record.served.timed_out,
+            "engine_error": record.served.engine_error,
             "rules": record.served.rules.model_dump(mode="json") if record.served.rules else None,
             "verdict": {
                 "action": record.npc_action,
@@ -594,6 +599,8 @@ class ForgeServer:
             log.warning(
                 f"{model}: answer {response_id} stopped at the {self.config.request_timeout_seconds:g} s time limit"
             )
+        if guard.engine_error:
+            log.error(f"{model}: the engine failed in answer {response_id} ({guard.engine_error}): the rules decided")
 
     # --- feedback -----------------------------------------------------------------------------
 

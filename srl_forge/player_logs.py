@@ -64,6 +64,9 @@ class ServedInfo(BaseModel):
     disclosure: str | None = None
     rules: RulesVerdict | None = None  # None: the model named no action (the safe answer was said)
     timed_out: bool = False  # generation stopped at the request's time limit
+    # the engine failed mid-answer (an adapter unloaded by a rollback, a crash): what it raised; the answer
+    # ended with the rules engine's decision
+    engine_error: str | None = None
 
 
 MAX_FEEDBACK_COMMENT_CHARS = 500

@@ -28,9 +28,15 @@ class ScriptedEngine:
     tokenizer = None
 
     def __init__(
-        self, answer: str = "", piece_chars: int = 4, seconds_per_piece: float = 0.0, by_model: dict | None = None
+        self,
+        answer: str = "",
+        piece_chars: int = 4,
+        seconds_per_piece: float = 0.0,
+        by_model: dict | None = None,
+        fails_after_pieces: int | None = None,
     ):
         self.answer = answer
+        self.fails_after_pieces = fails_after_pieces  # then raise, as an engine whose adapter was unloaded does
         self.by_model = by_model or {}  # model name -> its own answer (blue and green saying different things)
         self.piece_chars = piece_chars
         self.seconds_per_piece = seconds_per_piece
@@ -56,6 +62,8 @@ class ScriptedEngine:
         self.prompts.append(messages)
         text = self.by_model.get(name, self.answer)
         for start in range(0, len(text), self.piece_chars)[:max_new_tokens]:
+            if self.fails_after_pieces is not None and start // self.piece_chars >= self.fails_after_pieces:
+                raise RuntimeError(f"adapter {name!r} was unloaded mid-answer")
             if self.seconds_per_piece:
                 time.sleep(self.seconds_per_piece)
             if stats.first_token is None:
@@ -65,3 +73,16 @@ class ScriptedEngine:
                 self.pieces_sent += 1
             yield text[start : start + self.piece_chars]
         stats.finished = time.perf_counter()
+
+
+def streamed_chunks(running, model: str = "vampire", encounter: dict = GARLIC_NIGHT, says: str = "Hi") -> list:
+    """Every chunk of one streamed chat completion from a running test server."""
+    return list(
+        running.client().chat.completions.create(
+            model=model, messages=[{"role": "user", "content": says}], stream=True, extra_body={"encounter": encounter}
+        )
+    )
+
+
+def streamed_content(chunks: list) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

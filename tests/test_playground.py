@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from tests.helpers import REPO
-from tests.scripted_engine import CHARMS, FEEDS, GARLIC_NIGHT, ScriptedEngine
+from tests.scripted_engine import CHARMS, FEEDS, ScriptedEngine, streamed_chunks
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # what this machine's closed network needs (../.library/env): no background connections, no QUIC
@@ -36,15 +36,7 @@ def test_the_options_offer_every_served_monster_and_encounter_field(scripted_ser
 
 def test_a_streamed_answer_ends_with_its_summary_and_verdict(scripted_server):
     running = scripted_server(ScriptedEngine(FEEDS))
-    chunks = list(
-        running.client().chat.completions.create(
-            model="vampire",
-            messages=[{"role": "user", "content": "Hi"}],
-            stream=True,
-            extra_body={"encounter": GARLIC_NIGHT},
-        )
-    )
-    summary = chunks[-1].srl_forge
+    summary = streamed_chunks(running)[-1].srl_forge
     assert summary["action"] == "charm" and summary["rules"]["model_action"] == "feed"
     assert summary["verdict"]["passed"] and summary["verdict"]["action"] == "charm"
     assert summary["verdict"]["line_problems"] == []  # the expert line keeps the voice

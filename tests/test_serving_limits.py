@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.helpers import metric
-from tests.scripted_engine import CHARMS, FEEDS, GARLIC_NIGHT, ScriptedEngine
+from tests.scripted_engine import CHARMS, FEEDS, GARLIC_NIGHT, ScriptedEngine, streamed_chunks, streamed_content
 
 API_KEY = "sk-test-0123456789abcdef"
 
@@ -21,15 +21,7 @@ def test_an_action_the_rules_forbid_never_reaches_the_player(scripted_server):
     the tier that enforces, before a byte of it is sent; the tier that only logs lets it through; both count."""
     running = scripted_server(ScriptedEngine(FEEDS))
     client = running.client()
-    chunks = list(
-        client.chat.completions.create(
-            model="vampire",
-            messages=[{"role": "user", "content": "Good evening."}],
-            stream=True,
-            extra_body={"encounter": GARLIC_NIGHT},
-        )
-    )
-    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    content = streamed_content(streamed_chunks(running, says="Good evening."))
     assert "feed" not in content and "Come closer" not in content
     assert content.startswith("ACTION: charm\nSAY: ")  # the engine's decision with an expert line
     record = running.records()[-1]
@@ -132,6 +124,24 @@ def test_an_answer_past_the_time_limit_ends_with_the_engines_decision(scripted_s
     record = running.records()[-1]
     assert record.served.timed_out and record.served.rules is None and not record.served.format_ok
     assert metric(running.metrics(), "srl_forge_timeouts_total", model="vampire") == 1
+
+
+@pytest.mark.parametrize("fails_after_pieces", [3, 19])  # in the thinking; after `ACTION: charm` was released
+def test_an_engine_failing_mid_answer_ends_with_the_engines_decision_and_is_logged(
+    scripted_server, caplog, fails_after_pieces
+):
+    running = scripted_server(ScriptedEngine(CHARMS, fails_after_pieces=fails_after_pieces))
+    with caplog.at_level(logging.ERROR):
+        content = streamed_content(streamed_chunks(running))
+    assert content.startswith("ACTION: charm\nSAY: ") and content.count("ACTION:") == 1
+    record = running.records()[-1]
+    assert record.npc_action == "charm" and record.npc_line in content
+    assert record.served.engine_error == "RuntimeError: adapter 'vampire' was unloaded mid-answer"
+    assert not record.served.format_ok and not record.served.timed_out
+    assert "the engine failed" in caplog.text and "unloaded mid-answer" in caplog.text
+    metrics = running.metrics()
+    assert metric(metrics, "srl_forge_engine_errors_total", model="vampire") == 1
+    assert metric(metrics, "srl_forge_unreadable_answers_total", model="vampire") == 0
 
 
 def test_the_server_stays_up_under_a_burst_of_mixed_requests(scripted_server):
