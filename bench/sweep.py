@@ -63,6 +63,14 @@ SRL_PARSES = Setting("SRL 0.3 epoch + 1 GRPO step", srl={**SRL_NOW, "sft_epochs"
 RLVR_NOW = {"sft_learning_rate": 2e-3, "num_generations": 8, "prompts_per_step": 1, "sft_epochs": 2.0, "max_steps": 8}
 # the standard recipe's SFT-only stage, with the curve probed four times
 SFT_SEVEN = {**SFT_ONLY, "sft_learning_rate": 2e-3, "sft_epochs": 7.0, "curve_points": 4}
+# the chain's RLVR stage on the ASSESS-first answer with twice the recipe's supervised epochs, no GRPO
+ASSESS_FOUR = Setting(
+    "SRL 0.3 epoch, then RLVR 4 epochs, no GRPO",
+    {**RLVR_NOW, "sft_epochs": 4.0, "max_steps": 0, "curve_points": 4},
+    start_from=SRL_PARSES,
+    thought="assess",
+    score_tokens=192,
+)
 SWEEPS: dict[str, tuple[str, list[Setting]]] = {
     "thought": (
         "What the expert answer's thought holds, 3 supervised epochs (lr 1e-3), no GRPO.",
@@ -181,6 +189,36 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
                 ("the ASSESS step, then every decisive rule", "assess"),
                 ("the facts the rules read, then every decisive rule", "evidence"),
             )
+        ],
+    ),
+    "assess-chain": (
+        "The chain on the recipe's ASSESS-first answer (scored at the 192-token decision budget): the SRL stage "
+        "(0.3 epoch of step rows + 1 GRPO step), then the RLVR stage as the recipe trains it (2 supervised epochs + "
+        "8 GRPO steps), against twice the supervised epochs, scored before and after 4 GRPO steps on top of them "
+        "(what GRPO adds or undoes).",
+        [
+            Setting(
+                "SRL 0.3 epoch, then RLVR 2 epochs + 8 GRPO steps (the recipe)",
+                RLVR_NOW,
+                start_from=SRL_PARSES,
+                thought="assess",
+                score_tokens=192,
+            ),
+            ASSESS_FOUR,
+            Setting(
+                "SRL 0.3 epoch, then RLVR 4 epochs + 4 GRPO steps",
+                {**RLVR_NOW, "sft_epochs": 0.0, "max_steps": 4},
+                start_from=ASSESS_FOUR,
+                thought="assess",
+                score_tokens=192,
+            ),
+            Setting(
+                "SRL 0.3 epoch, then RLVR 4 epochs + 4 GRPO steps at lr 2e-5",
+                {**RLVR_NOW, "sft_epochs": 0.0, "max_steps": 4, "learning_rate": 2e-5},
+                start_from=ASSESS_FOUR,
+                thought="assess",
+                score_tokens=192,
+            ),
         ],
     ),
     "quick": (
