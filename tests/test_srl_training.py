@@ -337,9 +337,10 @@ def test_importing_the_training_library_prints_no_bitsandbytes_kernel_notice():
     import subprocess
     import sys
 
+    # the notice exists: without the training library's setting it is printed (so the test can fail)
+    loud = subprocess.run([sys.executable, "-c", "import peft, bitsandbytes"], capture_output=True, text=True)
+    if "gemm_4bit_forward" not in loud.stderr + loud.stdout:
+        pytest.skip("bitsandbytes prints its kernel notice only on a CPU with AVX512-BF16, and this one has none")
     code = "import training, peft, bitsandbytes"
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "gemm_4bit_forward" not in quiet.stderr + quiet.stdout
-    # the notice exists: without the training library's setting it is printed (so the test can fail)
-    loud = subprocess.run([sys.executable, "-c", "import peft, bitsandbytes"], capture_output=True, text=True)
-    assert "gemm_4bit_forward" in loud.stderr + loud.stdout
