@@ -134,18 +134,12 @@ def prefill_tokens_per_s(
 
     cache = Path(tempfile.mkdtemp(prefix="srl-bench-prefill-"))
     pool = BatchedLlamaPool(gguf_path, tokenizer_path, cache, slots=1, precision=precision)
-    ids = pool._tokens([{"role": "user", "content": text}])
-    ids = (ids * (tokens // len(ids) + 1))[:tokens]
-    worker = pool._open(None)
-    seconds = []
-    for _ in range(repeats):
-        worker.prefix = []  # read it again
-        started = time.perf_counter()
-        worker.warm(ids)
-        seconds.append(time.perf_counter() - started)
-    worker.close()
-    pool.close()
-    return {"tokens": tokens, "tokens_per_s": round(tokens / min(seconds), 1), "precision": pool.precision}
+    try:
+        messages = [{"role": "user", "content": text}]
+        seconds = min(pool.prefill_seconds(messages, tokens) for _ in range(repeats))
+    finally:
+        pool.close()
+    return {"tokens": tokens, "tokens_per_s": round(tokens / seconds, 1), "precision": pool.precision}
 
 
 def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict]], max_new_tokens: int) -> list[dict]:

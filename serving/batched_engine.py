@@ -319,6 +319,19 @@ class BatchedLlamaPool(AdapterContexts):
             return 0
         return self._worker(name).warm(self._tokens(messages[:-1], generation_prompt=False))
 
+    def prefill_seconds(self, messages: list[dict], tokens: int) -> float:
+        """Seconds the bare base model takes to read `tokens` prompt tokens (the messages' own, repeated) with
+        nothing cached, on every thread: the compute bound of a first token at this precision."""
+        ids = self._tokens(messages)
+        ids = (ids * (tokens // len(ids) + 1))[:tokens]
+        worker = self._open(None)  # its own context: a served adapter's cached prefix is left alone
+        try:
+            started = time.perf_counter()
+            worker.warm(ids)
+            return time.perf_counter() - started
+        finally:
+            worker.close()
+
     def stream(
         self,
         name: str | None,

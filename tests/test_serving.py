@@ -717,6 +717,7 @@ def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_lo
         list(answering)
     with pytest.raises(KeyError):
         next(batched.stream("v", chats[0]))
+    assert batched.prefill_seconds(chats[0], tokens=64) > 0  # the compute bound bench.serving reports
     batched.close()
 
 
