@@ -552,6 +552,17 @@ def references(data: dict, limit: int | None = None) -> dict:
     }
 
 
+def row_commits(out: dict) -> str:
+    """The commit the rows were trained at, or each row's where they differ (rows from before rows recorded
+    theirs count as the run's)."""
+    commits = [r.get("commit", out["commit"]) for r in out["results"]]
+    if len(set(commits)) <= 1:
+        return commits[0] if commits else out["commit"]
+    return "; ".join(
+        f"{c} (rows {', '.join(str(i + 1) for i, x in enumerate(commits) if x == c)})" for c in dict.fromkeys(commits)
+    )
+
+
 def to_markdown(out: dict) -> str:
     refs = out["references"]
 
@@ -564,7 +575,7 @@ def to_markdown(out: dict) -> str:
         out["question"],
         "",
         f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores, torch {out['machine']['torch']} "
-        f"({out['machine']['torch_threads']} threads). Commit {out['commit']}. Scored greedily on "
+        f"({out['machine']['torch_threads']} threads). Commit {row_commits(out)}. Scored greedily on "
         f"{refs['validation_encounters']} validation encounters (not the held-out test split)"
         + (", each adapter rolled out step by step from ASSESS" if out.get("stepwise") else "")
         + "; 95% bootstrap intervals.",
@@ -645,9 +656,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.only is not None and i not in args.only:
             continue
         print(f"[{args.sweep}] {setting.label}", flush=True)
-        results[setting.label] = run_setting(
-            setting, args.species, data, home / "sweeps", lambda m: print(m, flush=True)
-        )
+        results[setting.label] = {
+            **run_setting(setting, args.species, data, home / "sweeps", lambda m: print(m, flush=True)),
+            "commit": commit,  # a sweep's rows may come from several invocations (--only)
+        }
     out = {
         "name": args.sweep,
         "species": args.species,
