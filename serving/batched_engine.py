@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.engine_protocol import ServedAdapter, StreamStats
+from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, StreamStats
 from serving.gguf_lora import base_gguf_shape
 from serving.llama_loading import AdapterContexts, model_params
 from srl_forge.policy import DECISION_TOKENS
@@ -217,7 +217,9 @@ class _ModelWorker:
             with self.lock:
                 try:
                     while self.free and (waiting or not self.incoming.empty()):
-                        self._admit(waiting.pop() if waiting else self.incoming.get_nowait())
+                        request = waiting.pop() if waiting else self.incoming.get_nowait()
+                        if not request.cancelled.is_set():  # its caller gave up while it waited: never read
+                            self._admit(request)
                     self._step()
                 except Exception as exc:  # a failed decode ends every stream with the error, not silently
                     self._fail_all(exc, waiting)
@@ -344,7 +346,14 @@ class BatchedLlamaPool(AdapterContexts):
         request = _Request(self._tokens(messages), max_new_tokens, temperature, stats or StreamStats())
         worker.submit(request)
         try:
-            while (piece := request.out.get()) is not DONE:
+            while True:
+                try:
+                    piece = request.out.get(timeout=HEARTBEAT_SECONDS)
+                except queue.Empty:  # waiting for a slot or the next token
+                    yield ""
+                    continue
+                if piece is DONE:
+                    break
                 if isinstance(piece, Exception):
                     raise piece
                 yield piece

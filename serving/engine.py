@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from serving.batched_engine import BatchedLlamaPool
-from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats
+from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, ServingEngine, StreamStats
 from serving.gguf_lora import dequantized_gguf, quantized_gguf
 from serving.llama_engine import LlamaCppPool
 from srl_forge.deployment import EMBEDDED_PRECISIONS
@@ -195,7 +195,9 @@ class AdapterPool:
         stats = stats or StreamStats()
         stop = threading.Event()
         encoded, prefix_ids = self._encode(messages)
-        with self._lock:
+        while not self._lock.acquire(timeout=HEARTBEAT_SECONDS):  # one answer at a time: the others wait here
+            yield ""
+        try:
             if name is not None and name not in self.adapters:
                 raise KeyError(name)
             streamer = TokenStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -246,6 +248,8 @@ class AdapterPool:
                 stats.finished = time.perf_counter()
             if errors:
                 raise errors[0]
+        finally:
+            self._lock.release()
 
 
 ENGINES = ("auto", "llama.cpp", "llama.cpp-batched", "transformers")

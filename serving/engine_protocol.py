@@ -11,6 +11,10 @@ from typing import Protocol
 
 from srl_forge.policy import DECISION_TOKENS
 
+# While a stream waits (for the engine's lock, a free slot, its next piece) it yields "" at least this often, so a
+# caller keeps a time limit without a token to check it on, and closing the stream there stops the wait.
+HEARTBEAT_SECONDS = 0.25
+
 
 @dataclass(frozen=True)
 class ServedAdapter:
@@ -46,7 +50,8 @@ class StreamStats:
 
 
 class ServingEngine(Protocol):
-    """What the server, the latency gate and the benchmark need of an engine (`AdapterPool`, `LlamaCppPool`)."""
+    """What the server, the latency gate and the benchmark need of an engine (`AdapterPool`, `LlamaCppPool`).
+    `stream` yields text pieces, and "" every `HEARTBEAT_SECONDS` while it waits."""
 
     name: str  # for reports: which engine measured or served
     precision: str  # float32 | int8: what the base model's weights are served in

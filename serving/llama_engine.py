@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from serving.engine_protocol import ServedAdapter, StreamStats
+from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, StreamStats
 from serving.gguf_lora import base_gguf_shape
 from serving.llama_loading import AdapterContexts, open_llama
 from srl_forge.policy import DECISION_TOKENS
@@ -94,7 +94,9 @@ class LlamaCppPool(AdapterContexts):
         stats: StreamStats | None = None,
     ) -> Iterator[str]:
         stats = stats or StreamStats()
-        with self._lock:
+        while not self._lock.acquire(timeout=HEARTBEAT_SECONDS):  # one answer at a time: the others wait here
+            yield ""
+        try:
             llm = self._context(name)
             tokens = self._tokens(llm, messages)
             if not self.reuse_prefix:
@@ -125,3 +127,5 @@ class LlamaCppPool(AdapterContexts):
                 if len(generated) >= max_new_tokens:
                     break
             stats.finished = time.perf_counter()
+        finally:
+            self._lock.release()

@@ -458,8 +458,9 @@ class ForgeServer:
                 request.model, self.prompt_for(monster, encounter), max_tokens, request.temperature or 0.0, stats
             )
             try:
-                for piece in pieces:
-                    yield from guard.feed(piece)
+                for piece in pieces:  # "" while the engine waits: the time limit holds before the first token too
+                    if piece:
+                        yield from guard.feed(piece)
                     if guard.stopped or time.monotonic() > deadline:
                         guard.timed_out = not guard.stopped
                         break

@@ -5,7 +5,7 @@ with answers a tiny random model would never write, such as a well-formed answer
 import threading
 import time
 
-from serving.engine_protocol import ServedAdapter, StreamStats
+from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, StreamStats
 from srl_forge.policy import DECISION_TOKENS
 
 GARLIC_NIGHT = {
@@ -34,8 +34,10 @@ class ScriptedEngine:
         seconds_per_piece: float = 0.0,
         by_model: dict | None = None,
         fails_after_pieces: int | None = None,
+        waits_seconds: float = 0.0,
     ):
         self.answer = answer
+        self.waits_seconds = waits_seconds  # before the first piece, as behind other answers, with heartbeats
         self.fails_after_pieces = fails_after_pieces  # then raise, as an engine whose adapter was unloaded does
         self.by_model = by_model or {}  # model name -> its own answer (blue and green saying different things)
         self.piece_chars = piece_chars
@@ -61,6 +63,10 @@ class ScriptedEngine:
             raise KeyError(name)
         self.prompts.append(messages)
         text = self.by_model.get(name, self.answer)
+        waiting_until = time.perf_counter() + self.waits_seconds
+        while time.perf_counter() < waiting_until:
+            time.sleep(HEARTBEAT_SECONDS)
+            yield ""
         for start in range(0, len(text), self.piece_chars)[:max_new_tokens]:
             if self.fails_after_pieces is not None and start // self.piece_chars >= self.fails_after_pieces:
                 raise RuntimeError(f"adapter {name!r} was unloaded mid-answer")

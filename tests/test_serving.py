@@ -721,6 +721,59 @@ def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_lo
     batched.close()
 
 
+def test_a_waiting_stream_yields_heartbeats_and_one_closed_while_waiting_is_never_read(smollm2_loras, tmp_path):
+    """What the server's time limit stands on when no token comes: each engine yields "" while an answer waits
+    its turn, and a request its caller closed while it waited for a slot is dropped without reading its prompt."""
+    from serving.batched_engine import BatchedLlamaPool
+    from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, StreamStats
+    from serving.llama_engine import LlamaCppPool
+
+    path, adapters = smollm2_loras
+    served = [
+        ServedAdapter(
+            name="v", target="vampire", tier="tier1", version="c" * 64, path=str(adapters["every projection"])
+        )
+    ]
+    one_at_a_time = LlamaCppPool(f32_base(path), path, tmp_path / "single", threads=2)
+    one_at_a_time.sync(served)
+    with one_at_a_time._lock:  # another answer is being generated
+        waiting = one_at_a_time.stream("v", CHATS[0], max_new_tokens=4)
+        started = time.perf_counter()
+        assert next(waiting) == "" and time.perf_counter() - started < 4 * HEARTBEAT_SECONDS
+    assert "".join(waiting) != ""  # its turn came: it answers
+
+    batched = BatchedLlamaPool(f32_base(path), path, tmp_path / "batched", threads=2, slots=1)
+    batched.sync(served)
+    assert batched.warm("v", CHATS[0]) > 0  # the shared system prompt: an admitted request copies it
+    answering = batched.stream("v", CHATS[0], max_new_tokens=60)
+    assert next(p for p in answering if p)  # it holds the only slot
+    stats = StreamStats()
+    queued = batched.stream("v", CHATS[1], max_new_tokens=60, stats=stats)
+    assert next(queued) == ""  # no slot for it: a heartbeat
+    queued.close()  # the player's time limit ran out
+    "".join(answering)
+    worker = batched._worker("v")
+    for _ in range(100):
+        if len(worker.free) == batched.slots and worker.incoming.empty():
+            break
+        time.sleep(0.05)
+    assert len(worker.free) == batched.slots and not worker.active
+    assert stats.cached_prompt_tokens == 0 and stats.tokens == 0  # never admitted: not even its prefix copied
+    batched.close()
+
+
+def test_the_transformers_engine_yields_heartbeats_while_another_answer_runs(tiny_policy):
+    from serving.engine import AdapterPool
+    from serving.engine_protocol import HEARTBEAT_SECONDS
+
+    pool = AdapterPool(tiny_policy, threads=1)
+    with pool._lock:  # another answer is being generated
+        waiting = pool.stream(None, CHATS[0], max_new_tokens=4)
+        started = time.perf_counter()
+        assert next(waiting) == "" and time.perf_counter() - started < 4 * HEARTBEAT_SECONDS
+    assert "".join(waiting) != ""
+
+
 def test_the_server_answers_many_players_at_once_with_the_batched_engine(smollm2_loras, model_cache, tmp_path):
     """Eight players greet the vampire at the same moment through HTTP: the server's default engine
     (continuous batching, the SmolLM2 policy at int8) answers every stream, each answer ends in an ACTION the

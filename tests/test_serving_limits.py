@@ -126,6 +126,21 @@ def test_an_answer_past_the_time_limit_ends_with_the_engines_decision(scripted_s
     assert metric(running.metrics(), "srl_forge_timeouts_total", model="vampire") == 1
 
 
+def test_an_answer_waiting_for_the_engine_past_the_time_limit_ends_with_the_engines_decision(scripted_server):
+    """Behind other answers no token comes to check the limit on: the engine's heartbeats carry it."""
+    engine = ScriptedEngine(CHARMS, waits_seconds=30)
+    running = scripted_server(engine, request_timeout_seconds=0.5)
+    started = time.perf_counter()
+    reply = running.client().chat.completions.create(
+        model="vampire", messages=[{"role": "user", "content": "Hi"}], extra_body={"encounter": GARLIC_NIGHT}
+    )
+    assert time.perf_counter() - started < 5
+    assert reply.choices[0].message.content.startswith("ACTION: charm\nSAY: ")
+    assert engine.pieces_sent == 0
+    record = running.records()[-1]
+    assert record.served.timed_out and record.served.generated_tokens == 0
+
+
 @pytest.mark.parametrize("fails_after_pieces", [3, 19])  # in the thinking; after `ACTION: charm` was released
 def test_an_engine_failing_mid_answer_ends_with_the_engines_decision_and_is_logged(
     scripted_server, caplog, fails_after_pieces
