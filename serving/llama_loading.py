@@ -12,8 +12,9 @@ weights stay where the float32 and Q8_0 CPU kernels read them. `llama_cpp.Llama`
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 from serving.engine_protocol import ServedAdapter
 from serving.gguf_lora import convert_lora
@@ -40,13 +41,24 @@ def model_params():
     return _without_repacking(llama_cpp.llama_model_default_params)()
 
 
+@contextmanager
+def _default_params_without_repacking(low_level) -> Iterator[None]:
+    """`Llama.__init__` reads `llama_cpp.llama_model_default_params()` and takes no `use_extra_bufts`: the
+    function is swapped while one model loads (under `_LOADING`) and put back whatever happens."""
+    defaults = low_level.llama_model_default_params
+    with _LOADING:
+        low_level.llama_model_default_params = _without_repacking(defaults)
+        try:
+            yield
+        finally:
+            low_level.llama_model_default_params = defaults
+
+
 def open_llama(model_path: str, **kwargs):
     """`llama_cpp.Llama(model_path, **kwargs)`, its model loaded with `model_params()`."""
-    import llama_cpp.llama as high_level
+    import llama_cpp.llama as high_level  # the engines' optional dependency: imported where a model is loaded
 
-    low_level = high_level.llama_cpp
-    defaults = low_level.llama_model_default_params
-    with _LOADING, mock.patch.object(low_level, "llama_model_default_params", _without_repacking(defaults)):
+    with _default_params_without_repacking(high_level.llama_cpp):
         return high_level.Llama(model_path, **kwargs)
 
 

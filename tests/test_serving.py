@@ -552,6 +552,21 @@ def test_a_lora_adapter_converted_to_gguf_does_in_llama_cpp_what_it_does_in_peft
     assert _adapter_effect_agreement(path, adapters["query and key only"], unpermuted) < 0.6
 
 
+def test_llama_cpp_models_load_without_repacked_buffers_and_the_defaults_are_put_back():
+    import llama_cpp
+
+    from serving.llama_loading import open_llama
+    from training.model_loading import default_policy_gguf
+
+    llm = open_llama(str(default_policy_gguf()), n_ctx=64, n_threads=1, verbose=False, vocab_only=True)
+    assert llm.model_params.use_extra_bufts is False  # the AMX crash the module's docstring names
+    assert llama_cpp.llama_model_default_params().use_extra_bufts is True
+
+    with pytest.raises(ValueError):
+        open_llama(str(default_policy_gguf().with_name("missing.gguf")), verbose=False)
+    assert llama_cpp.llama_model_default_params().use_extra_bufts is True
+
+
 def test_the_llama_cpp_engine_streams_and_reuses_what_it_already_read(smollm2_loras, tmp_path):
     from serving.engine import AdapterPool
     from serving.engine_protocol import ServedAdapter, StreamStats
