@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from serving.batched_engine import BatchedLlamaPool
-from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, ServingEngine, StreamStats
+from serving.engine_protocol import ServedAdapter, ServingEngine, StreamStats, wait_with_heartbeats
 from serving.gguf_lora import dequantized_gguf, quantized_gguf
 from serving.llama_engine import LlamaCppPool
 from srl_forge.deployment import EMBEDDED_PRECISIONS
@@ -195,8 +195,7 @@ class AdapterPool:
         stats = stats or StreamStats()
         stop = threading.Event()
         encoded, prefix_ids = self._encode(messages)
-        while not self._lock.acquire(timeout=HEARTBEAT_SECONDS):  # one answer at a time: the others wait here
-            yield ""
+        yield from wait_with_heartbeats(self._lock)  # one answer at a time: the others wait here
         try:
             if name is not None and name not in self.adapters:
                 raise KeyError(name)

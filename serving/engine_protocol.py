@@ -4,6 +4,7 @@ serves, the timings of one stream and the engine's interface (`engine.AdapterPoo
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,12 @@ from srl_forge.policy import DECISION_TOKENS
 # While a stream waits (for the engine's lock, a free slot, its next piece) it yields "" at least this often, so a
 # caller keeps a time limit without a token to check it on, and closing the stream there stops the wait.
 HEARTBEAT_SECONDS = 0.25
+
+
+def wait_with_heartbeats(lock: threading.Lock) -> Iterator[str]:
+    """Acquire `lock` (the caller releases it), yielding "" every `HEARTBEAT_SECONDS` until it is free."""
+    while not lock.acquire(timeout=HEARTBEAT_SECONDS):
+        yield ""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, StreamStats
+from serving.engine_protocol import ServedAdapter, StreamStats, wait_with_heartbeats
 from serving.gguf_lora import base_gguf_shape
 from serving.llama_loading import AdapterContexts, open_llama
 from srl_forge.policy import DECISION_TOKENS
@@ -94,8 +94,7 @@ class LlamaCppPool(AdapterContexts):
         stats: StreamStats | None = None,
     ) -> Iterator[str]:
         stats = stats or StreamStats()
-        while not self._lock.acquire(timeout=HEARTBEAT_SECONDS):  # one answer at a time: the others wait here
-            yield ""
+        yield from wait_with_heartbeats(self._lock)  # one answer at a time: the others wait here
         try:
             llm = self._context(name)
             tokens = self._tokens(llm, messages)
