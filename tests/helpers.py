@@ -1,13 +1,19 @@
-"""What the tests share that is not a fixture: the checkout's folders, the species and a compact
-encounter builder."""
+"""What the tests share that is not a fixture: the checkout's folders, the species, a compact encounter
+builder, each species' rules engine and the programmatic teachers."""
 
 import socket
 import threading
 import time
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
+from srl_forge.encounters import SampledEncounter
+from srl_forge.lore import SpeciesLore, load_species_lore
+from srl_forge.rulebook import Rulebook, load_rulebook
+from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.team import Teachers, TeachersConfig
 
 REPO = Path(__file__).resolve().parent.parent
 LORE_ROOT = REPO / "lore"
@@ -15,6 +21,18 @@ RULES_ROOT = REPO / "rules"
 VOICES_ROOT = REPO / "voices"
 SEED = REPO / "game_state" / "seed.yaml"
 SPECIES = ["vampire", "werewolf", "zombie", "ghoul", "lich"]
+# a lore document every loader accepts
+VALID_LORE_DOCUMENT = """---
+title: A Test
+topic: behaviour
+source: "Test Book"
+canon_version: "1.0"
+---
+Some prose.
+
+## Traits
+- Sneaky.
+"""
 
 
 def make_encounter(species: str, game=None, npc=None, player=None, location=None) -> Encounter:
@@ -25,6 +43,24 @@ def make_encounter(species: str, game=None, npc=None, player=None, location=None
         player=Player(**(player or {})),
         location=Location(**(location or {})),
     )
+
+
+@cache
+def species_setup(species: str) -> tuple[SpeciesLore, Rulebook, RulesEngine]:
+    """The checkout's lore, rulebook and rules engine for `species` (read once per test session)."""
+    lore = load_species_lore(LORE_ROOT, species)
+    rulebook = load_rulebook(RULES_ROOT, species, lore.document_ids)
+    return lore, rulebook, RulesEngine(rulebook)
+
+
+def sampled_encounter(encounter: Encounter, split: str = "train") -> SampledEncounter:
+    return SampledEncounter(encounter_id=encounter.encounter_id, split=split, origin="designer", encounter=encounter)
+
+
+def programmatic_teachers(species: str, seed: int = 0) -> Teachers:
+    """The embedded default team (no endpoint, so no cache is ever written)."""
+    _, rulebook, _ = species_setup(species)
+    return Teachers(TeachersConfig(seed=seed), Path("/nonexistent-cache"), VOICES_ROOT, rulebook)
 
 
 def table_rows(markdown: str) -> list[list[str]]:

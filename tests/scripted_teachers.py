@@ -6,6 +6,8 @@ answers, read from the prompts srl-forge sends, as a real model reads them.
   the brief (the action among the acceptable ones, the recalled lore in the dossier, the line in the voice), and
   its director keeps the first proposal with no issue.
 - `lazy`: writes well-formed trajectories that always answer `observe`, and approves whatever it reviews.
+- `OneTrajectoryScript`: whatever the encounter, the writer answers the vampire's threshold trajectory (with the
+  action asked for), the reviewers approve and the director keeps the first proposal.
 """
 
 import json
@@ -152,3 +154,45 @@ def lazy(request) -> str:
         aspect = re.search(r"aspect '(\w+)'", system).group(1)
         return json.dumps({"aspect": aspect, "approved": True, "issues": []})
     return good(request)
+
+
+class OneTrajectoryScript:
+    """What the fake endpoint answers, per role (read from the system prompt): one fixed trajectory."""
+
+    def __init__(self, writer_action: str = "request_invitation"):
+        self.writer_action = writer_action
+
+    def __call__(self, request) -> str:
+        system = _system(request)
+        if "trajectory writer" in system:
+            line = "Will you not invite me in, my dear? The night is so cold."
+            return json.dumps(
+                {
+                    "steps": [
+                        {
+                            "title": "ASSESS",
+                            "thought": "A door between us.",
+                            "action": "Night; a mortal talks behind a door.",
+                        },
+                        {
+                            "title": "RECALL LORE",
+                            "thought": "Thresholds.",
+                            "action": "vampire/weaknesses: Thresholds: cannot enter a dwelling uninvited.",
+                        },
+                        {
+                            "title": "APPLY RULE",
+                            "thought": "I may not cross.",
+                            "action": "vampire.threshold (priority 85): forbid attack, feed.",
+                        },
+                        {"title": "DECIDE", "thought": "Ask.", "action": f"ACTION: {self.writer_action}"},
+                        {"title": "SPEAK", "thought": "Courtly.", "action": f'SAY: "{line}"'},
+                    ],
+                    "citations": ["vampire/weaknesses"],
+                    "rule_ids": ["vampire.threshold"],
+                }
+            )
+        if "strict reviewer" in system:
+            return json.dumps({"aspect": "rules", "approved": True, "issues": []})
+        if "director" in system:
+            return json.dumps({"chosen": 0, "steps": None})
+        raise AssertionError(f"unexpected role: {system[:60]}")

@@ -20,8 +20,14 @@ from srl_forge.policy import parse_step
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.lines import Voice
-from tests.helpers import RULES_ROOT, SPECIES, make_encounter
-from tests.test_teachers import programmatic, sampled, setup
+from tests.helpers import (
+    RULES_ROOT,
+    SPECIES,
+    make_encounter,
+    programmatic_teachers,
+    sampled_encounter,
+    species_setup,
+)
 from training.outcome_dataset import OutcomeRow, outcome_row
 from training.step_dataset import from_parquet, names_next_title, step_rows, to_parquet
 
@@ -112,11 +118,13 @@ def test_mined_encounters_join_in():
 
 
 def test_srl_rows_are_n_minus_one_with_context_and_target():
-    lore, _, engine = setup("werewolf")
+    lore, _, engine = species_setup("werewolf")
     encounter = make_encounter("werewolf", game={"moon_phase": "full"})
     from srl_forge.teachers.collaboration import build_brief
 
-    trajectory = programmatic("werewolf").team.writers[0].write(encounter, build_brief(encounter, engine, lore.dossier))
+    trajectory = (
+        programmatic_teachers("werewolf").team.writers[0].write(encounter, build_brief(encounter, engine, lore.dossier))
+    )
     rows = step_rows(trajectory, encounter, "train", top_actions=("flee",))
     n = len(trajectory.steps)
     assert len(rows) == n - 1 and [r["step_index"] for r in rows] == list(range(2, n + 1))
@@ -146,10 +154,10 @@ def test_srl_rows_are_n_minus_one_with_context_and_target():
 
 
 def test_rlvr_rows_carry_the_verifiers_ground_truth():
-    _, _, engine = setup("lich")
+    _, _, engine = species_setup("lich")
     encounter = make_encounter("lich", player={"action": "steal"}, location={"kind": "lair"})
     voice = Voice(species="lich", address=("mortal",), intents={}, stock_lines=("Another age, {foe}.",))
-    row = outcome_row(sampled(encounter), engine, voice)
+    row = outcome_row(sampled_encounter(encounter), engine, voice)
     assert row["acceptable_actions"] == ["protect_phylactery"] and row["top_actions"] == ["protect_phylactery"]
     # native parquet columns, read back with attributes (no JSON strings)
     (stored,) = from_parquet(to_parquet([row]))
@@ -165,9 +173,9 @@ def test_rlvr_rows_carry_the_verifiers_ground_truth():
 
 def test_rows_stored_with_json_columns_read_back_native():
     """A dataset written before the columns were native (a replay of it) reads as the new rows do."""
-    _, _, engine = setup("lich")
+    _, _, engine = species_setup("lich")
     encounter = make_encounter("lich", player={"action": "steal"}, location={"kind": "lair"})
-    row = outcome_row(sampled(encounter), engine)
+    row = outcome_row(sampled_encounter(encounter), engine)
     decision = engine.decide(encounter)
     legacy = {
         **{

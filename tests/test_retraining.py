@@ -15,8 +15,8 @@ from srl_assets.chains import PRODUCT_CHAIN
 from srl_assets.definitions import ASSETS
 from srl_assets.resources import DeploymentResource, TrainingResource
 from srl_forge.registry import open_registry
+from tests.growth_harness import Forge
 from tests.helpers import SPECIES
-from tests.test_growth import Forge
 
 CHAIN = PRODUCT_CHAIN  # the ablations and personas are not under test here
 SMALL_ENCOUNTERS = {"ops": {"encounters": {"config": {"train_size": 40, "validation_size": 15, "test_size": 15}}}}

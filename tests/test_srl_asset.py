@@ -11,7 +11,7 @@ from srl_assets.resources import DeploymentResource, TrainingResource
 from srl_forge.artifacts import LocalArtifactStore
 from srl_forge.registry import open_registry
 from tests.helpers import has_row
-from tests.test_srl_training import TINY
+from tests.tiny_policy import TINY_TRAINING
 
 UPSTREAM = ["lore", "rules", "player_interactions", "encounters", "expert_trajectories", "srl_dataset", "rlvr_dataset"]
 TRAINING = ["srl_checkpoint", "rlvr_checkpoint", "evaluation"]
@@ -31,8 +31,8 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
     resources["training"] = TrainingResource(
         model=tiny_policy,
         # a few supervised steps of the ~2,000 step rows: the chain is what is tested here, not learning
-        srl_overrides={**TINY, "sft_epochs": 0.02},
-        rlvr_overrides=TINY,
+        srl_overrides={**TINY_TRAINING, "sft_epochs": 0.02},
+        rlvr_overrides=TINY_TRAINING,
         evaluation_encounters=6,
         evaluation_step_rows=4,
         work_root=str(home / "training"),

@@ -10,24 +10,11 @@ import torch
 from transformers import TrainerCallback
 
 from tests.helpers import has_row
+from tests.tiny_policy import TINY_TRAINING
 from training.dynamic_sampling import keep_mask
 from training.grpo_runner import mix_replay
 from training.model_loading import bf16_supported, quantization_config
 from training.srl import SRLConfig, SRLJob, run_srl_job
-
-TINY = dict(
-    max_steps=2,
-    prompts_per_step=2,
-    num_generations=2,
-    max_completion_length=12,
-    sft_epochs=0.33,
-    sft_batch_size=2,
-    curve_rows=2,
-    curve_points=1,
-    save_steps=1,
-    lora_r=4,
-    lora_alpha=8,
-)
 
 
 def rows(n, split="train", prefix="r"):
@@ -59,7 +46,7 @@ def job_for(tmp_path, policy, model_cache, train=None, parent=None, replay=None,
     if replay:
         pq.write_table(pa.Table.from_pylist(replay), data / "replay.parquet")
     return SRLJob(
-        config=SRLConfig(model=policy, **{**TINY, **overrides}),
+        config=SRLConfig(model=policy, **{**TINY_TRAINING, **overrides}),
         train_data=str(data / "train.parquet"),
         validation_data=str(data / "val.parquet"),
         replay_data=str(data / "replay.parquet") if replay else None,

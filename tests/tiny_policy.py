@@ -4,6 +4,21 @@ from pathlib import Path
 
 from training.model_loading import DEFAULT_POLICY, resolve_model
 
+# a training config that runs every phase of a job on the tiny policy in seconds and learns nothing
+TINY_TRAINING = dict(
+    max_steps=2,
+    prompts_per_step=2,
+    num_generations=2,
+    max_completion_length=12,
+    sft_epochs=0.33,
+    sft_batch_size=2,
+    curve_rows=2,
+    curve_points=1,
+    save_steps=1,
+    lora_r=4,
+    lora_alpha=8,
+)
+
 
 def make_tiny_policy(target: Path, model_cache: Path, hidden_size: int = 32) -> str:
     """`hidden_size` 64 for a 4-bit base: bitsandbytes quantizes a layer's inputs in blocks of 64."""
