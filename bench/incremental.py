@@ -23,7 +23,22 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    build_sensor_context,
+    evaluate_automation_conditions,
+    materialize,
+)
+
+from asset_checks import CHECKS
+from bench.report import machine_line, write_report
 from srl_assets.chains import DATA_CHAIN, PRODUCT_CHAIN
+from srl_assets.partitions import register_species
+from srl_assets.resources import TrainingResource
+from srl_assets.sensors import player_log_sensor, source_sensor
+from srl_forge.game_state import GameStateStore
 from srl_forge.tables import markdown_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,10 +50,7 @@ class Refresher:
     """The sensors and the automation as the daemon runs them, with each requested run executed."""
 
     def __init__(self, project: Path, home: Path, chain: list[str] = CHAIN):
-        from dagster import DagsterInstance
-
-        from srl_assets.definitions import build_definitions
-        from srl_assets.resources import TrainingResource
+        from srl_assets.definitions import build_definitions  # noqa: PLC0415 - importing it builds the code location's `defs` from the environment
 
         self.project, self.home, self.chain = project, home, chain
         self.defs = build_definitions(
@@ -63,10 +75,6 @@ class Refresher:
         self.automation_cursor = None
 
     def tick_sensors(self) -> None:
-        from dagster import build_sensor_context
-
-        from srl_assets.sensors import player_log_sensor, source_sensor
-
         for sensor in (source_sensor, player_log_sensor):
             context = build_sensor_context(
                 instance=self.instance, cursor=self.sensor_cursors.get(sensor.name), resources=self.defs.resources
@@ -78,7 +86,6 @@ class Refresher:
 
     def requested(self) -> dict[str, list[str]]:
         """partition -> assets the automation asks for on this tick."""
-        from dagster import AssetKey, AssetSelection, evaluate_automation_conditions
 
         result = evaluate_automation_conditions(
             defs=self.defs,
@@ -94,10 +101,7 @@ class Refresher:
         return dict(by_partition)
 
     def run(self, partition: str, assets: list[str]) -> None:
-        from dagster import materialize
-
-        from asset_checks import CHECKS
-        from srl_assets.definitions import ASSETS
+        from srl_assets.definitions import ASSETS  # noqa: PLC0415 - importing it builds the code location's `defs` from the environment
 
         result = materialize(
             [*ASSETS, *CHECKS],
@@ -128,9 +132,6 @@ class Refresher:
 
 
 def benchmark(workdir: Path, chain: list[str] = CHAIN) -> dict:
-    from srl_assets.partitions import register_species
-    from srl_forge.game_state import GameStateStore
-
     project = workdir / "project"
     for folder in ("lore", "rules", "game_state"):
         shutil.copytree(REPO / folder, project / folder)
@@ -179,8 +180,6 @@ def benchmark(workdir: Path, chain: list[str] = CHAIN) -> dict:
 
 
 def to_markdown(out: dict) -> str:
-    from bench.report import machine_line
-
     full, quiet, edit, state = out["full_refresh"], out["no_change_tick"], out["lore_edit"], out["game_state_change"]
     only_ghoul = set(edit["ran"]) == {"ghoul"}
     lines = [
@@ -242,8 +241,6 @@ def _ran(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.report import write_report
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--through", choices=["datasets", "deployment"], default="datasets", help="how far the chain runs"

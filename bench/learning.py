@@ -27,6 +27,7 @@ from pathlib import Path
 from bench.machine import commit, machine, training_code_version
 from bench.run import RESULTS, run
 from srl_forge.tables import markdown_table
+from training.plots import figure, png_bytes
 
 TARGET_MARGIN_OVER_CONSTANT = 0.40
 SPECIES = ("vampire", "werewolf", "zombie", "ghoul", "lich")
@@ -60,7 +61,6 @@ def verdict(results: dict) -> dict:
 
 def curves_png(training: dict, title: str) -> bytes:
     """Validation decision accuracy (solid) and format (dotted) through training, one colour per adapter."""
-    from training.plots import figure, png_bytes
 
     fig, ax = figure(7, 3.4)
     for (asset, data), colour in zip(training.items(), ("#4c72b0", "#dd8452", "#55a868", "#c44e52")):

@@ -8,12 +8,12 @@ import platform
 import subprocess
 from pathlib import Path
 
+import torch
+
 from training.model_loading import bf16_supported
 
 
 def machine() -> dict:
-    import torch
-
     cpu = (
         next(
             (

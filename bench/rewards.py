@@ -15,12 +15,24 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+
+from bench.report import machine_line, write_report
+from srl_assets.resources import forge_home
 from srl_forge.tables import markdown_table
+from training.dynamic_sampling import DynamicSamplingGRPOTrainer
+from training.model_loading import DEFAULT_POLICY, load_policy, load_tokenizer, lora_config, resolve_model
+from training.rewards import step_format_reward, step_similarity_reward
+from training.srl import SRL_TASK, SRLConfig
 
 TARGET_REWARD_SHARE = 0.01
 TARGET_TRAINER_RATIO = 1.1
@@ -39,9 +51,6 @@ def _text_of_tokens(tokenizer, n: int, rng: random.Random) -> str:
 
 
 def reward_throughput(model_cache: Path, batch: int = 64) -> list[dict]:
-    from training.model_loading import DEFAULT_POLICY, load_tokenizer, resolve_model
-    from training.rewards import step_similarity_reward
-
     tokenizer = load_tokenizer(resolve_model(DEFAULT_POLICY, model_cache))
     rng = random.Random(0)
     rows = []
@@ -96,23 +105,6 @@ def _rows(n: int) -> list[dict]:
 
 def worker(trainer_kind: str, steps: int, model_cache: str) -> dict:
     """One trainer's GRPO (or SFT) steps in this process; the parent runs each kind in a fresh process."""
-    import resource
-
-    import torch
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
-
-    from training.dynamic_sampling import DynamicSamplingGRPOTrainer
-    from training.model_loading import (
-        DEFAULT_POLICY,
-        load_policy,
-        load_tokenizer,
-        lora_config,
-        resolve_model,
-    )
-    from training.rewards import step_format_reward, step_similarity_reward
-    from training.srl import SRL_TASK, SRLConfig
 
     config = SRLConfig()  # the quick budget's defaults
     torch.manual_seed(0)
@@ -250,8 +242,6 @@ def _in_process_of_its_own(kind: str, steps: int, model_cache: Path) -> dict:
 
 
 def to_markdown(out: dict) -> str:
-    from bench.report import machine_line
-
     lines = [
         "# Reward and step cost",
         "",
@@ -316,14 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-cache", default=None, help="where the policy is converted (default: SRL_FORGE_HOME)")
     parser.add_argument("--worker", choices=["ours", "plain", "sft"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from srl_assets.resources import forge_home
 
     model_cache = Path(args.model_cache) if args.model_cache else forge_home()
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, str(model_cache))))
         return 0
-    from bench.report import write_report
-    from training.srl import SRLConfig
 
     config = SRLConfig()
     out = {

@@ -17,7 +17,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dagster import DagsterEventType, DagsterInstance
+
 from bench.machine import commit, machine
+from srl_assets.partitions import register_species
 from srl_forge.tables import markdown_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,10 +44,9 @@ def embedded_home(species: str, home: Path):
     instance_file = home / "dagster" / "dagster.yaml"
     if not instance_file.exists():  # the embedded instance's settings (telemetry off)
         instance_file.write_text((Path(__file__).resolve().parent.parent / "config/dagster/embedded.yaml").read_text())
-    from dagster import DagsterInstance
 
-    from srl_assets.definitions import build_definitions
-    from srl_assets.partitions import register_species
+    # after the environment points at `home`: importing the definitions builds the code location's `defs` from it
+    from srl_assets.definitions import build_definitions  # noqa: PLC0415
 
     defs = build_definitions(home=home)
     instance = DagsterInstance.get()
@@ -55,7 +57,6 @@ def embedded_home(species: str, home: Path):
 def run(species: str, home: Path, job: str = "species_pipeline") -> dict:
     """Run `job` for one species in `home` (a fresh one: nothing cached) and collect where the time went, the
     evaluation report (the ablation evaluation's when the job has one) and each trained adapter's curves."""
-    from dagster import DagsterEventType
 
     defs, instance = embedded_home(species, home)
     started = time.perf_counter()

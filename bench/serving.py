@@ -29,8 +29,28 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import openai
+import torch
+import uvicorn
+from peft import PeftModel, get_peft_model
+
 from bench.machine import machine
+from serving.batched_engine import BatchedLlamaPool
+from serving.engine import AdapterPool, llama_cpp_available
+from serving.engine_protocol import ServedAdapter
+from serving.gguf_lora import dequantized_gguf, quantized_gguf
+from serving.latency import ttft_summary
+from serving.llama_engine import LlamaCppPool
+from serving.server import ForgeServer, build_app
+from srl_assets.serve import serving_config
+from srl_forge.artifacts import LocalArtifactStore
+from srl_forge.deployment import load_tiers, served_name
+from srl_forge.encounter import FACTIONS, PLAYER_ITEMS, Encounter
+from srl_forge.player_logs import read_player_logs
+from srl_forge.policy import rlvr_prompt
+from srl_forge.registry import AdapterVersion, open_registry
 from srl_forge.tables import markdown_table
+from training.model_loading import default_policy_gguf, load_base_model, lora_config, resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -38,7 +58,6 @@ RESULTS = REPO / "bench" / "results"
 
 def _encounters(species: str, n: int) -> list[dict]:
     """Encounters like the held-out ones: drawn from the encounter designer's feature space."""
-    from srl_forge.encounter import FACTIONS, PLAYER_ITEMS
 
     rng = random.Random(f"serving:{species}")
     out = []
@@ -130,7 +149,6 @@ def prefill_tokens_per_s(
     """The compute bound: how fast this machine reads prompt tokens at the served precision, all threads, one
     `llama_decode` of `tokens` tokens (the best of `repeats`). Every prompt token a request does not share with
     the cached system prompt costs 1/this seconds before its first token, however requests are scheduled."""
-    from serving.batched_engine import BatchedLlamaPool
 
     cache = Path(tempfile.mkdtemp(prefix="srl-bench-prefill-"))
     pool = BatchedLlamaPool(gguf_path, tokenizer_path, cache, slots=1, precision=precision)
@@ -146,19 +164,10 @@ def engine_comparison(model_path: str, adapter_dir: str, prompts: list[list[dict
     """One stream at a time, in process, the same rank-16 adapter: llama.cpp (the server's engine for the
     default policy when llama-cpp-python is installed) and transformers + peft, each with and without
     reusing the keys and values of the prompt they already read; transformers also merged and bare."""
-    from peft import PeftModel
-
-    from serving.engine import AdapterPool, llama_cpp_available
-    from serving.engine_protocol import ServedAdapter
-    from serving.latency import ttft_summary
-    from training.model_loading import default_policy_gguf
 
     adapter = [ServedAdapter(name="a", target="a", tier="tier1", version="a" * 64, path=adapter_dir)]
     rows = []
     if llama_cpp_available():
-        from serving.gguf_lora import dequantized_gguf, quantized_gguf
-        from serving.llama_engine import LlamaCppPool
-
         gguf_cache = Path(tempfile.mkdtemp(prefix="srl-bench-gguf-"))
         float32 = dequantized_gguf(default_policy_gguf(), gguf_cache / "base-f32.gguf")
         int8 = quantized_gguf(float32, gguf_cache / "base-q8_0.gguf")
@@ -226,26 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-engine-comparison", action="store_true", help="only the load test through the server")
     args = parser.parse_args(argv)
 
-    import openai
-    import torch
-    import uvicorn
-
-    from serving.server import ForgeServer, build_app
-    from srl_assets.serve import serving_config
-    from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.deployment import load_tiers, served_name
-    from srl_forge.encounter import Encounter
-    from srl_forge.player_logs import read_player_logs
-    from srl_forge.policy import rlvr_prompt
-    from srl_forge.registry import AdapterVersion, open_registry
-    from training.model_loading import load_base_model, lora_config, resolve_model
-
     config = serving_config(**({"engine": args.engine} if args.engine else {}))
     tiers = load_tiers(Path(config.tiers_file))
     model_path = resolve_model(next(iter(tiers.values())).base_model, Path(config.model_cache))
     work = Path(tempfile.mkdtemp(prefix="srl-serving-bench-"))
     # a fresh rank-16 adapter in its own registry: the same shape as a trained one
-    from peft import get_peft_model
 
     adapter_dir = work / "adapter"
     get_peft_model(load_base_model(model_path), lora_config()).save_pretrained(str(adapter_dir))

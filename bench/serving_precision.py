@@ -22,7 +22,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from bench.machine import commit, machine
+from serving.engine import open_engine
+from serving.engine_protocol import ServedAdapter, StreamStats
+from srl_forge.artifacts import LocalArtifactStore
+from srl_forge.encounter import Encounter
+from srl_forge.policy import parse_decision
+from srl_forge.registry import open_registry
 from srl_forge.tables import markdown_table
+from training.evaluation import EvalCase, score_policy
+from training.model_loading import DEFAULT_POLICY
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRECISIONS = ("float32", "int8")
@@ -35,9 +43,6 @@ def held_out_rows(home: Path, species: str) -> list[dict]:
 
 
 def newest_adapter(home: Path, species: str, kind: str):
-    from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.registry import open_registry
-
     versions = [v for v in open_registry(home / "registry.duckdb").versions(species) if v.kind == kind]
     if not versions:
         raise SystemExit(f"{home}: the registry has no {kind} adapter for {species}: run the pipeline there first")
@@ -46,11 +51,6 @@ def newest_adapter(home: Path, species: str, kind: str):
 
 
 def serve_all(precision: str, home: Path, adapter, adapter_dir: Path, rows: list[dict], max_tokens: int) -> dict:
-    from serving.engine import open_engine
-    from serving.engine_protocol import ServedAdapter, StreamStats
-    from srl_forge.policy import parse_decision
-    from training.model_loading import DEFAULT_POLICY
-
     pool = open_engine("llama.cpp", DEFAULT_POLICY, home, precision=precision)
     pool.sync(
         [ServedAdapter(name="m", target=adapter.target, tier="tier1", version=adapter.version, path=str(adapter_dir))]
@@ -81,9 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", default="srl_rlvr", help="which adapter of the registry (default: SRL→RLVR)")
     parser.add_argument("--max-tokens", type=int, default=160)
     args = parser.parse_args(argv)
-
-    from srl_forge.encounter import Encounter
-    from training.evaluation import EvalCase, score_policy
 
     rows = held_out_rows(args.home, args.species)
     adapter, adapter_dir = newest_adapter(args.home, args.species, args.kind)

@@ -16,6 +16,7 @@ import argparse
 import functools
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,10 +24,36 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dagster import AssetKey
+from peft import PeftModel
+
 from bench.machine import machine
 from bench.report import RESULTS
+from bench.run import embedded_home
+from srl_assets.chains import DATA_CHAIN
+from srl_assets.training_assets import directory_digest
+from srl_forge.artifacts import decode_artifact
+from srl_forge.encounter import Encounter
+from srl_forge.encounters import EncounterSet, condition_paths
+from srl_forge.grading import best_constant_action
+from srl_forge.hashing import content_hash
+from srl_forge.policy import parse_decision, render_answer
+from srl_forge.rulebook import load_rulebook
+from srl_forge.rules_engine import RulesEngine
 from srl_forge.stats import Interval, mean_interval
 from srl_forge.tables import markdown_table
+from srl_forge.teachers.collaboration import TrajectoryBatch
+from srl_forge.teachers.programmatic import NO_RULE, decisive_entries, rule_step_action
+from srl_forge.yaml_files import load_yaml
+from training.evaluation import EvalCase, score_policy, stepwise_answers
+from training.feature_classifier import FeatureClassifier
+from training.grpo_runner import GRPOJob
+from training.learning_curve import predictions_count
+from training.model_loading import load_base_model, load_tokenizer, resolve_model
+from training.policy_eval import outcome_validation
+from training.rlvr import RLVRConfig, RLVRJob, applied_rules, decision_text, run_rlvr_job
+from training.srl import SRLConfig, SRLJob, run_srl_job
+from training.step_dataset import RowDataset, to_parquet
 
 BASELINES = Path(__file__).resolve().parent / "sweep_baselines"
 
@@ -243,10 +270,6 @@ SWEEPS: dict[str, tuple[str, list[Setting]]] = {
 
 def build_data(species: str, home: Path) -> dict:
     """The species' datasets and encounters, materialized once per home by the embedded pipeline."""
-    from dagster import AssetKey
-
-    from bench.run import embedded_home
-    from srl_assets.chains import DATA_CHAIN
 
     defs, instance = embedded_home(species, home)
     # Built each time (half a minute): the data follows the code; settings trained on identical data are reused.
@@ -256,10 +279,6 @@ def build_data(species: str, home: Path) -> dict:
     )
     if not result.success:
         raise RuntimeError(f"building the {species} datasets failed (run {result.run_id})")
-    from srl_forge.artifacts import decode_artifact
-    from srl_forge.encounters import EncounterSet
-    from srl_forge.teachers.collaboration import TrajectoryBatch
-    from training.step_dataset import RowDataset
 
     store = defs.resources["artifacts"].store()
     values = {}
@@ -278,9 +297,6 @@ def build_data(species: str, home: Path) -> dict:
 def conditional_thought(species: str):
     """The thought naming only the rules whose condition held: the three highest decisive rules once a species'
     standing rules (no condition, no event gate: they fire in every encounter) are left out."""
-    from srl_forge.rulebook import load_rulebook
-    from srl_forge.rules_engine import RulesEngine
-    from srl_forge.teachers.programmatic import NO_RULE, decisive_entries, rule_step_action
 
     rulebook = load_rulebook(Path(__file__).resolve().parent.parent / "rules", species)
     standing = {r.id for r in rulebook.rules if not r.when and not r.events.only_during and not r.events.not_during}
@@ -296,8 +312,6 @@ def conditional_thought(species: str):
 @functools.cache
 def evidence_paths(species: str) -> tuple[str, ...]:
     """Every encounter path one of the species' rules reads, in rulebook order."""
-    from srl_forge.encounters import condition_paths
-    from srl_forge.rulebook import load_rulebook
 
     rulebook = load_rulebook(Path(__file__).resolve().parent.parent / "rules", species)
     return tuple(dict.fromkeys(p for r in rulebook.rules for p in condition_paths(r.when)))
@@ -315,9 +329,6 @@ def evidence_text(encounter) -> str:
 
 
 def expert_answer(trajectory, thought: str, encounter=None) -> str:
-    from srl_forge.policy import render_answer
-    from training.rlvr import applied_rules, decision_text
-
     if thought == "assess":  # the recipe's answer
         return decision_text(trajectory)
     rules = applied_rules(trajectory)  # every decisive rule
@@ -337,18 +348,12 @@ def expert_answer(trajectory, thought: str, encounter=None) -> str:
 
 def merged_policy(adapter_dir: Path, model_path: str):
     """A trained adapter merged into a fresh base (as the evaluation scores it), and its tokenizer."""
-    from peft import PeftModel
-
-    from training.model_loading import load_base_model, load_tokenizer
 
     model = PeftModel.from_pretrained(load_base_model(model_path), str(adapter_dir)).merge_and_unload()
     return model, load_tokenizer(model_path)
 
 
 def validation_score(adapter_dir: Path, model_path: str, rows: list[dict], max_new_tokens: int = 96) -> dict:
-    from training.learning_curve import predictions_count
-    from training.policy_eval import outcome_validation
-
     model, tokenizer = merged_policy(adapter_dir, model_path)
     started = time.perf_counter()
     result = outcome_validation(model, tokenizer, rows, max_new_tokens=max_new_tokens)
@@ -370,9 +375,6 @@ def validation_score(adapter_dir: Path, model_path: str, rows: list[dict], max_n
 
 def stepwise_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> dict:
     """The SRL adapter rolled out step by step from ASSESS, scored as the evaluation scores it."""
-    from srl_forge.encounter import Encounter
-    from training.evaluation import EvalCase, score_policy, stepwise_answers
-    from training.learning_curve import predictions_count
 
     model, tokenizer = merged_policy(adapter_dir, model_path)
     started = time.perf_counter()
@@ -393,8 +395,6 @@ def stepwise_score(adapter_dir: Path, model_path: str, rows: list[dict]) -> dict
 
 
 def parse_decision_action(answer: str) -> str | None:
-    from srl_forge.policy import parse_decision
-
     parsed = parse_decision(answer)
     return parsed[0] if parsed else None
 
@@ -407,21 +407,12 @@ def setting_key(setting: Setting) -> dict:
 def baseline_config(config_class, budget: str, stage: str, overrides: dict):
     """A stage's config from the sweep's frozen baseline, not the live recipe, so a sweep keeps measuring one
     thing (and its cache stays valid) after the recipes take up its findings."""
-    from srl_forge.yaml_files import load_yaml
 
     baseline = load_yaml((BASELINES / f"{budget}.yaml").read_text())
     return config_class(**{**baseline.get("defaults", {}), **baseline.get(stage, {}), **overrides})
 
 
 def run_setting(setting: Setting, species: str, data: dict, work: Path, log: Callable[[str], None]) -> dict:
-    from srl_assets.training_assets import directory_digest
-    from srl_forge.hashing import content_hash
-    from training.grpo_runner import GRPOJob
-    from training.model_loading import resolve_model
-    from training.rlvr import RLVRConfig, RLVRJob, run_rlvr_job
-    from training.srl import SRLConfig, SRLJob, run_srl_job
-    from training.step_dataset import to_parquet
-
     rlvr_rows, srl_rows = data["rlvr_dataset"], data["srl_dataset"]
     prompts = {r["encounter_id"]: r["prompt"] for r in rlvr_rows.split("train")}
     encounters = {e.encounter_id: e.encounter for e in data["encounters"].by_split("train")}
@@ -526,10 +517,6 @@ def _cached(output: Path, train: Callable[[], dict]) -> dict:
 
 
 def references(data: dict, limit: int | None = None) -> dict:
-    from srl_forge.encounter import Encounter
-    from srl_forge.grading import best_constant_action
-    from training.feature_classifier import FeatureClassifier
-
     encounters = data["encounters"]
     train = [e for e in encounters.by_split("train") if e.label]
     rows = data["rlvr_dataset"].split("validation")[:limit]
@@ -639,7 +626,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", type=int, nargs="*", help="run only these settings (0-based)")
     args = parser.parse_args(argv)
-    import subprocess
 
     question, settings = SWEEPS[args.sweep]
     home = Path(args.home or Path.cwd() / ".forge-sweeps" / args.species).resolve()

@@ -12,13 +12,27 @@ per 1k tokens). Target: at least 80% of the bound.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.report import machine_line, write_report
+from srl_forge.encounter import GameState
+from srl_forge.encounters import DesignSpec, EncounterDesigner
+from srl_forge.lore import load_species_lore
+from srl_forge.rulebook import load_rulebook
+from srl_forge.rules_engine import RulesEngine
 from srl_forge.tables import markdown_table
+from srl_forge.teachers.collaboration import produce_trajectories
+from srl_forge.teachers.openai_compatible import RoleEndpoint
+from srl_forge.teachers.team import ROLES, Teachers, TeachersConfig
+from tests.fake_openai import FakeOpenAI
+from tests.helpers import LORE_ROOT, RULES_ROOT
+from tests.scripted_teachers import OneTrajectoryScript
 
 LATENCY_S = 0.2
 TARGET_EFFICIENCY = 0.8
@@ -28,7 +42,6 @@ TARGET_EFFICIENCY = 0.8
 def _server_process(server, latency_s: float):
     """The scripted endpoint in a child process (forked with its bound socket), as a real endpoint would
     be: its work must not share this process's interpreter with the client being measured."""
-    import multiprocessing
 
     server.latency_s = latency_s
     process = multiprocessing.get_context("fork").Process(target=server.httpd.serve_forever, daemon=True)
@@ -42,18 +55,6 @@ def _server_process(server, latency_s: float):
 
 
 def measure(concurrency: int, encounters: int, cache_root: Path) -> dict:
-    from srl_forge.encounter import GameState
-    from srl_forge.encounters import DesignSpec, EncounterDesigner
-    from srl_forge.lore import load_species_lore
-    from srl_forge.rulebook import load_rulebook
-    from srl_forge.rules_engine import RulesEngine
-    from srl_forge.teachers.collaboration import produce_trajectories
-    from srl_forge.teachers.openai_compatible import RoleEndpoint
-    from srl_forge.teachers.team import ROLES, Teachers, TeachersConfig
-    from tests.conftest import LORE_ROOT, RULES_ROOT
-    from tests.fake_openai import FakeOpenAI
-    from tests.test_teachers import Script
-
     rulebook = load_rulebook(RULES_ROOT, "vampire")
     dossier = load_species_lore(LORE_ROOT, "vampire").dossier
     designed = EncounterDesigner(rulebook, GameState(), seed=1).design(
@@ -61,7 +62,7 @@ def measure(concurrency: int, encounters: int, cache_root: Path) -> dict:
     )
     warmup, sample = list(designed.encounters[:1]), list(designed.encounters[1 : encounters + 1])
     roles = [r for r in ROLES if r not in ("loremaster", "designer")]
-    with _server_process(FakeOpenAI(Script()), LATENCY_S) as server:
+    with _server_process(FakeOpenAI(OneTrajectoryScript()), LATENCY_S) as server:
         endpoint = RoleEndpoint(
             model="bench-model",
             base_url=server.base_url,
@@ -110,8 +111,6 @@ def measure(concurrency: int, encounters: int, cache_root: Path) -> dict:
 
 
 def to_markdown(out: dict) -> str:
-    from bench.report import machine_line
-
     lines = [
         "# Teacher throughput",
         "",
@@ -166,10 +165,6 @@ def to_markdown(out: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    from bench.report import write_report
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--encounters-per-slot", type=int, default=4, help="encounters = this x concurrency")
