@@ -717,7 +717,7 @@ def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_lo
     assert answers == expected
     assert all(s.cached_prompt_tokens >= system_tokens and s.tokens == 12 for s in stats)
     dropped = batched.stream("v", chats[0], max_new_tokens=40)
-    assert next(dropped)
+    assert next(piece for piece in dropped if piece)  # its first token (heartbeats come while the machine is busy)
     dropped.close()  # the game hung up
     worker = batched._worker("v")
     for _ in range(100):
@@ -726,7 +726,7 @@ def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_lo
         time.sleep(0.05)
     assert len(worker.free) == batched.slots and not worker.active
     answering = batched.stream("v", chats[1], max_new_tokens=200)
-    assert next(answering)
+    assert next(piece for piece in answering if piece)  # answering: its first token
     assert batched.sync([]) == {"added": [], "removed": ["v"]}  # a rollback unloads it mid-answer
     with pytest.raises(RuntimeError, match="stopped serving"):  # an error, not a stream waiting forever
         list(answering)
