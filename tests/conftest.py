@@ -1,14 +1,34 @@
 import os
+import re
 import shutil
+import sys
+from contextlib import ExitStack
 from pathlib import Path
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
+# Before the project's modules: they import huggingface_hub and transformers, which read these at import.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.helpers import LORE_ROOT, RULES_ROOT, SEED, VOICES_ROOT  # noqa: E402 - after the offline switches above
+from serving.server import ForgeServer, build_app
+from srl_forge.artifacts import LocalArtifactStore, open_artifact_store
+from srl_forge.deployment import deploy_candidate, load_tiers
+from srl_forge.game_state import GameStateStore
+from srl_forge.registry import AdapterVersion, open_registry
+from tests.helpers import (
+    LORE_ROOT,
+    RULES_ROOT,
+    SEED,
+    VOICES_ROOT,
+    RunningServer,
+    local_serving_config,
+    serving_on_loopback,
+)
+from tests.tiny_policy import make_tiny_policy
 
 
 @pytest.fixture
@@ -31,8 +51,6 @@ def model_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_policy(model_cache, tmp_path_factory) -> str:
-    from tests.tiny_policy import make_tiny_policy
-
     return make_tiny_policy(tmp_path_factory.mktemp("tiny") / "policy", model_cache)
 
 
@@ -48,8 +66,6 @@ def pytest_unconfigure(config):
     # when the ML stack is loaded alongside it. They are harmless but land after pytest's closing
     # line, which CI reads; everything is reported by now, so end the process here.
     if config.pluginmanager.hasplugin("terminalreporter") and not hasattr(config, "workerinput"):
-        import sys
-
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status["code"])
@@ -67,7 +83,6 @@ def postgres_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 API (moto's server) on 127.0.0.1, with throwaway credentials."""
-    from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -88,9 +103,6 @@ def s3_endpoint():
 @pytest.fixture
 def s3_root(s3_endpoint, request):
     """A fresh bucket per test: `s3://<bucket>/forge`."""
-    import re
-
-    import boto3
 
     bucket = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
@@ -100,7 +112,6 @@ def s3_root(s3_endpoint, request):
 @pytest.fixture(params=["local", "s3"])
 def artifact_store(request, tmp_path):
     """The same artifact tests on the local folder and on S3."""
-    from srl_forge.artifacts import open_artifact_store
 
     if request.param == "local":
         return open_artifact_store(tmp_path / "artifacts")
@@ -120,7 +131,6 @@ def database_location(request, tmp_path):
 @pytest.fixture
 def postgres_url(postgres_server, request):
     """A fresh database per test on the shared server."""
-    import re
 
     name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
     postgres_server.psql(f"DROP DATABASE IF EXISTS {name};")
@@ -133,14 +143,6 @@ def scripted_server(tmp_path):
     """Start a real `ForgeServer` on loopback whose model text comes from a `ScriptedEngine`: call it with the
     engine and ServingConfig fields. The registry has the vampire adapter blue on tier 1 (rules replaced) and
     tier 2 (rules only logged), and a newer candidate the gates held back in green on both."""
-    from contextlib import ExitStack
-
-    from serving.server import ForgeServer, build_app
-    from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.deployment import deploy_candidate, load_tiers
-    from srl_forge.game_state import GameStateStore
-    from srl_forge.registry import AdapterVersion, open_registry
-    from tests.helpers import RunningServer, local_serving_config, serving_on_loopback
 
     base = "smollm2-135m-instruct"
     tiers = tmp_path / "tiers.yaml"

@@ -8,9 +8,18 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
+import httpx2
+import openai
+import uvicorn
+from dagster import DagsterInstance
+
+from serving.server import ServingConfig
+from srl_assets.partitions import register_species
+from srl_assets.resources import TeachersResource
 from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
 from srl_forge.encounters import SampledEncounter
 from srl_forge.lore import SpeciesLore, load_species_lore
+from srl_forge.player_logs import read_player_logs
 from srl_forge.rulebook import Rulebook, load_rulebook
 from srl_forge.rules_engine import RulesEngine
 from srl_forge.teachers.team import Teachers, TeachersConfig
@@ -81,11 +90,8 @@ def has_row(markdown: str, *leading: str) -> bool:
 def forge_with_teachers(project_copy: Path, home: Path, teachers_file: Path, **teacher_options):
     """The code location's resources on a project copy, with the teachers from `teachers_file` (options such as
     `outage_retries` passed on), and an ephemeral instance that knows the species."""
-    from dagster import DagsterInstance
-
-    from srl_assets.definitions import build_definitions
-    from srl_assets.partitions import register_species
-    from srl_assets.resources import TeachersResource
+    # importing it builds the code location's `defs` from the environment, which bench.teachers does not set up
+    from srl_assets.definitions import build_definitions  # noqa: PLC0415 - see above
 
     defs = build_definitions(
         home=home,
@@ -108,7 +114,6 @@ def forge_with_teachers(project_copy: Path, home: Path, teachers_file: Path, **t
 @contextmanager
 def serving_on_loopback(app):
     """An ASGI app under uvicorn on a free 127.0.0.1 port for the block; yields the port."""
-    import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -130,7 +135,6 @@ def serving_on_loopback(app):
 def local_serving_config(folder: Path, tiers: Path, model_cache: Path, **fields):
     """A `ServingConfig` over one test folder (registry, artifacts, logs and game state in it) and the
     checkout's lore, rules and voices."""
-    from serving.server import ServingConfig
 
     return ServingConfig(
         registry=str(folder / "registry.duckdb"),
@@ -154,20 +158,14 @@ class RunningServer:
         self.url = f"http://127.0.0.1:{port}"
 
     def client(self, api_key: str = "local", **kwargs):
-        import openai
-
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0, **kwargs)
 
     def records(self, species: str = "vampire"):
-        from srl_forge.player_logs import read_player_logs
-
         records, problems = read_player_logs(Path(self.server.config.player_logs_root), species)
         assert not problems
         return records
 
     def metrics(self, headers: dict | None = None) -> str:
-        import httpx2
-
         response = httpx2.get(f"{self.url}/metrics", headers=headers or {})
         assert response.status_code == 200
         return response.text

@@ -2,7 +2,13 @@
 
 import subprocess
 
+import pytest
+
 from bench.machine import LEARNING_INPUTS, training_code_version
+from bench.sweep import SWEEPS, expert_answer, setting_key
+from srl_forge.policy import parse_decision, split_thinking
+from srl_forge.trajectory import Trajectory, TrajectoryStep
+from tests.helpers import make_encounter
 
 
 def test_the_training_code_version_changes_with_what_trains_and_only_with_it(tmp_path):
@@ -35,8 +41,6 @@ def test_the_training_code_version_changes_with_what_trains_and_only_with_it(tmp
 
 
 def _zombie_trajectory(with_assess: bool = True):
-    from srl_forge.trajectory import Trajectory, TrajectoryStep
-
     steps = (
         *(
             [TrajectoryStep(title="ASSESS", thought="t", action="Night; I am zombie, hunger 0.59.")]
@@ -51,12 +55,6 @@ def _zombie_trajectory(with_assess: bool = True):
 
 
 def test_the_sweep_thoughts_copy_the_facts_before_the_recipe_rules_and_still_parse():
-    import pytest
-
-    from bench.sweep import SWEEPS, expert_answer, setting_key
-    from srl_forge.policy import parse_decision, split_thinking
-    from tests.helpers import make_encounter
-
     encounter = make_encounter("zombie", npc={"hunger": 0.59}, player={"items": ("torch",)})
     rules = "zombie.hunger_pursuit (priority 70): prefer pursue."
     for thought, opening in (("rules", rules), ("assess", "Night; I am zombie, hunger 0.59. "), ("evidence", "")):

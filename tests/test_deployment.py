@@ -1,13 +1,25 @@
 """Deployment: the registry, the blue-green gates, rollback, lineage, tiers and the vLLM configuration."""
 
-from datetime import UTC
+import multiprocessing
+import time
+from datetime import UTC, datetime
 
+import duckdb
 import pytest
 
+from serving.performance import served_performance
+from srl_assets import deploy as cli
+from srl_assets.resources import REPO_ROOT
 from srl_forge.databases import open_database
 from srl_forge.deployment import TierSpec, deploy_candidate, load_tiers, vllm_config
+from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
 from srl_forge.errors import InputError
+from srl_forge.grading import top_actions
+from srl_forge.lore import load_species_lore
+from srl_forge.player_logs import PlayerLogRecord, ServedInfo
 from srl_forge.registry import AdapterMetrics, AdapterVersion, RegistryError, open_registry
+from srl_forge.rulebook import load_rulebook
+from srl_forge.rules_engine import RulesEngine
 from srl_forge.stats import Interval
 
 TIERS = {
@@ -170,8 +182,6 @@ def test_rollback_restores_the_previous_blue_and_keeps_every_record(registry):
 
 
 def test_rollback_cli_restores_the_previous_blue(tmp_path, monkeypatch, capsys):
-    from srl_assets import deploy as cli
-
     monkeypatch.setenv("SRL_FORGE_HOME", str(tmp_path))
     registry = open_registry(tmp_path / "registry.duckdb")
     assert cli.main(["rollback", "--species", "vampire"]) == 2
@@ -264,8 +274,6 @@ def test_vllm_configuration_matches_the_registry(registry):
 
 
 def test_tiers_file_errors_name_the_field(tmp_path):
-    from srl_assets.resources import REPO_ROOT
-
     shipped = load_tiers(REPO_ROOT / "config" / "tiers.yaml")
     assert set(shipped) == {"tier1", "tier2", "tier3"} and shipped["tier3"].ttft_budget_ms == 500
     bad = tmp_path / "tiers.yaml"
@@ -290,17 +298,6 @@ def test_tiers_file_errors_name_the_field(tmp_path):
 
 
 def test_served_performance_reverifies_answers_and_flags_a_drop():
-    from datetime import datetime
-
-    from serving.performance import served_performance
-    from srl_assets.resources import REPO_ROOT
-    from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
-    from srl_forge.grading import top_actions
-    from srl_forge.lore import load_species_lore
-    from srl_forge.player_logs import PlayerLogRecord, ServedInfo
-    from srl_forge.rulebook import load_rulebook
-    from srl_forge.rules_engine import RulesEngine
-
     engine = RulesEngine(
         load_rulebook(REPO_ROOT / "rules", "vampire", load_species_lore(REPO_ROOT / "lore", "vampire").document_ids)
     )
@@ -355,10 +352,6 @@ def test_served_performance_reverifies_answers_and_flags_a_drop():
 
 
 def _hold_duckdb_file(path, seconds, holding):
-    import time
-
-    import duckdb
-
     con = duckdb.connect(path)
     holding.set()
     time.sleep(seconds)
@@ -367,10 +360,6 @@ def _hold_duckdb_file(path, seconds, holding):
 
 def test_embedded_registry_waits_for_another_process_holding_the_file(tmp_path):
     """The server's watcher, a sensor and a run share the DuckDB file: a lock is waited out."""
-    import multiprocessing
-    import time
-
-    import duckdb
 
     path = str(tmp_path / "registry.duckdb")
     registry = open_registry(path)

@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
@@ -19,6 +20,7 @@ from srl_forge.player_logs import read_player_logs
 from srl_forge.policy import parse_step
 from srl_forge.rulebook import load_rulebook
 from srl_forge.rules_engine import RulesEngine
+from srl_forge.teachers.collaboration import build_brief
 from srl_forge.teachers.lines import Voice
 from tests.helpers import (
     RULES_ROOT,
@@ -87,8 +89,6 @@ def test_default_design_is_balanced_contested_and_has_near_misses(species):
 
 
 def test_a_new_species_gets_a_full_balanced_task(tmp_path):
-    import shutil
-
     shutil.copy(RULES_ROOT / "global.yaml", tmp_path / "global.yaml")
     (tmp_path / "banshee.yaml").write_text("""species: banshee
 actions: [wail, foretell, vanish]
@@ -120,7 +120,6 @@ def test_mined_encounters_join_in():
 def test_srl_rows_are_n_minus_one_with_context_and_target():
     lore, _, engine = species_setup("werewolf")
     encounter = make_encounter("werewolf", game={"moon_phase": "full"})
-    from srl_forge.teachers.collaboration import build_brief
 
     trajectory = (
         programmatic_teachers("werewolf").team.writers[0].write(encounter, build_brief(encounter, engine, lore.dossier))

@@ -13,6 +13,7 @@ from srl_forge.rules_engine import RulesEngine
 from srl_forge.stats import Interval
 from srl_forge.teachers.collaboration import produce_trajectories
 from srl_forge.teachers.lines import load_voice
+from srl_forge.teachers.team import Teachers, TeachersConfig
 from tests.helpers import LORE_ROOT, REPO, RULES_ROOT, has_row
 from training.evaluation import (
     EvalCase,
@@ -32,7 +33,6 @@ def werewolf_cases():
     lore = load_species_lore(LORE_ROOT, "werewolf")
     rulebook = load_rulebook(RULES_ROOT, "werewolf", lore.document_ids)
     engine = RulesEngine(rulebook)
-    from srl_forge.teachers.team import Teachers, TeachersConfig
 
     encounter_set = EncounterDesigner(rulebook, GameState(), seed=2).design(
         DesignSpec(train_size=60, validation_size=10, test_size=40)

@@ -22,14 +22,17 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from srl_assets import sensors
+from srl_assets.resources import PlayerLogsResource
 from srl_assets.sensors import player_log_sensor
 from srl_forge.encounters import EncounterSet, SampledEncounter, rule_conflicts
 from srl_forge.game_state import GameStateStore
 from srl_forge.lore import load_species_lore, lore_problems
 from srl_forge.player_logs import PlayerLogRecord, filter_player_records
-from srl_forge.rulebook import Rule, Rulebook
+from srl_forge.rulebook import Rule, Rulebook, load_rulebook
+from srl_forge.stats import Interval
 from tests.growth_harness import CHEAP, Forge
-from tests.helpers import LORE_ROOT, SPECIES, make_encounter
+from tests.helpers import LORE_ROOT, RULES_ROOT, SPECIES, make_encounter
+from training.evaluation import CANDIDATE, EvaluationReport, PolicyMetrics, PolicyResult
 from training.rewards import reward_spread
 from training.step_dataset import size_and_leakage
 
@@ -245,7 +248,6 @@ def test_player_log_sensor_marks_stale_past_the_threshold(forge):
     folder = forge.home / "player_logs" / "zombie"
     folder.mkdir(parents=True)
     log = folder / "day1.jsonl"
-    from srl_assets.resources import PlayerLogsResource
 
     resources = dict(forge.defs.resources)  # the default threshold is 50: use 3 here
     resources["player_logs"] = PlayerLogsResource(root=str(forge.home / "player_logs"), stale_after_records=3)
@@ -331,9 +333,6 @@ def test_rule_conflicts_found_for_equal_priority_contradiction():
 
 @pytest.mark.parametrize("species", SPECIES)
 def test_shipped_rules_are_consistent(species):
-    from srl_forge.rulebook import load_rulebook
-    from tests.helpers import RULES_ROOT
-
     assert rule_conflicts(load_rulebook(RULES_ROOT, species), samples_per_rule=10) == []
 
 
@@ -372,9 +371,6 @@ def test_reward_spread_is_zero_only_when_outputs_cannot_be_told_apart():
 
 
 def test_guardrail_gate_judges_the_candidate_and_reports_the_rest():
-    from srl_forge.stats import Interval
-    from training.evaluation import CANDIDATE, EvaluationReport, PolicyMetrics, PolicyResult
-
     def result(violations):
         measured = {name: Interval.exact(0.0) for name in PolicyMetrics.model_fields if not name.startswith("judge")}
         metrics = PolicyMetrics(**{**measured, "guardrail_violations": Interval.exact(violations)})

@@ -1,6 +1,8 @@
 """The guardrail policy: fictional menace passes; real-world harm, slurs, sexual content involving
 minors and self-harm encouragement do not."""
 
+import hashlib
+
 import pytest
 
 from srl_forge.guardrails import SLUR_HASHES, check, is_safe
@@ -39,7 +41,6 @@ def test_violations_are_caught_by_category(line, category):
 
 def test_slurs_are_matched_by_hash_without_storing_the_words():
     assert len(SLUR_HASHES) > 20
-    import hashlib
 
     made_up = "zorblat"  # a stand-in word registered for this test only
     extra = frozenset({hashlib.sha256(made_up.encode()).hexdigest()})

@@ -4,14 +4,19 @@ expert answer's thought, the feature-classifier reference and the step-by-step r
 import pytest
 import torch
 
+import training.grpo_runner as runner
+from srl_assets.resources import TrainingResource
 from srl_forge.errors import InputError
 from srl_forge.policy import parse_decision
+from srl_forge.trajectory import Trajectory, TrajectoryStep
 from tests.helpers import make_encounter
 from training.evaluation import _answer_from_steps
 from training.feature_classifier import FeatureClassifier, encounter_features
 from training.grpo_runner import RECIPES, GRPOTrainingConfig, recipe, sft_steps
 from training.learning_curve import probe_steps
+from training.model_loading import load_base_model
 from training.rlvr import RLVRConfig, decision_text
+from training.sft import completion_loss
 from training.srl import SRLConfig
 
 
@@ -29,9 +34,6 @@ def test_overrides_win_over_the_recipe():
 
 
 def test_quantization_is_a_recipe_setting_the_training_resource_may_override(tmp_path, monkeypatch):
-    import training.grpo_runner as runner
-    from srl_assets.resources import TrainingResource
-
     (tmp_path / "quick.yaml").write_text("defaults: {sft_batch_size: 8}\nsrl: {quantization: 4bit}\nrlvr: {}\n")
     monkeypatch.setattr(runner, "RECIPES", tmp_path)
     recipe_only = TrainingResource(work_root=str(tmp_path), model_cache=str(tmp_path))
@@ -50,8 +52,6 @@ def test_quantization_is_a_recipe_setting_the_training_resource_may_override(tmp
 
 
 def test_a_bad_recipe_names_the_file_and_the_field(tmp_path, monkeypatch):
-    import training.grpo_runner as runner
-
     (tmp_path / "quick.yaml").write_text(
         "defaults: {sft_batch_size: 8}\nrlvr: {sft_epoch: 1.0}\nsrl: {sft_epochs: -1}\n"
     )
@@ -75,8 +75,6 @@ def test_supervised_steps_and_probe_points():
 
 def test_completion_loss_equals_the_full_logits_loss(tiny_policy):
     """The supervised phase computes logits only from the earliest completion token on: the same loss."""
-    from training.model_loading import load_base_model
-    from training.sft import completion_loss
 
     model = load_base_model(tiny_policy)
     torch.manual_seed(0)
@@ -97,8 +95,6 @@ def test_completion_loss_equals_the_full_logits_loss(tiny_policy):
 
 
 def test_the_expert_answer_copies_the_facts_names_the_rules_then_acts(tmp_path):
-    from srl_forge.trajectory import Trajectory, TrajectoryStep
-
     steps = (
         TrajectoryStep(title="ASSESS", thought="t", action="Night."),
         TrajectoryStep(title="APPLY RULE", thought="t", action="vampire.garlic (priority 60): forbid feed."),

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from srl_forge.lore import load_species_lore
+from srl_forge.lore import LoreChunk, load_species_lore
 from srl_forge.memory import SemanticMemory, SentenceEmbedder, open_lore_store
 from tests.helpers import LORE_ROOT
 
@@ -32,7 +32,6 @@ class AxisEmbedder:
 
 def test_cosine_ranking_is_exact(database_location):
     store = open_lore_store(database_location)
-    from srl_forge.lore import LoreChunk
 
     chunks = [
         LoreChunk(chunk_id=f"c{i}", doc_id="w/d", text=t)
@@ -63,7 +62,6 @@ def test_index_reuses_embeddings_and_keeps_versions_apart(database_location):
 def test_search_finds_k_chunks_of_its_version_when_other_versions_are_nearer(database_location):
     """Many near chunks of another version must not crowd out the asked version's (on PostgreSQL the
     HNSW index scan is filtered: iterative scanning keeps going until k rows match)."""
-    from srl_forge.lore import LoreChunk
 
     store = open_lore_store(database_location)
     embedder = AxisEmbedder()
@@ -78,8 +76,6 @@ def test_search_finds_k_chunks_of_its_version_when_other_versions_are_nearer(dat
 
 
 def test_a_failed_store_keeps_the_version_that_was_there(database_location):
-    from srl_forge.lore import LoreChunk
-
     store = open_lore_store(database_location)
     embedder = AxisEmbedder()
     kept = [LoreChunk(chunk_id="c0", doc_id="w/d", text="moon")]

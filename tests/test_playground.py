@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import httpx2
 import pytest
+from PIL import Image
 
 from tests.helpers import REPO
 from tests.scripted_engine import CHARMS, FEEDS, ScriptedEngine, streamed_chunks
@@ -46,8 +47,7 @@ def test_a_streamed_answer_ends_with_its_summary_and_verdict(scripted_server):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
 def test_the_page_streams_blue_and_green_side_by_side_with_the_verdicts(scripted_server):
-    from PIL import Image
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - playwright is there only where make test installed chromium
 
     # blue feeds though the player carries garlic (refused and replaced); green charms (allowed)
     engine = ScriptedEngine(by_model={"vampire": FEEDS, "vampire:green": CHARMS}, seconds_per_piece=0.005)

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 from dagster import AssetKey, DagsterInstance, EnvVar, materialize
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from srl_assets.definitions import ASSETS, build_definitions
 from srl_assets.partitions import register_species
@@ -43,8 +44,6 @@ def aws_profile(monkeypatch, tmp_path, postgres_server, s3_endpoint, s3_root):
 
 
 def test_the_aws_profile_materializes_a_species_on_postgres_and_s3(aws_profile, project_copy, tmp_path):
-    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
-
     instance = DagsterInstance.from_config(str(aws_profile["dagster_home"]))
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)

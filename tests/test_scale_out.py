@@ -8,6 +8,8 @@ import shutil
 import boto3
 import yaml
 from dagster import DagsterInstance
+from dagster_aws.ecs import EcsRunLauncher
+from dagster_postgres import PostgresRunStorage
 
 from srl_assets.resources import REPO_ROOT
 
@@ -15,8 +17,6 @@ from srl_assets.resources import REPO_ROOT
 def test_the_ecs_instance_launches_runs_as_tasks_of_the_forge_image(
     monkeypatch, tmp_path, postgres_server, s3_endpoint
 ):
-    from dagster_aws.ecs import EcsRunLauncher
-    from dagster_postgres import PostgresRunStorage
 
     postgres_server.psql("DROP DATABASE IF EXISTS dagster_ecs;")
     postgres_server.psql("CREATE DATABASE dagster_ecs;")

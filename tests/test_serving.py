@@ -1,19 +1,51 @@
 """Serving: the guardrails on a streamed answer, persona files, and the OpenAI-compatible server
 end to end (a real model and adapters, the `openai` client over HTTP on 127.0.0.1)."""
 
+import asyncio
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import httpx2
+import llama_cpp
+import numpy as np
+import openai
 import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM
 
-from serving.server import AnswerGuard
+from serving import gguf_lora
+from serving.batched_engine import BatchedLlamaPool
+from serving.engine import AdapterPool, open_engine
+from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, StreamStats
+from serving.gguf_lora import dequantized_gguf
+from serving.llama_engine import LlamaCppPool
+from serving.llama_loading import open_llama
+from serving.performance import served_performance
+from serving.server import AnswerGuard, ForgeServer, build_app
+from srl_forge.artifacts import LocalArtifactStore
+from srl_forge.deployment import deploy_candidate
+from srl_forge.deployment import load_tiers as load_tiers_file
+from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
+from srl_forge.encounters import EncounterDesigner, SampledEncounter
 from srl_forge.errors import InputError
-from srl_forge.lore import LoreLimits
+from srl_forge.game_state import GameStateStore
+from srl_forge.lore import LoreLimits, load_species_lore
 from srl_forge.personas import load_persona, persona_action_scores
-from tests.helpers import local_serving_config, serving_on_loopback
-from training.outcome_dataset import OutcomeRow
+from srl_forge.player_logs import filter_player_records, read_player_logs
+from srl_forge.registry import AdapterMetrics, AdapterVersion, open_registry
+from srl_forge.rulebook import load_rulebook
+from srl_forge.rules_engine import RulesEngine
+from srl_forge.tables import markdown_table
+from srl_forge.teachers.lines import load_voice
+from tests.helpers import REPO, local_serving_config, serving_on_loopback
+from training.model_loading import DEFAULT_POLICY, default_policy_gguf, load_base_model, load_tokenizer, resolve_model
+from training.outcome_dataset import OutcomeRow, outcome_row
+from training.persona_dataset import persona_row
 
 LORE = Path(__file__).resolve().parent.parent / "lore"
 
@@ -102,15 +134,6 @@ def test_persona_files_are_screened_like_lore(tmp_path):
 
 
 def test_persona_rows_apply_the_overrides_and_speak_in_the_persona_voice():
-    from srl_forge.encounter import Encounter, GameState, Location, NPCState, Player
-    from srl_forge.encounters import SampledEncounter
-    from srl_forge.lore import load_species_lore
-    from srl_forge.rulebook import load_rulebook
-    from srl_forge.rules_engine import RulesEngine
-    from srl_forge.teachers.lines import load_voice
-    from training.outcome_dataset import outcome_row
-    from training.persona_dataset import persona_row
-
     root = LORE.parent
     rulebook = load_rulebook(root / "rules", "vampire", load_species_lore(LORE, "vampire").document_ids)
     engine = RulesEngine(rulebook)
@@ -150,10 +173,6 @@ def test_persona_rows_apply_the_overrides_and_speak_in_the_persona_voice():
 
 
 def _make_adapter(tiny_policy: str, folder: Path, seed: int) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     torch.manual_seed(seed)
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tiny_policy),
@@ -165,11 +184,6 @@ def _make_adapter(tiny_policy: str, folder: Path, seed: int) -> Path:
 
 @pytest.fixture
 def served(tmp_path, tiny_policy, model_cache):
-    from serving.server import ForgeServer, build_app
-    from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.deployment import deploy_candidate
-    from srl_forge.registry import AdapterVersion, open_registry
-
     root = LORE.parent
     store = LocalArtifactStore(tmp_path / "artifacts")
     tiers = tmp_path / "tiers.yaml"
@@ -203,12 +217,9 @@ def served(tmp_path, tiny_policy, model_cache):
             o.tier: o.result for o in deploy_candidate(registry, load_tiers_file(tiers), adapter, serves, 10.0, "test")
         }
 
-    from srl_forge.deployment import load_tiers as load_tiers_file
-
     assert publish("a" * 64, "vampire", "srl_rlvr", 1, "species") == {"tier1": "promoted"}
     assert publish("b" * 64, "vampire/count_orlok", "persona", 2, "persona", parent="a" * 64) == {"tier3": "promoted"}
     config = local_serving_config(tmp_path, tiers, model_cache, max_new_tokens=24, threads=1)
-    from srl_forge.game_state import GameStateStore
 
     GameStateStore(config.game_state_db).load_seed(root / "game_state" / "seed.yaml")
     server = ForgeServer(config)
@@ -217,10 +228,6 @@ def served(tmp_path, tiny_policy, model_cache):
 
 
 def test_streaming_chat_through_the_openai_client_is_logged_for_training(served):
-    import openai
-
-    from srl_forge.player_logs import read_player_logs
-
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{served['port']}/v1", api_key="local")
     assert {m.id for m in client.models.list()} == {"vampire", "vampire/count_orlok"}
     encounter = {
@@ -279,16 +286,6 @@ def _feedback_lines(config) -> int:
 
 
 def test_the_games_feedback_on_an_answer_is_validated_stored_and_learned_from(served):
-    import urllib.error
-    import urllib.request
-
-    import openai
-
-    from serving.performance import served_performance
-    from srl_forge.encounters import EncounterDesigner
-    from srl_forge.player_logs import filter_player_records, read_player_logs
-    from srl_forge.registry import AdapterMetrics
-
     config, port = served["config"], served["port"]
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="local")
     reply = client.chat.completions.create(model="vampire", messages=[{"role": "user", "content": "Who goes there?"}])
@@ -372,8 +369,6 @@ def test_the_games_feedback_on_an_answer_is_validated_stored_and_learned_from(se
 def test_the_prefix_cache_changes_speed_not_answers(tmp_path, tiny_policy):
     """Greedy answers with the system prompt's keys and values cached are the answers without the cache,
     for each adapter (LoRA changes keys and values, so each adapter has its own cache)."""
-    from serving.engine import AdapterPool
-    from serving.engine_protocol import ServedAdapter, StreamStats
 
     adapters = [
         ServedAdapter(
@@ -455,10 +450,6 @@ def test_token_by_token_thinking_streams_without_its_tags():
 
 def _lora(path: str, folder: Path, modules: list[str], scale: float) -> Path:
     """A random LoRA on the real default policy, strong enough to move its logits."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from training.model_loading import load_base_model
 
     torch.manual_seed(0)
     model = get_peft_model(
@@ -474,7 +465,6 @@ def _lora(path: str, folder: Path, modules: list[str], scale: float) -> Path:
 @pytest.fixture(scope="module")
 def smollm2_loras(model_cache, tmp_path_factory):
     pytest.importorskip("llama_cpp")
-    from training.model_loading import DEFAULT_POLICY, resolve_model
 
     path = resolve_model(DEFAULT_POLICY, model_cache)
     root = tmp_path_factory.mktemp("loras")
@@ -496,8 +486,6 @@ CHATS = [
 
 def f32_base(hf_path: str) -> Path:
     """The float32 GGUF the llama.cpp engine serves, made once beside the converted HF model."""
-    from serving.gguf_lora import dequantized_gguf
-    from training.model_loading import default_policy_gguf
 
     return dequantized_gguf(default_policy_gguf(), Path(hf_path).parent / "smollm2-f32.gguf")
 
@@ -505,12 +493,6 @@ def f32_base(hf_path: str) -> Path:
 def _adapter_effect_agreement(path: str, adapter: Path, gguf_adapter: Path) -> float:
     """Correlation between what the adapter does to the next-token logits under peft and under llama.cpp
     (each compared with its own base model, so the engines' small numeric differences cancel)."""
-    import numpy as np
-    import torch
-    from peft import PeftModel
-
-    from serving.llama_loading import open_llama
-    from training.model_loading import load_base_model, load_tokenizer
 
     tokenizer = load_tokenizer(path)
     ids = tokenizer(
@@ -538,8 +520,6 @@ def _adapter_effect_agreement(path: str, adapter: Path, gguf_adapter: Path) -> f
 
 
 def test_a_lora_adapter_converted_to_gguf_does_in_llama_cpp_what_it_does_in_peft(smollm2_loras, tmp_path, monkeypatch):
-    from serving import gguf_lora
-
     path, adapters = smollm2_loras
     shape = gguf_lora.base_gguf_shape(f32_base(path))
     assert shape == {"architecture": "llama", "heads": 9, "kv_heads": 3}
@@ -553,11 +533,6 @@ def test_a_lora_adapter_converted_to_gguf_does_in_llama_cpp_what_it_does_in_peft
 
 
 def test_llama_cpp_models_load_without_repacked_buffers_and_the_defaults_are_put_back():
-    import llama_cpp
-
-    from serving.llama_loading import open_llama
-    from training.model_loading import default_policy_gguf
-
     llm = open_llama(str(default_policy_gguf()), n_ctx=64, n_threads=1, verbose=False, vocab_only=True)
     assert llm.model_params.use_extra_bufts is False  # the AMX crash the module's docstring names
     assert llama_cpp.llama_model_default_params().use_extra_bufts is True
@@ -568,10 +543,6 @@ def test_llama_cpp_models_load_without_repacked_buffers_and_the_defaults_are_put
 
 
 def test_the_llama_cpp_engine_streams_and_reuses_what_it_already_read(smollm2_loras, tmp_path):
-    from serving.engine import AdapterPool
-    from serving.engine_protocol import ServedAdapter, StreamStats
-    from serving.llama_engine import LlamaCppPool
-
     path, adapters = smollm2_loras
     served = [
         ServedAdapter(
@@ -600,10 +571,6 @@ def test_the_llama_cpp_engine_streams_and_reuses_what_it_already_read(smollm2_lo
 
 
 def test_the_serving_engine_is_configuration(smollm2_loras, model_cache):
-    from serving.batched_engine import BatchedLlamaPool
-    from serving.engine import AdapterPool, open_engine
-    from serving.llama_engine import LlamaCppPool
-
     assert isinstance(open_engine("auto", "smollm2-135m-instruct", model_cache), BatchedLlamaPool)
     assert isinstance(open_engine("llama.cpp", "smollm2-135m-instruct", model_cache), LlamaCppPool)
     assert isinstance(open_engine("transformers", "smollm2-135m-instruct", model_cache), AdapterPool)
@@ -617,12 +584,6 @@ def test_int8_serving_agrees_with_float32(smollm2_loras, model_cache, tmp_path):
     """The embedded `int8` precision (llama.cpp Q8_0, quantized from the float32 weights the policy trained
     on): the same next token as float32 on every prompt, nearly the same logits, and greedy answers that
     mostly match token for token; the table is kept in test-artifacts/int8-agreement.md."""
-    import numpy as np
-
-    from serving.engine import open_engine
-    from serving.engine_protocol import ServedAdapter
-    from srl_forge.tables import markdown_table
-    from tests.helpers import REPO
 
     path, adapters = smollm2_loras
     served = [
@@ -640,8 +601,6 @@ def test_int8_serving_agrees_with_float32(smollm2_loras, model_cache, tmp_path):
     assert pools["int8"].gguf_path.stat().st_size < 0.35 * pools["float32"].gguf_path.stat().st_size
 
     def next_token_logits(pool, chat):
-        from serving.llama_loading import open_llama
-
         llm = open_llama(
             str(pool.gguf_path),
             lora_path=str(pool._gguf_adapter(served[0])),
@@ -683,9 +642,6 @@ def test_int8_serving_agrees_with_float32(smollm2_loras, model_cache, tmp_path):
 def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_loras, tmp_path):
     """Six players at once on one adapter: every greedy answer is token for token what the one-at-a-time
     engine says, the system prompt is read once and shared, and a stream the game drops frees its slot."""
-    from serving.batched_engine import BatchedLlamaPool
-    from serving.engine_protocol import ServedAdapter, StreamStats
-    from serving.llama_engine import LlamaCppPool
 
     path, adapters = smollm2_loras
     served = [
@@ -739,9 +695,6 @@ def test_continuous_batching_answers_many_streams_as_one_stream_would(smollm2_lo
 def test_a_waiting_stream_yields_heartbeats_and_one_closed_while_waiting_is_never_read(smollm2_loras, tmp_path):
     """What the server's time limit stands on when no token comes: each engine yields "" while an answer waits
     its turn, and a request its caller closed while it waited for a slot is dropped without reading its prompt."""
-    from serving.batched_engine import BatchedLlamaPool
-    from serving.engine_protocol import HEARTBEAT_SECONDS, ServedAdapter, StreamStats
-    from serving.llama_engine import LlamaCppPool
 
     path, adapters = smollm2_loras
     served = [
@@ -778,9 +731,6 @@ def test_a_waiting_stream_yields_heartbeats_and_one_closed_while_waiting_is_neve
 
 
 def test_the_transformers_engine_yields_heartbeats_while_another_answer_runs(tiny_policy):
-    from serving.engine import AdapterPool
-    from serving.engine_protocol import HEARTBEAT_SECONDS
-
     pool = AdapterPool(tiny_policy, threads=1)
     with pool._lock:  # another answer is being generated
         waiting = pool.stream(None, CHATS[0], max_new_tokens=4)
@@ -793,14 +743,6 @@ def test_the_server_answers_many_players_at_once_with_the_batched_engine(smollm2
     """Eight players greet the vampire at the same moment through HTTP: the server's default engine
     (continuous batching, the SmolLM2 policy at int8) answers every stream, each answer ends in an ACTION the
     rules engine checked (or the engine's own decision), and every one is logged for training."""
-    import asyncio
-
-    import httpx2
-
-    from serving.server import ForgeServer, build_app
-    from srl_forge.artifacts import LocalArtifactStore
-    from srl_forge.registry import AdapterVersion, open_registry
-    from tests.helpers import local_serving_config, serving_on_loopback
 
     path, adapters = smollm2_loras
     tiers = tmp_path / "tiers.yaml"
@@ -865,6 +807,4 @@ def test_the_server_answers_many_players_at_once_with_the_batched_engine(smollm2
 
 
 def read_logs(server):
-    from srl_forge.player_logs import read_player_logs
-
     return read_player_logs(Path(server.config.player_logs_root), "vampire")

@@ -7,10 +7,13 @@ import logging
 import time
 from pathlib import Path
 
+import httpx2
 import openai
 import pytest
 
-from tests.helpers import metric
+from serving.server import ForgeServer, ServingConfig
+from srl_forge.errors import InputError
+from tests.helpers import local_serving_config, metric
 from tests.scripted_engine import CHARMS, FEEDS, GARLIC_NIGHT, ScriptedEngine, streamed_chunks, streamed_content
 
 API_KEY = "sk-test-0123456789abcdef"
@@ -62,8 +65,6 @@ def test_an_action_the_rules_forbid_never_reaches_the_player(scripted_server):
 
 
 def test_the_api_key_is_required_and_never_logged(scripted_server, caplog):
-    from serving.server import ServingConfig
-
     caplog.set_level(logging.DEBUG)
     running = scripted_server(ScriptedEngine(CHARMS), api_key=API_KEY)
     hi = {"messages": [{"role": "user", "content": "Hi"}], "extra_body": {"encounter": GARLIC_NIGHT}}
@@ -72,7 +73,6 @@ def test_the_api_key_is_required_and_never_logged(scripted_server, caplog):
     with pytest.raises(openai.AuthenticationError):
         running.client("sk-wrong").models.list()
     assert running.client(API_KEY).chat.completions.create(model="vampire", **hi).choices[0].message.content
-    import httpx2
 
     assert httpx2.get(f"{running.url}/health").status_code == 200  # what a load balancer probes
     assert httpx2.get(f"{running.url}/metrics").status_code == 401
@@ -83,8 +83,6 @@ def test_the_api_key_is_required_and_never_logged(scripted_server, caplog):
 
 
 def test_bad_requests_are_refused_naming_the_field(scripted_server):
-    import httpx2
-
     running = scripted_server(ScriptedEngine(CHARMS), max_new_tokens=32, max_request_bytes=4096)
     client = running.client()
     hi = [{"role": "user", "content": "Hi"}]
@@ -162,7 +160,6 @@ def test_an_engine_failing_mid_answer_ends_with_the_engines_decision_and_is_logg
 def test_the_server_stays_up_under_a_burst_of_mixed_requests(scripted_server):
     """60 requests at once on loopback, good and bad mixed: every good one is answered and logged, every bad
     one refused with its status, and the server answers afterwards."""
-    import httpx2
 
     running = scripted_server(ScriptedEngine(CHARMS), max_request_bytes=8192)
     url = f"{running.url}/v1/chat/completions"
@@ -192,10 +189,6 @@ def test_the_server_stays_up_under_a_burst_of_mixed_requests(scripted_server):
 
 
 def test_one_server_serves_one_precision(tmp_path):
-    from serving.server import ForgeServer
-    from srl_forge.errors import InputError
-    from tests.helpers import local_serving_config
-
     tiers = tmp_path / "tiers.yaml"
     tiers.write_text(
         "tiers:\n"

@@ -6,7 +6,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from asset_checks import CHECKS
 from srl_assets.definitions import ASSETS, build_definitions
-from srl_assets.partitions import register_species
+from srl_assets.partitions import register_personas, register_species
 from srl_assets.resources import DeploymentResource, TrainingResource
 from srl_forge.artifacts import LocalArtifactStore
 from srl_forge.registry import open_registry
@@ -112,7 +112,6 @@ def test_training_chain_lineage_and_evaluation(project_copy, tmp_path, tiny_poli
         "---\nname: Old Gregor\ntitle: the gravedigger who rose\nforbid: [flee]\n---\n"
         "He still tends the graves he now sleeps in, and never leaves them.\n"
     )
-    from srl_assets.partitions import register_personas
 
     assert "zombie/old_gregor" in register_personas(instance, project_copy / "lore")
     persona = run(["persona_adapter", "deployed_persona"], partition="zombie/old_gregor")

@@ -2,19 +2,34 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from datasets import Dataset
 from transformers import TrainerCallback
+from trl import GRPOConfig
 
+from serving.engine import AdapterPool
+from serving.engine_protocol import ServedAdapter
 from tests.helpers import has_row
-from tests.tiny_policy import TINY_TRAINING
-from training.dynamic_sampling import keep_mask
+from tests.tiny_policy import TINY_TRAINING, make_tiny_policy
+from training.distributed import torchrun_arguments
+from training.dynamic_sampling import DynamicSamplingGRPOTrainer, keep_mask
 from training.grpo_runner import mix_replay
-from training.model_loading import bf16_supported, quantization_config
-from training.srl import SRLConfig, SRLJob, run_srl_job
+from training.model_loading import (
+    bf16_supported,
+    load_base_model,
+    load_policy,
+    load_tokenizer,
+    lora_config,
+    quantization_config,
+)
+from training.policy_eval import generate
+from training.srl import SRLConfig, SRLJob, main, run_srl_job
 
 
 def rows(n, split="train", prefix="r"):
@@ -66,11 +81,6 @@ def test_keep_mask_filters_zero_variance_groups():
 
 def test_zero_variance_group_contributes_no_gradient(tiny_policy, model_cache, tmp_path):
     """Through the real trainer: change the filtered group's completions and the gradient is unchanged."""
-    from datasets import Dataset
-    from trl import GRPOConfig
-
-    from training.dynamic_sampling import DynamicSamplingGRPOTrainer
-    from training.model_loading import load_policy, load_tokenizer, lora_config
 
     def reward(prompts, completions, group, **kwargs):
         # group "flat" always scores 0.5: zero variance; group "varied" alternates 0 and 1
@@ -203,12 +213,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_policy, model_cache, t
 def test_quantized_training_runs_on_the_cpu_and_its_adapter_serves(quantization, model_cache, tmp_path):
     """QLoRA: a LoRA trained on a 4-bit (or 8-bit) base, one supervised warm-up step and one SRL GRPO step,
     with bitsandbytes on this CPU; the adapter then loads onto the full-precision base and is served."""
-    from bitsandbytes.nn import Linear4bit, Linear8bitLt
-
-    from serving.engine import AdapterPool
-    from serving.engine_protocol import ServedAdapter
-    from tests.tiny_policy import make_tiny_policy
-    from training.model_loading import load_base_model
+    from bitsandbytes.nn import Linear4bit, Linear8bitLt  # noqa: PLC0415 - loads bitsandbytes' native library; only the quantized tests need it
 
     tiny_policy = make_tiny_policy(tmp_path / "policy", model_cache, hidden_size=64)
 
@@ -231,7 +236,7 @@ def test_quantized_training_runs_on_the_cpu_and_its_adapter_serves(quantization,
 
 
 def test_quantization_without_its_cpu_backend_is_a_clear_error(monkeypatch):
-    import bitsandbytes
+    import bitsandbytes  # noqa: PLC0415 - loads bitsandbytes' native library; only the quantized tests need it
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(bitsandbytes, "__version__", "0.44.1")
@@ -254,7 +259,6 @@ def test_bf16_counts_only_where_the_cpu_has_it_natively(monkeypatch, avx512_bf16
 
 def test_job_entry_point_runs_a_job_file(tiny_policy, model_cache, tmp_path, capsys):
     """`python -m training.srl --job job.json` is what a remote training job runs."""
-    from training.srl import main
 
     job = job_for(tmp_path, tiny_policy, model_cache, max_steps=1)
     path = tmp_path / "job.json"
@@ -266,8 +270,6 @@ def test_job_entry_point_runs_a_job_file(tiny_policy, model_cache, tmp_path, cap
 
 def test_torchrun_trains_data_parallel_and_one_process_writes(tiny_policy, model_cache, tmp_path):
     """`training.distributed` (what a multi-GPU SageMaker job runs): two CPU processes, gloo, one adapter."""
-    import subprocess
-    import sys
 
     job = job_for(tmp_path, tiny_policy, model_cache, max_steps=1)
     path = tmp_path / "job.json"
@@ -285,8 +287,6 @@ def test_torchrun_trains_data_parallel_and_one_process_writes(tiny_policy, model
 
 
 def test_distributed_placement_follows_the_sagemaker_hosts():
-    from training.distributed import torchrun_arguments
-
     assert torchrun_arguments("training.rlvr", ["--job", "j"], 4)[:3] == [
         "--standalone",
         "--nnodes=1",
@@ -309,9 +309,6 @@ def test_distributed_placement_follows_the_sagemaker_hosts():
 
 
 def test_generation_stops_each_sequence_once_its_predicate_holds(tiny_policy):
-    from training.model_loading import load_base_model, load_tokenizer
-    from training.policy_eval import generate
-
     tokenizer, model = load_tokenizer(tiny_policy), load_base_model(tiny_policy)
     prompts = [r["prompt"] for r in rows(3)]
     full = [o[0] for o in generate(model, tokenizer, prompts, max_new_tokens=24)]
@@ -321,9 +318,6 @@ def test_generation_stops_each_sequence_once_its_predicate_holds(tiny_policy):
 
 
 def test_importing_the_training_library_prints_no_bitsandbytes_kernel_notice():
-    import subprocess
-    import sys
-
     # the notice exists: without the training library's setting it is printed (so the test can fail)
     loud = subprocess.run([sys.executable, "-c", "import peft, bitsandbytes"], capture_output=True, text=True)
     if "gemm_4bit_forward" not in loud.stderr + loud.stdout:

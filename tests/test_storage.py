@@ -2,14 +2,23 @@
 and validated (on DuckDB and on PostgreSQL)."""
 
 import os
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from srl_assets import run
+from srl_assets.resources import GameStateResource
 from srl_forge.artifacts import LocalArtifactStore
+from srl_forge.encounter import Encounter
 from srl_forge.errors import InputError
 from srl_forge.game_state import GameStateStore
+from srl_forge.player_logs import (
+    PlayerLogRecord,
+    append_player_log,
+    log_watermark,
+    read_player_logs,
+)
 from tests.helpers import SEED
 
 
@@ -119,9 +128,6 @@ def test_game_state_seed_and_live_events(database_location):
 
 
 def test_an_edited_seed_on_an_existing_store_is_said_not_applied_until_reseeded(tmp_path, monkeypatch, capsys):
-    from srl_assets import run
-    from srl_assets.resources import GameStateResource
-
     seed = tmp_path / "seed.yaml"
     seed.write_text(SEED.read_text())
     resource = GameStateResource(location=str(tmp_path / "gs.duckdb"), seed_path=str(seed))
@@ -167,16 +173,6 @@ def player_log_location(request, tmp_path):
 
 
 def test_player_logs_append_read_and_count_on_either_store(player_log_location):
-    from datetime import datetime
-
-    from srl_forge.encounter import Encounter
-    from srl_forge.player_logs import (
-        PlayerLogRecord,
-        append_player_log,
-        log_watermark,
-        read_player_logs,
-    )
-
     def record(species: str, said: str) -> PlayerLogRecord:
         encounter = Encounter.model_validate(
             {"game": {}, "location": {}, "npc": {"species": species}, "player": {"action": "talk", "utterance": said}}
@@ -205,16 +201,6 @@ def test_player_logs_append_read_and_count_on_either_store(player_log_location):
 
 
 def test_an_unreadable_player_log_is_reported_not_fatal(tmp_path):
-    from datetime import datetime
-
-    from srl_forge.encounter import Encounter
-    from srl_forge.player_logs import (
-        PlayerLogRecord,
-        append_player_log,
-        log_watermark,
-        read_player_logs,
-    )
-
     root = tmp_path / "player_logs"
     encounter = Encounter.model_validate(
         {"game": {}, "location": {}, "npc": {"species": "vampire"}, "player": {"action": "talk", "utterance": "hello"}}

@@ -2,9 +2,11 @@
 server speaking the chat-completions protocol (including 429, 5xx, timeouts and malformed JSON)."""
 
 import json
+import time
 
 import pytest
 
+from srl_assets.resources import embedded_resources
 from srl_forge.encounter import GameState
 from srl_forge.encounters import DesignSpec, EncounterDesigner
 from srl_forge.errors import InputError
@@ -41,6 +43,7 @@ from tests.helpers import (
     species_setup,
 )
 from tests.scripted_teachers import OneTrajectoryScript
+from training.evaluation import EvalCase, judge_policy
 
 SECRET = "sk-test-not-a-real-key-1234"
 
@@ -368,8 +371,6 @@ def test_an_outage_outlasting_the_retries_is_not_a_reject_and_names_role_and_end
 
 
 def test_a_429_waits_as_long_as_retry_after_says(tmp_path, api_key):
-    import time
-
     with FakeOpenAI(OneTrajectoryScript()) as server:
         server.faults = [("status", 429, {"Retry-After": "1"})]
         teachers = llm_teachers(server, tmp_path, backoff_initial_s=0.0)
@@ -403,8 +404,6 @@ def test_openai_role_without_endpoint_is_a_config_error():
 
 
 def test_optional_judge_scores_lines_through_the_endpoint_and_caches(tmp_path, api_key):
-    from training.evaluation import EvalCase, judge_policy
-
     def judge(request):
         line = request["messages"][1]["content"].rsplit("Line: ", 1)[1]
         grounded = "hunter" in line
@@ -432,8 +431,6 @@ def test_optional_judge_scores_lines_through_the_endpoint_and_caches(tmp_path, a
 
 
 def test_voices_are_configurable_and_only_the_writer_needs_one(tmp_path, monkeypatch):
-    from srl_assets.resources import embedded_resources
-
     rulebook = species_setup("vampire")[1]
     teachers = Teachers(TeachersConfig(), tmp_path / "cache", tmp_path / "no-voices", rulebook)
     designed = teachers.designer.design(

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import torch
+from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
 from training.model_loading import DEFAULT_POLICY, resolve_model
 
 # a training config that runs every phase of a job on the tiny policy in seconds and learns nothing
@@ -24,8 +27,6 @@ def make_tiny_policy(target: Path, model_cache: Path, hidden_size: int = 32) -> 
     """`hidden_size` 64 for a 4-bit base: bitsandbytes quantizes a layer's inputs in blocks of 64."""
     if (target / "config.json").exists():
         return str(target)
-    import torch
-    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
 
     smollm2 = resolve_model(DEFAULT_POLICY, model_cache)
     config = AutoConfig.from_pretrained(smollm2)
