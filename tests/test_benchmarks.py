@@ -4,9 +4,10 @@ import subprocess
 
 import pytest
 
-from bench.machine import LEARNING_INPUTS, training_code_version
+from bench.machine import LEARNING_INPUTS, machine, training_code_version
 from bench.sweep import SWEEPS, expert_answer, setting_key
-from srl_forge.policy import parse_decision, split_thinking
+from bench.training_speed import measure, to_markdown
+from srl_forge.policy import parse_decision, render_answer, split_thinking
 from srl_forge.trajectory import Trajectory, TrajectoryStep
 from tests.helpers import make_encounter
 
@@ -69,3 +70,24 @@ def test_the_sweep_thoughts_copy_the_facts_before_the_recipe_rules_and_still_par
     # one trained adapter scored at two answer budgets: the budget is not part of what was trained
     short, long = (s for s in SWEEPS["evidence-thought"][1] if s.thought == "assess")
     assert (short.score_tokens, long.score_tokens) == (96, 192) and setting_key(short) == setting_key(long)
+
+
+def test_the_training_speed_benchmark_times_each_way_of_taking_a_step_and_marks_the_recipes(tiny_policy, tmp_path):
+    rows = [
+        {
+            "prompt": [{"role": "system", "content": "You are a vampire."}, {"role": "user", "content": f"Guest {i}."}],
+            "completion_text": render_answer("Night; a guest.", "charm", "Welcome, my dear guest."),
+        }
+        for i in range(8)
+    ]
+    out = measure(rows, tiny_policy, tmp_path, warmup=1, steps=2, answers=2, compile_too=False)
+    here = machine()
+    assert [s["setting"] for s in out["supervised"]] == ["TRL loss, float32", "completion logits, float32"] + (
+        ["completion logits, bf16"] if here["bf16"] else []
+    )
+    for step in out["supervised"]:
+        assert step["timed_steps"] == 2 and step["seconds_per_step"] > 0 and step["tokens_per_second"] > 0
+    assert [g["answers"] for g in out["generation"]] == [2] * len(out["generation"])
+    text = to_markdown({"species": "vampire", "date": "2026-12-08", "machine": here, "commit": "abc1234", **out})
+    assert f"completion logits, {'bf16' if here['bf16'] else 'float32'} (the recipe here)" in text
+    assert text.count("(the recipe here)") == 1
