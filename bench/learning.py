@@ -188,6 +188,10 @@ def to_markdown(out: dict) -> str:
         lines += ["## SRL→RLVR's first held-out answers", ""]
         lines += [f"- top `{', '.join(a['top'])}`: `{a['answer']}`" for a in out["answers"]]
         lines.append("")
+    if out.get("stepwise_answers"):  # five in the text, twenty in the .json
+        lines += ["## The SRL adapter's first answers rolled out step by step", ""]
+        lines += [f"- top `{', '.join(a['top'])}`: `{a['answer']}`" for a in out["stepwise_answers"][:5]]
+        lines.append("")
     lines += ["## Seconds per step", "", markdown_table(["step", "seconds"], out["asset_seconds"].items())]
     return "\n".join(lines) + "\n"
 
@@ -246,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             out["verdict"] = verdict(evaluation["results"])
             out["answers"] = evaluation["results"]["srl_rlvr"]["examples"]
+            if "srl" in evaluation["results"]:  # what the SRL adapter writes rolled out step by step
+                out["stepwise_answers"] = evaluation["results"]["srl"]["examples"]
         if report.get("training"):
             stem.with_suffix(".png").write_bytes(
                 curves_png(report["training"], f"{species}: validation through training")
