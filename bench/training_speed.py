@@ -106,6 +106,7 @@ def time_supervised_steps(
             torch_compile=setting.compiled,
             gradient_checkpointing=False,
             save_strategy="no",
+            logging_steps=1,
             report_to="none",
             disable_tqdm=True,
             max_length=1024,
@@ -115,6 +116,7 @@ def time_supervised_steps(
         callbacks=[clock],
     )
     trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     durations = clock.durations()
     timed = durations[warmup:]
     per_step = statistics.median(timed)
@@ -135,6 +137,8 @@ def time_supervised_steps(
         "warmup_extra_seconds": round(sum(durations[:warmup]) - warmup * per_step, 1),
         "tokens_per_second": round(tokens_per_row * config.sft_batch_size / per_step, 1),
         "peak_memory_mib": memory.stop(),
+        # the same rows, seed and learning rate: every setting should train alike (compile and bf16 round differently)
+        "losses": [round(loss, 4) for loss in losses],
     }
 
 
@@ -209,6 +213,7 @@ def to_markdown(out: dict) -> str:
                 "vs completion logits, float32",
                 "warm-up extra s",
                 "peak memory MiB",
+                "loss at the last step",
             ],
             [
                 [
@@ -219,6 +224,7 @@ def to_markdown(out: dict) -> str:
                     f"{reference['seconds_per_step'] / s['seconds_per_step']:.2f}x",
                     f"{s['warmup_extra_seconds']:.0f}",
                     f"{s['peak_memory_mib']:.0f}",
+                    f"{s['losses'][-1]:.4f}" if s["losses"] else "",
                 ]
                 for s in supervised
             ],
