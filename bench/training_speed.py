@@ -35,6 +35,7 @@ from bench.machine import commit, machine
 from bench.report import RESULTS
 from bench.sweep import build_data
 from srl_assets.training_assets import expert_answers
+from srl_forge.artifacts import write_atomically
 from srl_forge.policy import DECISION_TOKENS
 from srl_forge.tables import markdown_table
 from training.grpo_runner import GRPOTrainingConfig
@@ -88,8 +89,24 @@ class StepClock(TrainerCallback):
         return [end - start for start, end in zip(starts, self.ends, strict=True)]
 
 
+def mean_tokens_per_row(rows: list[dict], tokenizer) -> float:
+    """Prompt (chat template) plus completion tokens of a supervised row, on average."""
+    return statistics.mean(
+        len(tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True, return_dict=False))
+        + len(tokenizer(r["completion_text"])["input_ids"])
+        for r in rows
+    )
+
+
 def time_supervised_steps(
-    setting: StepSetting, rows: list[dict], model_path: str, config: GRPOTrainingConfig, warmup: int, steps: int, work
+    setting: StepSetting,
+    rows: list[dict],
+    tokens_per_row: float,
+    model_path: str,
+    config: GRPOTrainingConfig,
+    warmup: int,
+    steps: int,
+    work: Path,
 ) -> dict:
     tokenizer = load_tokenizer(model_path)
     policy = load_policy(model_path, None, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout))
@@ -126,11 +143,6 @@ def time_supervised_steps(
     durations = clock.durations()
     timed = durations[warmup:]
     per_step = statistics.median(timed)
-    tokens_per_row = statistics.mean(
-        len(tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True, return_dict=False))
-        + len(tokenizer(r["completion_text"])["input_ids"])
-        for r in rows
-    )
     return {
         "setting": setting.name,
         "completion_logits": setting.completion_logits,
@@ -148,9 +160,9 @@ def time_supervised_steps(
     }
 
 
-def time_greedy_answers(rows: list[dict], model_path: str, bf16: bool, count: int) -> dict:
+def time_greedy_answers(rows: list[dict], model_path: str, config: GRPOTrainingConfig, bf16: bool, count: int) -> dict:
     tokenizer = load_tokenizer(model_path)
-    policy = load_policy(model_path, None, lora_config(16, 32, 0.0)).eval()
+    policy = load_policy(model_path, None, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout)).eval()
     prompts = [r["prompt"] for r in rows[:count]]
     started = time.perf_counter()
     answers = [a for (a,) in generate(policy, tokenizer, prompts, DECISION_TOKENS, batch_size=16, bf16=bf16)]
@@ -170,15 +182,18 @@ def measure(
     """Every setting on `rows` (prompt messages and the expert's `completion_text`)."""
     config = GRPOTrainingConfig.for_budget("standard", "rlvr")
     native = bf16_supported()
+    tokens_per_row = mean_tokens_per_row(rows, load_tokenizer(model_path))
     supervised = []
     for setting in step_settings(native):
         if setting.compiled and not compile_too:
             continue
         with tempfile.TemporaryDirectory(prefix="srl-speed-", dir=work) as folder:
-            supervised.append(time_supervised_steps(setting, rows, model_path, config, warmup, steps, Path(folder)))
+            supervised.append(
+                time_supervised_steps(setting, rows, tokens_per_row, model_path, config, warmup, steps, Path(folder))
+            )
         print(json.dumps(supervised[-1]), flush=True)
     generation = [
-        time_greedy_answers(rows, model_path, bf16, answers) for bf16 in ([False, True] if native else [False])
+        time_greedy_answers(rows, model_path, config, bf16, answers) for bf16 in ([False, True] if native else [False])
     ]
     return {
         "rows": len(rows),
@@ -257,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(home) / "inductor")
         out = benchmark(args.species, Path(home), args.warmup, args.steps, args.answers)
     out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "commit": commit(), **out}
-    args.output.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     text = to_markdown(out)
-    args.output.with_suffix(".md").write_text(text)
+    # replaced whole or not at all: a run that fails here leaves the previous measurement as it was
+    write_atomically(args.output.with_suffix(".json"), (json.dumps(out, indent=2) + "\n").encode("utf-8"))
+    write_atomically(args.output.with_suffix(".md"), text.encode("utf-8"))
     print(text)
     return 0
 
